@@ -1,0 +1,5 @@
+"""TagPortal: a governed user-tag platform."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

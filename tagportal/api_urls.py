@@ -1,0 +1,7 @@
+from django.urls import include, path
+from rest_framework.authtoken.views import obtain_auth_token
+
+urlpatterns = [
+    path("token/", obtain_auth_token, name="api-token"),
+    path("catalog/", include("tagportal.catalog.urls")),
+]

@@ -1,0 +1,341 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from guardian.admin import GuardedModelAdmin
+from simple_history.admin import SimpleHistoryAdmin
+
+from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.permissions import containers_for_add, is_unrestricted
+
+from . import services
+from .forms import ApplyTemplateForm, TagAdminForm
+from .history import compare_records
+from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
+from .templates import TemplateError
+
+
+class GrantManagementMixin:
+    """Object-permission management (django-guardian) is for admins only."""
+
+    change_form_template = "admin/catalog/guarded_change_form.html"
+
+    def _may_manage_grants(self, request):
+        return is_unrestricted(request.user) and request.user.has_perm("auth.change_group")
+
+    def obj_perms_manage_view(self, request, object_pk):
+        if not self._may_manage_grants(request):
+            raise PermissionDenied
+        return super().obj_perms_manage_view(request, object_pk)
+
+    def obj_perms_manage_user_view(self, request, object_pk, user_id):
+        if not self._may_manage_grants(request):
+            raise PermissionDenied
+        return super().obj_perms_manage_user_view(request, object_pk, user_id)
+
+    def obj_perms_manage_group_view(self, request, object_pk, group_id):
+        if not self._may_manage_grants(request):
+            raise PermissionDenied
+        return super().obj_perms_manage_group_view(request, object_pk, group_id)
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        context["may_manage_grants"] = self._may_manage_grants(request)
+        return super().render_change_form(request, context, *args, **kwargs)
+
+
+@admin.register(BusinessLine)
+class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+    list_display = ("code", "name", "name_en", "brand_count", "tag_count", "is_active", "last_updated")
+    list_filter = ("is_active",)
+    search_fields = ("code", "name", "name_en", "description")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_brands=Count("brands", distinct=True), _tags=Count("tags", distinct=True))
+        )
+
+    @admin.display(description=gettext_lazy("brands"), ordering="_brands")
+    def brand_count(self, obj):
+        return obj._brands
+
+    @admin.display(description=gettext_lazy("tags"), ordering="_tags")
+    def tag_count(self, obj):
+        return obj._tags
+
+
+@admin.register(Brand)
+class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+    list_display = ("code", "name", "name_en", "business_line", "tag_count", "is_active")
+    list_filter = (("business_line", ScopedRelatedFieldListFilter), "is_active")
+    list_select_related = ("business_line",)
+    search_fields = ("code", "name", "name_en", "description")
+    actions = ["apply_template_action"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_tags=Count("tags"))
+
+    @admin.display(description=gettext_lazy("tags"), ordering="_tags")
+    def tag_count(self, obj):
+        return obj._tags
+
+    @admin.action(description=gettext_lazy("Apply an industry template"), permissions=["apply_template"])
+    def apply_template_action(self, request, queryset):
+        form = ApplyTemplateForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for brand in queryset:
+                try:
+                    result = services.apply_template(brand, form.cleaned_data["template"], user=request.user)
+                except (PermissionDenied, TemplateError) as exc:
+                    self.message_user(request, f"{brand}: {exc}", messages.ERROR)
+                    continue
+                self.message_user(
+                    request,
+                    _("%(brand)s: %(created)s tags created, %(skipped)s already there.")
+                    % {"brand": brand, "created": len(result.created), "skipped": len(result.skipped)},
+                    messages.SUCCESS,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Apply an industry template"),
+            "brands": queryset,
+            "form": form,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/catalog/brand/apply_template.html", context)
+
+    def has_apply_template_permission(self, request):
+        return request.user.has_perm("catalog.apply_template")
+
+
+@admin.register(Region)
+class RegionAdmin(SimpleHistoryAdmin):
+    list_display = ("path_name", "code", "name_en", "level")
+    list_filter = ("level",)
+    list_select_related = ("parent__parent",)
+    search_fields = ("code", "name", "name_en")
+    autocomplete_fields = ("parent",)
+    ordering = ("level", "code")
+
+
+@admin.register(NamingRule)
+class NamingRuleAdmin(SimpleHistoryAdmin):
+    list_display = ("name", "pattern", "min_length", "max_length", "example_name")
+    search_fields = ("name", "pattern", "description")
+
+
+class CategoryTreeFilter(admin.SimpleListFilter):
+    """A category and everything below it."""
+
+    title = gettext_lazy("category")
+    parameter_name = "category"
+
+    def lookups(self, request, model_admin):
+        categories = list(Category.objects.select_related("parent__parent__parent"))
+        return sorted(((c.pk, c.path_name) for c in categories), key=lambda item: item[1])
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            root = int(self.value())
+        except ValueError:
+            return queryset.none()
+        return queryset.filter(category__in=descendant_ids(root))
+
+
+def descendant_ids(root: int) -> list[int]:
+    children: dict = {}
+    for pk, parent in Category.objects.values_list("pk", "parent_id"):
+        children.setdefault(parent, []).append(pk)
+    found, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        if node in found:
+            continue
+        found.append(node)
+        stack.extend(children.get(node, []))
+    return found
+
+
+@admin.register(Category)
+class CategoryAdmin(SimpleHistoryAdmin):
+    list_display = ("path_name", "code", "name_en", "naming_rule", "tag_count", "order")
+    list_filter = ("naming_rule",)
+    list_select_related = ("parent__parent__parent", "naming_rule")
+    search_fields = ("code", "name", "name_en", "description")
+    autocomplete_fields = ("parent",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(_tags=Count("tags"))
+
+    @admin.display(description=gettext_lazy("tags"), ordering="_tags")
+    def tag_count(self, obj):
+        return obj._tags
+
+
+class TagVersionInline(admin.TabularInline):
+    model = TagVersion
+    fields = ("version", "published_at", "published_by", "note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-version",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Tag)
+class TagAdmin(RestrictedAdminMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+    form = TagAdminForm
+    change_form_template = "admin/catalog/guarded_change_form.html"
+    object_history_template = "admin/catalog/tag/object_history.html"
+    object_history_list_template = "admin/catalog/tag/object_history_list.html"
+    list_display = (
+        "code", "name", "name_en", "category_path", "brand", "business_line", "kind", "value_type",
+        "status", "published_version", "owner", "last_updated",
+    )  # fmt: skip
+    list_display_links = ("code", "name")
+    list_filter = (
+        ("business_line", ScopedRelatedFieldListFilter),
+        ("brand", ScopedRelatedFieldListFilter),
+        ("regions", ScopedRelatedFieldListFilter),
+        CategoryTreeFilter,
+        "kind",
+        "value_type",
+        "status",
+        "refresh_mode",
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "template",
+    )
+    list_select_related = ("category__parent__parent", "brand", "business_line", "owner")
+    search_fields = ("code", "name", "name_en", "description")
+    search_help_text = gettext_lazy("Search Chinese and English names, codes and descriptions.")
+    list_per_page = 100
+    show_full_result_count = False
+    autocomplete_fields = ("regions", "owner")
+    readonly_fields = ("business_line", "status", "published_version", "template", "created", "last_updated")
+    inlines = [TagVersionInline]
+    fieldsets = (
+        (None, {"fields": ("name", "name_en", "code", "description")}),
+        (
+            gettext_lazy("Classification"),
+            {"fields": ("brand", "business_line", "category", "regions", "owner")},
+        ),
+        (gettext_lazy("Values"), {"fields": ("kind", "value_type", "values", "unit")}),
+        (gettext_lazy("Computation"), {"fields": ("refresh_mode", "schedule", "definition")}),
+        (
+            gettext_lazy("Lifecycle"),
+            {"fields": ("status", "published_version", "template", "created", "last_updated")},
+        ),
+    )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)
+        user = request.user
+
+        class FormWithUser(form_class):
+            def __init__(self, *args, **inner):
+                inner.setdefault("user", user)
+                super().__init__(*args, **inner)
+
+        return FormWithUser
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and containers_for_add(request.user, Tag, Brand).exists()
+
+    def save_model(self, request, obj, form, change):
+        obj._change_reason = _("Edited in the portal") if change else _("Created in the portal")
+        if not change and obj.owner_id is None:
+            obj.owner = request.user
+        obj.save()
+
+    @admin.display(description=gettext_lazy("category"), ordering="category__name")
+    def category_path(self, obj):
+        return obj.category.path_name
+
+    def get_urls(self):
+        urls = super().get_urls()
+        info = self.model._meta.app_label, self.model._meta.model_name
+        extra = [
+            path(
+                "<path:object_id>/history/compare/",
+                self.admin_site.admin_view(self.history_compare_view),
+                name="{}_{}_history_compare".format(*info),
+            ),
+        ]
+        return extra + urls
+
+    def history_compare_view(self, request, object_id):
+        obj = self.get_queryset(request).filter(pk=object_id).first()
+        if obj is None:
+            raise Http404
+        if not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        records = obj.history.all()
+        first, second = request.GET.get("from"), request.GET.get("to")
+        ordered = list(records.order_by("history_date", "history_id").values_list("history_id", flat=True))
+        if not ordered:
+            raise Http404
+        if not first or not second:
+            second = second or ordered[-1]
+            first = first or (ordered[-2] if len(ordered) > 1 else ordered[-1])
+        try:
+            old = records.get(history_id=int(first))
+            new = records.get(history_id=int(second))
+        except (ValueError, obj.history.model.DoesNotExist):
+            messages.error(request, _("Pick two versions of this tag to compare."))
+            return redirect(reverse("admin:catalog_tag_history", args=[obj.pk]))
+        if (old.history_date, old.history_id) > (new.history_date, new.history_id):
+            old, new = new, old
+        changes = compare_records(old, new)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Compare versions: %(tag)s") % {"tag": obj},
+            "object": obj,
+            "opts": self.model._meta,
+            "old": old,
+            "new": new,
+            "changes": changes,
+            "changed_count": sum(1 for c in changes if c.changed),
+            "show_all": request.GET.get("all") == "1",
+        }
+        return TemplateResponse(request, "admin/catalog/tag/history_compare.html", context)
+
+
+@admin.register(TagVersion)
+class TagVersionAdmin(RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = ("tag", "version", "published_at", "published_by", "note")
+    list_select_related = ("tag", "published_by")
+    search_fields = ("tag__code", "tag__name", "tag__name_en", "note")
+    readonly_fields = ("tag", "version", "published_at", "published_by", "note", "snapshot_pretty")
+    fields = readonly_fields
+
+    @admin.display(description=gettext_lazy("snapshot"))
+    def snapshot_pretty(self, obj):
+        import json
+
+        return format_html("<pre>{}</pre>", json.dumps(obj.snapshot, ensure_ascii=False, indent=2))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,505 @@
+"""REST API of the tag dictionary: one viewset per model, scoped by ``restrict``."""
+
+from __future__ import annotations
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+
+from tagportal.core.api import RestrictedModelViewSet, RestrictedReadOnlyViewSet, ScopedRelatedField
+from tagportal.core.permissions import may
+
+from . import services
+from .admin import descendant_ids
+from .choices import RefreshMode, TagKind, TagStatus, ValueType
+from .history import changed_field_names, compare_records
+from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
+from .templates import TemplateError, available_packs
+
+# ---------------------------------------------------------------------------
+# Serializers
+
+
+class BusinessLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BusinessLine
+        fields = ["id", "code", "name", "name_en", "description", "is_active", "created", "last_updated"]
+
+
+class BrandSerializer(serializers.ModelSerializer):
+    business_line = ScopedRelatedField(slug_field="code", queryset=BusinessLine.objects.all())
+
+    class Meta:
+        model = Brand
+        fields = [
+            "id",
+            "code",
+            "name",
+            "name_en",
+            "description",
+            "business_line",
+            "is_active",
+            "created",
+            "last_updated",
+        ]
+
+
+class RegionSerializer(serializers.ModelSerializer):
+    parent = serializers.SlugRelatedField(
+        slug_field="code", queryset=Region.objects.all(), allow_null=True, required=False
+    )
+    path_name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Region
+        fields = ["id", "code", "name", "name_en", "level", "parent", "path_name"]
+
+    def validate(self, attrs):
+        instance = Region(**{**({} if self.instance is None else _fields(self.instance)), **attrs})
+        instance.clean()
+        return attrs
+
+
+class NamingRuleSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = NamingRule
+        fields = ["id", "name", "description", "pattern", "min_length", "max_length", "example_name"]
+
+    def validate(self, attrs):
+        NamingRule(**{**({} if self.instance is None else _fields(self.instance)), **attrs}).clean()
+        return attrs
+
+
+class CategorySerializer(serializers.ModelSerializer):
+    path_name = serializers.CharField(read_only=True)
+    naming_rule = serializers.PrimaryKeyRelatedField(
+        queryset=NamingRule.objects.all(), allow_null=True, required=False
+    )
+
+    class Meta:
+        model = Category
+        fields = [
+            "id",
+            "code",
+            "name",
+            "name_en",
+            "description",
+            "parent",
+            "path_name",
+            "naming_rule",
+            "order",
+        ]
+
+
+def _fields(instance) -> dict:
+    return {f.name: getattr(instance, f.name) for f in instance._meta.concrete_fields if f.name != "id"}
+
+
+class TagValueSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    label = serializers.CharField()
+    label_en = serializers.CharField(required=False, allow_blank=True)
+    description = serializers.CharField(required=False, allow_blank=True)
+    min = serializers.FloatField(required=False, allow_null=True)
+    max = serializers.FloatField(required=False, allow_null=True)
+
+
+class TagSerializer(serializers.ModelSerializer):
+    brand = ScopedRelatedField(slug_field="code", queryset=Brand.objects.all())
+    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    category = serializers.PrimaryKeyRelatedField(queryset=Category.objects.all())
+    category_path = serializers.CharField(source="category.path_name", read_only=True)
+    regions = serializers.SlugRelatedField(
+        slug_field="code", queryset=Region.objects.all(), many=True, required=False
+    )
+    owner = serializers.SlugRelatedField(
+        slug_field="username",
+        queryset=get_user_model().objects.filter(is_active=True),
+        required=False,
+        allow_null=True,
+    )
+    code = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=64,
+        help_text=_("Leave empty to have it suggested from the Chinese name."),
+    )
+    values = serializers.JSONField(required=False, help_text=_("[{code, label, label_en, min, max}]"))
+    definition = serializers.JSONField(required=False, help_text=_("A rule document."))
+    kind = serializers.ChoiceField(choices=TagKind.choices)
+    value_type = serializers.ChoiceField(choices=ValueType.choices)
+    refresh_mode = serializers.ChoiceField(choices=RefreshMode.choices, required=False)
+    status = serializers.ChoiceField(choices=TagStatus.choices, read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = [
+            "id", "code", "name", "name_en", "description", "category", "category_path", "business_line",
+            "brand", "regions", "owner", "kind", "value_type", "values", "unit", "refresh_mode", "schedule",
+            "definition", "status", "published_version", "template", "created", "last_updated",
+        ]  # fmt: skip
+        read_only_fields = ["published_version", "template", "created", "last_updated"]
+        validators = []  # uniqueness is checked by the model (full_clean) with a clear message
+
+    @extend_schema_field(TagValueSerializer(many=True))
+    def get_values(self, obj):  # pragma: no cover - schema only
+        return obj.values
+
+    def create(self, validated_data):
+        regions = validated_data.pop("regions", [])
+        return services.create_tag(
+            self.context["request"].user, regions=regions, reason=_("Created via the API"), **validated_data
+        )
+
+    def update(self, instance, validated_data):
+        regions = validated_data.pop("regions", None)
+        if validated_data.get("code", None) == "":
+            validated_data.pop("code")
+        return services.update_tag(
+            self.context["request"].user,
+            instance,
+            regions=regions,
+            reason=_("Edited via the API"),
+            **validated_data,
+        )
+
+
+class TagVersionSerializer(serializers.ModelSerializer):
+    tag = serializers.PrimaryKeyRelatedField(read_only=True)
+    tag_code = serializers.CharField(source="tag.code", read_only=True)
+    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TagVersion
+        fields = ["id", "tag", "tag_code", "version", "snapshot", "note", "published_at", "published_by"]
+
+
+class HistoryRecordSerializer(serializers.Serializer):
+    history_id = serializers.IntegerField()
+    history_date = serializers.DateTimeField()
+    history_type = serializers.CharField()
+    history_user = serializers.CharField(allow_null=True)
+    change_reason = serializers.CharField(allow_null=True)
+    changed_fields = serializers.ListField(child=serializers.CharField())
+
+
+class FieldChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    label = serializers.CharField()
+    old = serializers.CharField()
+    new = serializers.CharField()
+    changed = serializers.BooleanField()
+    lines = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+# ---------------------------------------------------------------------------
+# Filters
+
+
+class TagFilterSet(django_filters.FilterSet):
+    business_line = django_filters.CharFilter(field_name="business_line__code")
+    brand = django_filters.CharFilter(field_name="brand__code")
+    region = django_filters.CharFilter(field_name="regions__code", distinct=True)
+    category = django_filters.NumberFilter(
+        method="filter_category", label=_("category (and its subcategories)")
+    )
+    owner = django_filters.CharFilter(field_name="owner__username")
+    code = django_filters.CharFilter()
+    kind = django_filters.MultipleChoiceFilter(choices=TagKind.choices)
+    value_type = django_filters.MultipleChoiceFilter(choices=ValueType.choices)
+    status = django_filters.MultipleChoiceFilter(choices=TagStatus.choices)
+    refresh_mode = django_filters.ChoiceFilter(choices=RefreshMode.choices)
+    template = django_filters.CharFilter()
+    updated_after = django_filters.IsoDateTimeFilter(field_name="last_updated", lookup_expr="gte")
+
+    class Meta:
+        model = Tag
+        fields = []
+
+    def filter_category(self, queryset, name, value):
+        return queryset.filter(category__in=descendant_ids(int(value)))
+
+
+class BrandFilterSet(django_filters.FilterSet):
+    business_line = django_filters.CharFilter(field_name="business_line__code")
+
+    class Meta:
+        model = Brand
+        fields = ["is_active"]
+
+
+class RegionFilterSet(django_filters.FilterSet):
+    parent = django_filters.CharFilter(field_name="parent__code")
+
+    class Meta:
+        model = Region
+        fields = ["level"]
+
+
+class VersionFilterSet(django_filters.FilterSet):
+    tag_code = django_filters.CharFilter(field_name="tag__code")
+    brand = django_filters.CharFilter(field_name="tag__brand__code")
+
+    class Meta:
+        model = TagVersion
+        fields = ["tag", "version"]
+
+
+# ---------------------------------------------------------------------------
+# Viewsets
+
+
+class BusinessLineViewSet(RestrictedModelViewSet):
+    queryset = BusinessLine.objects.all()
+    serializer_class = BusinessLineSerializer
+    search_fields = ["code", "name", "name_en", "description"]
+    ordering_fields = ["code", "name", "created"]
+    filterset_fields = ["is_active"]
+
+
+class BrandViewSet(RestrictedModelViewSet):
+    queryset = Brand.objects.select_related("business_line")
+    serializer_class = BrandSerializer
+    filterset_class = BrandFilterSet
+    search_fields = ["code", "name", "name_en", "description"]
+    ordering_fields = ["code", "name", "created"]
+
+    def perform_create(self, serializer):
+        business_line = serializer.validated_data["business_line"]
+        if not may(self.request.user, business_line, "change"):
+            raise DjangoPermissionDenied(_("You may not add brands to this business line."))
+        serializer.save()
+
+
+class RegionViewSet(RestrictedModelViewSet):
+    queryset = Region.objects.select_related("parent__parent")
+    serializer_class = RegionSerializer
+    filterset_class = RegionFilterSet
+    search_fields = ["code", "name", "name_en"]
+    ordering_fields = ["code", "name", "level"]
+
+
+class NamingRuleViewSet(RestrictedModelViewSet):
+    queryset = NamingRule.objects.all()
+    serializer_class = NamingRuleSerializer
+    search_fields = ["name", "pattern", "description"]
+    ordering_fields = ["name"]
+
+
+class CategoryViewSet(RestrictedModelViewSet):
+    queryset = Category.objects.select_related("parent__parent__parent", "naming_rule")
+    serializer_class = CategorySerializer
+    filterset_fields = ["parent", "naming_rule"]
+    search_fields = ["code", "name", "name_en", "description"]
+    ordering_fields = ["code", "name", "order"]
+
+
+class TagViewSet(RestrictedModelViewSet):
+    """The tag dictionary. ``history`` lists every change; ``diff`` compares any two."""
+
+    queryset = Tag.objects.select_related(
+        "category__parent__parent", "brand", "business_line", "owner"
+    ).prefetch_related("regions")
+    serializer_class = TagSerializer
+    filterset_class = TagFilterSet
+    search_fields = ["code", "name", "name_en", "description"]
+    ordering_fields = ["code", "name", "name_en", "created", "last_updated", "status"]
+    ordering = ["brand__code", "code"]
+    action_permissions = {"history": "view", "diff": "view", "versions": "view", "suggest_code": "add"}
+
+    @extend_schema(responses=HistoryRecordSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def history(self, request, pk=None):
+        tag = self.get_object()
+        records = list(tag.history.select_related("history_user").order_by("history_date", "history_id"))
+        rows = []
+        previous = None
+        for record in records:
+            rows.append(
+                {
+                    "history_id": record.history_id,
+                    "history_date": record.history_date,
+                    "history_type": {"+": "created", "~": "changed", "-": "deleted"}[record.history_type],
+                    "history_user": record.history_user.username if record.history_user else None,
+                    "change_reason": record.history_change_reason,
+                    "changed_fields": changed_field_names(previous, record),
+                }
+            )
+            previous = record
+        rows.reverse()
+        page = self.paginate_queryset(rows)
+        data = HistoryRecordSerializer(page if page is not None else rows, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.INT, description="history_id of the older record"),
+            OpenApiParameter("to", OpenApiTypes.INT, description="history_id of the newer record"),
+            OpenApiParameter("all", OpenApiTypes.BOOL, description="include unchanged fields"),
+        ],
+        responses=inline_serializer(
+            "TagDiff",
+            {
+                "from": serializers.IntegerField(),
+                "to": serializers.IntegerField(),
+                "changes": FieldChangeSerializer(many=True),
+            },
+        ),
+    )
+    @action(detail=True, methods=["get"])
+    def diff(self, request, pk=None):
+        tag = self.get_object()
+        try:
+            first, second = int(request.query_params["from"]), int(request.query_params["to"])
+        except (KeyError, ValueError) as exc:
+            raise ValidationError({"detail": _("Give 'from' and 'to' as history ids of this tag.")}) from exc
+        records = {r.history_id: r for r in tag.history.filter(history_id__in=[first, second])}
+        missing = [str(h) for h in (first, second) if h not in records]
+        if missing:
+            raise NotFound(_("No history record %(ids)s for this tag.") % {"ids": ", ".join(missing)})
+        old, new = (
+            sorted(records.values(), key=lambda r: (r.history_date, r.history_id))
+            if first != second
+            else (
+                records[first],
+                records[first],
+            )
+        )
+        changes = compare_records(old, new)
+        show_all = request.query_params.get("all") in ("1", "true")
+        return Response(
+            {
+                "from": old.history_id,
+                "to": new.history_id,
+                "changes": [c.as_dict() for c in changes if c.changed or show_all],
+            }
+        )
+
+    @extend_schema(responses=TagVersionSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def versions(self, request, pk=None):
+        tag = self.get_object()
+        return Response(
+            TagVersionSerializer(tag.versions.select_related("published_by", "tag"), many=True).data
+        )
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "name", OpenApiTypes.STR, required=True, description="Chinese name, e.g. 肤质类型"
+            ),
+            OpenApiParameter("brand", OpenApiTypes.STR, description="brand code"),
+            OpenApiParameter("category", OpenApiTypes.INT, description="category id"),
+        ],
+        responses=inline_serializer("CodeSuggestion", {"code": serializers.CharField()}),
+    )
+    @action(detail=False, methods=["get"], url_path="suggest-code")
+    def suggest_code(self, request):
+        name = request.query_params.get("name", "").strip()
+        if not name:
+            raise ValidationError({"name": _("Give the tag's Chinese name.")})
+        brand = category = None
+        if request.query_params.get("brand"):
+            brand = (
+                Brand.objects.restrict(request.user, "view")
+                .filter(code=request.query_params["brand"])
+                .first()
+            )
+            if brand is None:
+                raise ValidationError({"brand": _("Unknown brand.")})
+        if request.query_params.get("category"):
+            try:
+                category = Category.objects.get(pk=int(request.query_params["category"]))
+            except (ValueError, Category.DoesNotExist) as exc:
+                raise ValidationError({"category": _("Unknown category.")}) from exc
+        return Response({"code": services.suggest_code(name, category, brand)})
+
+
+class TagVersionViewSet(RestrictedReadOnlyViewSet):
+    """Published versions: immutable snapshots that computations refer to."""
+
+    queryset = TagVersion.objects.select_related("tag", "published_by")
+    serializer_class = TagVersionSerializer
+    filterset_class = VersionFilterSet
+    ordering_fields = ["published_at", "version"]
+    search_fields = ["tag__code", "tag__name", "note"]
+
+
+class TemplateSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    name_en = serializers.CharField()
+    version = serializers.IntegerField()
+    tags = serializers.IntegerField()
+
+
+class ApplyTemplateSerializer(serializers.Serializer):
+    brand = serializers.CharField(help_text=_("brand code"))
+
+
+class TemplateViewSet(viewsets.ViewSet):
+    """Industry template packs; ``apply`` adds one to a brand (idempotent)."""
+
+    lookup_field = "key"
+    lookup_value_regex = "[a-z_]+"
+    serializer_class = TemplateSerializer
+
+    def _data(self, pack):
+        return {
+            "key": pack.key,
+            "name": pack.name,
+            "name_en": pack.name_en,
+            "version": pack.version,
+            "tags": len(pack.tags),
+        }
+
+    def list(self, request):
+        return Response(
+            TemplateSerializer([self._data(p) for p in available_packs().values()], many=True).data
+        )
+
+    def retrieve(self, request, key=None):
+        pack = available_packs().get(key)
+        if pack is None:
+            raise NotFound(_("Unknown template."))
+        return Response(self._data(pack))
+
+    @extend_schema(
+        request=ApplyTemplateSerializer,
+        responses=inline_serializer(
+            "TemplateResult",
+            {
+                "template": serializers.CharField(),
+                "brand": serializers.CharField(),
+                "created": serializers.IntegerField(),
+                "skipped": serializers.IntegerField(),
+                "categories_created": serializers.IntegerField(),
+                "naming_rule_created": serializers.BooleanField(),
+                "created_codes": serializers.ListField(child=serializers.CharField()),
+            },
+        ),
+    )
+    @action(detail=True, methods=["post"])
+    def apply(self, request, key=None):
+        if key not in available_packs():
+            raise NotFound(_("Unknown template."))
+        payload = ApplyTemplateSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        brand = get_object_or_404(
+            Brand.objects.restrict(request.user, "view"), code=payload.validated_data["brand"]
+        )
+        try:
+            result = services.apply_template(brand, key, user=request.user)
+        except TemplateError as exc:
+            raise ValidationError({"template": str(exc)}) from exc
+        return Response(
+            result.as_dict(), status=status.HTTP_201_CREATED if result.changed else status.HTTP_200_OK
+        )

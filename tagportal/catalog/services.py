@@ -1,0 +1,284 @@
+"""State changes of the tag dictionary. Views, admin actions, the API, commands and
+tasks call these; none of them writes a status or a version on its own."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils.translation import gettext as _
+from guardian.shortcuts import assign_perm
+
+from tagportal.core.permissions import may, may_add_into
+
+from . import naming
+from .choices import TagStatus
+from .models import Brand, BusinessLine, Category, NamingRule, Tag, TagVersion
+from .templates import TemplatePack, get_pack, resolve_references
+
+log = logging.getLogger(__name__)
+
+#: The groups each business line owns, and the object permissions they get on it.
+BUSINESS_LINE_GROUPS = {
+    "operators": ("view_businessline", "change_businessline"),
+    "stewards": ("view_businessline", "change_businessline", "delete_businessline"),
+    "analysts": ("view_businessline",),
+}
+
+
+def business_line_group_name(business_line: BusinessLine, member: str) -> str:
+    return f"bl:{business_line.code}:{member}"
+
+
+def ensure_business_line_groups(business_line: BusinessLine) -> dict[str, Group]:
+    """Create the business line's operator, steward and analyst groups with their grants.
+
+    Adding a user to ``bl:<code>:stewards`` grants them the business line (its brands and
+    tags); what they may do there still comes from their role.
+    """
+    groups = {}
+    for member, codenames in BUSINESS_LINE_GROUPS.items():
+        group, _created = Group.objects.get_or_create(name=business_line_group_name(business_line, member))
+        for codename in codenames:
+            assign_perm(f"catalog.{codename}", group, business_line)
+        groups[member] = group
+    return groups
+
+
+def grant_business_line(user, business_line: BusinessLine, member: str) -> None:
+    """Put ``user`` in one of the business line's groups (operators, stewards, analysts)."""
+    if member not in BUSINESS_LINE_GROUPS:
+        raise ValueError(member)
+    user.groups.add(ensure_business_line_groups(business_line)[member])
+
+
+def suggest_code(
+    name: str, category: Category | None, brand: Brand | None, name_part: str | None = None
+) -> str:
+    """A code for a new tag from its Chinese name, following the category's naming rule."""
+    snake = name_part or naming.to_snake(name) or "tag"
+    context = naming.CodeContext(
+        business_line=brand.business_line.code if brand else "",
+        brand=brand.code if brand else "",
+        domain=category.code if category else "",
+    )
+    rule = category.effective_naming_rule() if category else None
+    code = rule.build(context, snake) if rule else snake
+    max_length = rule.max_length if rule else 64
+    return code[:max_length].rstrip("_")
+
+
+def tag_snapshot(tag: Tag) -> dict:
+    """Everything a published version freezes about a tag."""
+    return {
+        "code": tag.code,
+        "name": tag.name,
+        "name_en": tag.name_en,
+        "description": tag.description,
+        "category": tag.category.code,
+        "category_path": tag.category.path_name,
+        "business_line": tag.business_line.code,
+        "brand": tag.brand.code,
+        "regions": sorted(tag.regions.values_list("code", flat=True)),
+        "owner": tag.owner.username if tag.owner else None,
+        "kind": tag.kind,
+        "value_type": tag.value_type,
+        "values": tag.values,
+        "unit": tag.unit,
+        "refresh_mode": tag.refresh_mode,
+        "schedule": tag.schedule,
+        "definition": tag.definition,
+    }
+
+
+@transaction.atomic
+def create_tag(user, *, regions=(), reason: str = "", **fields) -> Tag:
+    """Create a draft tag after checking the user may add tags to its brand."""
+    brand = fields.get("brand")
+    if brand is None:
+        raise ValidationError({"brand": _("A tag belongs to a brand.")})
+    if user is not None and not may_add_into(user, Tag, brand):
+        raise PermissionDenied(_("You may not add tags to the brand “%(brand)s”.") % {"brand": brand})
+    fields.setdefault("business_line", brand.business_line)
+    fields.setdefault("status", TagStatus.DRAFT)
+    if not fields.get("code"):
+        fields["code"] = suggest_code(fields.get("name", ""), fields.get("category"), brand)
+    tag = Tag(**fields)
+    if user is not None and tag.owner_id is None and user.is_authenticated:
+        tag.owner = user
+    tag.full_clean()
+    tag._change_reason = reason or _("Created")
+    tag.save()
+    if regions:
+        tag.regions.set(regions)
+    return tag
+
+
+@transaction.atomic
+def update_tag(user, tag: Tag, *, regions=None, reason: str = "", **fields) -> Tag:
+    if user is not None and not may(user, tag, "change"):
+        raise PermissionDenied(_("You may not change this tag."))
+    new_brand = fields.get("brand")
+    if new_brand is not None and new_brand.pk != tag.brand_id:
+        if user is not None and not may_add_into(user, Tag, new_brand):
+            raise PermissionDenied(
+                _("You may not move tags to the brand “%(brand)s”.") % {"brand": new_brand}
+            )
+        fields.setdefault("business_line", new_brand.business_line)
+    for name, value in fields.items():
+        setattr(tag, name, value)
+    tag.full_clean()
+    tag._change_reason = reason or _("Edited")
+    tag.save()
+    if regions is not None:
+        tag.regions.set(regions)
+    return tag
+
+
+@transaction.atomic
+def publish_tag(tag: Tag, user=None, note: str = "") -> TagVersion:
+    """Freeze the tag as its next published version and mark it published."""
+    tag = Tag.objects.select_for_update().get(pk=tag.pk)
+    tag.status = TagStatus.PUBLISHED
+    tag.full_clean()
+    last = tag.versions.order_by("-version").values_list("version", flat=True).first() or 0
+    version = TagVersion.objects.create(
+        tag=tag, version=last + 1, snapshot=tag_snapshot(tag), note=note, published_by=user
+    )
+    tag.published_version = version.version
+    tag._change_reason = note or _("Published version %(n)s") % {"n": version.version}
+    if user is not None:
+        tag._history_user = user
+    tag.save()
+    return version
+
+
+@dataclass
+class TemplateResult:
+    template: str
+    brand: str
+    created: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    categories_created: int = 0
+    naming_rule_created: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.categories_created or self.naming_rule_created)
+
+    def as_dict(self) -> dict:
+        return {
+            "template": self.template,
+            "brand": self.brand,
+            "created": len(self.created),
+            "skipped": len(self.skipped),
+            "categories_created": self.categories_created,
+            "naming_rule_created": self.naming_rule_created,
+            "created_codes": self.created,
+        }
+
+
+def _ensure_categories(pack: TemplatePack, rule: NamingRule, result: TemplateResult) -> dict[str, Category]:
+    by_path: dict[str, Category] = {}
+
+    def walk(nodes, parent, prefix, order_base):
+        for index, node in enumerate(nodes):
+            path = f"{prefix}/{node['code']}" if prefix else node["code"]
+            category = Category.objects.filter(parent=parent, code=node["code"]).first()
+            if category is None:
+                category = Category(
+                    code=node["code"],
+                    name=node["name"],
+                    name_en=node.get("name_en", ""),
+                    description=node.get("description", ""),
+                    parent=parent,
+                    naming_rule=rule if parent is None else None,
+                    order=order_base + index,
+                )
+                category.full_clean()
+                category._change_reason = _("Template %(t)s") % {"t": pack.key}
+                category.save()
+                result.categories_created += 1
+            by_path[path] = category
+            walk(node.get("children", []), category, path, 0)
+
+    walk(pack.categories, None, "", 0)
+    return by_path
+
+
+@transaction.atomic
+def apply_template(brand: Brand, template_key: str, user=None, owner=None, regions=()) -> TemplateResult:
+    """Add a template's categories and tags to a brand, published as version 1.
+
+    ``owner`` (default: the user applying it) owns the new tags; ``regions`` classify them.
+    Idempotent: categories, the naming rule and tags that exist (by code) are left as
+    they are, so applying a template twice changes nothing.
+    """
+    if user is not None and not (user.has_perm("catalog.apply_template") and may(user, brand, "change")):
+        raise PermissionDenied(_("You may not apply templates to the brand “%(brand)s”.") % {"brand": brand})
+    pack = get_pack(template_key)
+    result = TemplateResult(template=pack.key, brand=brand.code)
+    spec = pack.naming_rule
+    rule = NamingRule.objects.filter(name=spec["name"]).first()
+    if rule is None:
+        rule = NamingRule(
+            name=spec["name"],
+            description=spec.get("description", ""),
+            pattern=spec["pattern"],
+            min_length=spec.get("min_length", 3),
+            max_length=spec.get("max_length", 64),
+            example_name=spec.get("example_name", "skin_type"),
+        )
+        rule.full_clean()
+        rule.save()
+        result.naming_rule_created = True
+    categories = _ensure_categories(pack, rule, result)
+    existing = set(Tag.objects.filter(brand=brand).values_list("code", flat=True))
+    codes: dict[str, str] = {}
+    for spec_tag in pack.tags:
+        category = categories[spec_tag["category"]]
+        rule_for = category.effective_naming_rule() or rule
+        context = naming.CodeContext(
+            business_line=brand.business_line.code, brand=brand.code, domain=category.code
+        )
+        codes[spec_tag["name"]] = rule_for.build(context, spec_tag["name"])
+    reason = _("Applied template %(name)s (%(key)s v%(version)s)") % {
+        "name": pack.name,
+        "key": pack.key,
+        "version": pack.version,
+    }
+    for spec_tag in pack.ordered_tags():
+        code = codes[spec_tag["name"]]
+        if code in existing:
+            result.skipped.append(code)
+            continue
+        tag = Tag(
+            code=code,
+            name=spec_tag["zh"],
+            name_en=spec_tag.get("en", ""),
+            description=spec_tag.get("description", ""),
+            category=categories[spec_tag["category"]],
+            business_line=brand.business_line,
+            brand=brand,
+            owner=owner or (user if user is not None and user.is_authenticated else None),
+            kind=spec_tag["kind"],
+            value_type=spec_tag["value_type"],
+            values=spec_tag.get("values", []),
+            unit=spec_tag.get("unit", ""),
+            refresh_mode=spec_tag.get("refresh_mode", "batch"),
+            definition=resolve_references(spec_tag["definition"], codes),
+            template=pack.key,
+        )
+        tag.full_clean()
+        tag._change_reason = reason
+        tag.save()
+        if regions:
+            tag.regions.set(regions)
+        publish_tag(tag, user=user, note=reason)
+        result.created.append(code)
+        existing.add(code)
+    log.info("template %s applied to %s: %s", pack.key, brand.code, result.as_dict())
+    return result

@@ -1,0 +1,95 @@
+"""The four roles, as groups with model permissions. Grants (which business lines,
+brands and tags a person reaches) are separate: see :mod:`tagportal.core.permissions`."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+OPERATOR = "operator"
+STEWARD = "data_steward"
+ANALYST = "analyst"
+ADMIN = "admin"
+
+_VIEW_DICTIONARY = [
+    "catalog.view_businessline",
+    "catalog.view_brand",
+    "catalog.view_region",
+    "catalog.view_category",
+    "catalog.view_namingrule",
+    "catalog.view_tag",
+    "catalog.view_tagversion",
+]
+
+ROLES: dict[str, dict] = {
+    OPERATOR: {
+        "label": _("Operator"),
+        "description": _("Browses the dictionary and proposes tags and changes in their business lines."),
+        "permissions": [*_VIEW_DICTIONARY, "catalog.add_tag", "catalog.change_tag"],
+    },
+    STEWARD: {
+        "label": _("Data steward"),
+        "description": _("Reviews changes, keeps the dictionary clean, owns naming rules and templates."),
+        "permissions": [
+            *_VIEW_DICTIONARY,
+            "catalog.add_tag",
+            "catalog.change_tag",
+            "catalog.delete_tag",
+            "catalog.add_category",
+            "catalog.change_category",
+            "catalog.add_namingrule",
+            "catalog.change_namingrule",
+            "catalog.add_region",
+            "catalog.change_region",
+            "catalog.apply_template",
+        ],
+    },
+    ANALYST: {
+        "label": _("Analyst"),
+        "description": _("Reads the dictionary and dashboards; changes nothing."),
+        "permissions": list(_VIEW_DICTIONARY),
+    },
+    ADMIN: {
+        "label": _("Admin"),
+        "description": _("Everything, including users and permissions, in every business line."),
+        "permissions": "__all__",
+    },
+}
+
+#: Apps whose every permission the admin role holds.
+ADMIN_APPS = ("core", "catalog", "auth", "authtoken", "guardian")
+
+
+def _permissions(names):
+    query = Q()
+    for name in names:
+        app_label, codename = name.split(".")
+        query |= Q(content_type__app_label=app_label, codename=codename)
+    found = list(Permission.objects.filter(query)) if names else []
+    missing = set(names) - {f"{p.content_type.app_label}.{p.codename}" for p in found}
+    if missing:
+        raise LookupError(f"unknown permissions: {sorted(missing)}")
+    return found
+
+
+def ensure_roles() -> dict[str, Group]:
+    """Create the role groups and set their permissions (idempotent)."""
+    groups = {}
+    for name, role in ROLES.items():
+        group, _created = Group.objects.get_or_create(name=name)
+        if role["permissions"] == "__all__":
+            perms = Permission.objects.filter(content_type__app_label__in=ADMIN_APPS)
+        else:
+            perms = _permissions(role["permissions"])
+        group.permissions.set(perms)
+        groups[name] = group
+    return groups
+
+
+def role_of(user) -> str | None:
+    names = set(user.groups.values_list("name", flat=True))
+    for name in (ADMIN, STEWARD, OPERATOR, ANALYST):
+        if name in names:
+            return name
+    return None

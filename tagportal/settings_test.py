@@ -1,0 +1,17 @@
+"""Settings for the test suite: SQLite unless ``DATABASE_URL`` is set (CI also runs PostgreSQL)."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tagportal-test-suite-key")
+
+from .settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_BROKER_URL = "memory://"
+LANGUAGE_CODE = "en"
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["NAME"] = ":memory:"  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": ":memory:"}  # noqa: F405
+LOGGING = {"version": 1, "disable_existing_loggers": False}
