@@ -256,7 +256,11 @@ class TagAdmin(RestrictedAdminMixin, SimpleHistoryAdmin, GuardedModelAdmin):
         return FormWithUser
 
     def has_add_permission(self, request):
-        return super().has_add_permission(request) and containers_for_add(request.user, Tag, Brand).exists()
+        if not super().has_add_permission(request):
+            return False
+        if not hasattr(request, "_tp_may_add_tag"):  # asked several times per page
+            request._tp_may_add_tag = containers_for_add(request.user, Tag, Brand).exists()
+        return request._tp_may_add_tag
 
     def save_model(self, request, obj, form, change):
         obj._change_reason = _("Edited in the portal") if change else _("Created in the portal")

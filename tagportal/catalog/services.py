@@ -142,13 +142,13 @@ def update_tag(user, tag: Tag, *, regions=None, reason: str = "", **fields) -> T
 def publish_tag(tag: Tag, user=None, note: str = "") -> TagVersion:
     """Freeze the tag as its next published version and mark it published."""
     tag = Tag.objects.select_for_update().get(pk=tag.pk)
-    tag.status = TagStatus.PUBLISHED
-    tag.full_clean()
     last = tag.versions.order_by("-version").values_list("version", flat=True).first() or 0
+    tag.status = TagStatus.PUBLISHED
+    tag.published_version = last + 1
+    tag.full_clean()
     version = TagVersion.objects.create(
         tag=tag, version=last + 1, snapshot=tag_snapshot(tag), note=note, published_by=user
     )
-    tag.published_version = version.version
     tag._change_reason = note or _("Published version %(n)s") % {"n": version.version}
     if user is not None:
         tag._history_user = user

@@ -1,0 +1,163 @@
+"""Benchmark: the tag changelist renders with a constant number of queries.
+
+Builds a throwaway database (SQLite in memory, or ``DATABASE_URL``'s test database),
+fills it with 100 tags (the baseline) and then 10,000 tags, and renders the admin
+changelist for an admin and for an operator with filters and a Chinese search.
+Writes ``benchmarks/results/changelist.json``.
+
+    python benchmarks/changelist.py [--tags 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagportal.settings_test")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tags", type=int, default=10_000)
+    parser.add_argument("--baseline", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "changelist.json"))
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, setup_test_environment
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0)
+    try:
+        results = run(args, CaptureQueriesContext)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    results["machine"] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "database": connection.vendor,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(results, ensure_ascii=False, indent=2))
+
+
+def fill(count, brands, categories, regions, owner, start):
+    from tagportal.catalog.models import Tag
+
+    Through = Tag.regions.through
+    tags = []
+    for i in range(start, start + count):
+        brand = brands[i % len(brands)]
+        category = categories[i % len(categories)]
+        tags.append(
+            Tag(
+                code=f"{brand.business_line.code}_{category.code}_tag_{i}",
+                name=f"标签{i}号 到店次数",
+                name_en=f"Tag {i} store visits",
+                description=f"第{i}个标签的描述",
+                category=category,
+                business_line=brand.business_line,
+                brand=brand,
+                owner=owner,
+                kind=["system", "behavior", "algorithm", "composite", "manual"][i % 5],
+                value_type="boolean",
+                definition={"type": "manual"},
+            )
+        )
+    created = Tag.objects.bulk_create(tags, batch_size=1000)
+    Through.objects.bulk_create(
+        [Through(tag_id=t.pk, region_id=regions[i % len(regions)].pk) for i, t in enumerate(created)],
+        batch_size=1000,
+    )
+
+
+def measure(client, url, capture, repeat):
+    from django.db import connection
+
+    client.get(url)  # warm up: the first request of a session also loads its permissions
+    with capture(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    count = len(queries)  # read now: the next request resets the query log
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        client.get(url)
+        timings.append(time.perf_counter() - started)
+    timings.sort()
+    return {"queries": count, "median_ms": round(timings[len(timings) // 2] * 1000, 1)}
+
+
+def run(args, capture):
+    from django.test import Client
+
+    from tagportal.catalog.models import Brand, BusinessLine, Category, NamingRule, Region, Tag
+    from tagportal.catalog.services import grant_business_line
+    from tagportal.core.models import User
+    from tagportal.core.roles import ensure_roles
+
+    groups = ensure_roles()
+    lines = [BusinessLine.objects.create(code=c, name=n) for c, n in [("yimei", "医美"), ("shipin", "食品饮料")]]
+    brands = [Brand.objects.create(code=f"brand{i}", name=f"品牌{i}", business_line=lines[i % 2]) for i in range(6)]
+    rule = NamingRule.objects.create(name="bench")
+    root = Category.objects.create(code="root", name="根", naming_rule=rule)
+    categories = [Category.objects.create(code=f"c{i}", name=f"分类{i}", parent=root) for i in range(12)]
+    china = Region.objects.create(code="cn", name="中国", level="country")
+    regions = [Region.objects.create(code=f"p{i}", name=f"省{i}", level="province", parent=china) for i in range(8)]
+    admin = User.objects.create_user("bench_admin", password="x", is_staff=True)
+    admin.groups.add(groups["admin"])
+    operator = User.objects.create_user("bench_operator", password="x", is_staff=True)
+    operator.groups.add(groups["operator"])
+    grant_business_line(operator, lines[0], "operators")
+
+    urls = {
+        "plain": "/admin/catalog/tag/",
+        "search_zh": "/admin/catalog/tag/?q=到店",
+        "filtered": f"/admin/catalog/tag/?kind__exact=behavior&business_line__id__exact={lines[0].pk}"
+        f"&regions__id__exact={regions[1].pk}&category={root.pk}",
+    }
+    clients = {}
+    for name, user in (("admin", admin), ("operator", operator)):
+        client = Client()
+        client.force_login(user)
+        clients[name] = client
+
+    fill(args.baseline, brands, categories, regions, admin, 0)
+    baseline = {
+        f"{who}/{view}": measure(client, url, capture, args.repeat)
+        for who, client in clients.items()
+        for view, url in urls.items()
+    }
+    fill(args.tags - args.baseline, brands, categories, regions, admin, args.baseline)
+    total = Tag.objects.count()
+    large = {
+        f"{who}/{view}": measure(client, url, capture, args.repeat)
+        for who, client in clients.items()
+        for view, url in urls.items()
+    }
+    constant = all(baseline[k]["queries"] == large[k]["queries"] for k in baseline)
+    return {
+        "benchmark": "admin tag changelist",
+        "baseline_tags": args.baseline,
+        "tags": total,
+        "baseline": baseline,
+        "large": large,
+        "constant_queries": constant,
+    }
+
+
+if __name__ == "__main__":
+    main()
