@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect
@@ -93,7 +93,7 @@ class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin,
             for brand in queryset:
                 try:
                     result = services.apply_template(brand, form.cleaned_data["template"], user=request.user)
-                except (PermissionDenied, TemplateError) as exc:
+                except (PermissionDenied, TemplateError, ValidationError) as exc:
                     self.message_user(request, f"{brand}: {exc}", messages.ERROR)
                     continue
                 self.message_user(
@@ -230,6 +230,10 @@ class TagAdmin(RestrictedAdminMixin, SimpleHistoryAdmin, GuardedModelAdmin):
     autocomplete_fields = ("regions", "owner")
     readonly_fields = ("business_line", "status", "published_version", "template", "created", "last_updated")
     inlines = [TagVersionInline]
+
+    class Media:
+        js = ("catalog/tag_form.js",)
+
     fieldsets = (
         (None, {"fields": ("name", "name_en", "code", "description")}),
         (

@@ -397,6 +397,7 @@ class TagViewSet(RestrictedModelViewSet):
                 "name", OpenApiTypes.STR, required=True, description="Chinese name, e.g. 肤质类型"
             ),
             OpenApiParameter("brand", OpenApiTypes.STR, description="brand code"),
+            OpenApiParameter("brand_id", OpenApiTypes.INT, description="brand id (instead of its code)"),
             OpenApiParameter("category", OpenApiTypes.INT, description="category id"),
         ],
         responses=inline_serializer("CodeSuggestion", {"code": serializers.CharField()}),

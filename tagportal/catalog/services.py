@@ -217,7 +217,7 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
     Idempotent: categories, the naming rule and tags that exist (by code) are left as
     they are, so applying a template twice changes nothing.
     """
-    if user is not None and not (user.has_perm("catalog.apply_template") and may(user, brand, "change")):
+    if user is not None and not (user.has_perm("catalog.apply_template") and may_add_into(user, Tag, brand)):
         raise PermissionDenied(_("You may not apply templates to the brand “%(brand)s”.") % {"brand": brand})
     pack = get_pack(template_key)
     result = TemplateResult(template=pack.key, brand=brand.code)

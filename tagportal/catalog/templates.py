@@ -32,6 +32,7 @@ A pack is a YAML document::
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -45,6 +46,7 @@ from tagportal.engine.rules import RuleValidationError, validate_definition
 from . import naming
 from .choices import RefreshMode, TagKind, ValueType
 
+CATEGORY_CODE_RE = re.compile(r"^[a-z][a-z0-9]*$")
 TEMPLATE_DIR = Path(settings.BASE_DIR) / "fixtures" / "templates"
 TAG_KEYS = {
     "name", "category", "zh", "en", "description", "kind", "value_type", "refresh_mode", "unit",
@@ -168,6 +170,10 @@ def _packs(directory: str) -> dict[str, TemplatePack]:
     packs = {}
     for path in sorted(Path(directory).glob("*.yaml")):
         pack = load_pack(path)
+        if pack.key in packs:
+            raise TemplateError(
+                f"{path.name}: the key {pack.key!r} is also used by {packs[pack.key].path.name}"
+            )
         packs[pack.key] = pack
     return packs
 
@@ -186,7 +192,13 @@ def get_pack(key: str) -> TemplatePack:
     return packs[key]
 
 
-def check_pack(pack: TemplatePack, business_line: str = "demo", brand: str = "demo") -> list[str]:
+#: The longest business line code (codes must fit the rule's length with any business line).
+LONGEST_BUSINESS_LINE = "b" * 20
+
+
+def check_pack(
+    pack: TemplatePack, business_line: str = LONGEST_BUSINESS_LINE, brand: str = "demo"
+) -> list[str]:
     """Every problem with a pack, without touching the database."""
     from .validation import values_errors
 
@@ -198,6 +210,10 @@ def check_pack(pack: TemplatePack, business_line: str = "demo", brand: str = "de
         for key in ("code", "name", "name_en"):
             if not node.get(key):
                 problems.append(f"category {path}: missing {key}")
+        if not CATEGORY_CODE_RE.match(str(node.get("code", ""))):
+            problems.append(
+                f"category {path}: the code must be lower-case letters and digits, starting with a letter"
+            )
     names = [t.get("name") for t in pack.tags]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
@@ -217,6 +233,8 @@ def check_pack(pack: TemplatePack, business_line: str = "demo", brand: str = "de
             continue
         if tag.get("kind") not in TagKind.values:
             problems.append(f"{where}: unknown kind {tag.get('kind')!r}")
+        if (tag.get("kind") == TagKind.MANUAL) != ((tag.get("definition") or {}).get("type") == "manual"):
+            problems.append(f"{where}: manual tags, and only they, have the definition {{type: manual}}")
         if tag.get("refresh_mode", "batch") not in RefreshMode.values:
             problems.append(f"{where}: unknown refresh_mode {tag.get('refresh_mode')!r}")
         if tag.get("value_type") not in ValueType.values:

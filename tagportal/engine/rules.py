@@ -170,6 +170,17 @@ class _Validator:
                 self.error(path, _("a bucket needs a 'min', a 'max' or both"))
             elif _is_number(low) and _is_number(high) and low >= high:
                 self.error(path, _("'min' must be less than 'max'"))
+        bounds = [
+            (b.get("min"), b.get("max"))
+            for b in buckets or []
+            if isinstance(b, dict) and all(v is None or _is_number(v) for v in (b.get("min"), b.get("max")))
+        ]
+        if len(bounds) == len(buckets or []):
+            for i in range(1, len(bounds)):
+                previous_high, low = bounds[i - 1][1], bounds[i][0]
+                if previous_high is None or low is None or low < previous_high:
+                    self.error(f"buckets[{i}]", _("buckets must be in ascending order and must not overlap"))
+                    break
 
     def def_cases(self, doc):
         if not self.expect_object(doc, "", ("type", "cases", "default", "description"), ("cases",)):
@@ -219,7 +230,7 @@ class _Validator:
             self.error(path, _("expected an object mapping raw values to value codes"))
             return
         for raw, code in mapping.items():
-            self.value_code(code, _join(path, raw))
+            self.value_code(code, _join(path, str(raw)))
 
     def value_code(self, code, path):
         if self.value_type == "boolean":

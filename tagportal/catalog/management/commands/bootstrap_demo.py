@@ -15,7 +15,9 @@ class Command(BaseCommand):
         self.stdout.write("Demo logins (local demo only):")
         self.stdout.write(f"  {'username':<10} {'password':<22} role")
         for login in logins:
-            self.stdout.write(f"  {login.username:<10} {login.password:<22} {login.role}  {login.display_name}")
+            self.stdout.write(
+                f"  {login.username:<10} {login.password:<22} {login.role}  {login.display_name}"
+            )
             if login.token:
                 self.stdout.write(f"  {'':<10} API token: {login.token}")
         self.stdout.write("")
