@@ -110,13 +110,19 @@ def run(args, capture):
     from tagportal.core.roles import ensure_roles
 
     groups = ensure_roles()
-    lines = [BusinessLine.objects.create(code=c, name=n) for c, n in [("yimei", "医美"), ("shipin", "食品饮料")]]
-    brands = [Brand.objects.create(code=f"brand{i}", name=f"品牌{i}", business_line=lines[i % 2]) for i in range(6)]
+    lines = [
+        BusinessLine.objects.create(code=c, name=n) for c, n in [("yimei", "医美"), ("shipin", "食品饮料")]
+    ]
+    brands = [
+        Brand.objects.create(code=f"brand{i}", name=f"品牌{i}", business_line=lines[i % 2]) for i in range(6)
+    ]
     rule = NamingRule.objects.create(name="bench")
     root = Category.objects.create(code="root", name="根", naming_rule=rule)
     categories = [Category.objects.create(code=f"c{i}", name=f"分类{i}", parent=root) for i in range(12)]
     china = Region.objects.create(code="cn", name="中国", level="country")
-    regions = [Region.objects.create(code=f"p{i}", name=f"省{i}", level="province", parent=china) for i in range(8)]
+    regions = [
+        Region.objects.create(code=f"p{i}", name=f"省{i}", level="province", parent=china) for i in range(8)
+    ]
     admin = User.objects.create_user("bench_admin", password="x", is_staff=True)
     admin.groups.add(groups["admin"])
     operator = User.objects.create_user("bench_operator", password="x", is_staff=True)

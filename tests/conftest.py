@@ -20,7 +20,9 @@ def world(db):
     w.own_brand = BrandFactory(code="ruiyan", name="瑞颜", business_line=w.own_line)
     w.other_brand = BrandFactory(code="qingquan", name="清泉", business_line=w.other_line)
     w.category = CategoryFactory(code="visit", name="到店行为")
-    w.own_tag = TagFactory(brand=w.own_brand, category=w.category, name="到店次数", code="yimei_visit_dao_dian_ci_shu")
+    w.own_tag = TagFactory(
+        brand=w.own_brand, category=w.category, name="到店次数", code="yimei_visit_dao_dian_ci_shu"
+    )
     w.other_tag = TagFactory(
         brand=w.other_brand, category=w.category, name="购买次数", code="shipin_visit_gou_mai_ci_shu"
     )

@@ -94,7 +94,9 @@ class TagFactory(factory.django.DjangoModelFactory):
     category = factory.SubFactory(CategoryFactory)
     name = factory.Sequence(lambda n: f"到店次数{n}")
     name_en = factory.Sequence(lambda n: f"Store visits {n}")
-    code = factory.LazyAttributeSequence(lambda o, n: f"{o.brand.business_line.code}_{o.category.code}_visits_{n}")
+    code = factory.LazyAttributeSequence(
+        lambda o, n: f"{o.brand.business_line.code}_{o.category.code}_visits_{n}"
+    )
     description = "近90天到店次数"
     kind = "behavior"
     value_type = "number"

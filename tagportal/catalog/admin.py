@@ -169,11 +169,15 @@ def descendant_ids(root: int) -> list[int]:
 
 @admin.register(Category)
 class CategoryAdmin(SimpleHistoryAdmin):
-    list_display = ("path_name", "code", "name_en", "naming_rule", "tag_count", "order")
+    list_display = ("category_path", "code", "name_en", "naming_rule", "tag_count", "order")
     list_filter = ("naming_rule",)
-    list_select_related = ("parent__parent__parent", "naming_rule")
+    list_select_related = ("naming_rule",)
     search_fields = ("code", "name", "name_en", "description")
     autocomplete_fields = ("parent",)
+
+    def get_list_display(self, request):
+        column = category_path_column(request, "pk", gettext_lazy("path"), "name")
+        return [column if c == "category_path" else c for c in self.list_display]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_tags=Count("tags"))
@@ -199,8 +203,27 @@ class TagVersionInline(admin.TabularInline):
         return False
 
 
+CATEGORY_LABEL = gettext_lazy("category")
+
+
+def category_path_column(request, id_attr="category_id", label=CATEGORY_LABEL, order="category__name"):
+    """A changelist column showing a category's full path, from one query per page
+    however deep the tree is."""
+
+    if not hasattr(request, "_tp_category_paths"):
+        request._tp_category_paths = Category.path_names()
+    paths = request._tp_category_paths
+
+    def category_path(obj):
+        return paths.get(getattr(obj, id_attr), "")
+
+    category_path.short_description = label
+    category_path.admin_order_field = order
+    return category_path
+
+
 @admin.register(Tag)
-class TagAdmin(RestrictedAdminMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
     form = TagAdminForm
     change_form_template = "admin/catalog/guarded_change_form.html"
     object_history_template = "admin/catalog/tag/object_history.html"
@@ -222,7 +245,7 @@ class TagAdmin(RestrictedAdminMixin, SimpleHistoryAdmin, GuardedModelAdmin):
         ("owner", admin.RelatedOnlyFieldListFilter),
         "template",
     )
-    list_select_related = ("category__parent__parent", "brand", "business_line", "owner")
+    list_select_related = ("brand", "business_line", "owner")
     search_fields = ("code", "name", "name_en", "description")
     search_help_text = gettext_lazy("Search Chinese and English names, codes and descriptions.")
     list_per_page = 100
@@ -272,9 +295,8 @@ class TagAdmin(RestrictedAdminMixin, SimpleHistoryAdmin, GuardedModelAdmin):
             obj.owner = request.user
         obj.save()
 
-    @admin.display(description=gettext_lazy("category"), ordering="category__name")
-    def category_path(self, obj):
-        return obj.category.path_name
+    def get_list_display(self, request):
+        return [category_path_column(request) if c == "category_path" else c for c in self.list_display]
 
     def get_urls(self):
         urls = super().get_urls()

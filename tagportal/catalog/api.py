@@ -8,14 +8,19 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
-from tagportal.core.api import RestrictedModelViewSet, RestrictedReadOnlyViewSet, ScopedRelatedField
-from tagportal.core.permissions import may
+from tagportal.core.api import (
+    RestrictedModelViewSet,
+    RestrictedReadOnlyViewSet,
+    ScopedRelatedField,
+    ValidatedModelSerializer,
+)
+from tagportal.core.permissions import may_add_into
 
 from . import services
 from .admin import descendant_ids
@@ -28,13 +33,13 @@ from .templates import TemplateError, available_packs
 # Serializers
 
 
-class BusinessLineSerializer(serializers.ModelSerializer):
+class BusinessLineSerializer(ValidatedModelSerializer):
     class Meta:
         model = BusinessLine
         fields = ["id", "code", "name", "name_en", "description", "is_active", "created", "last_updated"]
 
 
-class BrandSerializer(serializers.ModelSerializer):
+class BrandSerializer(ValidatedModelSerializer):
     business_line = ScopedRelatedField(slug_field="code", queryset=BusinessLine.objects.all())
 
     class Meta:
@@ -52,7 +57,7 @@ class BrandSerializer(serializers.ModelSerializer):
         ]
 
 
-class RegionSerializer(serializers.ModelSerializer):
+class RegionSerializer(ValidatedModelSerializer):
     parent = serializers.SlugRelatedField(
         slug_field="code", queryset=Region.objects.all(), allow_null=True, required=False
     )
@@ -62,24 +67,27 @@ class RegionSerializer(serializers.ModelSerializer):
         model = Region
         fields = ["id", "code", "name", "name_en", "level", "parent", "path_name"]
 
-    def validate(self, attrs):
-        instance = Region(**{**({} if self.instance is None else _fields(self.instance)), **attrs})
-        instance.clean()
-        return attrs
 
-
-class NamingRuleSerializer(serializers.ModelSerializer):
+class NamingRuleSerializer(ValidatedModelSerializer):
     class Meta:
         model = NamingRule
         fields = ["id", "name", "description", "pattern", "min_length", "max_length", "example_name"]
 
-    def validate(self, attrs):
-        NamingRule(**{**({} if self.instance is None else _fields(self.instance)), **attrs}).clean()
-        return attrs
+
+def _category_path(serializer, category_id) -> str:
+    """Category paths from one query per response, however deep the tree is."""
+    root = serializer.parent.context if serializer.parent is not None else serializer.context
+    if "_category_paths" not in root:
+        root["_category_paths"] = Category.path_names()
+    return root["_category_paths"].get(category_id, "")
 
 
-class CategorySerializer(serializers.ModelSerializer):
-    path_name = serializers.CharField(read_only=True)
+class CategorySerializer(ValidatedModelSerializer):
+    path_name = serializers.SerializerMethodField()
+
+    def get_path_name(self, obj) -> str:
+        return _category_path(self, obj.pk)
+
     naming_rule = serializers.PrimaryKeyRelatedField(
         queryset=NamingRule.objects.all(), allow_null=True, required=False
     )
@@ -99,10 +107,6 @@ class CategorySerializer(serializers.ModelSerializer):
         ]
 
 
-def _fields(instance) -> dict:
-    return {f.name: getattr(instance, f.name) for f in instance._meta.concrete_fields if f.name != "id"}
-
-
 class TagValueSerializer(serializers.Serializer):
     code = serializers.CharField()
     label = serializers.CharField()
@@ -116,7 +120,7 @@ class TagSerializer(serializers.ModelSerializer):
     brand = ScopedRelatedField(slug_field="code", queryset=Brand.objects.all())
     business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
     category = serializers.PrimaryKeyRelatedField(queryset=Category.objects.all())
-    category_path = serializers.CharField(source="category.path_name", read_only=True)
+    category_path = serializers.SerializerMethodField()
     regions = serializers.SlugRelatedField(
         slug_field="code", queryset=Region.objects.all(), many=True, required=False
     )
@@ -149,9 +153,8 @@ class TagSerializer(serializers.ModelSerializer):
         read_only_fields = ["published_version", "template", "created", "last_updated"]
         validators = []  # uniqueness is checked by the model (full_clean) with a clear message
 
-    @extend_schema_field(TagValueSerializer(many=True))
-    def get_values(self, obj):  # pragma: no cover - schema only
-        return obj.values
+    def get_category_path(self, obj) -> str:
+        return _category_path(self, obj.category_id)
 
     def create(self, validated_data):
         regions = validated_data.pop("regions", [])
@@ -272,10 +275,25 @@ class BrandViewSet(RestrictedModelViewSet):
     search_fields = ["code", "name", "name_en", "description"]
     ordering_fields = ["code", "name", "created"]
 
+    def _check_business_line(self, serializer):
+        business_line = serializer.validated_data.get("business_line")
+        if business_line is not None and not may_add_into(self.request.user, Brand, business_line):
+            raise DjangoPermissionDenied(
+                _("You may not add brands to the business line “%(bl)s”.") % {"bl": business_line}
+            )
+
     def perform_create(self, serializer):
-        business_line = serializer.validated_data["business_line"]
-        if not may(self.request.user, business_line, "change"):
-            raise DjangoPermissionDenied(_("You may not add brands to this business line."))
+        self._check_business_line(serializer)
+        serializer.save()
+
+    def perform_update(self, serializer):
+        moving = serializer.validated_data.get("business_line")
+        if moving is not None and moving.pk != serializer.instance.business_line_id:
+            self._check_business_line(serializer)
+            if serializer.instance.tags.exists():
+                raise ValidationError(
+                    {"business_line": _("A brand with tags cannot move to another business line.")}
+                )
         serializer.save()
 
 
@@ -295,7 +313,7 @@ class NamingRuleViewSet(RestrictedModelViewSet):
 
 
 class CategoryViewSet(RestrictedModelViewSet):
-    queryset = Category.objects.select_related("parent__parent__parent", "naming_rule")
+    queryset = Category.objects.select_related("naming_rule")
     serializer_class = CategorySerializer
     filterset_fields = ["parent", "naming_rule"]
     search_fields = ["code", "name", "name_en", "description"]

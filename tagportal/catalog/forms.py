@@ -111,10 +111,11 @@ class TagAdminForm(forms.ModelForm):
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["code"].required = False
-        self.fields["code"].help_text = _(
-            "Leave empty to have it suggested from the Chinese name (pinyin) following the category's naming rule."
-        )
+        if "code" in self.fields:  # absent on read-only (view) forms
+            self.fields["code"].required = False
+            self.fields["code"].help_text = _(
+                "Leave empty to have it suggested from the Chinese name (pinyin) following the category's naming rule."
+            )
         if user is not None and "brand" in self.fields:
             allowed = containers_for_add(user, Tag, Brand).select_related("business_line")
             if self.instance.pk:

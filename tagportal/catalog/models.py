@@ -177,9 +177,18 @@ class NamingRule(TimeStampedModel):
         return self.name
 
     def clean(self):
-        errors = naming.pattern_errors(self.pattern)
+        errors = {}
+        pattern_errors = naming.pattern_errors(self.pattern)
+        if pattern_errors:
+            errors["pattern"] = pattern_errors
+        if self.min_length is not None and self.min_length < 1:
+            errors["min_length"] = [_("At least 1.")]
+        if self.max_length is not None and self.max_length > 64:
+            errors["max_length"] = [_("At most 64: tag codes have 64 characters at most.")]
+        if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
+            errors.setdefault("min_length", []).append(_("The minimum length is greater than the maximum."))
         if errors:
-            raise ValidationError({"pattern": errors})
+            raise ValidationError(errors)
 
     def example(self, context: naming.CodeContext) -> str:
         return naming.build_code(self.pattern, context, self.example_name)
@@ -264,6 +273,21 @@ class Category(TimeStampedModel):
     @property
     def path_name(self) -> str:
         return " › ".join(c.name for c in reversed(self.ancestors()))
+
+    @classmethod
+    def path_names(cls) -> dict[int, str]:
+        """``{pk: "基础属性 › 人口属性"}`` for every category, in one query."""
+        rows = {pk: (parent, name) for pk, parent, name in cls.objects.values_list("pk", "parent_id", "name")}
+        paths: dict[int, str] = {}
+        for pk in rows:
+            names, node, seen = [], pk, set()
+            while node is not None and node in rows and node not in seen:
+                seen.add(node)
+                parent, name = rows[node]
+                names.append(name)
+                node = parent
+            paths[pk] = " › ".join(reversed(names))
+        return paths
 
     def effective_naming_rule(self) -> NamingRule | None:
         for node in self.ancestors():
@@ -391,6 +415,15 @@ class Tag(TimeStampedModel):
         from .validation import validate_tag
 
         validate_tag(self)
+
+    def validate_constraints(self, exclude=None):
+        # Report a duplicate code on the code field, in words a user understands.
+        if self.brand_id and self.code and (exclude is None or "code" not in exclude):
+            if Tag.objects.filter(brand_id=self.brand_id, code=self.code).exclude(pk=self.pk).exists():
+                raise ValidationError(
+                    {"code": _("The brand already has a tag with the code “%(code)s”.") % {"code": self.code}}
+                )
+        super().validate_constraints(exclude=exclude)
 
     def save(self, *args, **kwargs):
         if self.brand_id and not self.business_line_id:

@@ -280,5 +280,11 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
         publish_tag(tag, user=user, note=reason)
         result.created.append(code)
         existing.add(code)
-    log.info("template %s applied to %s: %s", pack.key, brand.code, result.as_dict())
+    log.info(
+        "template %s applied to %s: %s created, %s skipped",
+        pack.key,
+        brand.code,
+        len(result.created),
+        len(result.skipped),
+    )
     return result

@@ -12,6 +12,11 @@ class RestrictedAdminMixin:
     def get_queryset(self, request):
         return super().get_queryset(request).restrict(request.user, "view")
 
+    def has_view_permission(self, request, obj=None):
+        if not super().has_view_permission(request, obj):
+            return False
+        return obj is None or may(request.user, obj, "view") or may(request.user, obj, "change")
+
     def has_change_permission(self, request, obj=None):
         if not super().has_change_permission(request, obj):
             return False
@@ -28,6 +33,8 @@ class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
 
     def field_choices(self, field, request, model_admin):
         queryset = field.related_model._default_manager.all()
+        if any(f.name == "parent" for f in field.related_model._meta.concrete_fields):
+            queryset = queryset.select_related("parent__parent__parent")  # tree labels show their path
         if hasattr(queryset, "restrict"):
             queryset = queryset.restrict(request.user, "view")
         ordering = self.field_admin_ordering(field, request, model_admin)

@@ -8,6 +8,7 @@ to be in ``restrict(user, action)`` (403 otherwise).
 
 from __future__ import annotations
 
+import copy
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -40,6 +41,22 @@ class RestrictedModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):
 
 class RestrictedReadOnlyViewSet(RestrictedViewSetMixin, viewsets.ReadOnlyModelViewSet):
     pass
+
+
+class ValidatedModelSerializer(serializers.ModelSerializer):
+    """Runs the model's own ``full_clean()`` (field checks, ``clean()``, unique and check
+    constraints), so the API refuses exactly what the admin form refuses, with a 400."""
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        model = self.Meta.model
+        many = {f.name for f in model._meta.many_to_many}
+        instance = copy.copy(self.instance) if self.instance is not None else model()
+        for name, value in attrs.items():
+            if name not in many:
+                setattr(instance, name, value)
+        instance.full_clean()
+        return attrs
 
 
 class ScopedRelatedField(serializers.SlugRelatedField):

@@ -12,7 +12,9 @@ from ..factories import BrandFactory, CategoryFactory, RegionFactory, TagFactory
 @pytest.mark.django_db
 def test_code_is_unique_per_brand_in_the_database():
     tag = TagFactory()
-    clone = TagFactory.build(brand=tag.brand, business_line=tag.business_line, category=tag.category, code=tag.code)
+    clone = TagFactory.build(
+        brand=tag.brand, business_line=tag.business_line, category=tag.category, code=tag.code
+    )
     with pytest.raises(ValidationError) as info:
         clone.full_clean()
     assert "__all__" in info.value.message_dict or "code" in info.value.message_dict
@@ -108,7 +110,11 @@ def test_category_cannot_contain_itself():
         ([{"code": "a"}], "enum", "label is required"),
         ([{"code": "a", "label": "甲", "min": 1}], "enum", "only number tags"),
         ([{"code": "a", "label": "甲", "min": 5, "max": 1}], "number", "less than max"),
-        ([{"code": "a", "label": "甲", "max": 5}, {"code": "b", "label": "乙", "min": 3}], "number", "overlap"),
+        (
+            [{"code": "a", "label": "甲", "max": 5}, {"code": "b", "label": "乙", "min": 3}],
+            "number",
+            "overlap",
+        ),
         ([{"code": "maybe", "label": "也许"}], "boolean", "true"),
         ("oily", "enum", "must be a list"),
     ],
@@ -118,7 +124,12 @@ def test_values_errors(values, value_type, fragment):
 
 
 def test_values_ok():
-    assert values_errors([{"code": "low", "label": "低", "max": 2}, {"code": "high", "label": "高", "min": 2}], "number") == []
+    assert (
+        values_errors(
+            [{"code": "low", "label": "低", "max": 2}, {"code": "high", "label": "高", "min": 2}], "number"
+        )
+        == []
+    )
     assert values_errors([], "boolean") == []
     assert values_errors([], "number") == []
 
@@ -127,8 +138,16 @@ def test_values_ok():
 def test_create_tag_service_is_atomic_and_records_history(world):
     before = Tag.history.count()
     with pytest.raises(ValidationError):
-        create_tag(world.operator, brand=world.own_brand, category=world.category, name="坏", kind="behavior",
-                   value_type="enum", values=[], definition={"type": "manual"})
+        create_tag(
+            world.operator,
+            brand=world.own_brand,
+            category=world.category,
+            name="坏",
+            kind="behavior",
+            value_type="enum",
+            values=[],
+            definition={"type": "manual"},
+        )
     assert Tag.history.count() == before
     tag = create_tag(
         world.operator, brand=world.own_brand, category=world.category, name="会员等级", kind="manual",

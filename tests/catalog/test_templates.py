@@ -109,8 +109,13 @@ def test_api_apply(world):
     assert again.status_code == 200 and again.json()["created"] == 0
     # another business line's brand is invisible to this steward; operators may not apply
     assert steward.post(url, {"brand": world.other_brand.code}, format="json").status_code == 404
-    assert client_for(world.operator).post(url, {"brand": world.own_brand.code}, format="json").status_code == 403
-    assert steward.post("/api/catalog/templates/nope/apply/", {"brand": "x"}, format="json").status_code == 404
+    assert (
+        client_for(world.operator).post(url, {"brand": world.own_brand.code}, format="json").status_code
+        == 403
+    )
+    assert (
+        steward.post("/api/catalog/templates/nope/apply/", {"brand": "x"}, format="json").status_code == 404
+    )
     listing = steward.get("/api/catalog/templates/").json()
     assert {p["key"] for p in listing} >= set(PACKS)
 

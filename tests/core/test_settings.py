@@ -9,10 +9,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def start(**env):
-    environment = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")}
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DJANGO_SETTINGS_MODULE")
+    }
     environment.update(env, DJANGO_SETTINGS_MODULE="tagportal.settings")
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"],
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+        ],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -28,7 +34,9 @@ def test_refuses_debug_off_with_development_key():
 
 
 def test_starts_with_a_real_key_or_in_debug():
-    assert start(DEBUG="false", SECRET_KEY="a-real-production-secret-key-0123456789").stdout.strip() == "False"
+    assert (
+        start(DEBUG="false", SECRET_KEY="a-real-production-secret-key-0123456789").stdout.strip() == "False"
+    )
     assert start(DEBUG="true").stdout.strip() == "True"
 
 
@@ -46,7 +54,9 @@ def test_configuration_by_environment():
         ALLOWED_HOSTS="tags.example.cn,api.example.cn",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "postgresql" in result.stdout
     assert "['tags.example.cn', 'api.example.cn']" in result.stdout

@@ -24,9 +24,34 @@ def errors_of(doc, **kwargs):
         ({"type": "condition", "condition": {"metric": VISITS, "op": "gte", "value": 3}}, "boolean"),
         ({"type": "metric", "metric": VISITS}, "number"),
         ({"type": "metric", "metric": {"days_since": "last", "source": "orders"}}, "number"),
-        ({"type": "metric", "metric": {"agg": "sum", "source": "orders", "field": "amount", "window": {"between": ["2026-01-01", "2026-03-31"]}}}, "number"),
-        ({"type": "condition", "condition": {"all": [{"attribute": "gender", "op": "eq", "value": "female"}, {"not": {"attribute": "age", "op": "between", "value": [18, 25]}}]}}, "boolean"),
-        ({"type": "condition", "condition": {"any": [{"tag": "x_rfm", "op": "in", "value": ["a", "b"]}]}}, "boolean"),
+        (
+            {
+                "type": "metric",
+                "metric": {
+                    "agg": "sum",
+                    "source": "orders",
+                    "field": "amount",
+                    "window": {"between": ["2026-01-01", "2026-03-31"]},
+                },
+            },
+            "number",
+        ),
+        (
+            {
+                "type": "condition",
+                "condition": {
+                    "all": [
+                        {"attribute": "gender", "op": "eq", "value": "female"},
+                        {"not": {"attribute": "age", "op": "between", "value": [18, 25]}},
+                    ]
+                },
+            },
+            "boolean",
+        ),
+        (
+            {"type": "condition", "condition": {"any": [{"tag": "x_rfm", "op": "in", "value": ["a", "b"]}]}},
+            "boolean",
+        ),
         ({"type": "manual"}, "enum"),
         ({"type": "attribute", "attribute": "gender", "map": {"F": "female", "M": "male"}}, "enum"),
     ],
@@ -43,7 +68,11 @@ def test_reports_what_it_reads():
             "all": [
                 {"metric": VISITS, "op": "gte", "value": 1},
                 {"tag": "yimei_rfm_segment", "op": "eq", "value": "champion"},
-                {"metric": {"agg": "avg", "source": "orders", "field": "properties.project"}, "op": "gt", "value": 1},
+                {
+                    "metric": {"agg": "avg", "source": "orders", "field": "properties.project"},
+                    "op": "gt",
+                    "value": 1,
+                },
             ]
         },
     }
@@ -60,7 +89,10 @@ def test_bucket_and_cases_check_value_codes():
     }
     errors = errors_of(doc, value_type="enum", value_codes=["low", "high"])
     assert "buckets[1].value" in errors and "huge" in errors["buckets[1].value"]
-    cases = {"type": "cases", "cases": [{"value": "vip", "when": {"attribute": "points", "op": "gt", "value": "x"}}]}
+    cases = {
+        "type": "cases",
+        "cases": [{"value": "vip", "when": {"attribute": "points", "op": "gt", "value": "x"}}],
+    }
     errors = errors_of(cases, value_type="enum", value_codes=["vip"])
     assert errors == {"cases[0].when.value": "expected a number, got 'x'"}
 
@@ -71,23 +103,84 @@ def test_bucket_and_cases_check_value_codes():
         ("not an object", "", "JSON object"),
         ({"type": "magic"}, "type", "unknown definition type"),
         ({"type": "metric"}, "", "missing 'metric'"),
-        ({"type": "metric", "metric": {**VISITS, "window": {"last_days": 0}}}, "metric.window.last_days", "at least 1"),
+        (
+            {"type": "metric", "metric": {**VISITS, "window": {"last_days": 0}}},
+            "metric.window.last_days",
+            "at least 1",
+        ),
         ({"type": "metric", "metric": {**VISITS, "agg": "median"}}, "metric.agg", "expected one of"),
         ({"type": "metric", "metric": {"agg": "sum", "source": "events"}}, "metric", "needs a 'field'"),
-        ({"type": "metric", "metric": {"agg": "sum", "source": "orders", "field": "store"}}, "metric.field", "numeric"),
-        ({"type": "metric", "metric": {"agg": "count", "source": "clicks"}}, "metric.source", "expected one of"),
-        ({"type": "metric", "metric": {**VISITS, "where": [{"field": "type", "op": "eq", "value": "teleport"}]}}, "metric.where[0].value", "unknown event type"),
-        ({"type": "metric", "metric": {**VISITS, "where": [{"field": "colour", "op": "eq", "value": "red"}]}}, "metric.where[0].field", "unknown events field"),
-        ({"type": "metric", "metric": {**VISITS, "where": [{"field": "channel", "op": "eq", "value": "myspace"}]}}, "metric.where[0].value", "unknown channel"),
-        ({"type": "metric", "metric": {**VISITS, "window": {"between": ["2026-03-01", "2026-01-01"]}}}, "metric.window.between", "after the end"),
-        ({"type": "metric", "metric": {**VISITS, "window": {"between": ["2026-02-30", "2026-03-01"]}}}, "metric.window.between[0]", "date"),
+        (
+            {"type": "metric", "metric": {"agg": "sum", "source": "orders", "field": "store"}},
+            "metric.field",
+            "numeric",
+        ),
+        (
+            {"type": "metric", "metric": {"agg": "count", "source": "clicks"}},
+            "metric.source",
+            "expected one of",
+        ),
+        (
+            {
+                "type": "metric",
+                "metric": {**VISITS, "where": [{"field": "type", "op": "eq", "value": "teleport"}]},
+            },
+            "metric.where[0].value",
+            "unknown event type",
+        ),
+        (
+            {
+                "type": "metric",
+                "metric": {**VISITS, "where": [{"field": "colour", "op": "eq", "value": "red"}]},
+            },
+            "metric.where[0].field",
+            "unknown events field",
+        ),
+        (
+            {
+                "type": "metric",
+                "metric": {**VISITS, "where": [{"field": "channel", "op": "eq", "value": "myspace"}]},
+            },
+            "metric.where[0].value",
+            "unknown channel",
+        ),
+        (
+            {"type": "metric", "metric": {**VISITS, "window": {"between": ["2026-03-01", "2026-01-01"]}}},
+            "metric.window.between",
+            "after the end",
+        ),
+        (
+            {"type": "metric", "metric": {**VISITS, "window": {"between": ["2026-02-30", "2026-03-01"]}}},
+            "metric.window.between[0]",
+            "date",
+        ),
         ({"type": "condition", "condition": {"all": []}}, "condition.all", "non-empty"),
-        ({"type": "condition", "condition": {"attribute": "shoe_size", "op": "eq", "value": 1}}, "condition.attribute", "unknown profile attribute"),
-        ({"type": "condition", "condition": {"attribute": "age", "op": "contains", "value": "1"}}, "condition.op", "expected one of"),
-        ({"type": "condition", "condition": {"attribute": "age", "op": "between", "value": [30, 20]}}, "condition.value", "greater than"),
-        ({"type": "condition", "condition": {"attribute": "city", "op": "in", "value": []}}, "condition.value", "non-empty"),
+        (
+            {"type": "condition", "condition": {"attribute": "shoe_size", "op": "eq", "value": 1}},
+            "condition.attribute",
+            "unknown profile attribute",
+        ),
+        (
+            {"type": "condition", "condition": {"attribute": "age", "op": "contains", "value": "1"}},
+            "condition.op",
+            "expected one of",
+        ),
+        (
+            {"type": "condition", "condition": {"attribute": "age", "op": "between", "value": [30, 20]}},
+            "condition.value",
+            "greater than",
+        ),
+        (
+            {"type": "condition", "condition": {"attribute": "city", "op": "in", "value": []}},
+            "condition.value",
+            "non-empty",
+        ),
         ({"type": "condition", "condition": {"metric": VISITS, "op": "gte"}}, "condition", "missing 'value'"),
-        ({"type": "condition", "condition": {"metric": VISITS, "op": "gte", "value": 1, "extra": 2}}, "condition.extra", "unknown key"),
+        (
+            {"type": "condition", "condition": {"metric": VISITS, "op": "gte", "value": 1, "extra": 2}},
+            "condition.extra",
+            "unknown key",
+        ),
         ({"type": "condition", "condition": {"weather": "sunny"}}, "condition", "needs one of"),
     ],
 )
@@ -119,7 +212,12 @@ def test_deep_nesting_is_refused_not_crashing():
 def test_all_errors_reported_at_once():
     doc = {
         "type": "condition",
-        "condition": {"all": [{"attribute": "x", "op": "eq", "value": 1}, {"metric": {**VISITS, "window": {"last_days": -1}}, "op": "gt", "value": 0}]},
+        "condition": {
+            "all": [
+                {"attribute": "x", "op": "eq", "value": 1},
+                {"metric": {**VISITS, "window": {"last_days": -1}}, "op": "gt", "value": 0},
+            ]
+        },
     }
     errors = errors_of(doc, value_type="boolean")
     assert set(errors) == {"condition.all[0].attribute", "condition.all[1].metric.window.last_days"}
