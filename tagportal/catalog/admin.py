@@ -179,6 +179,10 @@ class CategoryAdmin(SimpleHistoryAdmin):
         column = category_path_column(request, "pk", gettext_lazy("path"), "name")
         return [column if c == "category_path" else c for c in self.list_display]
 
+    @admin.display(description=gettext_lazy("path"), ordering="name")
+    def category_path(self, obj):  # replaced per request by get_list_display
+        return obj.path_name
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_tags=Count("tags"))
 
@@ -271,6 +275,11 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         ),
     )
 
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "category":
+            kwargs["queryset"] = Category.objects.select_related("parent__parent__parent")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_form(self, request, obj=None, change=False, **kwargs):
         form_class = super().get_form(request, obj, change, **kwargs)
         user = request.user
@@ -297,6 +306,10 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
 
     def get_list_display(self, request):
         return [category_path_column(request) if c == "category_path" else c for c in self.list_display]
+
+    @admin.display(description=CATEGORY_LABEL, ordering="category__name")
+    def category_path(self, obj):  # replaced per request by get_list_display
+        return obj.category.path_name
 
     def get_urls(self):
         urls = super().get_urls()

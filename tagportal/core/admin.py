@@ -29,14 +29,19 @@ class RestrictedAdminMixin:
 
 
 class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):
-    """A related-object filter that offers only the objects the user may view."""
+    """A related-object filter offering only objects the user may view that are used by
+    the objects the user may view; tree objects (with a ``parent``) sorted by their path."""
 
     def field_choices(self, field, request, model_admin):
-        queryset = field.related_model._default_manager.all()
-        if any(f.name == "parent" for f in field.related_model._meta.concrete_fields):
-            queryset = queryset.select_related("parent__parent__parent")  # tree labels show their path
+        related = field.related_model
+        used = model_admin.get_queryset(request).values_list(f"{self.field_path}__pk", flat=True)
+        queryset = related._default_manager.filter(pk__in=used)
         if hasattr(queryset, "restrict"):
             queryset = queryset.restrict(request.user, "view")
+        is_tree = any(f.name == "parent" for f in related._meta.concrete_fields)
+        if is_tree:
+            queryset = queryset.select_related("parent__parent__parent")  # labels show their path
+            return sorted(((obj.pk, str(obj)) for obj in queryset), key=lambda choice: choice[1])
         ordering = self.field_admin_ordering(field, request, model_admin)
         if ordering:
             queryset = queryset.order_by(*ordering)
