@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint check pytest bench clean messages
+.PHONY: run test install install-dev lint check pytest browser bench clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,14 @@ check: install-dev
 	DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 	DEBUG=true $(BIN)/python manage.py check_templates
 
-pytest: install-dev
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+PYTEST_ARGS ?= -n 2
+pytest: install-dev browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 ## make test: install with dev extras, ruff, manage.py check, makemigrations --check, pytest.

@@ -426,14 +426,16 @@ class TagViewSet(RestrictedModelViewSet):
         if not name:
             raise ValidationError({"name": _("Give the tag's Chinese name.")})
         brand = category = None
-        if request.query_params.get("brand"):
-            brand = (
-                Brand.objects.restrict(request.user, "view")
-                .filter(code=request.query_params["brand"])
-                .first()
-            )
+        brands = Brand.objects.restrict(request.user, "view").select_related("business_line")
+        params = request.query_params
+        if params.get("brand"):
+            brand = brands.filter(code=params["brand"]).first()
             if brand is None:
                 raise ValidationError({"brand": _("Unknown brand.")})
+        elif params.get("brand_id"):
+            brand = brands.filter(pk=params["brand_id"]).first() if params["brand_id"].isdigit() else None
+            if brand is None:
+                raise ValidationError({"brand_id": _("Unknown brand.")})
         if request.query_params.get("category"):
             try:
                 category = Category.objects.get(pk=int(request.query_params["category"]))
