@@ -4,4 +4,6 @@ from rest_framework.authtoken.views import obtain_auth_token
 urlpatterns = [
     path("token/", obtain_auth_token, name="api-token"),
     path("catalog/", include("tagportal.catalog.urls")),
+    path("lineage/", include("tagportal.lineage.urls")),
+    path("governance/", include("tagportal.governance.urls")),
 ]

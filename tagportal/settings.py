@@ -59,6 +59,8 @@ INSTALLED_APPS = [
     "tagportal.core",
     "tagportal.engine",
     "tagportal.catalog",
+    "tagportal.lineage",
+    "tagportal.governance",
 ]
 
 MIDDLEWARE = [
@@ -125,7 +127,16 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+
+
+def _plotly_js_dir() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).resolve().parent / "package_data"
+
+
+# plotly.js is served from the installed plotly package (static/plotly/plotly.min.js), never a CDN.
+STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _plotly_js_dir())]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -183,6 +194,12 @@ if not CELERY_BROKER_URL:
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_DEFAULT_QUEUE = "default"
+
+#: Days between re-certifications of a published tag, unless its category says otherwise.
+TAGPORTAL_RECERTIFICATION_DAYS = int(os.environ.get("TAGPORTAL_RECERTIFICATION_DAYS", "180"))
+#: Where links in notification e-mails point.
+TAGPORTAL_BASE_URL = os.environ.get("TAGPORTAL_BASE_URL", "http://127.0.0.1:8000")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tagportal@localhost")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 

@@ -12,6 +12,8 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("lineage/", include(("tagportal.lineage.pages", "lineage"))),
+    path("review/", include(("tagportal.governance.pages", "governance"))),
     path("api/", include("tagportal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

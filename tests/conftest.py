@@ -6,6 +6,17 @@ from tagportal.core.roles import ADMIN, ANALYST, OPERATOR, STEWARD
 from .factories import BrandFactory, BusinessLineFactory, CategoryFactory, TagFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def english_by_default(settings):
+    """Each test starts in the settings' language: a request with a Chinese
+    Accept-Language activates Chinese for the rest of the thread."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def world(db):
     """Two business lines, each with a brand and a tag, and one user per role granted

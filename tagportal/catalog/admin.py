@@ -15,6 +15,7 @@ from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFil
 from tagportal.core.permissions import containers_for_add, is_unrestricted
 
 from . import services
+from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
 from .history import compare_records
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
@@ -290,6 +291,17 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
                 super().__init__(*args, **inner)
 
         return FormWithUser
+
+    def has_change_permission(self, request, obj=None):
+        # Past draft, a tag changes only through an approved change request.
+        if obj is not None and obj.status != TagStatus.DRAFT:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.status != TagStatus.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
 
     def has_add_permission(self, request):
         if not super().has_add_permission(request):

@@ -8,4 +8,10 @@ class CatalogConfig(AppConfig):
     verbose_name = _("Tag dictionary")
 
     def ready(self):
-        from . import signals  # noqa: F401
+        from django.db.models.signals import post_migrate
+
+        from . import signals
+
+        post_migrate.connect(
+            signals.ensure_all_business_line_groups, dispatch_uid="tagportal_business_line_groups"
+        )

@@ -49,6 +49,7 @@ class BusinessLine(TimeStampedModel):
         ordering = ["code"]
         verbose_name = _("business line")
         verbose_name_plural = _("business lines")
+        permissions = [("review_businessline", _("Can review and approve tag changes in the business line"))]
 
     def __str__(self):
         return self.name
@@ -246,6 +247,14 @@ class Category(TimeStampedModel):
         help_text=_("Empty: the parent category's rule applies."),
     )
     order = models.PositiveIntegerField(_("order"), default=0)
+    recertification_days = models.PositiveIntegerField(
+        _("re-certification period (days)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "How often a steward re-certifies published tags here. Empty: the parent's period (default 180 days)."
+        ),
+    )
 
     class Meta:
         ordering = ["order", "code"]
@@ -288,6 +297,12 @@ class Category(TimeStampedModel):
                 node = parent
             paths[pk] = " › ".join(reversed(names))
         return paths
+
+    def effective_recertification_days(self) -> int:
+        for node in self.ancestors():
+            if node.recertification_days:
+                return node.recertification_days
+        return settings.TAGPORTAL_RECERTIFICATION_DAYS
 
     def effective_naming_rule(self) -> NamingRule | None:
         for node in self.ancestors():
@@ -364,6 +379,15 @@ class Tag(TimeStampedModel):
     published_version = models.PositiveIntegerField(_("published version"), null=True, blank=True)
     template = models.CharField(
         _("template"), max_length=50, blank=True, help_text=_("The industry template this tag came from.")
+    )
+    certified_at = models.DateTimeField(_("certified at"), null=True, blank=True)
+    certified_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("certified by"),
     )
 
     objects = TagQuerySet.as_manager()
@@ -474,6 +498,35 @@ class TagVersion(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError(_("A published version is immutable and cannot be deleted."))
+
+
+class TagAlias(models.Model):
+    """An old code that resolves to another tag, kept when a tag is merged into another."""
+
+    brand = models.ForeignKey(
+        Brand, on_delete=models.CASCADE, related_name="aliases", verbose_name=_("brand")
+    )
+    code = models.CharField(_("old code"), max_length=64)
+    source = models.ForeignKey(
+        Tag, on_delete=models.PROTECT, related_name="aliases_as_source", verbose_name=_("merged tag")
+    )
+    target = models.ForeignKey(
+        Tag, on_delete=models.PROTECT, related_name="aliases", verbose_name=_("resolves to")
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = [Via("catalog.businessline", "brand__business_line"), Via("catalog.brand", "brand")]
+
+    class Meta:
+        ordering = ["brand_id", "code"]
+        verbose_name = _("tag alias")
+        verbose_name_plural = _("tag aliases")
+        constraints = [models.UniqueConstraint(fields=["brand", "code"], name="tag_alias_unique_per_brand")]
+
+    def __str__(self):
+        return f"{self.code} → {self.target.code}"
 
 
 # django-guardian direct foreign-key permission tables (faster than generic ones).

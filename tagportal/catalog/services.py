@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from guardian.shortcuts import assign_perm
 
@@ -16,7 +18,7 @@ from tagportal.core.permissions import may, may_add_into
 
 from . import naming
 from .choices import TagStatus
-from .models import Brand, BusinessLine, Category, NamingRule, Tag, TagVersion
+from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagAlias, TagVersion
 from .templates import TemplatePack, get_pack, resolve_references
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 #: The groups each business line owns, and the object permissions they get on it.
 BUSINESS_LINE_GROUPS = {
     "operators": ("view_businessline", "change_businessline"),
-    "stewards": ("view_businessline", "change_businessline", "delete_businessline"),
+    "stewards": ("view_businessline", "change_businessline", "delete_businessline", "review_businessline"),
     "analysts": ("view_businessline",),
 }
 
@@ -117,10 +119,41 @@ def create_tag(user, *, regions=(), reason: str = "", **fields) -> Tag:
     return tag
 
 
+class TagLocked(PermissionDenied):
+    """A tag past draft changes only through an approved change request."""
+
+
+#: Lifecycle: which statuses a tag may move to from each status.
+TRANSITIONS = {
+    TagStatus.DRAFT: {TagStatus.IN_REVIEW},
+    TagStatus.IN_REVIEW: {TagStatus.DRAFT, TagStatus.PUBLISHED},
+    TagStatus.PUBLISHED: {TagStatus.DEPRECATED, TagStatus.RETIRED},
+    TagStatus.DEPRECATED: {TagStatus.PUBLISHED, TagStatus.RETIRED},
+    TagStatus.RETIRED: {TagStatus.PUBLISHED},
+}
+
+
+def ensure_editable(tag: Tag) -> None:
+    if tag.status != TagStatus.DRAFT:
+        raise TagLocked(
+            _(
+                "The tag “%(code)s” is %(status)s: it changes only through a change request "
+                "approved by a data steward."
+            )
+            % {"code": tag.code, "status": tag.get_status_display()}
+        )
+
+
 @transaction.atomic
 def update_tag(user, tag: Tag, *, regions=None, reason: str = "", **fields) -> Tag:
+    """Edit a draft tag. Published (and later) tags are refused: see ``apply_changes``."""
     if user is not None and not may(user, tag, "change"):
         raise PermissionDenied(_("You may not change this tag."))
+    ensure_editable(tag)
+    return _write(user, tag, regions=regions, reason=reason, **fields)
+
+
+def _write(user, tag: Tag, *, regions=None, reason: str = "", **fields) -> Tag:
     new_brand = fields.get("brand")
     if new_brand is not None and new_brand.pk != tag.brand_id:
         if user is not None and not may_add_into(user, Tag, new_brand):
@@ -140,11 +173,13 @@ def update_tag(user, tag: Tag, *, regions=None, reason: str = "", **fields) -> T
 
 @transaction.atomic
 def publish_tag(tag: Tag, user=None, note: str = "") -> TagVersion:
-    """Freeze the tag as its next published version and mark it published."""
+    """Freeze the tag as its next published version, mark it published and certified."""
     tag = Tag.objects.select_for_update().get(pk=tag.pk)
     last = tag.versions.order_by("-version").values_list("version", flat=True).first() or 0
     tag.status = TagStatus.PUBLISHED
     tag.published_version = last + 1
+    tag.certified_at = timezone.now()
+    tag.certified_by = user if user is not None and user.is_authenticated else None
     tag.full_clean()
     version = TagVersion.objects.create(
         tag=tag, version=last + 1, snapshot=tag_snapshot(tag), note=note, published_by=user
@@ -154,6 +189,128 @@ def publish_tag(tag: Tag, user=None, note: str = "") -> TagVersion:
         tag._history_user = user
     tag.save()
     return version
+
+
+@transaction.atomic
+def apply_changes(tag: Tag, changes: dict, user=None, reason: str = "") -> TagVersion:
+    """Write approved changes to a tag and publish them as its next version.
+
+    Only governance calls this, when it applies an approved change request.
+    """
+    changes = dict(changes)
+    regions = changes.pop("regions", None)
+    if regions is not None:
+        regions = list(Region.objects.filter(code__in=regions))
+    if user is not None:
+        tag._history_user = user
+    _write(None, tag, regions=regions, reason=reason, **_resolve(changes))
+    return publish_tag(tag, user=user, note=reason)
+
+
+def _resolve(changes: dict) -> dict:
+    """Field values from a change request's plain data (codes and ids) to model values."""
+    from django.contrib.auth import get_user_model
+
+    resolved = dict(changes)
+    if "category" in resolved and not isinstance(resolved["category"], Category):
+        resolved["category"] = Category.objects.get(pk=resolved["category"])
+    if "owner" in resolved and resolved["owner"] is not None and not hasattr(resolved["owner"], "pk"):
+        resolved["owner"] = get_user_model().objects.get(username=resolved["owner"])
+    return resolved
+
+
+@transaction.atomic
+def set_status(tag: Tag, status: str, user=None, reason: str = "") -> Tag:
+    """Move a tag along its lifecycle (deprecate, retire, restore, review)."""
+    tag = Tag.objects.select_for_update().get(pk=tag.pk)
+    if status not in TRANSITIONS.get(tag.status, set()):
+        raise ValidationError(
+            {
+                "status": _("A %(current)s tag cannot become %(new)s.")
+                % {"current": tag.get_status_display(), "new": TagStatus(status).label}
+            }
+        )
+    if status == TagStatus.PUBLISHED and not tag.published_version:
+        raise ValidationError(
+            {"status": _("The tag has never been published; publish it by a create request.")}
+        )
+    tag.status = status
+    tag._change_reason = reason or TagStatus(status).label
+    if user is not None:
+        tag._history_user = user
+    tag.save()
+    return tag
+
+
+@transaction.atomic
+def merge_tags(source: Tag, target: Tag, user=None, reason: str = "") -> TagAlias:
+    """Retire ``source`` and keep its code as an alias resolving to ``target``."""
+    if source.pk == target.pk:
+        raise ValidationError({"merge_target": _("A tag cannot be merged into itself.")})
+    if source.brand_id != target.brand_id:
+        raise ValidationError({"merge_target": _("Only tags of the same brand can be merged.")})
+    if target.status != TagStatus.PUBLISHED:
+        raise ValidationError({"merge_target": _("Tags are merged into a published tag.")})
+    set_status(
+        source,
+        TagStatus.RETIRED,
+        user=user,
+        reason=reason or _("Merged into %(code)s") % {"code": target.code},
+    )
+    TagAlias.objects.filter(target=source).update(target=target)  # earlier aliases follow the merge
+    alias, _created = TagAlias.objects.update_or_create(
+        brand=source.brand, code=source.code, defaults={"source": source, "target": target, "reason": reason}
+    )
+    return alias
+
+
+def resolve_code(tags, brand_code: str, code: str) -> tuple[Tag | None, TagAlias | None]:
+    """Find a tag by code among ``tags`` (already scoped), following merge aliases."""
+    tag = (
+        tags.filter(brand__code=brand_code, code=code).first()
+        if brand_code
+        else tags.filter(code=code).first()
+    )
+    alias_query = TagAlias.objects.filter(code=code, target__in=tags).select_related("target")
+    if brand_code:
+        alias_query = alias_query.filter(brand__code=brand_code)
+    alias = alias_query.first()
+    if alias is not None and (tag is None or tag.status == TagStatus.RETIRED):
+        return alias.target, alias
+    return tag, None
+
+
+def recertification_due(tags, now=None):
+    """Published tags whose certification is older than their category's period."""
+    now = now or timezone.now()
+    due = []
+    for tag in tags.filter(status=TagStatus.PUBLISHED).select_related("category__parent__parent__parent"):
+        days = tag.category.effective_recertification_days()
+        if tag.certified_at is None or tag.certified_at + timedelta(days=days) <= now:
+            due.append(tag)
+    return due
+
+
+@transaction.atomic
+def certify_tag(user, tag: Tag, note: str = "") -> Tag:
+    """A steward confirms a published tag is still right (recorded in its history)."""
+    from tagportal.core.permissions import scope_filter
+
+    tag = Tag.objects.select_for_update().get(pk=tag.pk)
+    reviewable = scope_filter(user, BusinessLine, "review")
+    if reviewable is False or (
+        reviewable is not None
+        and not BusinessLine.objects.filter(reviewable, pk=tag.business_line_id).exists()
+    ):
+        raise PermissionDenied(_("Only a data steward of the business line may certify its tags."))
+    if tag.status != TagStatus.PUBLISHED:
+        raise ValidationError({"status": _("Only published tags are certified.")})
+    tag.certified_at = timezone.now()
+    tag.certified_by = user
+    tag._change_reason = note or _("Re-certified")
+    tag._history_user = user
+    tag.save()
+    return tag
 
 
 @dataclass

@@ -11,3 +11,17 @@ def business_line_groups(sender, instance, created, raw=False, **kwargs):
         from .services import ensure_business_line_groups
 
         ensure_business_line_groups(instance)
+
+
+def ensure_all_business_line_groups(sender, **kwargs):
+    """After migrations (once every app has its permissions), refresh every business
+    line's groups so that new grants (e.g. reviewing) reach existing business lines."""
+    from django.apps import apps
+
+    last = [config for config in apps.get_app_configs() if config.models_module][-1]
+    if sender.label != last.label:
+        return
+    from .services import ensure_business_line_groups
+
+    for business_line in BusinessLine.objects.all():
+        ensure_business_line_groups(business_line)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from django.apps import apps
 from django.db.models import Model, Q, QuerySet
 
-ACTIONS = ("view", "add", "change", "delete")
+#: ``review`` is approving changes (granted on business lines to their stewards).
+ACTIONS = ("view", "add", "change", "delete", "review")
 
 
 @dataclass(frozen=True)

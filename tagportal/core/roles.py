@@ -43,6 +43,7 @@ ROLES: dict[str, dict] = {
             "catalog.add_region",
             "catalog.change_region",
             "catalog.apply_template",
+            "catalog.review_businessline",
         ],
     },
     ANALYST: {

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from tagportal.catalog.models import Region, Tag, TagVersion
-from tagportal.catalog.services import create_tag, publish_tag, update_tag
+from tagportal.catalog.services import TagLocked, apply_changes, create_tag, publish_tag, update_tag
 from tagportal.catalog.validation import values_errors
 
 from ..factories import BrandFactory, CategoryFactory, RegionFactory, TagFactory
@@ -47,8 +47,9 @@ def test_publish_freezes_an_immutable_version():
     tag.refresh_from_db()
     assert (tag.status, tag.published_version, v1.version) == ("published", 1, 1)
     assert v1.snapshot["code"] == tag.code and v1.snapshot["definition"] == tag.definition
-    update_tag(None, tag, description="新描述")
-    v2 = publish_tag(tag)
+    with pytest.raises(TagLocked):
+        update_tag(None, tag, description="直接改")  # published: only through a change request
+    v2 = apply_changes(tag, {"description": "新描述"}, reason="变更单 #1")
     assert v2.version == 2 and v2.snapshot["description"] == "新描述"
     assert TagVersion.objects.get(pk=v1.pk).snapshot["description"] != "新描述"
     v1.note = "改写"

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from tagportal.catalog.models import Tag
-from tagportal.catalog.services import update_tag
+from tagportal.catalog.services import apply_changes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,7 +54,7 @@ def test_operator_searches_the_dictionary_in_chinese(live_server, page):
 def test_steward_compares_two_versions(live_server, page):
     call_command("bootstrap_demo", stdout=StringIO())
     tag = Tag.objects.get(code="yimei_skin_skin_type")
-    update_tag(None, tag, description="按皮肤检测仪结果与问卷综合判定的肤质", reason="完善描述")
+    apply_changes(tag, {"description": "按皮肤检测仪结果与问卷综合判定的肤质"}, reason="完善描述")
     login(page, live_server, "steward", "tagportal-steward")
     page.goto(f"{live_server.url}/admin/catalog/tag/{tag.pk}/history/")
     assert page.locator("#change-history tbody tr").count() >= 3
