@@ -4,7 +4,7 @@ from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -12,7 +12,7 @@ from guardian.admin import GuardedModelAdmin
 from simple_history.admin import SimpleHistoryAdmin
 
 from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
-from tagportal.core.permissions import containers_for_add, is_unrestricted
+from tagportal.core.permissions import containers_for_add, is_unrestricted, may
 
 from . import services
 from .choices import TagStatus
@@ -291,6 +291,16 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
                 super().__init__(*args, **inner)
 
         return FormWithUser
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["tag_locked"] = obj.status != TagStatus.DRAFT
+            if request.user.has_perm("governance.add_changerequest") and may(request.user, obj, "change"):
+                try:
+                    context["propose_url"] = reverse("governance:propose", args=[obj.pk])
+                except NoReverseMatch:  # the review pages are not installed
+                    pass
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def has_change_permission(self, request, obj=None):
         # Past draft, a tag changes only through an approved change request.

@@ -331,7 +331,46 @@ class TagViewSet(RestrictedModelViewSet):
     search_fields = ["code", "name", "name_en", "description"]
     ordering_fields = ["code", "name", "name_en", "created", "last_updated", "status"]
     ordering = ["brand__code", "code"]
-    action_permissions = {"history": "view", "diff": "view", "versions": "view", "suggest_code": "add"}
+    action_permissions = {
+        "history": "view",
+        "diff": "view",
+        "versions": "view",
+        "suggest_code": "add",
+        "lookup": "view",
+    }
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "code", OpenApiTypes.STR, required=True, description="tag code (old codes of merged tags too)"
+            ),
+            OpenApiParameter("brand", OpenApiTypes.STR, description="brand code"),
+        ],
+        responses=inline_serializer(
+            "TagLookup", {"tag": TagSerializer(), "notice": serializers.CharField(allow_null=True)}
+        ),
+    )
+    @action(detail=False, methods=["get"])
+    def lookup(self, request):
+        """Find a tag by its code. The code of a tag merged into another resolves to that
+        tag, with a notice saying so."""
+        code = request.query_params.get("code", "").strip()
+        if not code:
+            raise ValidationError({"code": _("Give a tag code.")})
+        tag, alias = services.resolve_code(self.get_queryset(), request.query_params.get("brand", ""), code)
+        if tag is None:
+            raise NotFound(_("No tag with the code “%(code)s”.") % {"code": code})
+        notice = None
+        if alias is not None:
+            notice = _("“%(old)s” was merged into “%(new)s” (%(name)s); use the new code.") % {
+                "old": alias.code,
+                "new": tag.code,
+                "name": tag.name,
+            }
+        response = Response({"tag": self.get_serializer(tag).data, "notice": notice})
+        if notice:
+            response["Warning"] = '299 - "tag code merged"'
+        return response
 
     @extend_schema(responses=HistoryRecordSerializer(many=True))
     @action(detail=True, methods=["get"])

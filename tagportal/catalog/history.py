@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from django.db import models
+from django.utils import formats, timezone
 from django.utils.translation import gettext as _
 
 SKIPPED_FIELDS = {"id", "created", "last_updated"}
@@ -53,6 +54,8 @@ def _display(field_obj, value, names: dict) -> str:
         return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
     if isinstance(field_obj, models.BooleanField):
         return _("yes") if value else _("no")
+    if isinstance(field_obj, models.DateTimeField):
+        return formats.localize(timezone.localtime(value))  # shown in Beijing time
     return str(value)
 
 

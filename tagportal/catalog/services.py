@@ -73,18 +73,20 @@ def suggest_code(
     return code[:max_length].rstrip("_")
 
 
-def tag_snapshot(tag: Tag) -> dict:
-    """Everything a published version freezes about a tag."""
+def tag_snapshot(tag: Tag, regions: list[str] | None = None) -> dict:
+    """Everything a published version freezes about a tag (``regions``: codes, for a
+    tag not saved yet)."""
     return {
         "code": tag.code,
         "name": tag.name,
         "name_en": tag.name_en,
         "description": tag.description,
         "category": tag.category.code,
+        "category_id": tag.category_id,
         "category_path": tag.category.path_name,
         "business_line": tag.business_line.code,
         "brand": tag.brand.code,
-        "regions": sorted(tag.regions.values_list("code", flat=True)),
+        "regions": sorted(regions if regions is not None else tag.regions.values_list("code", flat=True)),
         "owner": tag.owner.username if tag.owner else None,
         "kind": tag.kind,
         "value_type": tag.value_type,

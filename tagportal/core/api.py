@@ -82,6 +82,10 @@ def _messages(error: DjangoValidationError):
 
 def exception_handler(exc, context):
     """DRF's handler, plus clear 4xx answers for Django's own exceptions."""
+    from .exceptions import Conflict
+
+    if isinstance(exc, Conflict):
+        return Response({"detail": str(exc), **exc.extra}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, DjangoValidationError):
         return Response(_messages(exc), status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoPermissionDenied):

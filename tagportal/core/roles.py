@@ -22,11 +22,30 @@ _VIEW_DICTIONARY = [
     "catalog.view_tagversion",
 ]
 
+_VIEW_LINEAGE = ["lineage.view_datasource", "lineage.view_datafield"]
+_MANAGE_LINEAGE = [
+    *_VIEW_LINEAGE,
+    "lineage.add_datasource",
+    "lineage.change_datasource",
+    "lineage.delete_datasource",
+    "lineage.add_datafield",
+    "lineage.change_datafield",
+    "lineage.delete_datafield",
+]
+
 ROLES: dict[str, dict] = {
     OPERATOR: {
         "label": _("Operator"),
         "description": _("Browses the dictionary and proposes tags and changes in their business lines."),
-        "permissions": [*_VIEW_DICTIONARY, "catalog.add_tag", "catalog.change_tag"],
+        "permissions": [
+            *_VIEW_DICTIONARY,
+            *_VIEW_LINEAGE,
+            "catalog.add_tag",
+            "catalog.change_tag",
+            "governance.view_changerequest",
+            "governance.add_changerequest",
+            "governance.change_changerequest",
+        ],
     },
     STEWARD: {
         "label": _("Data steward"),
@@ -44,12 +63,18 @@ ROLES: dict[str, dict] = {
             "catalog.change_region",
             "catalog.apply_template",
             "catalog.review_businessline",
+            "governance.view_changerequest",
+            "governance.add_changerequest",
+            "governance.change_changerequest",
+            "governance.review_changerequest",
+            "governance.view_auditevent",
+            *_MANAGE_LINEAGE,
         ],
     },
     ANALYST: {
         "label": _("Analyst"),
         "description": _("Reads the dictionary and dashboards; changes nothing."),
-        "permissions": list(_VIEW_DICTIONARY),
+        "permissions": [*_VIEW_DICTIONARY, *_VIEW_LINEAGE, "governance.view_changerequest"],
     },
     ADMIN: {
         "label": _("Admin"),
@@ -59,7 +84,7 @@ ROLES: dict[str, dict] = {
 }
 
 #: Apps whose every permission the admin role holds.
-ADMIN_APPS = ("core", "catalog", "auth", "authtoken", "guardian")
+ADMIN_APPS = ("core", "catalog", "governance", "lineage", "auth", "authtoken", "guardian")
 
 
 def _permissions(names):

@@ -58,7 +58,9 @@ def test_steward_compares_two_versions(live_server, page):
     login(page, live_server, "steward", "tagportal-steward")
     page.goto(f"{live_server.url}/admin/catalog/tag/{tag.pk}/history/")
     assert page.locator("#change-history tbody tr").count() >= 3
-    page.click("#content-main input[type=submit]")  # compare the two newest versions
+    # from the version before the change to the newest one
+    page.locator("#change-history input[name=from]").nth(2).check()
+    page.click("#content-main input[type=submit]")
     page.wait_for_selector("#tp-diff")
     diff = page.locator("#tp-diff").inner_text()
     assert "按皮肤检测仪结果与问卷综合判定的肤质" in diff

@@ -1,0 +1,463 @@
+"""REST API of governance: change requests and their actions, the review queue,
+comments, re-certification, the inbox and the audit export."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import django_filters
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from tagportal.catalog.api import TagSerializer
+from tagportal.catalog.models import BusinessLine, Tag
+from tagportal.catalog.services import recertification_due
+from tagportal.core.api import RestrictedModelViewSet
+
+from . import audit, bulk, services
+from .choices import ChangeKind, RequestState
+from .models import ChangeItem, ChangeRequest, Comment, Notification
+
+
+class TagRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Tag
+        fields = ["id", "code", "name", "name_en", "status", "published_version"]
+
+
+class ChangeItemSerializer(serializers.ModelSerializer):
+    tag = TagRefSerializer(read_only=True)
+    merge_target = TagRefSerializer(read_only=True)
+    produced_version = serializers.IntegerField(
+        source="produced_version.version", read_only=True, default=None
+    )
+
+    class Meta:
+        model = ChangeItem
+        fields = [
+            "id", "kind", "tag", "base_version", "changes", "merge_target", "rollback_to", "diff",
+            "dependents", "produced_version",
+        ]  # fmt: skip
+
+
+class ItemInputSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ChangeKind.choices)
+    tag = serializers.IntegerField(required=False, help_text=_("id of the tag (for create: a draft tag)"))
+    tag_data = serializers.JSONField(
+        required=False, help_text=_("create only: a new draft tag, as for POST /api/catalog/tags/")
+    )
+    changes = serializers.JSONField(required=False, help_text=_("update only: field → new value"))
+    merge_target = serializers.IntegerField(
+        required=False, help_text=_("merge only: id of the tag to merge into")
+    )
+    rollback_to = serializers.IntegerField(
+        required=False, min_value=1, help_text=_("update only: version number")
+    )
+
+
+class ChangeRequestSerializer(serializers.ModelSerializer):
+    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    proposer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    kind = serializers.CharField(read_only=True)
+    items = ChangeItemSerializer(many=True, read_only=True)
+    item_input = ItemInputSerializer(many=True, write_only=True, source="items_input")
+    submit = serializers.BooleanField(write_only=True, required=False, default=False)
+    age_days = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChangeRequest
+        fields = [
+            "id", "title", "description", "state", "kind", "business_line", "brand", "proposer", "reviewer",
+            "decision_reason", "confirm_dependents", "is_bulk", "source_file", "submitted_at", "decided_at",
+            "applied_at", "created", "age_days", "items", "item_input", "submit",
+        ]  # fmt: skip
+        read_only_fields = [
+            "state", "decision_reason", "is_bulk", "source_file", "submitted_at", "decided_at", "applied_at",
+        ]  # fmt: skip
+        extra_kwargs = {"title": {"required": False}}
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["items"] = ChangeItemSerializer(many=True, read_only=True)
+        return fields
+
+    def get_age_days(self, obj) -> int:
+        start = obj.submitted_at or obj.created
+        return (timezone.now() - start).days if start else 0
+
+    def to_internal_value(self, data):
+        # accept "items" on input too (the natural name); "item_input" stays for the schema
+        if hasattr(data, "get") and "items" in data and "item_input" not in data:
+            data = {**data, "item_input": data["items"]}
+        return super().to_internal_value(data)
+
+    def _specs(self, raw_items) -> list[services.ItemSpec]:
+        request = self.context["request"]
+        visible = Tag.objects.restrict(request.user, "view")
+        specs = []
+        for index, raw in enumerate(raw_items):
+            kind = raw["kind"]
+            if raw.get("tag_data") is not None:
+                if kind != ChangeKind.CREATE:
+                    raise ValidationError({f"items[{index}].tag_data": _("Only a create carries a new tag.")})
+                serializer = TagSerializer(data=raw["tag_data"], context=self.context)
+                if not serializer.is_valid():
+                    raise ValidationError({f"items[{index}].tag_data": serializer.errors})
+                tag = serializer.save()
+            else:
+                if raw.get("tag") is None:
+                    raise ValidationError({f"items[{index}].tag": _("Say which tag.")})
+                tag = visible.filter(pk=raw["tag"]).first()
+                if tag is None:
+                    raise ValidationError(
+                        {f"items[{index}].tag": _("Unknown tag %(id)s.") % {"id": raw["tag"]}}
+                    )
+            target = None
+            if raw.get("merge_target") is not None:
+                target = visible.filter(pk=raw["merge_target"]).first()
+                if target is None:
+                    raise ValidationError({f"items[{index}].merge_target": _("Unknown tag.")})
+            specs.append(
+                services.ItemSpec(
+                    kind=kind,
+                    tag=tag,
+                    changes=raw.get("changes") or {},
+                    merge_target=target,
+                    rollback_to=raw.get("rollback_to"),
+                )
+            )
+        return specs
+
+    @transaction.atomic
+    def create(self, validated_data):
+        raw_items = validated_data.pop("items_input", [])
+        return services.propose(
+            self.context["request"].user,
+            self._specs(raw_items),
+            title=validated_data.get("title", ""),
+            description=validated_data.get("description", ""),
+            submit_now=validated_data.get("submit", False),
+            confirm_dependents=validated_data.get("confirm_dependents", False),
+        )
+
+    @transaction.atomic
+    def update(self, instance, validated_data):
+        user = self.context["request"].user
+        raw_items = validated_data.pop("items_input", None)
+        if raw_items is not None:
+            instance = services.replace_items(
+                user, instance, self._specs(raw_items), validated_data.get("title")
+            )
+        elif instance.proposer_id != user.pk:
+            raise PermissionDenied(_("Only the proposer edits a change request."))
+        elif instance.state not in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED):
+            raise services.InvalidTransition(
+                _("Only drafts and requests sent back for changes can be edited."), state=instance.state
+            )
+        for name in ("title", "description", "confirm_dependents"):
+            if name in validated_data:
+                setattr(instance, name, validated_data[name])
+        instance.save()
+        if validated_data.get("submit"):
+            services.submit(user, instance)
+        return instance
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Comment
+        fields = ["id", "author", "text", "created"]
+
+
+class DecisionSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    apply = serializers.BooleanField(required=False, default=False)
+
+
+class ChangeRequestFilterSet(django_filters.FilterSet):
+    business_line = django_filters.CharFilter(field_name="business_line__code")
+    brand = django_filters.CharFilter(field_name="brand__code")
+    state = django_filters.MultipleChoiceFilter(choices=RequestState.choices)
+    kind = django_filters.ChoiceFilter(choices=ChangeKind.choices, method="filter_kind")
+    proposer = django_filters.CharFilter(field_name="proposer__username")
+    tag = django_filters.NumberFilter(field_name="items__tag", distinct=True)
+    min_age_days = django_filters.NumberFilter(method="filter_age", label=_("waiting at least N days"))
+
+    class Meta:
+        model = ChangeRequest
+        fields = ["is_bulk"]
+
+    def filter_kind(self, queryset, name, value):
+        return queryset.filter(items__kind=value).distinct()
+
+    def filter_age(self, queryset, name, value):
+        return queryset.filter(submitted_at__lte=timezone.now() - dt.timedelta(days=int(value)))
+
+
+class ChangeRequestViewSet(RestrictedModelViewSet):
+    """Change requests. Actions: submit, withdraw, approve, reject, request-changes, apply,
+    comments. A bulk of changes is uploaded to ``bulk`` as CSV or Excel."""
+
+    queryset = ChangeRequest.objects.select_related(
+        "business_line", "brand", "proposer", "reviewer"
+    ).prefetch_related("items__tag", "items__merge_target", "items__produced_version")
+    serializer_class = ChangeRequestSerializer
+    filterset_class = ChangeRequestFilterSet
+    search_fields = ["title", "description", "items__tag__code", "items__tag__name"]
+    ordering_fields = ["created", "submitted_at", "state"]
+    http_method_names = ["get", "post", "put", "patch", "head", "options"]
+    action_permissions = {
+        "submit": "change", "withdraw": "change", "approve": "view", "reject": "view",
+        "request_changes": "view", "apply": "view", "comments": "view", "bulk": "add",
+        "bulk_template": "view", "queue": "view",
+    }  # fmt: skip
+
+    def _decide(self, request, pk, do):
+        cr = self.get_object()
+        payload = DecisionSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        cr = do(cr, payload.validated_data)
+        return Response(self.get_serializer(ChangeRequest.objects.get(pk=cr.pk)).data)
+
+    @extend_schema(
+        request=inline_serializer("Submit", {"confirm_dependents": serializers.BooleanField(required=False)})
+    )
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        confirm = request.data.get("confirm_dependents")
+        return self._decide(
+            request, pk, lambda cr, data: services.submit(request.user, cr, confirm_dependents=_bool(confirm))
+        )
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def withdraw(self, request, pk=None):
+        return self._decide(request, pk, lambda cr, data: services.withdraw(request.user, cr))
+
+    @extend_schema(request=DecisionSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._decide(
+            request,
+            pk,
+            lambda cr, data: services.approve(request.user, cr, data["reason"], apply_now=data["apply"]),
+        )
+
+    @extend_schema(request=DecisionSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._decide(request, pk, lambda cr, data: services.reject(request.user, cr, data["reason"]))
+
+    @extend_schema(request=DecisionSerializer)
+    @action(detail=True, methods=["post"], url_path="request-changes")
+    def request_changes(self, request, pk=None):
+        return self._decide(
+            request, pk, lambda cr, data: services.request_changes(request.user, cr, data["reason"])
+        )
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def apply(self, request, pk=None):
+        return self._decide(request, pk, lambda cr, data: services.apply(request.user, cr))
+
+    @extend_schema(
+        request=inline_serializer("NewComment", {"text": serializers.CharField()}),
+        responses=CommentSerializer(many=True),
+    )
+    @action(detail=True, methods=["get", "post"])
+    def comments(self, request, pk=None):
+        cr = self.get_object()
+        if request.method == "POST":
+            note = services.comment(request.user, cr, request.data.get("text", ""))
+            return Response(CommentSerializer(note).data, status=status.HTTP_201_CREATED)
+        return Response(CommentSerializer(cr.comments.select_related("author"), many=True).data)
+
+    @extend_schema(
+        request={
+            "multipart/form-data": inline_serializer(
+                "BulkUpload",
+                {
+                    "file": serializers.FileField(),
+                    "title": serializers.CharField(required=False),
+                    "submit": serializers.BooleanField(required=False),
+                    "confirm_dependents": serializers.BooleanField(required=False),
+                },
+            )
+        },
+        responses={201: ChangeRequestSerializer, 400: OpenApiTypes.OBJECT},
+    )
+    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, JSONParser])
+    def bulk(self, request):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": _("Upload a CSV or Excel (.xlsx) file.")})
+        try:
+            cr = bulk.propose_from_file(
+                request.user,
+                upload,
+                title=request.data.get("title", ""),
+                submit_now=_bool(request.data.get("submit", True)),
+                confirm_dependents=_bool(request.data.get("confirm_dependents", False)),
+            )
+        except bulk.BulkFileError as exc:
+            return Response(exc.as_dict(), status=status.HTTP_400_BAD_REQUEST)
+        return Response(self.get_serializer(cr).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=False, methods=["get"], url_path="bulk-template")
+    def bulk_template(self, request):
+        response = HttpResponse(bulk.template_csv(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="tag-changes-template.csv"'
+        return response
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("business_line", OpenApiTypes.STR),
+            OpenApiParameter("brand", OpenApiTypes.STR),
+            OpenApiParameter("kind", OpenApiTypes.STR),
+            OpenApiParameter("min_age_days", OpenApiTypes.INT),
+        ]
+    )
+    @action(detail=False, methods=["get"])
+    def queue(self, request):
+        """The caller's review queue: submitted requests in business lines they steward."""
+        queryset = self.filter_queryset(services.review_queue(request.user))
+        page = self.paginate_queryset(queryset)
+        data = self.get_serializer(page if page is not None else queryset, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = ["id", "subject", "body", "url", "change_request", "created", "read_at"]
+
+
+class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """The caller's in-portal inbox."""
+
+    serializer_class = NotificationSerializer
+    permission_classes = [IsAuthenticated]
+    filterset_fields = []
+    search_fields = ["subject", "body"]
+    ordering_fields = ["created"]
+
+    def get_queryset(self):
+        queryset = Notification.objects.filter(recipient=self.request.user)
+        if self.request.query_params.get("unread") in ("1", "true"):
+            queryset = queryset.filter(read_at__isnull=True)
+        return queryset
+
+    @extend_schema(
+        request=inline_serializer(
+            "MarkRead", {"ids": serializers.ListField(child=serializers.IntegerField(), required=False)}
+        )
+    )
+    @action(detail=False, methods=["post"], url_path="mark-read")
+    def mark_read(self, request):
+        ids = request.data.get("ids")
+        count = services.mark_read(request.user, ids if isinstance(ids, list) else None)
+        return Response({"marked": count})
+
+
+class RecertificationViewSet(viewsets.ViewSet):
+    """Published tags due for re-certification in the caller's business lines; ``certify`` is one click."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=TagRefSerializer(many=True))
+    def list(self, request):
+        tags = Tag.objects.restrict(request.user, "view").filter(
+            business_line__in=services.reviewable_business_lines(request.user)
+        )
+        return Response(TagRefSerializer(recertification_due(tags), many=True).data)
+
+    @extend_schema(
+        request=inline_serializer("Certify", {"note": serializers.CharField(required=False)}),
+        responses=TagRefSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def certify(self, request, pk=None):
+        tag = get_object_or_404(Tag.objects.restrict(request.user, "view"), pk=pk)
+        tag = services.certify(request.user, tag, note=request.data.get("note", ""))
+        return Response({**TagRefSerializer(tag).data, "certified_at": tag.certified_at})
+
+
+class CSVRenderer(BaseRenderer):
+    """Lets ``?format=csv`` reach the view, which writes the CSV itself."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes | str) else b""
+
+
+class AuditViewSet(viewsets.ViewSet):
+    """Who changed what, when, and who approved it — as JSON or CSV (``?format=csv``)."""
+
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "start", OpenApiTypes.DATE, required=True, description="first day (Beijing time)"
+            ),
+            OpenApiParameter("end", OpenApiTypes.DATE, required=True, description="last day (Beijing time)"),
+            OpenApiParameter("business_line", OpenApiTypes.STR, description="business line code"),
+            OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
+        ]
+    )
+    def list(self, request):
+        if not request.user.has_perm("governance.view_auditevent"):
+            from rest_framework.exceptions import PermissionDenied
+
+            raise PermissionDenied(_("Only data stewards and admins export the audit trail."))
+        try:
+            start = dt.date.fromisoformat(request.query_params.get("start", ""))
+            end = dt.date.fromisoformat(request.query_params.get("end", ""))
+        except ValueError as exc:
+            raise ValidationError({"start": _("Give start and end as dates, e.g. 2026-11-01.")}) from exc
+        if start > end:
+            raise ValidationError({"end": _("The end is before the start.")})
+        business_line = None
+        if request.query_params.get("business_line"):
+            business_line = (
+                BusinessLine.objects.restrict(request.user, "view")
+                .filter(code=request.query_params["business_line"])
+                .first()
+            )
+            if business_line is None:
+                raise ValidationError({"business_line": _("Unknown business line.")})
+        rows = audit.audit_rows(request.user, start, end, business_line)
+        if request.query_params.get("format") == "csv" or request.accepted_renderer.format == "csv":
+            response = HttpResponse(audit.to_csv(rows), content_type="text/csv; charset=utf-8")
+            name = f"tagportal-audit-{start:%Y%m%d}-{end:%Y%m%d}.csv"
+            response["Content-Disposition"] = f'attachment; filename="{name}"'
+            return response
+        return Response({"start": start, "end": end, "count": len(rows), "rows": rows})

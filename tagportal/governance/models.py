@@ -1,0 +1,227 @@
+"""Change requests and their review: the only way a tag is published or changed."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from tagportal.catalog.models import Brand, BusinessLine, Tag, TagVersion
+from tagportal.core.models import TimeStampedModel
+from tagportal.core.permissions import Via
+from tagportal.core.querysets import RestrictedQuerySet
+
+from .choices import AuditAction, ChangeKind, RequestState
+
+
+class ChangeRequestQuerySet(RestrictedQuerySet):
+    def open(self):
+        return self.filter(
+            state__in=[RequestState.DRAFT, RequestState.SUBMITTED, RequestState.CHANGES_REQUESTED]
+        )
+
+    def in_review(self):
+        return self.filter(state=RequestState.SUBMITTED)
+
+
+class ChangeRequest(TimeStampedModel):
+    """One review: a single tag change, or a bulk of them approved together."""
+
+    title = models.CharField(_("title"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    state = models.CharField(
+        _("state"), max_length=20, choices=RequestState.choices, default=RequestState.DRAFT
+    )
+    business_line = models.ForeignKey(
+        BusinessLine,
+        on_delete=models.PROTECT,
+        related_name="change_requests",
+        verbose_name=_("business line"),
+    )
+    brand = models.ForeignKey(
+        Brand,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="change_requests",
+        verbose_name=_("brand"),
+        help_text=_("Empty when the request spans several brands of the business line."),
+    )
+    proposer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="proposed_changes",
+        verbose_name=_("proposer"),
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reviewed_changes",
+        verbose_name=_("reviewer"),
+    )
+    decision_reason = models.TextField(_("decision reason"), blank=True)
+    confirm_dependents = models.BooleanField(
+        _("dependents confirmed"),
+        default=False,
+        help_text=_("The proposer confirmed the change although other tags depend on what it removes."),
+    )
+    is_bulk = models.BooleanField(_("bulk"), default=False)
+    source_file = models.CharField(_("uploaded file"), max_length=255, blank=True)
+    submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
+
+    objects = ChangeRequestQuerySet.as_manager()
+    scope = [Via("catalog.businessline", "business_line"), Via("catalog.brand", "brand")]
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name = _("change request")
+        verbose_name_plural = _("change requests")
+        permissions = [("review_changerequest", _("Can review (approve or reject) change requests"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=RequestState.values), name="change_request_state_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(reviewer__isnull=True) | ~Q(reviewer=models.F("proposer")),
+                name="change_request_four_eyes",
+            ),
+        ]
+        indexes = [models.Index(fields=["state", "business_line"])]
+
+    def __str__(self):
+        return f"#{self.pk} {self.title}"
+
+    @property
+    def kind(self) -> str:
+        kinds = {item.kind for item in self.items.all()}
+        return kinds.pop() if len(kinds) == 1 else "bulk"
+
+
+class ChangeItem(models.Model):
+    """One tag change inside a request: what is proposed, against which version."""
+
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, related_name="items", verbose_name=_("change request")
+    )
+    position = models.PositiveIntegerField(_("position"), default=0)
+    kind = models.CharField(_("kind"), max_length=12, choices=ChangeKind.choices)
+    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="change_items", verbose_name=_("tag"))
+    base_version = models.PositiveIntegerField(
+        _("based on version"),
+        null=True,
+        blank=True,
+        help_text=_("The published version the change was made on."),
+    )
+    changes = models.JSONField(_("proposed changes"), default=dict, blank=True)
+    merge_target = models.ForeignKey(
+        Tag,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="incoming_merges",
+        verbose_name=_("merge into"),
+    )
+    rollback_to = models.PositiveIntegerField(_("roll back to version"), null=True, blank=True)
+    diff = models.JSONField(_("diff"), default=list, blank=True)
+    dependents = models.JSONField(_("dependents"), default=list, blank=True)
+    produced_version = models.ForeignKey(
+        TagVersion,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("produced version"),
+    )
+
+    class Meta:
+        ordering = ["change_request_id", "position", "pk"]
+        verbose_name = _("change")
+        verbose_name_plural = _("changes")
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=ChangeKind.values), name="change_item_kind_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind=ChangeKind.MERGE) | Q(merge_target__isnull=False),
+                name="change_item_merge_has_target",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.tag.code}"
+
+
+class Comment(models.Model):
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, related_name="comments", verbose_name=_("change request")
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, verbose_name=_("author"))
+    text = models.TextField(_("comment"))
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["created", "pk"]
+        verbose_name = _("comment")
+        verbose_name_plural = _("comments")
+
+    def __str__(self):
+        return self.text[:50]
+
+
+class Notification(models.Model):
+    """An in-portal inbox message (the same news also goes out by e-mail)."""
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        verbose_name=_("recipient"),
+    )
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
+    subject = models.CharField(_("subject"), max_length=200)
+    body = models.TextField(_("message"), blank=True)
+    url = models.CharField(_("link"), max_length=300, blank=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        indexes = [models.Index(fields=["recipient", "read_at"])]
+
+    def __str__(self):
+        return self.subject
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every governance decision, for the audit export."""
+
+    at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+", verbose_name=_("by")
+    )
+    action = models.CharField(_("action"), max_length=20, choices=AuditAction.choices)
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
+    tag = models.ForeignKey(Tag, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    business_line = models.ForeignKey(BusinessLine, on_delete=models.PROTECT, related_name="+")
+    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = [Via("catalog.businessline", "business_line"), Via("catalog.brand", "brand")]
+
+    class Meta:
+        ordering = ["at", "pk"]
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action}"
