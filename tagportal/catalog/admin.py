@@ -211,6 +211,49 @@ class TagVersionInline(admin.TabularInline):
 CATEGORY_LABEL = gettext_lazy("category")
 
 
+def stale_ids(request) -> set[int]:
+    """Tags reading a data source past its refresh SLA (lineage), once per request."""
+    if not hasattr(request, "_tp_stale_ids"):
+        try:
+            from tagportal.lineage.services import stale_tag_ids
+        except ImportError:  # lineage not installed
+            request._tp_stale_ids = set()
+        else:
+            request._tp_stale_ids = stale_tag_ids()
+    return request._tp_stale_ids
+
+
+def freshness_column(request):
+    stale = stale_ids(request)
+
+    def data_freshness(obj):
+        if obj.pk in stale:
+            return format_html(
+                '<span class="tp-stale" title="{}">⚠ {}</span>',
+                _("A data source it reads is past its refresh SLA"),
+                _("stale"),
+            )
+        return ""
+
+    data_freshness.short_description = gettext_lazy("data")
+    return data_freshness
+
+
+class FreshnessFilter(admin.SimpleListFilter):
+    title = gettext_lazy("data freshness")
+    parameter_name = "data"
+
+    def lookups(self, request, model_admin):
+        return [("stale", _("Stale source")), ("fresh", _("Fresh"))]
+
+    def queryset(self, request, queryset):
+        if self.value() == "stale":
+            return queryset.filter(pk__in=stale_ids(request))
+        if self.value() == "fresh":
+            return queryset.exclude(pk__in=stale_ids(request))
+        return queryset
+
+
 def category_path_column(request, id_attr="category_id", label=CATEGORY_LABEL, order="category__name"):
     """A changelist column showing a category's full path, from one query per page
     however deep the tree is."""
@@ -235,7 +278,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
     object_history_list_template = "admin/catalog/tag/object_history_list.html"
     list_display = (
         "code", "name", "name_en", "category_path", "brand", "business_line", "kind", "value_type",
-        "status", "published_version", "owner", "last_updated",
+        "status", "published_version", "data_freshness", "owner", "last_updated",
     )  # fmt: skip
     list_display_links = ("code", "name")
     list_filter = (
@@ -249,6 +292,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         "refresh_mode",
         ("owner", admin.RelatedOnlyFieldListFilter),
         "template",
+        FreshnessFilter,
     )
     list_select_related = ("brand", "business_line", "owner")
     search_fields = ("code", "name", "name_en", "description")
@@ -327,7 +371,15 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         obj.save()
 
     def get_list_display(self, request):
-        return [category_path_column(request) if c == "category_path" else c for c in self.list_display]
+        columns = {
+            "category_path": category_path_column(request),
+            "data_freshness": freshness_column(request),
+        }
+        return [columns.get(c, c) if isinstance(c, str) else c for c in self.list_display]
+
+    @admin.display(description=gettext_lazy("data"))
+    def data_freshness(self, obj):  # replaced per request by get_list_display
+        return ""
 
     @admin.display(description=CATEGORY_LABEL, ordering="category__name")
     def category_path(self, obj):  # replaced per request by get_list_display

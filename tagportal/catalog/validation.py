@@ -9,7 +9,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from tagportal.engine.rules import RuleValidationError, validate_definition
+from tagportal.engine.rules import RuleValidationError, tag_references, validate_definition
 
 from .choices import TagKind, TagStatus, ValueType
 
@@ -70,6 +70,36 @@ def values_errors(values, value_type: str) -> list[str]:
                 errors.append(_("Number buckets must be in ascending order and must not overlap."))
                 break
     return errors
+
+
+def _reading_cycle(tag, reads: set[str]) -> list[str] | None:
+    """A path of codes from ``tag`` back to itself through the tags it reads, if any."""
+    from .models import Tag
+
+    if not reads or not tag.brand_id or not tag.code:
+        return None
+    definitions = dict(
+        Tag.objects.filter(brand_id=tag.brand_id).exclude(pk=tag.pk).values_list("code", "definition")
+    )
+    edges = {code: tag_references(definition) for code, definition in definitions.items()}
+    edges[tag.code] = set(reads)
+    path, seen = [tag.code], set()
+
+    def visit(code) -> bool:
+        for nxt in sorted(edges.get(code, ())):
+            if nxt == tag.code:
+                path.append(nxt)
+                return True
+            if nxt in seen or nxt not in edges:
+                continue
+            seen.add(nxt)
+            path.append(nxt)
+            if visit(nxt):
+                return True
+            path.pop()
+        return False
+
+    return path if visit(tag.code) else None
 
 
 def validate_tag(tag) -> None:
@@ -136,6 +166,12 @@ def validate_tag(tag) -> None:
         else:
             if tag.kind == TagKind.COMPOSITE and not info.tags:
                 add("definition", _("A composite tag must read at least one other tag."))
+            cycle = _reading_cycle(tag, info.tags)
+            if cycle:
+                add(
+                    "definition",
+                    _("Tags would read each other in a circle: %(path)s.") % {"path": " → ".join(cycle)},
+                )
             if tag.kind == TagKind.MANUAL and definition.get("type") != "manual":
                 add("definition", _('A manual tag\'s definition is {"type": "manual"}.'))
     if errors:

@@ -498,3 +498,22 @@ def validate_definition(
     if validator.errors:
         raise RuleValidationError(validator.errors)
     return DefinitionInfo(tags=validator.tags, fields=validator.fields)
+
+
+def tag_references(doc) -> set[str]:
+    """The codes of the tags a definition reads (without validating it)."""
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            code = node.get("tag")
+            if isinstance(code, str):
+                found.add(code)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    return found

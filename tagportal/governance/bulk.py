@@ -413,6 +413,8 @@ def _map_item_errors(exc: ValidationError, spec_rows: list[int]) -> list[RowErro
             row = spec_rows[index] if index < len(spec_rows) else 0
             key = key[key.index("]") + 2 :] or "row"
         column = key.split(".")[-1] if key else "row"
-        column = {"tag": "code", "merge_target": "merge_into", "changes": "row", "items": "row"}.get(column, column)
+        column = {"tag": "code", "merge_target": "merge_into", "changes": "row", "items": "row"}.get(
+            column, column
+        )
         errors += [RowError(row, column, str(m)) for m in messages]
     return errors

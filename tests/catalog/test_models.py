@@ -168,3 +168,24 @@ def test_published_tag_needs_definition(world):
     with pytest.raises(ValidationError) as info:
         publish_tag(t)
     assert "definition" in info.value.message_dict
+
+
+@pytest.mark.django_db
+def test_tags_may_not_read_each_other_in_a_circle(world):
+    def reads(code):
+        return {"type": "condition", "condition": {"tag": code, "op": "eq", "value": True}}
+
+    common = {"brand": world.own_brand, "category": world.category, "value_type": "boolean", "values": []}
+    base = create_tag(None, name="甲", code="yimei_visit_jia", kind="manual", **common)
+    second = create_tag(
+        None, name="乙", code="yimei_visit_yi", kind="composite", definition=reads(base.code), **common
+    )
+    third = create_tag(
+        None, name="丙", code="yimei_visit_bing", kind="composite", definition=reads(second.code), **common
+    )
+    with pytest.raises(ValidationError) as info:
+        update_tag(None, base, kind="composite", definition=reads(third.code))
+    message = info.value.message_dict["definition"][0]
+    assert "yimei_visit_jia → yimei_visit_bing → yimei_visit_yi → yimei_visit_jia" in message
+    base.refresh_from_db()
+    assert base.definition == {"type": "manual"}

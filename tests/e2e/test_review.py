@@ -5,9 +5,10 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from tagportal.catalog.models import Tag
-from tagportal.governance.models import ChangeRequest
+from tagportal.governance.models import ChangeRequest, Notification
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,6 +26,8 @@ def login(page, live_server, username, password):
 
 def test_operator_proposes_and_steward_approves(live_server, page):
     call_command("bootstrap_demo", stdout=StringIO())
+    # the demo leaves messages in the steward's inbox: start from an empty one
+    Notification.objects.filter(recipient__username="steward").update(read_at=timezone.now())
     tag = Tag.objects.get(code="yimei_skin_skin_type")
     assert tag.published_version == 1
     old_description = tag.description
@@ -40,7 +43,7 @@ def test_operator_proposes_and_steward_approves(live_server, page):
     page.click("#tp-propose-submit")
     page.wait_for_selector("#tp-request-header")
     assert page.get_attribute("#tp-state", "data-state") == "submitted"
-    cr = ChangeRequest.objects.get()
+    cr = ChangeRequest.objects.get(title="完善肤质标签的描述")
     assert cr.items.get().changes == {"description": NEW_DESCRIPTION}
 
     login(page, live_server, "steward", "tagportal-steward")

@@ -1,0 +1,42 @@
+import yaml
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils import translation
+
+from tagportal.catalog.demo import FIXTURES, bootstrap_demo
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo business lines, brands, templates, one user per role, data sources and a few "
+        "change requests; print the logins. Safe to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--no-templates", action="store_true", help="do not apply industry templates")
+
+    def handle(self, *args, no_templates=False, **options):
+        with translation.override(settings.LANGUAGE_CODE):  # demo content in the portal's language
+            logins = self._bootstrap(no_templates)
+        self.stdout.write("")
+        self.stdout.write("Demo logins (local demo only):")
+        self.stdout.write(f"  {'username':<10} {'password':<22} role")
+        for login in logins:
+            self.stdout.write(
+                f"  {login.username:<10} {login.password:<22} {login.role}  {login.display_name}"
+            )
+            if login.token:
+                self.stdout.write(f"  {'':<10} API token: {login.token}")
+        self.stdout.write("")
+
+    def _bootstrap(self, no_templates):
+        logins = bootstrap_demo(templates=not no_templates)
+        spec = yaml.safe_load((FIXTURES / "demo.yaml").read_text(encoding="utf-8"))
+        from tagportal.lineage.demo import load_demo_sources
+
+        load_demo_sources(spec.get("data_sources", []))
+        if not no_templates:
+            from tagportal.governance.demo import load_demo_requests
+
+            load_demo_requests(spec.get("change_requests", {}))
+        return logins

@@ -1,0 +1,44 @@
+"""Keep the lineage graph in step with the tag dictionary: every saved tag, data field
+and data source re-derives the inputs its definition (or mapping) implies."""
+
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from tagportal.catalog.models import Tag
+
+from .models import DataField, DataSource
+
+
+@receiver(post_save, sender=Tag, dispatch_uid="lineage_sync_tag_inputs")
+def tag_saved(sender, instance, created, raw=False, **kwargs):
+    """A cycle raises ``ValidationError``; the tag services run in a transaction, so the
+    save is undone and the API answers 400."""
+    if raw:
+        return
+    from . import services
+
+    services.sync_tag_inputs(instance)
+    if created:
+        services.sync_readers(instance)
+
+
+@receiver(post_save, sender=DataField, dispatch_uid="lineage_sync_field_inputs")
+def field_saved(sender, instance, created, raw=False, **kwargs):
+    if raw:
+        return
+    from . import services
+
+    services.sync_field_inputs(instance)
+
+
+@receiver(post_save, sender=DataSource, dispatch_uid="lineage_sync_source_fields")
+def source_saved(sender, instance, created, raw=False, **kwargs):
+    """A source moving to another business line feeds other tags."""
+    loaded = getattr(instance, "_loaded_business_line_id", instance.business_line_id)
+    instance._loaded_business_line_id = instance.business_line_id
+    if raw or created or loaded == instance.business_line_id:
+        return
+    from . import services
+
+    for data_field in instance.fields.all():
+        services.sync_field_inputs(data_field)
