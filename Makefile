@@ -44,7 +44,8 @@ browser:
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-PYTEST_ARGS ?= -n 2
+# Integration tests (a real Celery worker on PostgreSQL and Redis) run in .ci/run's PostgreSQL pass.
+PYTEST_ARGS ?= -n 2 -m "not integration"
 pytest: install-dev browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -53,6 +54,7 @@ test: lint check pytest
 
 bench: install-dev
 	$(BIN)/python benchmarks/changelist.py
+	$(BIN)/python benchmarks/compute.py
 
 messages: install-dev
 	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles

@@ -6,4 +6,6 @@ urlpatterns = [
     path("catalog/", include("tagportal.catalog.urls")),
     path("lineage/", include("tagportal.lineage.urls")),
     path("governance/", include("tagportal.governance.urls")),
+    path("profiles/", include("tagportal.profiles.urls")),
+    path("engine/", include("tagportal.engine.urls")),
 ]

@@ -56,9 +56,11 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "simple_history",
+    "django_celery_beat",
     "tagportal.core",
     "tagportal.engine",
     "tagportal.catalog",
+    "tagportal.profiles",
     "tagportal.lineage",
     "tagportal.governance",
 ]
@@ -183,6 +185,15 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "TagKindEnum": "tagportal.catalog.choices.TagKind",
+        "TagStatusEnum": "tagportal.catalog.choices.TagStatus",
+        "ChangeKindEnum": "tagportal.governance.choices.ChangeKind",
+        "SourceKindEnum": "tagportal.lineage.models.SourceKind",
+        "RunStatusEnum": "tagportal.engine.models.RunStatus",
+        "ImportKindEnum": "tagportal.profiles.choices.ImportKind",
+        "ImportStatusEnum": "tagportal.profiles.choices.ImportStatus",
+    },
 }
 
 # Celery: an in-process default (tasks run eagerly) unless a broker is configured.
@@ -193,10 +204,14 @@ if not CELERY_BROKER_URL:
     CELERY_BROKER_URL = "memory://"
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ROUTES = {"tagportal.engine.tasks.*": {"queue": "compute"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 
 #: Days between re-certifications of a published tag, unless its category says otherwise.
 TAGPORTAL_RECERTIFICATION_DAYS = int(os.environ.get("TAGPORTAL_RECERTIFICATION_DAYS", "180"))
+#: Key of the keyed hash (HMAC-SHA256) under which phone numbers are stored; never the number in clear.
+TAGPORTAL_PII_KEY = os.environ.get("TAGPORTAL_PII_KEY") or SECRET_KEY
 #: Where links in notification e-mails point.
 TAGPORTAL_BASE_URL = os.environ.get("TAGPORTAL_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tagportal@localhost")

@@ -23,6 +23,16 @@ _VIEW_DICTIONARY = [
 ]
 
 _VIEW_LINEAGE = ["lineage.view_datasource", "lineage.view_datafield"]
+
+_VIEW_PROFILES = [
+    "profiles.view_customer",
+    "profiles.view_identity",
+    "profiles.view_event",
+    "profiles.view_order",
+    "profiles.view_mergerecord",
+    "profiles.view_importjob",
+]
+_VIEW_RESULTS = ["engine.view_tagcomputation", "engine.view_tagrun", "engine.view_tagvaluebitmap"]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,
     "lineage.add_datasource",
@@ -40,11 +50,13 @@ ROLES: dict[str, dict] = {
         "permissions": [
             *_VIEW_DICTIONARY,
             *_VIEW_LINEAGE,
+            *_VIEW_RESULTS,
             "catalog.add_tag",
             "catalog.change_tag",
             "governance.view_changerequest",
             "governance.add_changerequest",
             "governance.change_changerequest",
+            *_VIEW_PROFILES,
         ],
     },
     STEWARD: {
@@ -69,12 +81,22 @@ ROLES: dict[str, dict] = {
             "governance.review_changerequest",
             "governance.view_auditevent",
             *_MANAGE_LINEAGE,
+            *_VIEW_RESULTS,
+            "engine.run_compute",
+            *_VIEW_PROFILES,
+            "profiles.add_importjob",
         ],
     },
     ANALYST: {
         "label": _("Analyst"),
         "description": _("Reads the dictionary and dashboards; changes nothing."),
-        "permissions": [*_VIEW_DICTIONARY, *_VIEW_LINEAGE, "governance.view_changerequest"],
+        "permissions": [
+            *_VIEW_DICTIONARY,
+            *_VIEW_LINEAGE,
+            *_VIEW_RESULTS,
+            "governance.view_changerequest",
+            *_VIEW_PROFILES,
+        ],
     },
     ADMIN: {
         "label": _("Admin"),
@@ -84,7 +106,18 @@ ROLES: dict[str, dict] = {
 }
 
 #: Apps whose every permission the admin role holds.
-ADMIN_APPS = ("core", "catalog", "governance", "lineage", "auth", "authtoken", "guardian")
+ADMIN_APPS = (
+    "core",
+    "catalog",
+    "governance",
+    "lineage",
+    "profiles",
+    "auth",
+    "authtoken",
+    "guardian",
+    "engine",
+    "django_celery_beat",
+)
 
 
 def _permissions(names):

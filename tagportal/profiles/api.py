@@ -1,0 +1,248 @@
+"""REST API of profiles: customers (with their identities, masked unless the caller
+holds ``core.view_pii``), a lookup by identity, OneID merges (and their split), import
+jobs, and the bulk import endpoint. Everything is scoped by brand through
+``restrict``; another brand's objects answer 404."""
+
+from __future__ import annotations
+
+import django_filters
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tagportal.catalog.models import Brand
+from tagportal.core.api import RestrictedReadOnlyViewSet, ScopedRelatedField
+
+from . import services
+from .choices import IdentityType, ImportKind, ImportStatus
+from .models import Customer, Identity, ImportJob, MergeRecord
+
+TRUE_VALUES = ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------------------
+# Serializers
+
+
+class IdentitySerializer(serializers.ModelSerializer):
+    value = serializers.SerializerMethodField(
+        help_text=gettext_lazy("In clear for holders of the PII permission (never for phones), else masked.")
+    )
+
+    class Meta:
+        model = Identity
+        fields = ["id", "type", "app", "value", "masked", "created"]
+
+    def get_value(self, obj) -> str:
+        request = self.context.get("request")
+        return obj.display_value(request.user if request else None)
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    merged_into = serializers.SlugRelatedField(slug_field="oneid", read_only=True)
+    identities = IdentitySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Customer
+        fields = [
+            "id",
+            "brand",
+            "oneid",
+            "attributes",
+            "merged_into",
+            "identities",
+            "created",
+            "last_updated",
+        ]
+
+
+class MergeRecordSerializer(serializers.ModelSerializer):
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = MergeRecord
+        fields = [
+            "id", "brand", "kept_oneid", "merged_oneid", "rule", "reason", "identities_moved", "events_moved",
+            "orders_moved", "import_job", "created", "undone_at", "undone_by", "undo_reason",
+        ]  # fmt: skip
+
+
+class SplitSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id", "brand", "kind", "file_name", "status", "progress", "stage", "rows_total", "rows_ok",
+            "rows_skipped", "rows_bad", "errors", "created_counts", "message", "created_by", "created",
+            "started_at", "finished_at",
+        ]  # fmt: skip
+
+
+class ImportRequestSerializer(serializers.Serializer):
+    brand = ScopedRelatedField(
+        slug_field="code", queryset=Brand.objects.all(), help_text=gettext_lazy("brand code")
+    )
+    kind = serializers.ChoiceField(choices=ImportKind.choices)
+    file = serializers.FileField(help_text=gettext_lazy("A CSV (UTF-8 or GB18030) or Parquet file."))
+
+
+# ---------------------------------------------------------------------------
+# Filters
+
+
+class CustomerFilterSet(django_filters.FilterSet):
+    brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
+    include_merged = django_filters.BooleanFilter(
+        method="filter_include_merged", label=gettext_lazy("also list people merged into others")
+    )
+
+    class Meta:
+        model = Customer
+        fields = ["oneid"]
+
+    def filter_include_merged(self, queryset, name, value):
+        return queryset  # applied by the viewset (lists only)
+
+
+class MergeRecordFilterSet(django_filters.FilterSet):
+    brand = django_filters.CharFilter(field_name="brand__code")
+    oneid = django_filters.NumberFilter(method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
+    undone = django_filters.BooleanFilter(field_name="undone_at", lookup_expr="isnull", exclude=True)
+
+    class Meta:
+        model = MergeRecord
+        fields = ["rule"]
+
+    def filter_oneid(self, queryset, name, value):
+        return queryset.filter(kept_oneid=value) | queryset.filter(merged_oneid=value)
+
+
+class ImportJobFilterSet(django_filters.FilterSet):
+    brand = django_filters.CharFilter(field_name="brand__code")
+
+    class Meta:
+        model = ImportJob
+        fields = ["kind", "status"]
+
+
+# ---------------------------------------------------------------------------
+# Viewsets
+
+
+LOOKUP_PARAMETERS = [
+    OpenApiParameter("type", OpenApiTypes.STR, enum=IdentityType.values, required=True),
+    OpenApiParameter("value", OpenApiTypes.STR, required=True, description="the identifier in clear"),
+    OpenApiParameter("app", OpenApiTypes.STR, description="the WeChat appid of an openid"),
+    OpenApiParameter("brand", OpenApiTypes.STR, description="brand code"),
+]
+
+
+class CustomerViewSet(RestrictedReadOnlyViewSet):
+    """People (OneIDs) of the brands the caller may view. People merged into another
+    one are left out of lists unless ``include_merged=true``. Identity values are
+    masked unless the caller holds the PII permission; phones are never in clear."""
+
+    queryset = Customer.objects.select_related("brand", "merged_into").prefetch_related("identities")
+    serializer_class = CustomerSerializer
+    filterset_class = CustomerFilterSet
+    ordering_fields = ["oneid", "created", "last_updated"]
+    ordering = ["brand__code", "oneid"]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            if str(self.request.query_params.get("include_merged", "")).lower() not in TRUE_VALUES:
+                queryset = queryset.filter(merged_into__isnull=True)
+        return queryset
+
+    @extend_schema(parameters=LOOKUP_PARAMETERS, responses=CustomerSerializer)
+    @action(detail=False, methods=["get"])
+    def lookup(self, request):
+        """The person holding an identity (compared by its keyed hash)."""
+        params = request.query_params
+        queryset = self.get_queryset()
+        if params.get("brand"):
+            queryset = queryset.filter(brand__code=params["brand"])
+        customer = services.lookup_customer(
+            queryset, params.get("type", ""), params.get("value", ""), params.get("app", "")
+        )
+        if customer is None:
+            raise NotFound(_("Nobody holds this identity."))
+        customer = self.get_queryset().get(pk=customer.pk)
+        return Response(self.get_serializer(customer).data)
+
+
+class MergeRecordViewSet(RestrictedReadOnlyViewSet):
+    """OneID merges: who was merged into whom, by which rule. ``split`` undoes one."""
+
+    queryset = MergeRecord.objects.select_related("brand", "undone_by")
+    serializer_class = MergeRecordSerializer
+    filterset_class = MergeRecordFilterSet
+    ordering_fields = ["created", "kept_oneid", "merged_oneid"]
+    ordering = ["-created", "-pk"]
+    action_permissions = {"split": "change"}
+
+    @extend_schema(request=SplitSerializer, responses=MergeRecordSerializer)
+    @action(detail=True, methods=["post"])
+    def split(self, request, pk=None):
+        merge = self.get_object()  # needs change on the merge (action_permissions)
+        payload = SplitSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        merge = services.split(merge, user=request.user, reason=payload.validated_data["reason"])
+        return Response(self.get_serializer(merge).data)
+
+
+class ImportJobViewSet(RestrictedReadOnlyViewSet):
+    """Import jobs: their progress and their report (bad rows with row number, column
+    and message; row 1 is the header)."""
+
+    queryset = ImportJob.objects.select_related("brand", "created_by")
+    serializer_class = ImportJobSerializer
+    filterset_class = ImportJobFilterSet
+    ordering_fields = ["created", "finished_at"]
+    ordering = ["-created", "-pk"]
+
+
+class ImportView(APIView):
+    """Bulk import of customers, identities, events or orders from a CSV or Parquet file
+    (multipart: ``brand``, ``kind``, ``file``). All or nothing: 201 with the finished
+    job, or 400 with the job and its row report when a row is bad (nothing written).
+    Rows whose ``client_id`` was imported before are skipped."""
+
+    queryset = ImportJob.objects.all()  # the permission class checks profiles.add_importjob
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": ImportRequestSerializer},
+        responses={201: ImportJobSerializer, 400: ImportJobSerializer},
+    )
+    def post(self, request):
+        payload = ImportRequestSerializer(data=request.data, context={"request": request})
+        payload.is_valid(raise_exception=True)
+        upload = payload.validated_data["file"]
+        job = services.import_file(
+            payload.validated_data["brand"],
+            payload.validated_data["kind"],
+            upload,
+            file_name=upload.name,
+            user=request.user,
+        )
+        code = (
+            status.HTTP_201_CREATED if job.status == ImportStatus.SUCCEEDED else status.HTTP_400_BAD_REQUEST
+        )
+        return Response(ImportJobSerializer(job, context={"request": request}).data, status=code)

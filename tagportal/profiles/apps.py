@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class ProfilesConfig(AppConfig):
+    name = "tagportal.profiles"
+    label = "profiles"
+    verbose_name = _("Profiles")

@@ -1,0 +1,164 @@
+"""The profiles API: scoped by brand (another brand's people answer 404), identities
+masked without the PII permission, lookup by identity, bulk import, jobs, merges."""
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tagportal.profiles import services
+from tagportal.profiles.models import Customer, Event, ImportJob, MergeRecord
+
+from ..conftest import client_for
+from .conftest import EVENTS_CSV, OTHER_PHONE, PHONE, links
+
+pytestmark = pytest.mark.django_db
+URL = "/api/profiles/"
+
+
+@pytest.fixture
+def people(world):
+    services.resolve_identities(
+        world.own_brand,
+        links(("a", "phone", PHONE), ("a", "wechat_unionid", "oUnion123"), ("b", "jd_pin", "jd_b")),
+    )
+    services.resolve_identities(world.other_brand, links(("z", "phone", OTHER_PHONE)))
+    return {
+        "own": Customer.objects.get(brand=world.own_brand, oneid=1),
+        "own2": Customer.objects.get(brand=world.own_brand, oneid=2),
+        "other": Customer.objects.get(brand=world.other_brand, oneid=1),
+    }
+
+
+def upload(text=EVENTS_CSV, name="events.csv"):
+    return SimpleUploadedFile(name, text.encode("utf-8"), content_type="text/csv")
+
+
+def values(payload) -> dict:
+    return {i["type"]: i["value"] for i in payload["identities"]}
+
+
+def test_customers_are_scoped_by_brand(world, people):
+    client = client_for(world.analyst)
+    listing = client.get(f"{URL}customers/")
+    assert listing.status_code == 200
+    assert {(c["brand"], c["oneid"]) for c in listing.json()["results"]} == {("ruiyan", 1), ("ruiyan", 2)}
+    assert client.get(f"{URL}customers/{people['own'].pk}/").status_code == 200
+    assert client.get(f"{URL}customers/{people['other'].pk}/").status_code == 404
+    assert client_for(world.admin).get(f"{URL}customers/{people['other'].pk}/").status_code == 200
+    assert client_for(world.nobody).get(f"{URL}customers/").status_code == 403
+    filtered = client.get(f"{URL}customers/", {"oneid": 2}).json()["results"]
+    assert [c["oneid"] for c in filtered] == [2]
+
+
+def test_identities_are_masked_without_the_pii_permission(world, people):
+    detail = client_for(world.analyst).get(f"{URL}customers/{people['own'].pk}/").json()
+    assert values(detail) == {"phone": "138****5678", "wechat_unionid": "oUn****23"}
+    raw = str(detail)
+    assert PHONE not in raw and "oUnion123" not in raw
+    # the admin holds core.view_pii: identifiers in clear, but a phone number never
+    admin = client_for(world.admin).get(f"{URL}customers/{people['own'].pk}/").json()
+    assert values(admin) == {"phone": "138****5678", "wechat_unionid": "oUnion123"}
+    # so does anyone granted the permission
+    world.analyst.user_permissions.add(Permission.objects.get(codename="view_pii"))
+    analyst = type(world.analyst).objects.get(pk=world.analyst.pk)  # permissions are cached per object
+    granted = client_for(analyst).get(f"{URL}customers/{people['own'].pk}/").json()
+    assert values(granted)["wechat_unionid"] == "oUnion123"
+
+
+def test_lookup_by_identity(world, people):
+    client = client_for(world.analyst)
+    found = client.get(f"{URL}customers/lookup/", {"type": "phone", "value": f"+86 {PHONE}"})
+    assert found.status_code == 200 and found.json()["oneid"] == 1
+    assert client.get(f"{URL}customers/lookup/", {"type": "phone", "value": OTHER_PHONE}).status_code == 404
+    assert (
+        client.get(
+            f"{URL}customers/lookup/", {"type": "jd_pin", "value": "jd_b", "brand": "qingquan"}
+        ).status_code
+        == 404
+    )
+    bad = client.get(f"{URL}customers/lookup/", {"type": "passport", "value": "x"})
+    assert bad.status_code == 400 and "type" in bad.json()
+
+
+def test_bulk_import_endpoint(world):
+    client = client_for(world.steward)
+    response = client.post(
+        f"{URL}import/", {"brand": "ruiyan", "kind": "events", "file": upload()}, format="multipart"
+    )
+    assert response.status_code == 201, response.json()
+    job = response.json()
+    assert job["status"] == "succeeded" and job["rows_ok"] == 4 and job["created_counts"]["events"] == 4
+    assert job["brand"] == "ruiyan" and job["created_by"] == "st"
+    again = client.post(
+        f"{URL}import/", {"brand": "ruiyan", "kind": "events", "file": upload()}, format="multipart"
+    )
+    assert again.status_code == 201 and again.json()["rows_skipped"] == 4
+    assert Event.objects.count() == 4
+
+    bad = client.post(
+        f"{URL}import/",
+        {
+            "brand": "ruiyan",
+            "kind": "events",
+            "file": upload("client_id,time,type,phone\nx,2024-05-01,nope,1\n"),
+        },
+        format="multipart",
+    )
+    assert bad.status_code == 400
+    body = bad.json()
+    assert body["status"] == "failed" and {(e["row"], e["column"]) for e in body["errors"]} == {
+        (2, "type"),
+        (2, "phone"),
+    }
+    assert Event.objects.count() == 4
+
+    jobs = client.get(f"{URL}import-jobs/").json()["results"]
+    assert [j["status"] for j in jobs] == ["failed", "succeeded", "succeeded"]
+    assert client.get(f"{URL}import-jobs/{jobs[0]['id']}/").json()["errors"] == body["errors"]
+
+
+def test_bulk_import_needs_the_permission_and_the_brand(world):
+    data = {"brand": "ruiyan", "kind": "events"}
+    assert (
+        client_for(world.analyst)
+        .post(f"{URL}import/", {**data, "file": upload()}, format="multipart")
+        .status_code
+        == 403
+    )
+    assert (
+        client_for(world.operator)
+        .post(f"{URL}import/", {**data, "file": upload()}, format="multipart")
+        .status_code
+        == 403
+    )
+    other = client_for(world.steward).post(
+        f"{URL}import/", {**data, "brand": "qingquan", "file": upload()}, format="multipart"
+    )
+    assert other.status_code == 400 and "brand" in other.json()
+    missing = client_for(world.steward).post(f"{URL}import/", data, format="multipart")
+    assert missing.status_code == 400 and "file" in missing.json()
+    assert not ImportJob.objects.exists() and not Event.objects.exists()
+
+
+def test_import_jobs_are_scoped(world):
+    services.import_file(world.other_brand, "events", upload())
+    assert client_for(world.steward).get(f"{URL}import-jobs/").json()["results"] == []
+    assert len(client_for(world.admin).get(f"{URL}import-jobs/").json()["results"]) == 1
+
+
+def test_merges_list_and_split(world, people):
+    services.resolve_identities(world.own_brand, links(("x", "phone", PHONE), ("x", "jd_pin", "jd_b")))
+    merge = MergeRecord.objects.get()
+    listing = client_for(world.analyst).get(f"{URL}merges/").json()["results"]
+    assert [(m["kept_oneid"], m["merged_oneid"], m["rule"]) for m in listing] == [(1, 2, "platform_id")]
+    assert client_for(world.analyst).post(f"{URL}merges/{merge.pk}/split/").status_code == 403
+    assert client_for(world.steward).post(f"{URL}merges/{merge.pk}/split/").status_code == 403
+    merged = client_for(world.admin).get(f"{URL}customers/", {"include_merged": "true"}).json()["results"]
+    assert {c["oneid"]: c["merged_into"] for c in merged if c["brand"] == "ruiyan"} == {1: None, 2: 1}
+    response = client_for(world.admin).post(
+        f"{URL}merges/{merge.pk}/split/", {"reason": "误合并"}, format="json"
+    )
+    assert response.status_code == 200 and response.json()["undone_by"] == "ad"
+    assert client_for(world.admin).post(f"{URL}merges/{merge.pk}/split/").status_code == 400
+    active = client_for(world.analyst).get(f"{URL}customers/").json()["results"]
+    assert [c["oneid"] for c in active] == [1, 2]
