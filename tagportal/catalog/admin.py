@@ -223,6 +223,44 @@ def stale_ids(request) -> set[int]:
     return request._tp_stale_ids
 
 
+def computation_stats(request) -> dict[int, tuple]:
+    """``{tag_id: (coverage, drift_flag, errors)}`` from the engine's results, once per request."""
+    if not hasattr(request, "_tp_computations"):
+        try:
+            from tagportal.engine.models import TagComputation
+        except ImportError:  # engine not installed
+            request._tp_computations = {}
+        else:
+            request._tp_computations = {
+                tag_id: (coverage, drift, errors)
+                for tag_id, coverage, drift, errors in TagComputation.objects.values_list(
+                    "tag_id", "coverage", "drift_flag", "errors_calculating"
+                )
+            }
+    return request._tp_computations
+
+
+def coverage_column(request):
+    stats = computation_stats(request)
+
+    def coverage(obj):
+        coverage, drift, _errors = stats.get(obj.pk, (None, False, 0))
+        if coverage is None:
+            return "—"
+        text = f"{coverage:.1%}"
+        if drift:
+            return format_html(
+                '{} <span class="tp-drift" title="{}">⚠ {}</span>',
+                text,
+                _("The value distribution moved (PSI) since the previous run"),
+                _("drift"),
+            )
+        return text
+
+    coverage.short_description = gettext_lazy("coverage")
+    return coverage
+
+
 def freshness_column(request):
     stale = stale_ids(request)
 
@@ -273,12 +311,12 @@ def category_path_column(request, id_attr="category_id", label=CATEGORY_LABEL, o
 @admin.register(Tag)
 class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
     form = TagAdminForm
-    change_form_template = "admin/catalog/guarded_change_form.html"
+    change_form_template = "admin/catalog/tag/change_form.html"
     object_history_template = "admin/catalog/tag/object_history.html"
     object_history_list_template = "admin/catalog/tag/object_history_list.html"
     list_display = (
         "code", "name", "name_en", "category_path", "brand", "business_line", "kind", "value_type",
-        "status", "published_version", "data_freshness", "owner", "last_updated",
+        "status", "published_version", "coverage", "data_freshness", "owner", "last_updated",
     )  # fmt: skip
     list_display_links = ("code", "name")
     list_filter = (
@@ -339,6 +377,21 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["tag_locked"] = obj.status != TagStatus.DRAFT
+            try:
+                from tagportal.engine.services import tag_stats
+            except ImportError:  # engine not installed
+                pass
+            else:
+                stats = tag_stats(obj)
+                labels = {v.get("code"): v.get("label") for v in obj.values or [] if isinstance(v, dict)}
+                total = sum(stats["distribution"].values()) if stats["distribution"] else 0
+                stats["rows"] = [
+                    (labels.get(str(value), value), count, count / total if total else 0)
+                    for value, count in stats["distribution"].items()
+                ]
+                if stats["coverage"] is not None:
+                    stats["coverage_pct"] = round(stats["coverage"] * 100, 1)
+                context["tag_stats"] = stats
             if request.user.has_perm("governance.add_changerequest") and may(request.user, obj, "change"):
                 try:
                     context["propose_url"] = reverse("governance:propose", args=[obj.pk])
@@ -374,11 +427,16 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         columns = {
             "category_path": category_path_column(request),
             "data_freshness": freshness_column(request),
+            "coverage": coverage_column(request),
         }
         return [columns.get(c, c) if isinstance(c, str) else c for c in self.list_display]
 
     @admin.display(description=gettext_lazy("data"))
     def data_freshness(self, obj):  # replaced per request by get_list_display
+        return ""
+
+    @admin.display(description=gettext_lazy("coverage"))
+    def coverage(self, obj):  # replaced per request by get_list_display
         return ""
 
     @admin.display(description=CATEGORY_LABEL, ordering="category__name")
