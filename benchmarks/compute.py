@@ -93,6 +93,13 @@ def process_peak_rss_mb() -> float:
     return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine() -> dict:
     import duckdb
     import numpy as np
@@ -109,10 +116,10 @@ def machine() -> dict:
     }
     try:
         info["cpus_usable"] = len(os.sched_getaffinity(0))
-        # other work on the machine while the benchmark ran (1, 5, 15 minutes)
-        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
+    except AttributeError:
         pass
+    # other work on the machine while the benchmark ran (1, 5, 15 minutes)
+    info["load_average"] = _load_average()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -434,6 +441,7 @@ def run(
     quiet: bool = False,
 ) -> dict:
     setup_django()
+    load_at_start = _load_average()
     specs, realtime = tag_specs()
 
     log(f"generating {people:,} people, {events_per_person} events each (seed {seed})", quiet)
@@ -521,6 +529,7 @@ def run(
     results["all_passed"] = all(passed.values())
     results["process_peak_rss_mb"] = round(process_peak_rss_mb())
     results["machine"] = machine()
+    results["machine"]["load_average_at_start"] = load_at_start
     return results
 
 
