@@ -588,15 +588,19 @@ class _Evaluator:
         pos, ns, row = (a[rows][keep] for a in (src.pos, src.ns, src.row))
         choice = np.full(self.n, -1, dtype="int64")
         if pick == "most_frequent":
-            counts = (
-                pd.DataFrame({"pos": pos, "label": label, "ns": ns, "row": row})
-                .groupby(["pos", "label"], sort=False)
-                .agg(n=("row", "size"), ns=("ns", "max"), row=("row", "max"))
-                .reset_index()
-                .sort_values(["pos", "n", "ns", "row"])
-            )
-            best = counts.drop_duplicates("pos", keep="last")
-            choice[best["pos"].to_numpy()] = best["label"].to_numpy()
+            if len(pos):
+                # per (person, value): how often, latest time, latest row — in numpy, no groupby
+                order = np.lexsort((label, pos))
+                p, lab, t, r = pos[order], label[order], ns[order], row[order]
+                starts = np.r_[0, np.flatnonzero((np.diff(p) != 0) | (np.diff(lab) != 0)) + 1]
+                n = np.diff(np.r_[starts, len(p)])
+                group_pos, group_label = p[starts], lab[starts]
+                latest, last_row = np.maximum.reduceat(t, starts), np.maximum.reduceat(r, starts)
+                # the most frequent value per person; ties go to the latest occurrence
+                best = np.lexsort((last_row, latest, n, group_pos))
+                group_pos, group_label = group_pos[best], group_label[best]
+                ends = np.r_[np.flatnonzero(np.diff(group_pos)), len(group_pos) - 1]
+                choice[group_pos[ends]] = group_label[ends]
         else:
             order = np.lexsort((row, ns, pos))
             pos, label = pos[order], label[order]

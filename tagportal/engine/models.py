@@ -203,3 +203,7 @@ class TagRun(models.Model):
 
     def __str__(self):
         return f"{self.tag.code} v{self.tag_version} {self.get_status_display()} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+# Tag reads counted per day, kind and client (defined beside the code that records them).
+from .usage import TagUsage, UsageKind  # noqa: E402, F401

@@ -10,17 +10,20 @@ is *realtime* for that person only:
    person are evaluated one after the other and the second sees the first;
 2. only that person's rows are read: their profile attributes, and their events and
    orders within the widest window the realtime tags need (a tag without a window,
-   or a ``days_since``, reads all of the person's rows of that source; a source no
-   realtime tag reads is not queried), into one-row frames;
-3. tags read by the realtime tags that are not realtime themselves (batch or manual
-   tags) take the person's stored values (``known``);
+   or a ``days_since``, reads all of the person's rows of that source), and only the
+   columns the tags read (a source no realtime tag reads is not queried);
+3. the stored results of the realtime tags and of the other tags they read are read
+   (two queries; deserialized bitmaps are cached per process): tags read that are
+   not realtime themselves (batch or manual tags) give the person's stored values
+   (``known``);
 4. :func:`.evaluate.evaluate_tags` runs on ``population=[oneid]``;
-5. the computations of the tags whose value changed are locked and their bitmaps
-   updated in place: the OneID leaves the old value's bitmap and joins the new
-   one's; counts, distribution, coverage and (number tags) the stored numbers follow;
-   ``last_calculated_at`` moves on, which is what readers cache stored bitmaps under,
-   so :func:`.services.values_for` answers the new value at once. A tag that was
-   never computed gets its computation and one bitmap per declared value.
+5. only when a value changed are the results of the tags concerned locked
+   (``SELECT ... FOR UPDATE``; re-read if another event updated them meanwhile) and
+   their bitmaps updated in place: the OneID leaves the old value's bitmap and joins
+   the new one's; counts, distribution, coverage and (number tags) the stored numbers
+   follow; ``last_calculated_at`` moves on, which is what readers cache stored bitmaps
+   under, so :func:`.services.values_for` answers the new value at once. A tag that
+   was never computed gets its computation and one bitmap per declared value.
 
 Nothing is written when the event is bad, and the event, the person it may have
 created and the bitmap updates commit together or not at all.
@@ -40,16 +43,20 @@ Known limits:
   people who send events while the stored result keeps the old result version until
   a computation rebuilds it;
 - number tags keep every person's number in one compressed array, rewritten on each
-  change: fine for realtime number tags over a few hundred thousand people, costly
-  beyond.
+  change (~1 ms per 20,000 people): fine for realtime number tags over a few hundred
+  thousand people, costly beyond;
+- imported events and orders (the profiles import) do not re-evaluate realtime
+  tags: a computation of the brand's tags brings them up to date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
 import math
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +68,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from numpy.lib import format as npy_format
 from pyroaring import BitMap
 
 from tagportal.catalog.choices import RefreshMode, TagStatus
@@ -71,7 +79,7 @@ from . import bitmaps as bm
 from . import frames as fr
 from . import schema, services
 from .evaluate import TagSpec, evaluate_tags
-from .models import TagComputation, TagValueBitmap, pack_numbers, unpack_numbers
+from .models import TagComputation, TagValueBitmap, unpack_numbers
 from .rules import RuleValidationError, tag_references, validate_definition
 
 log = logging.getLogger(__name__)
@@ -318,6 +326,32 @@ class Lookback:
         return dt.datetime(first.year, first.month, first.day, tzinfo=services.BEIJING)
 
 
+def source_fields(definitions: Iterable) -> dict[str, set[str]]:
+    """Per source (events / orders), the fields the definitions read (aggregated,
+    filtered on, picked): only those columns are loaded for one person."""
+    found: dict[str, set[str]] = {}
+
+    def visit(node):
+        if isinstance(node, Mapping):
+            source = node.get("source")
+            if source in SOURCES:
+                fields = found.setdefault(source, set())
+                if isinstance(node.get("field"), str):
+                    fields.add(node["field"])
+                for predicate in node.get("where") or ():
+                    if isinstance(predicate, Mapping) and isinstance(predicate.get("field"), str):
+                        fields.add(predicate["field"])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    for doc in definitions:
+        visit(doc)
+    return found
+
+
 def lookbacks(definitions: Iterable) -> dict[str, Lookback]:
     """Per source (events / orders), the widest window the definitions read it with."""
     found: dict[str, Lookback] = {}
@@ -359,6 +393,8 @@ class RealtimeSpecs:
     #: codes of the tags they read that are not evaluated here -> value type.
     reads: dict[str, str] = field(default_factory=dict)
     lookback: dict[str, Lookback] = field(default_factory=dict)
+    #: source -> the fields read (columns to load).
+    fields: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def specs(self) -> list[TagSpec]:
@@ -446,6 +482,7 @@ def _build_specs(brand: Brand, key: tuple) -> RealtimeSpecs:
     evaluated = {t.code for t in built.tags.values()}
     built.reads = {code: types[code] for code in sorted(referenced - evaluated) if code in types}
     built.lookback = lookbacks(t.spec.definition for t in built.tags.values())
+    built.fields = source_fields(t.spec.definition for t in built.tags.values())
     if built.errors:
         log.warning("realtime tags of %s that cannot be evaluated: %s", brand.code, built.errors)
     return built
@@ -455,19 +492,13 @@ def _build_specs(brand: Brand, key: tuple) -> RealtimeSpecs:
 # One person's frames and stored values
 
 
-def _values_of(rows: list, position: int) -> list:
-    return [row[position] for row in rows]
-
-
-def _properties_columns(properties: list) -> dict[str, list]:
-    keys: dict[str, None] = {}
-    for item in properties:
-        if isinstance(item, dict):
-            keys.update(dict.fromkeys(item))
-    return {
-        f"properties.{key}": [item.get(key) if isinstance(item, dict) else None for item in properties]
-        for key in keys
-    }
+#: The columns of the engine's input frames, as the profiles app loads them.
+COLUMNS = {
+    "events": ("type", "channel", "store", "value"),
+    "orders": ("amount", "quantity", "channel", "store", "category", "sku", "discount"),
+}
+NUMBER_COLUMNS = {"value", "amount", "quantity", "discount"}
+PROPERTY_PREFIX = "properties."
 
 
 def _floats(values: list) -> np.ndarray:
@@ -476,8 +507,9 @@ def _floats(values: list) -> np.ndarray:
 
 def person_frames(brand: Brand, customer, realtime: RealtimeSpecs, as_of: dt.datetime) -> tuple:
     """``(profiles, events, orders)`` of one person, as :func:`.evaluate.evaluate_tags`
-    reads them (the same columns as the profiles app's ``load_frames``), with only the
-    rows the realtime tags' windows reach; a source no tag reads is None."""
+    reads them (the columns of the profiles app's ``load_frames``), with only the rows
+    the realtime tags' windows reach and only the columns they read; a source no tag
+    reads is None."""
     from tagportal.profiles.models import Event, Order
 
     oneid = int(customer.oneid)
@@ -487,45 +519,28 @@ def person_frames(brand: Brand, customer, realtime: RealtimeSpecs, as_of: dt.dat
         lookback = realtime.lookback.get(source)
         if lookback is None:
             continue
+        fields = realtime.fields.get(source, set())
+        names = [name for name in COLUMNS[source] if name in fields]
+        keys = sorted(f[len(PROPERTY_PREFIX) :] for f in fields if f.startswith(PROPERTY_PREFIX))
         model = Event if source == "events" else Order
-        rows = model.objects.filter(brand=brand, customer_id=customer.pk)
+        rows = model.objects.filter(brand=brand, customer_id=customer.pk).order_by()
         since = lookback.since(as_of)
         if since is not None:
             rows = rows.filter(time__gte=since)
-        if source == "events":
-            names = ["time", "type", "channel", "store", "value", "properties"]
-        else:
-            names = ["time", "amount", "quantity", "channel", "store", "category", "sku", "discount"]
-            names.append("properties")
-        found = list(rows.values_list(*names))
+        found = list(rows.values_list("time", *names, *(["properties"] if keys else [])))
         columns: dict[str, object] = {
             "oneid": np.full(len(found), oneid, dtype="int64"),
-            "time": pd.to_datetime(_values_of(found, 0), utc=True),
+            "time": pd.DatetimeIndex([row[0] for row in found], dtype="datetime64[us, UTC]"),
         }
-        for i, name in enumerate(names[1:-1], start=1):
-            values = _values_of(found, i)
-            columns[name] = _floats(values) if name in ("value", "amount", "discount", "quantity") else values
-        columns.update(_properties_columns(_values_of(found, len(names) - 1)))
+        for i, name in enumerate(names, start=1):
+            values = [row[i] for row in found]
+            columns[name] = _floats(values) if name in NUMBER_COLUMNS else values
+        if keys:
+            properties = [row[-1] if isinstance(row[-1], dict) else {} for row in found]
+            for key in keys:
+                columns[PROPERTY_PREFIX + key] = [item.get(key) for item in properties]
         out[position] = pd.DataFrame(columns)
     return tuple(out)
-
-
-def _known_values(brand: Brand, oneid: int, reads: Mapping[str, str]) -> dict[str, pd.Series]:
-    """The person's stored values of the tags read but not evaluated here."""
-    if not reads:
-        return {}
-    stored = services.values_for(brand, [oneid], codes=list(reads)).get(oneid, {})
-    index = pd.Index([oneid], dtype="int64", name="oneid")
-    known = {}
-    for code, value_type in reads.items():
-        value = stored.get(code, {}).get("value")
-        if value_type == "boolean":
-            known[code] = pd.Series([pd.NA if value is None else bool(value)], index=index, dtype="boolean")
-        elif value_type == "number":
-            known[code] = pd.Series([np.nan if value is None else float(value)], index=index, dtype="float64")
-        else:
-            known[code] = pd.Series([value], index=index, dtype=pd.StringDtype("pyarrow"))
-    return known
 
 
 # Deserialized bitmaps and numbers, cached under (row or computation pk,
@@ -574,16 +589,39 @@ def _stored_bitmaps(keys: Mapping[int, object]) -> dict[int, BitMap]:
     return out
 
 
-def _stored_numbers(computation: TagComputation) -> pd.Series:
-    key = (computation.pk, computation.last_calculated_at)
+def _stored_numbers(pk: int, stamp) -> pd.Series:
+    """The numbers of a number tag's result (computation ``pk`` as of ``stamp``)."""
+    key = (pk, stamp)
     found = _cached(_NUMBERS, key)
     if found is None:
-        raw = TagComputation.objects.filter(pk=computation.pk).values_list("numbers", flat=True).first()
+        raw = TagComputation.objects.filter(pk=pk).values_list("numbers", flat=True).first()
         found = unpack_numbers(raw)
         if found is None:
             found = pd.Series([], index=pd.Index([], dtype="int64", name="oneid"), dtype="float64")
         _remember(_NUMBERS, _NUMBERS_SIZE, {key: found})
     return found
+
+
+def _packed_numbers(numbers: pd.Series) -> bytes:
+    """Like :func:`.models.pack_numbers` (an ``.npz`` read back by
+    :func:`.models.unpack_numbers`), with the fastest deflate level: on every change
+    the whole array is rewritten, and numpy's default level costs ~10x more for a
+    ~15% smaller file (an uncompressed one is 6x larger and slow to write to the
+    database). The next batch computation stores it with numpy's default again."""
+    buffer = io.BytesIO()
+    arrays = (
+        ("oneids", numbers.index.to_numpy(dtype="int64")),
+        ("values", numbers.to_numpy(dtype="float64")),
+    )
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in arrays:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                npy_format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _label_of(maps: Mapping[str, BitMap], oneid: int) -> str | None:
+    return next((value for value, b in maps.items() if oneid in b), None)
 
 
 # ---------------------------------------------------------------------------
@@ -613,9 +651,9 @@ class TagChange:
 
 @dataclass
 class _Outcome:
-    label: str | None  # the bitmap the person belongs in
+    label: str | None  # the value's bitmap the person belongs in
     number: float | None  # number tags
-    maps: dict[str, BitMap]  # one bitmap per declared value (for a first result)
+    declared: list[str]  # one bitmap per declared value (for a first result)
 
 
 def _typed(label: str | None, number: float | None, value_type: str):
@@ -626,23 +664,40 @@ def _typed(label: str | None, number: float | None, value_type: str):
     return label == "true" if value_type == "boolean" else label
 
 
-def _outcome(spec: TagSpec, series: pd.Series, oneid: int) -> _Outcome:
-    """The person's value as stored: the same steps as a batch computation."""
-    if spec.value_type == "enum":
-        series = series.mask(series.fillna("").astype(str).str.strip() == "")
-    maps = {services.value_text(k): b for k, b in bm.to_bitmaps(series, spec.values).items()}
-    label = next((value for value, b in maps.items() if oneid in b), None)
-    number = None
+def _declared(spec: TagSpec) -> list[str]:
+    """The values a result keeps a bitmap for even when empty (as :func:`.bitmaps.to_bitmaps`)."""
+    if spec.value_type == "boolean":
+        return ["true", "false"]
     if spec.value_type == "number":
-        numbers = bm.numbers(series)
-        number = float(numbers.iloc[0]) if len(numbers) else None
-    return _Outcome(label, number, maps)
+        return [code for code, _low, _high in fr.value_buckets(spec.values)]
+    return [str(v["code"]) if isinstance(v, dict) else str(v) for v in spec.values or () if v is not None]
+
+
+def _outcome(spec: TagSpec, series: pd.Series) -> _Outcome:
+    """The person's value (a one-row Series) as a batch computation stores it: booleans
+    as ``true`` / ``false``, enum codes (an empty text is no value), numbers with the
+    code of their bucket."""
+    value = series.iloc[0]
+    declared = _declared(spec)
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return _Outcome(None, None, declared)
+    if spec.value_type == "boolean":
+        return _Outcome(services.value_text(bool(value)), None, declared)
+    if spec.value_type == "number":
+        number = float(fr.numbers(series)[0])
+        if math.isnan(number):
+            return _Outcome(None, None, declared)
+        buckets = fr.value_buckets(spec.values)
+        choice = fr.bucket_index(np.array([number]), [(low, high) for _code, low, high in buckets])[0]
+        return _Outcome(buckets[choice][0] if choice >= 0 else None, number, declared)
+    text = str(fr.texts(series).iloc[0])
+    return _Outcome(text if text.strip() else None, None, declared)
 
 
 def _same_number(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
-    return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
 
 
 def _coverage(value_type: str, distribution: Mapping, numbers: int, population: int | None) -> float | None:
@@ -659,124 +714,222 @@ def _coverage(value_type: str, distribution: Mapping, numbers: int, population: 
     return min(1.0, held / population)
 
 
-def _lock_computations(tag_ids: list[int]) -> dict[int, TagComputation]:
+@dataclass
+class _Stored:
+    """A tag's current result (its computation row) and its bitmaps."""
+
+    pk: int
+    tag_id: int
+    version: int | None
+    value_type: str
+    last_calculated_at: dt.datetime | None
+    population: int | None
+    distribution: dict
+    rows: dict[str, int] = field(default_factory=dict)  # value -> bitmap row pk
+    maps: dict[str, BitMap] = field(default_factory=dict)  # value -> bitmap
+
+    @property
+    def has_result(self) -> bool:
+        return self.version is not None
+
+    def label(self, oneid: int) -> str | None:
+        return _label_of(self.maps, oneid)
+
+    def number(self, oneid: int) -> float | None:
+        if self.value_type != "number" or not self.has_result:
+            return None
+        numbers = _stored_numbers(self.pk, self.last_calculated_at)
+        return float(numbers.loc[oneid]) if oneid in numbers.index else None
+
+
+_STORED_FIELDS = ("pk", "tag_id", "version", "value_type", "last_calculated_at", "population", "distribution")
+
+
+def _with_bitmaps(stored: list[_Stored]) -> list[_Stored]:
+    """Fill in the bitmaps (one query for the rows, blobs from the cache)."""
+    by_pk = {c.pk: c for c in stored}
+    if not by_pk:
+        return stored
+    rows = list(
+        TagValueBitmap.objects.filter(computation_id__in=list(by_pk))
+        .order_by()
+        .values_list("pk", "computation_id", "value")
+    )
+    maps = _stored_bitmaps({pk: by_pk[computation_id].last_calculated_at for pk, computation_id, _v in rows})
+    for pk, computation_id, value in rows:
+        by_pk[computation_id].rows[value] = pk
+        by_pk[computation_id].maps[value] = maps[pk]
+    return stored
+
+
+def _current(brand: Brand, realtime: RealtimeSpecs) -> tuple[dict[int, _Stored], dict[str, _Stored]]:
+    """The stored results of the realtime tags (by tag id) and of the tags they read
+    (by code): two queries, no locks. The person is locked, so nobody else moves them
+    meanwhile; the results are locked later, only when a value changes."""
+    condition = Q(tag_id__in=list(realtime.tags))
+    if realtime.reads:
+        condition |= Q(tag__brand=brand, tag__code__in=list(realtime.reads), version__isnull=False) & ~Q(
+            tag__status=TagStatus.RETIRED
+        )
+    found = TagComputation.objects.filter(condition).order_by().values_list(*_STORED_FIELDS, "tag__code")
+    stored, codes = [], {}
+    for row in found:
+        computation = _Stored(*row[:-1])
+        stored.append(computation)
+        codes[computation.tag_id] = row[-1]
+    _with_bitmaps(stored)
+    evaluated = {c.tag_id: c for c in stored if c.tag_id in realtime.tags}
+    read = {codes[c.tag_id]: c for c in stored if c.tag_id not in realtime.tags}
+    return evaluated, read
+
+
+def _known_values(
+    oneid: int, reads: Mapping[str, str], stored: Mapping[str, _Stored]
+) -> dict[str, pd.Series]:
+    """The person's stored values of the tags read but not evaluated here, as
+    :func:`.services.values_for` gives them (no value when the tag has no result)."""
+    index = pd.Index([oneid], dtype="int64", name="oneid")
+    known = {}
+    for code, value_type in reads.items():
+        value = None
+        computation = stored.get(code)
+        if computation is not None:
+            if computation.value_type == "number":
+                value = computation.number(oneid)
+            else:
+                value = _typed(computation.label(oneid), None, computation.value_type)
+        if value_type == "boolean":
+            known[code] = pd.Series([pd.NA if value is None else bool(value)], index=index, dtype="boolean")
+        elif value_type == "number":
+            known[code] = pd.Series([np.nan if value is None else float(value)], index=index, dtype="float64")
+        else:
+            known[code] = pd.Series([value], index=index, dtype=pd.StringDtype("pyarrow"))
+    return known
+
+
+def _lock_computations(tag_ids: list[int]) -> dict[int, _Stored]:
     """The tags' computations, created when missing, locked in pk order."""
-    query = TagComputation.objects.select_for_update().defer("numbers").order_by("pk")
-    found = {c.tag_id: c for c in query.filter(tag_id__in=tag_ids)}
+
+    def locked(ids):
+        query = TagComputation.objects.select_for_update().filter(tag_id__in=ids).order_by("pk")
+        return {row[1]: _Stored(*row) for row in query.values_list(*_STORED_FIELDS)}
+
+    found = locked(tag_ids)
     missing = [tag_id for tag_id in tag_ids if tag_id not in found]
     if missing:
         TagComputation.objects.bulk_create(
             [TagComputation(tag_id=tag_id) for tag_id in missing], ignore_conflicts=True
         )
-        found.update({c.tag_id: c for c in query.filter(tag_id__in=missing)})
+        found.update(locked(missing))
     return found
+
+
+def _differs(computation: _Stored | None, outcome: _Outcome, oneid: int, value_type: str) -> bool:
+    if computation is None:
+        return outcome.label is not None or outcome.number is not None
+    if computation.label(oneid) != outcome.label:
+        return True
+    return value_type == "number" and not _same_number(computation.number(oneid), outcome.number)
 
 
 def _store(
     realtime: RealtimeSpecs,
     oneid: int,
     outcomes: Mapping[int, _Outcome],
+    current: Mapping[int, _Stored],
     person_created: bool,
 ) -> tuple[list[TagChange], dict[int, str]]:
-    """Move the person between the tags' bitmaps where their value changed."""
+    """Move the person between the bitmaps of the tags whose value changed: their
+    results are locked, re-read if another event updated them since ``current`` was
+    read, and written back with a new ``last_calculated_at``."""
     changes: list[TagChange] = []
     skipped: dict[int, str] = {}
-    if not outcomes:
+    changed = []
+    for tag_id, outcome in sorted(outcomes.items()):
+        computation = current.get(tag_id)
+        value_type = realtime.tags[tag_id].spec.value_type
+        if computation is not None and computation.has_result and computation.value_type != value_type:
+            skipped[tag_id] = _("The stored result has another value type; compute the tag again.")
+        elif _differs(computation, outcome, oneid, value_type):
+            changed.append(tag_id)
+    if not changed:
         return changes, skipped
-    computations = _lock_computations(sorted(outcomes))
-    rows: dict[int, dict[str, tuple[int, int]]] = {c.pk: {} for c in computations.values()}
-    for pk, computation_id, value, count in TagValueBitmap.objects.filter(
-        computation_id__in=list(rows)
-    ).values_list("pk", "computation_id", "value", "count"):
-        rows[computation_id][value] = (pk, count)
-    stamps = {
-        pk: computation.last_calculated_at
-        for computation in computations.values()
-        for pk, _count in rows[computation.pk].values()
-    }
-    maps_by_pk = _stored_bitmaps(stamps)
+    locked = _lock_computations(changed)
+    stale = [
+        c
+        for tag_id, c in locked.items()
+        if tag_id not in current or current[tag_id].last_calculated_at != c.last_calculated_at
+    ]
+    fresh = {c.tag_id: c for c in _with_bitmaps(stale)}
     now = timezone.now()
     remember_bitmaps: dict[tuple, BitMap] = {}
     remember_numbers: dict[tuple, pd.Series] = {}
     person = BitMap([oneid])
-    for tag_id in sorted(outcomes):
-        tag = realtime.tags[tag_id]
-        spec, outcome, computation = tag.spec, outcomes[tag_id], computations[tag_id]
-        has_result = computation.version is not None
-        if has_result and computation.value_type and computation.value_type != spec.value_type:
-            skipped[tag_id] = _("The stored result has another value type; compute the tag again.")
+    for tag_id in changed:
+        tag, outcome = realtime.tags[tag_id], outcomes[tag_id]
+        spec = tag.spec
+        computation = fresh.get(tag_id) or current[tag_id]
+        computation.population, computation.distribution = (
+            locked[tag_id].population,
+            locked[tag_id].distribution,
+        )
+        has_result = computation.has_result
+        old_label, old_number = computation.label(oneid), computation.number(oneid)
+        if old_label == outcome.label and (
+            spec.value_type != "number" or _same_number(old_number, outcome.number)
+        ):
             continue
-        value_rows = rows[computation.pk]
-        maps = {value: maps_by_pk[pk] for value, (pk, _count) in value_rows.items()}
-        old_label = next((value for value, b in maps.items() if oneid in b), None)
-        numbers = _stored_numbers(computation) if spec.value_type == "number" and has_result else None
-        old_number = None
-        if numbers is not None and oneid in numbers.index:
-            old_number = float(numbers.loc[oneid])
-        number_changed = spec.value_type == "number" and not _same_number(old_number, outcome.number)
-        if old_label == outcome.label and not number_changed:
-            continue
-        # The new bitmaps: a first result starts from one (empty) bitmap per declared value.
-        new_maps = dict(maps)
-        if not has_result:
-            for value in outcome.maps:
-                new_maps.setdefault(value, BitMap())
+        new_maps = dict(computation.maps)
         dirty = set()
+        if not has_result:  # a first result: one (empty) bitmap per declared value
+            for value in outcome.declared:
+                new_maps.setdefault(value, BitMap())
+            dirty |= {value for value in new_maps if value not in computation.rows}
         if old_label is not None and old_label != outcome.label:
             new_maps[old_label] = new_maps[old_label] - person
             dirty.add(old_label)
         if outcome.label is not None and outcome.label != old_label:
             new_maps[outcome.label] = new_maps.get(outcome.label, BitMap()) | person
             dirty.add(outcome.label)
-        if not has_result:
-            dirty |= {value for value in new_maps if value not in value_rows}
-        stamp = (
-            now
-            if computation.last_calculated_at is None
-            else max(now, computation.last_calculated_at + ONE_MICROSECOND)
-        )
+        stamp = now
+        if computation.last_calculated_at is not None:
+            stamp = max(now, computation.last_calculated_at + ONE_MICROSECOND)
         created = []
         for value in sorted(dirty):
-            data = bm.serialize(new_maps[value])
-            if value in value_rows:
-                TagValueBitmap.objects.filter(pk=value_rows[value][0]).update(
-                    bitmap=data, count=len(new_maps[value])
-                )
+            data, count = bm.serialize(new_maps[value]), len(new_maps[value])
+            if value in computation.rows:
+                TagValueBitmap.objects.filter(pk=computation.rows[value]).update(bitmap=data, count=count)
             else:
                 created.append(
-                    TagValueBitmap(
-                        computation=computation, value=value, bitmap=data, count=len(new_maps[value])
-                    )
+                    TagValueBitmap(computation_id=computation.pk, value=value, bitmap=data, count=count)
                 )
         if created:
             TagValueBitmap.objects.bulk_create(created)
-        pks = {value: pk for value, (pk, _count) in value_rows.items()}
+        pks = dict(computation.rows)
         pks.update({row.value: row.pk for row in created if row.pk is not None})
         remember_bitmaps.update({(pk, stamp): new_maps[value] for value, pk in pks.items()})
         distribution = dict(computation.distribution or {}) if has_result else {}
         distribution.update({value: len(new_maps[value]) for value in dirty})
-        population = computation.population
-        if has_result and population is not None and person_created:
+        population = computation.population if has_result else None
+        if population is not None and person_created:
             population += 1
-        update = {
-            "last_calculated_at": stamp,
-            "distribution": distribution,
-            "population": population if has_result else None,
-        }
+        update = {"last_calculated_at": stamp, "distribution": distribution, "population": population}
         number_count = 0
         if spec.value_type == "number":
-            base = numbers if numbers is not None else pd.Series([], dtype="float64")
+            numbers = _stored_numbers(computation.pk, computation.last_calculated_at) if has_result else None
+            updated = numbers if numbers is not None else pd.Series([], dtype="float64")
             if outcome.number is None:
-                updated = base.drop(index=[oneid], errors="ignore")
-            else:
-                updated = base.copy()
+                updated = updated.drop(index=[oneid], errors="ignore")
+            elif oneid in updated.index:
+                updated = updated.copy()
                 updated.loc[oneid] = outcome.number
-                updated = updated.sort_index()
-            updated.index = updated.index.astype("int64").rename("oneid")
-            update["numbers"] = pack_numbers(updated)
+            else:
+                updated = pd.concat([updated, pd.Series([outcome.number], index=[oneid])]).sort_index()
+            updated.index = pd.Index(updated.index.to_numpy(dtype="int64"), name="oneid")
+            update["numbers"] = _packed_numbers(updated)
             number_count = len(updated)
             remember_numbers[(computation.pk, stamp)] = updated
-        update["coverage"] = _coverage(spec.value_type, distribution, number_count, update["population"])
+        update["coverage"] = _coverage(spec.value_type, distribution, number_count, population)
         if not has_result:
             update.update(version=tag.version, value_type=spec.value_type, errors_calculating=0)
         TagComputation.objects.filter(pk=computation.pk).update(**update)
@@ -827,15 +980,15 @@ def reevaluate(
     oneid = int(customer.oneid)
     with transaction.atomic(savepoint=False):
         if lock_person:
-            Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).first()
+            list(Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).values_list("pk"))
         frames = person_frames(brand, customer, realtime, as_of)
-        known = _known_values(brand, oneid, realtime.reads)
+        current, read = _current(brand, realtime)
         result = evaluate_tags(
             realtime.specs,
             *frames,
             as_of,
             pd.Index([oneid], dtype="int64", name="oneid"),
-            known=known,
+            known=_known_values(oneid, realtime.reads, read),
             validate=False,
         )
         outcomes = {}
@@ -845,10 +998,10 @@ def reevaluate(
                 failed[tag.code] = result.errors.get(tag.code) or _("The tag was not evaluated.")
                 continue
             try:
-                outcomes[tag_id] = _outcome(tag.spec, series, oneid)
+                outcomes[tag_id] = _outcome(tag.spec, series)
             except (ValueError, TypeError) as exc:
                 failed[tag.code] = f"{type(exc).__name__}: {exc}"
-        changes, skipped = _store(realtime, oneid, outcomes, person_created)
+        changes, skipped = _store(realtime, oneid, outcomes, current, person_created)
     for tag_id, message in skipped.items():
         failed[realtime.tags[tag_id].code] = message
     if len(failed) > len(realtime.errors):
@@ -900,9 +1053,12 @@ def active_customer(customer):
 def _existing_event(brand: Brand, client_id: str):
     from tagportal.profiles.models import Event
 
-    event = Event.objects.filter(brand=brand, client_id=client_id).select_related("customer").first()
-    if event is None:
+    found = list(
+        Event.objects.filter(brand=brand, client_id=client_id).order_by().values_list("pk", flat=True)[:1]
+    )
+    if not found:
         return None
+    event = Event.objects.select_related("customer").get(pk=found[0])
     return Ingested(event, active_customer(event.customer), [], created=False)
 
 
@@ -914,10 +1070,13 @@ def _person(brand: Brand, identity: IdentityInput):
     from tagportal.profiles.models import Customer, Identity
 
     value_hash = pii.hash_value(identity.type, identity.value)
-    found = (
-        Identity.objects.filter(brand=brand, type=identity.type, app=identity.app, value_hash=value_hash)
-        .values_list("pk", "customer_id")
-        .first()
+    found = next(
+        iter(
+            Identity.objects.filter(brand=brand, type=identity.type, app=identity.app, value_hash=value_hash)
+            .order_by()
+            .values_list("pk", "customer_id")[:1]
+        ),
+        None,
     )
     created = False
     if found is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -78,6 +79,10 @@ def shop(world):
     services.compute_brand(brand)
     services.compute_brand(world.other_brand)
     return Shop
+
+
+def links(*records) -> pd.DataFrame:
+    return pd.DataFrame([(r, t, "", v) for r, t, v in records], columns=["record", "type", "app", "value"])
 
 
 def get(user, path, **params):
@@ -156,8 +161,6 @@ def test_lookup_by_identity(world, shop):
 
 
 def test_a_merged_oneid_answers_the_person_it_was_merged_into(world, shop):
-    from tests.profiles.conftest import links
-
     profile_services.resolve_identities(
         world.own_brand, links(("r", "phone", PHONE_A), ("r", "crm_member_id", "M1"), ("s", "phone", PHONE_B))
     )

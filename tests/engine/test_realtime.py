@@ -602,3 +602,19 @@ def test_only_the_persons_rows_within_the_window_are_read(world, computed, peopl
     assert len(events) == 1 and "customer_id" in events[0]
     orders = [q["sql"] for q in queries if 'FROM "profiles_order"' in q["sql"]]
     assert len(orders) == 1 and '"time" >=' not in orders[0]  # the buyer tag has no window
+
+
+def test_an_update_made_meanwhile_by_another_event_is_kept(world, computed, people, sender, monkeypatch):
+    """Results read before another event changed them are re-read under the lock."""
+    tags = computed
+    stale = realtime._current(world.own_brand, realtime.realtime_specs(world.own_brand))
+    post(sender, event("first-a"))  # A: low -> high
+    assert stored(tags.visits) == {"high": [people.a], "low": [people.b]}
+    monkeypatch.setattr(realtime, "_current", lambda brand, specs: stale)
+
+    body = post(sender, event("then-b", phone=PHONE_B)).json()  # B: low -> high, from a stale read
+
+    assert {c["code"] for c in body["changes"]} >= {tags.visits.code}
+    assert stored(tags.visits) == {"high": [people.a, people.b], "low": []}
+    assert counts(tags.visits) == {"high": 2, "low": 0}
+    assert numbers(tags.visits) == {people.a: 2.0, people.b: 2.0}
