@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -125,7 +126,8 @@ def _enqueue(brand_code: str, *extra: str) -> int:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    return int(next(word for word in done.stdout.split() if word.isdigit()))
+    # the requested version is the last number of the message (in whichever language it is)
+    return int(re.findall(r"\d+", done.stdout)[-1])
 
 
 def _wait_for_runs(process, pending: int, count: int) -> list[TagRun]:
