@@ -220,3 +220,29 @@ def test_a_real_worker_computes_and_stores_results(worker):
     assert "tagportal.engine.tasks.compute_partition" in Path(worker.log_path).read_text(errors="replace")
     assert TagComputation.objects.get(tag=vip).psi == 0.0
     assert not TagComputation.objects.filter(is_calculating=True).exists()
+
+
+def test_a_real_worker_computes_an_industry_template(worker):
+    """The medical-aesthetics template on generated demo people, computed by the worker."""
+    from tagportal.catalog.models import Tag
+    from tagportal.catalog.services import apply_template
+    from tagportal.profiles.services import load_demo
+    from tests.factories import BrandFactory, BusinessLineFactory
+
+    brand = BrandFactory(code="itestyimei", business_line=BusinessLineFactory(code="itestym"))
+    apply_template(brand, "medical_aesthetics")
+    load_demo(brand, people=300, seed=3, industry="medical_aesthetics")
+    computed = Tag.objects.filter(brand=brand, status="published").exclude(kind="manual")
+    expected = computed.count()
+    assert expected >= 50
+
+    pending = _enqueue(brand.code)
+    runs = _wait_for_runs(worker, pending, expected)
+
+    failed = {run.tag.code: run.error for run in runs if run.status != RunStatus.SUCCESS}
+    assert failed == {}
+    assert {run.population for run in runs} == {300}
+    assert sum(1 for run in runs if run.coverage) >= expected * 0.8  # most tags hold values for someone
+    for computation in TagComputation.objects.filter(tag__brand=brand, value_type="boolean"):
+        counts = dict(computation.bitmaps.values_list("value", "count"))
+        assert counts.get("true", 0) + counts.get("false", 0) == 300, computation.tag.code
