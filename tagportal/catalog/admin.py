@@ -151,21 +151,7 @@ class CategoryTreeFilter(admin.SimpleListFilter):
             root = int(self.value())
         except ValueError:
             return queryset.none()
-        return queryset.filter(category__in=descendant_ids(root))
-
-
-def descendant_ids(root: int) -> list[int]:
-    children: dict = {}
-    for pk, parent in Category.objects.values_list("pk", "parent_id"):
-        children.setdefault(parent, []).append(pk)
-    found, stack = [], [root]
-    while stack:
-        node = stack.pop()
-        if node in found:
-            continue
-        found.append(node)
-        stack.extend(children.get(node, []))
-    return found
+        return queryset.filter(category__in=Category.descendant_ids(root))
 
 
 @admin.register(Category)

@@ -23,7 +23,6 @@ from tagportal.core.api import (
 from tagportal.core.permissions import may_add_into
 
 from . import services
-from .admin import descendant_ids
 from .choices import RefreshMode, TagKind, TagStatus, ValueType
 from .history import changed_field_names, compare_records
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
@@ -228,7 +227,7 @@ class TagFilterSet(django_filters.FilterSet):
         fields = []
 
     def filter_category(self, queryset, name, value):
-        return queryset.filter(category__in=descendant_ids(int(value)))
+        return queryset.filter(category__in=Category.descendant_ids(int(value)))
 
 
 class BrandFilterSet(django_filters.FilterSet):

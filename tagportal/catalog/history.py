@@ -98,7 +98,7 @@ def compare_records(old, new) -> list[FieldChange]:
         old_text, new_text = _display(f, old_value, names), _display(f, new_value, names)
         change = FieldChange(f.name, str(f.verbose_name), old_text, new_text, old_value != new_value)
         if change.changed and ("\n" in old_text or "\n" in new_text):
-            change.lines = _line_diff(old_text, new_text)
+            change.lines = line_diff(old_text, new_text)
         changes.append(change)
     for name, (old_pks, new_pks) in m2m.items():
         f = model._meta.get_field(name)
@@ -113,7 +113,8 @@ def compare_records(old, new) -> list[FieldChange]:
     return changes
 
 
-def _line_diff(old: str, new: str) -> list[tuple[str, str]]:
+def line_diff(old: str, new: str) -> list[tuple[str, str]]:
+    """``(" "|"-"|"+", line)`` pairs turning ``old`` into ``new``, line by line."""
     lines = []
     for line in difflib.ndiff(old.splitlines(), new.splitlines()):
         op, text = line[:1], line[2:]

@@ -298,6 +298,21 @@ class Category(TimeStampedModel):
             paths[pk] = " › ".join(reversed(names))
         return paths
 
+    @classmethod
+    def descendant_ids(cls, root: int) -> list[int]:
+        """``root`` and every category below it, in one query."""
+        children: dict = {}
+        for pk, parent in cls.objects.values_list("pk", "parent_id"):
+            children.setdefault(parent, []).append(pk)
+        found, stack = [], [root]
+        while stack:
+            node = stack.pop()
+            if node in found:
+                continue
+            found.append(node)
+            stack.extend(children.get(node, []))
+        return found
+
     def effective_recertification_days(self) -> int:
         for node in self.ancestors():
             if node.recertification_days:

@@ -256,12 +256,21 @@ class _Cell(Exception):
         self.column, self.message = column, message
 
 
+#: Error keys of the services, as the file's columns.
+ERROR_COLUMNS = {"tag": "code", "merge_target": "merge_into", "changes": "row", "items": "row"}
+
+
+def _column(key: str) -> str:
+    """The file column an error key (``changes.regions``, ``tag``) points at."""
+    last = key.split(".")[-1] if key else "row"
+    return ERROR_COLUMNS.get(last, last)
+
+
 def _errors_from_validation(row: int, exc: ValidationError) -> list[RowError]:
     if hasattr(exc, "error_dict"):
         out = []
         for key, messages in exc.message_dict.items():
-            column = key.split(".")[-1] if key not in ("__all__", "items") else "row"
-            column = {"tag": "code", "merge_target": "merge_into", "changes": "row"}.get(column, column)
+            column = "row" if key in ("__all__", "items") else _column(key)
             out += [RowError(row, column, str(m)) for m in messages]
         return out
     return [RowError(row, "row", str(m)) for m in exc.messages]
@@ -412,9 +421,6 @@ def _map_item_errors(exc: ValidationError, spec_rows: list[int]) -> list[RowErro
             index = int(key[len("items[") : key.index("]")])
             row = spec_rows[index] if index < len(spec_rows) else 0
             key = key[key.index("]") + 2 :] or "row"
-        column = key.split(".")[-1] if key else "row"
-        column = {"tag": "code", "merge_target": "merge_into", "changes": "row", "items": "row"}.get(
-            column, column
-        )
+        column = _column(key)
         errors += [RowError(row, column, str(m)) for m in messages]
     return errors

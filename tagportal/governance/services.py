@@ -8,7 +8,6 @@ checks who may do it, records an audit event and notifies the people concerned.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,9 +25,10 @@ from guardian.shortcuts import get_users_with_perms
 
 from tagportal.catalog import services as catalog
 from tagportal.catalog.choices import TagStatus
+from tagportal.catalog.history import line_diff
 from tagportal.catalog.models import BusinessLine, Category, Region, Tag, TagVersion
 from tagportal.core.exceptions import Conflict
-from tagportal.core.permissions import is_unrestricted, may, scope_filter
+from tagportal.core.permissions import may, scope_filter
 
 from .choices import REQUEST_TRANSITIONS, AuditAction, ChangeKind, RequestState
 from .models import AuditEvent, ChangeItem, ChangeRequest, Comment, Notification
@@ -187,11 +187,7 @@ def snapshot_diff(before: dict, after: dict) -> list[dict]:
         old_text, new_text = _display(old), _display(new)
         row = {"field": key, "label": labels.get(key, key), "old": old_text, "new": new_text}
         if "\n" in old_text or "\n" in new_text:
-            row["lines"] = [
-                {"op": line[:1], "text": line[2:]}
-                for line in difflib.ndiff(old_text.splitlines(), new_text.splitlines())
-                if line[:1] in (" ", "-", "+")
-            ]
+            row["lines"] = [{"op": op, "text": text} for op, text in line_diff(old_text, new_text)]
         rows.append(row)
     return rows
 
@@ -768,10 +764,6 @@ def requests_for(user):
     return ChangeRequest.objects.restrict(user, "view").select_related(
         "business_line", "brand", "proposer", "reviewer"
     )
-
-
-def is_admin(user) -> bool:
-    return is_unrestricted(user)
 
 
 def open_requests_for_tag(tag: Tag):
