@@ -215,6 +215,10 @@ TAGPORTAL_PII_KEY = os.environ.get("TAGPORTAL_PII_KEY") or SECRET_KEY
 #: Where links in notification e-mails point.
 TAGPORTAL_BASE_URL = os.environ.get("TAGPORTAL_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tagportal@localhost")
+#: Days daily tag-usage counters are kept (never fewer than 400).
+TAGPORTAL_USAGE_RETENTION_DAYS = int(os.environ.get("TAGPORTAL_USAGE_RETENTION_DAYS", "730"))
+#: Propose deprecating a tag flagged cold by two cold-tag reports in a row.
+TAGPORTAL_AUTO_DEPRECATE_COLD = env_bool("TAGPORTAL_AUTO_DEPRECATE_COLD", False)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 

@@ -79,6 +79,22 @@ class Brand(TimeStampedModel):
         return self.name
 
 
+def tree_descendants(model, root: int) -> list[int]:
+    """``root`` and every row below it in a tree of ``model`` (by ``parent``), in one query."""
+    children: dict = {}
+    for pk, parent in model.objects.values_list("pk", "parent_id"):
+        children.setdefault(parent, []).append(pk)
+    found, seen, stack = [], set(), [root]
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        found.append(node)
+        stack.extend(children.get(node, []))
+    return found
+
+
 class Region(TimeStampedModel):
     """A region in a tree: country › province › city."""
 
@@ -119,6 +135,11 @@ class Region(TimeStampedModel):
             names.append(node.name)
             node = node.parent
         return " › ".join(reversed(names))
+
+    @classmethod
+    def descendant_ids(cls, root: int) -> list[int]:
+        """``root`` and every region below it, in one query."""
+        return tree_descendants(cls, root)
 
     def clean(self):
         expected = REGION_PARENT_LEVEL.get(self.level)
@@ -301,17 +322,7 @@ class Category(TimeStampedModel):
     @classmethod
     def descendant_ids(cls, root: int) -> list[int]:
         """``root`` and every category below it, in one query."""
-        children: dict = {}
-        for pk, parent in cls.objects.values_list("pk", "parent_id"):
-            children.setdefault(parent, []).append(pk)
-        found, stack = [], [root]
-        while stack:
-            node = stack.pop()
-            if node in found:
-                continue
-            found.append(node)
-            stack.extend(children.get(node, []))
-        return found
+        return tree_descendants(cls, root)
 
     def effective_recertification_days(self) -> int:
         for node in self.ancestors():

@@ -32,7 +32,13 @@ _VIEW_PROFILES = [
     "profiles.view_mergerecord",
     "profiles.view_importjob",
 ]
-_VIEW_RESULTS = ["engine.view_tagcomputation", "engine.view_tagrun", "engine.view_tagvaluebitmap"]
+_VIEW_RESULTS = [
+    "engine.view_tagcomputation",
+    "engine.view_tagrun",
+    "engine.view_tagvaluebitmap",
+    "engine.view_tagusage",
+    "governance.view_report",
+]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,
     "lineage.add_datasource",
@@ -83,6 +89,7 @@ ROLES: dict[str, dict] = {
             *_MANAGE_LINEAGE,
             *_VIEW_RESULTS,
             "engine.run_compute",
+            "governance.run_report",
             *_VIEW_PROFILES,
             "profiles.add_importjob",
         ],

@@ -510,7 +510,7 @@ class _ProfileReadView(APIView):
                 for i in Identity.objects.filter(customer=customer).order_by("type", "app", "pk")
             ]
         body["tags"] = _tag_list(values, visible, counts)
-        usage.record_reads_safely(counts, user.pk)
+        usage.record_safely(counts, user.pk)
         return Response(body)
 
 
@@ -590,7 +590,7 @@ class ProfileBatchView(APIView):
             results.append(
                 {**item, "found": found, "tags": _tag_list(values[oneid], visible, counts) if found else []}
             )
-        usage.record_reads_safely(counts, user.pk)
+        usage.record_safely(counts, user.pk)
         return Response({"brand": brand.code, "count": len(results), "results": results})
 
     @staticmethod

@@ -1,33 +1,38 @@
-"""How often tag values are read: one counter per tag, Beijing day, kind of read and client.
+"""Every use of a tag, counted per tag, Beijing day, kind of use and client.
 
-Every tag value handed out by the profile tag API (``/api/engine/profiles/...``) adds
-to :class:`TagUsage`: a request that returns 3 tags of one person adds 1 to each of
-those 3 tags' counters; a batch request for 800 people adds, per tag, the number of
-people it returned that tag for. A tag the person has no value for is not counted.
+Kinds (:class:`UsageKind`): a value handed out by the profile tag API, a read of the
+tag itself through the tag API, use in an audience or a journey, an export, a view of
+the tag's page in the portal.
 
-Recording is one statement per request, whatever the number of tags
-(:func:`record_reads`): an ``INSERT ... ON CONFLICT (tag, day, kind, client) DO
-UPDATE SET count = count + excluded.count`` upsert (PostgreSQL and SQLite), so
-concurrent requests add up exactly and no row is read first. On other databases it
-falls back to one ``UPDATE ... count = count + n`` (an ``F()`` expression) per tag,
-creating the rows that do not exist yet.
+Recording is cheap on the request path and never blocks on a hot counter:
+:func:`record` appends one row per tag to :class:`UsageBuffer` in one ``INSERT`` (no
+read, no row lock, so concurrent requests never wait for each other). The buffer is
+folded into the daily counters of :class:`TagUsage` by :func:`aggregate` (the Celery
+task ``aggregate_usage``, scheduled daily and run before every report): in one
+transaction it sums the buffered rows up to the newest one it saw, adds the sums with
+one ``INSERT ... ON CONFLICT (tag, day, kind, client) DO UPDATE SET count = count +
+excluded.count`` upsert per 500 counters (PostgreSQL and SQLite), and deletes exactly
+the rows it folded, so rows written meanwhile wait for the next run and nothing is
+counted twice. Daily counters older than ``TAGPORTAL_USAGE_RETENTION_DAYS`` (at least
+400) are pruned by the same task.
 
-``client`` is the id of the user or service account that read the values; it is a
-plain number, not a foreign key, so usage statistics survive a deleted account.
+``client`` is the id of the user or service account that used the tag; it is a plain
+number, not a foreign key, so usage statistics survive a deleted account.
 
-The model lives in this module (the engine app's ``models.py`` belongs to the
-batch engine); it is registered with the app when this module is imported, which
-the engine's API, :mod:`.realtime` and the engine's migration ``0003`` do.
+The models live in this module (the engine app's ``models.py`` belongs to the batch
+engine); they are registered with the app by ``models.py`` importing this module.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
+from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -40,14 +45,23 @@ log = logging.getLogger(__name__)
 
 #: Rows per upsert statement (5 parameters each, well below SQLite's limit).
 UPSERT_CHUNK = 500
+#: Buffered rows read per round trip while aggregating.
+AGGREGATE_CHUNK = 5000
+#: Daily counters are kept at least this long, whatever the setting says.
+MIN_RETENTION_DAYS = 400
 
 
 class UsageKind(models.TextChoices):
-    API_READ = "api_read", _("API read")
+    API_READ = "api_read", _("Profile API read")
+    TAG_READ = "tag_read", _("Tag API read")
+    AUDIENCE = "audience", _("Audience")
+    JOURNEY = "journey", _("Journey")
+    EXPORT = "export", _("Export")
+    PAGE_VIEW = "page_view", _("Page view")
 
 
 class TagUsage(models.Model):
-    """How many values of a tag one client read on one Beijing day, by kind of read."""
+    """How often one client used a tag on one Beijing day, by kind of use."""
 
     tag = models.ForeignKey(
         "catalog.Tag", on_delete=models.CASCADE, related_name="usage_counts", verbose_name=_("tag")
@@ -55,9 +69,9 @@ class TagUsage(models.Model):
     day = models.DateField(_("day"), help_text=_("Beijing date."))
     kind = models.CharField(_("kind"), max_length=20, choices=UsageKind.choices)
     client = models.PositiveBigIntegerField(
-        _("client"), help_text=_("The id of the user or service account that read the values.")
+        _("client"), help_text=_("The id of the user or service account that used the tag.")
     )
-    count = models.PositiveBigIntegerField(_("values read"), default=0)
+    count = models.PositiveBigIntegerField(_("uses"), default=0)
 
     objects = RestrictedQuerySet.as_manager()
     scope = TAG_SCOPE
@@ -77,43 +91,107 @@ class TagUsage(models.Model):
         return f"{self.tag_id} {self.day} {self.kind} {self.client}: {self.count}"
 
 
+class UsageBuffer(models.Model):
+    """Uses recorded on the request path, not yet folded into :class:`TagUsage`.
+
+    ``tag_id`` is a plain number: appending must not check a foreign key, and a use of
+    a tag deleted before aggregation is dropped then."""
+
+    tag_id = models.PositiveBigIntegerField(_("tag"))
+    kind = models.CharField(_("kind"), max_length=20, choices=UsageKind.choices)
+    client = models.PositiveBigIntegerField(_("client"))
+    count = models.PositiveBigIntegerField(_("uses"), default=1)
+    at = models.DateTimeField(_("time"))
+
+    class Meta:
+        app_label = "engine"
+        verbose_name = _("buffered tag use")
+        verbose_name_plural = _("buffered tag uses")
+
+    def __str__(self):
+        return f"{self.tag_id} {self.kind} {self.client}: {self.count} at {self.at:%Y-%m-%d %H:%M}"
+
+
 def beijing_today(now: dt.datetime | None = None) -> dt.date:
     return (now or timezone.now()).astimezone(BEIJING).date()
 
 
-def record_reads(
-    counts: Mapping[int, int],
+def _positive(counts: Mapping[int, int] | Iterable[int]) -> list[tuple[int, int]]:
+    if not isinstance(counts, Mapping):
+        counts = {tag_id: 1 for tag_id in counts}
+    return [(int(tag_id), int(n)) for tag_id, n in sorted(counts.items()) if n > 0]
+
+
+def record(
+    counts: Mapping[int, int] | Iterable[int],
     client: int,
     kind: str = UsageKind.API_READ,
-    day: dt.date | None = None,
+    at: dt.datetime | None = None,
 ) -> int:
-    """Add ``counts`` (``{tag id: values read}``) to the tags' counters of ``client``
-    for ``day`` (today in Beijing): one statement for all tags. Answers how many
-    counters were touched."""
-    day = day or beijing_today()
-    rows = [(int(tag_id), int(n)) for tag_id, n in sorted(counts.items()) if n > 0]
+    """Buffer uses of tags: ``counts`` is ``{tag id: uses}`` or tag ids (one use each).
+    One ``INSERT`` whatever the number of tags; answers the number of tags recorded."""
+    if kind not in UsageKind.values:
+        raise ValueError(f"unknown usage kind {kind!r}")
+    rows = _positive(counts)
     if not rows:
         return 0
-    alias = router.db_for_write(TagUsage)
-    connection = connections[alias]
-    if connection.vendor in ("postgresql", "sqlite"):
-        _upsert(connection, rows, day, str(kind), int(client))
-    else:  # pragma: no cover - the project runs on PostgreSQL and SQLite
-        _update_or_create(alias, rows, day, str(kind), int(client))
+    at = at or timezone.now()
+    UsageBuffer.objects.bulk_create(
+        [UsageBuffer(tag_id=tag_id, kind=str(kind), client=int(client), count=n, at=at) for tag_id, n in rows]
+    )
     return len(rows)
 
 
-def _upsert(connection, rows, day: dt.date, kind: str, client: int) -> None:
+def record_safely(
+    counts: Mapping[int, int] | Iterable[int], client: int, kind: str = UsageKind.API_READ
+) -> None:
+    """:func:`record` on a request path: a failure to count is logged, never turned
+    into a failed request (a savepoint keeps a surrounding transaction usable)."""
+    try:
+        with transaction.atomic():
+            record(counts, client, kind)
+    except DatabaseError:
+        log.exception("could not record the usage of %s tags", len(counts))
+
+
+def add_counts(
+    counts: Mapping[int, int], client: int, kind: str = UsageKind.API_READ, day: dt.date | None = None
+) -> int:
+    """Add ``counts`` (``{tag id: uses}``) straight to the daily counters of ``client``
+    for ``day`` (today in Beijing), bypassing the buffer: for imports of usage from
+    elsewhere and for demo data. Answers how many counters were touched."""
+    day = day or beijing_today()
+    rows = [(tag_id, day, str(kind), int(client), n) for tag_id, n in _positive(counts)]
+    _add(rows)
+    return len(rows)
+
+
+def _add(rows: list[tuple[int, dt.date, str, int, int]]) -> None:
+    """Upsert ``(tag id, day, kind, client, count)`` rows into the daily counters."""
+    if not rows:
+        return
+    alias = router.db_for_write(TagUsage)
+    connection = connections[alias]
+    if connection.vendor in ("postgresql", "sqlite"):
+        _upsert(connection, rows)
+    else:  # pragma: no cover - the project runs on PostgreSQL and SQLite
+        _update_or_create(alias, rows)
+
+
+def _upsert(connection, rows) -> None:
     quote = connection.ops.quote_name
     table = quote(TagUsage._meta.db_table)
     columns = ", ".join(quote(c) for c in ("tag_id", "day", "kind", "client", "count"))
     keys = ", ".join(quote(c) for c in ("tag_id", "day", "kind", "client"))
     count = quote("count")
-    day_value = connection.ops.adapt_datefield_value(day)
     for start in range(0, len(rows), UPSERT_CHUNK):
         chunk = rows[start : start + UPSERT_CHUNK]
         values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
-        params = [p for tag_id, n in chunk for p in (tag_id, day_value, kind, client, n)]
+        params = [
+            p
+            for tag_id, day, kind, client, n in chunk
+            for p in (tag_id, connection.ops.adapt_datefield_value(day), kind, client, n)
+        ]
         sql = (
             f"INSERT INTO {table} ({columns}) VALUES {values} "
             f"ON CONFLICT ({keys}) DO UPDATE SET {count} = {table}.{count} + excluded.{count}"
@@ -122,28 +200,45 @@ def _upsert(connection, rows, day: dt.date, kind: str, client: int) -> None:
             cursor.execute(sql, params)
 
 
-def _update_or_create(alias, rows, day, kind, client) -> None:  # pragma: no cover
+def _update_or_create(alias, rows) -> None:  # pragma: no cover
     manager = TagUsage.objects.db_manager(alias)
-    for tag_id, n in rows:
+    for tag_id, day, kind, client, n in rows:
+        key = {"tag_id": tag_id, "day": day, "kind": kind, "client": client}
         with transaction.atomic(using=alias):
-            found = manager.filter(tag_id=tag_id, day=day, kind=kind, client=client).update(
-                count=F("count") + n
-            )
-            if not found:
+            if not manager.filter(**key).update(count=F("count") + n):
                 try:
                     with transaction.atomic(using=alias):
-                        manager.create(tag_id=tag_id, day=day, kind=kind, client=client, count=n)
+                        manager.create(**key, count=n)
                 except IntegrityError:  # created meanwhile
-                    manager.filter(tag_id=tag_id, day=day, kind=kind, client=client).update(
-                        count=F("count") + n
-                    )
+                    manager.filter(**key).update(count=F("count") + n)
 
 
-def record_reads_safely(counts: Mapping[int, int], client: int, kind: str = UsageKind.API_READ) -> None:
-    """:func:`record_reads` for a read request: a failure to count is logged, never
-    turned into a failed read (a savepoint keeps a surrounding transaction usable)."""
-    try:
-        with transaction.atomic():
-            record_reads(counts, client, kind)
-    except DatabaseError:
-        log.exception("could not record the usage of %s tags", len(counts))
+def retention_days() -> int:
+    return max(MIN_RETENTION_DAYS, int(getattr(settings, "TAGPORTAL_USAGE_RETENTION_DAYS", 730)))
+
+
+def aggregate(now: dt.datetime | None = None) -> dict[str, int]:
+    """Fold the buffer into the daily counters and prune counters past retention.
+
+    Safe to run at any time and concurrently with recording: it folds the rows up to
+    the newest id it saw when it started, and deletes exactly those."""
+    from tagportal.catalog.models import Tag
+
+    with transaction.atomic():
+        newest = UsageBuffer.objects.aggregate(newest=Max("pk"))["newest"]
+        sums: dict[tuple[int, dt.date, str, int], int] = defaultdict(int)
+        folded = 0
+        if newest is not None:
+            rows = UsageBuffer.objects.filter(pk__lte=newest).values_list(
+                "tag_id", "kind", "client", "count", "at"
+            )
+            for tag_id, kind, client, count, at in rows.iterator(chunk_size=AGGREGATE_CHUNK):
+                sums[(tag_id, at.astimezone(BEIJING).date(), kind, client)] += count
+                folded += 1
+        existing = set(Tag.objects.values_list("pk", flat=True)) if sums else set()
+        _add([(*key, n) for key, n in sorted(sums.items()) if key[0] in existing])
+        if newest is not None:
+            UsageBuffer.objects.filter(pk__lte=newest).delete()
+    cutoff = beijing_today(now) - dt.timedelta(days=retention_days())
+    pruned, _detail = TagUsage.objects.filter(day__lt=cutoff).delete()
+    return {"folded": folded, "counters": len(sums), "pruned": pruned}

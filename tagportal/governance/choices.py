@@ -55,3 +55,24 @@ class AuditAction(models.TextChoices):
     APPLIED = "applied", _("Applied")
     COMMENTED = "commented", _("Commented")
     CERTIFIED = "certified", _("Re-certified")
+
+
+class ReportKind(models.TextChoices):
+    USAGE = "usage", _("Usage")
+    COLD = "cold", _("Cold tags")
+    MERGE = "merge", _("Merge suggestions")
+    ACTIVITY = "activity", _("Activity")
+
+
+class ReportStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    RUNNING = "running", _("Running")
+    SUCCESS = "success", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class ReportTrigger(models.TextChoices):
+    SCHEDULE = "schedule", _("Schedule")
+    PORTAL = "portal", _("Portal")
+    API = "api", _("API")
+    COMMAND = "command", _("Command")

@@ -12,7 +12,7 @@ from tagportal.core.models import TimeStampedModel
 from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
 
-from .choices import AuditAction, ChangeKind, RequestState
+from .choices import AuditAction, ChangeKind, ReportKind, ReportStatus, ReportTrigger, RequestState
 
 
 class ChangeRequestQuerySet(RestrictedQuerySet):
@@ -225,3 +225,100 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.action}"
+
+
+class Report(models.Model):
+    """A usage, cold-tag, merge-suggestion or activity report: its parameters, its data
+    and its run. One row per kind, scope and period (``key``): running a report again
+    for the same parameters rewrites that row, so a report is idempotent.
+
+    ``data`` is ``{"meta": {...}, "rows": [...]}`` as built by
+    :mod:`tagportal.governance.reports`; rows name tags by id and carry their business
+    line, brand and regions so pages filter them by what the viewer may see."""
+
+    kind = models.CharField(_("kind"), max_length=12, choices=ReportKind.choices)
+    business_line = models.ForeignKey(
+        BusinessLine,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="reports",
+        verbose_name=_("business line"),
+        help_text=_("Empty: every business line."),
+    )
+    brand = models.ForeignKey(
+        Brand,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="reports",
+        verbose_name=_("brand"),
+    )
+    region = models.ForeignKey(
+        "catalog.Region",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="reports",
+        verbose_name=_("region"),
+    )
+    period_start = models.DateField(_("from"), help_text=_("First Beijing day of the period."))
+    period_end = models.DateField(_("to"), help_text=_("Last Beijing day of the period, included."))
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    key = models.CharField(_("key"), max_length=64, unique=True, editable=False)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ReportStatus.choices, default=ReportStatus.PENDING
+    )
+    trigger = models.CharField(_("started by"), max_length=10, choices=ReportTrigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    requested_at = models.DateTimeField(_("requested at"))
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    duration_s = models.FloatField(_("run time (s)"), null=True, blank=True)
+    runs = models.PositiveIntegerField(_("runs"), default=0)
+    row_count = models.PositiveIntegerField(_("findings"), default=0)
+    data = models.JSONField(_("data"), default=dict, blank=True, editable=False)
+    error = models.TextField(_("error"), blank=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    # A report of one business line is seen by those who see the line (or one of its
+    # brands); a report of every line by everyone with the model permission: its rows
+    # are filtered by what the viewer may see (see :mod:`tagportal.governance.reports`).
+    scope = [
+        Via(
+            "catalog.businessline",
+            lambda granted: Q(business_line__isnull=True) | Q(business_line__in=granted),
+        ),
+        Via(
+            "catalog.brand",
+            lambda granted: (
+                Q(business_line__isnull=True)
+                | Q(brand__in=granted)
+                | Q(brand__isnull=True, business_line__brands__in=granted)
+            ),
+        ),
+        Via("catalog.tag", lambda granted: Q(business_line__isnull=True)),
+    ]
+
+    class Meta:
+        ordering = ["-period_end", "kind", "-pk"]
+        verbose_name = _("report")
+        verbose_name_plural = _("reports")
+        permissions = [("run_report", _("Can run reports"))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(period_start__lte=models.F("period_end")), name="report_period"
+            ),
+            models.CheckConstraint(condition=Q(kind__in=ReportKind.values), name="report_kind_valid"),
+        ]
+        indexes = [models.Index(fields=["kind", "status", "-period_end"], name="report_kind_latest")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.period_start}–{self.period_end}"

@@ -1,0 +1,319 @@
+"""Requesting, running and keeping reports.
+
+:func:`request_report` checks the parameters and the user's right to them, stores (or
+finds) the :class:`Report` for that kind, scope and period, and hands it to Celery
+(``run_report`` task; in-process without a broker). :func:`run` builds it: it folds
+buffered usage first, so a report sees every use recorded before it started, then
+stores the data, the number of findings and the run time. Running a report again for
+the same parameters rewrites the same row with the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from tagportal.catalog.models import Brand, BusinessLine, Region
+from tagportal.core.permissions import may
+from tagportal.engine import usage
+
+from ..choices import ReportKind, ReportStatus, ReportTrigger
+from ..models import Report
+from . import ReportScope, build
+
+log = logging.getLogger(__name__)
+
+#: Days a report covers when no start is given, by kind.
+DEFAULT_DAYS = {
+    ReportKind.USAGE: 90,
+    ReportKind.COLD: 90,
+    ReportKind.MERGE: 90,
+    ReportKind.ACTIVITY: 182,
+}
+#: The longest period a report may cover.
+MAX_DAYS = 400
+
+
+def _coerce_date(value, name: str) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(usage.BEIJING).date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError({name: _("Not a date: use YYYY-MM-DD.")}) from None
+
+
+def _dimension(model, value, name: str):
+    if value in (None, ""):
+        return None
+    if isinstance(value, model):
+        return value
+    field = "pk" if isinstance(value, int) or str(value).isdigit() else "code"
+    found = model.objects.filter(**{field: value}).first()
+    if found is None:
+        raise ValidationError({name: _("No such %(what)s: “%(value)s”.") % {"what": name, "value": value}})
+    return found
+
+
+def make_scope(
+    kind: str,
+    *,
+    start=None,
+    end=None,
+    business_line=None,
+    brand=None,
+    region=None,
+    params: dict | None = None,
+    today: dt.date | None = None,
+) -> ReportScope:
+    """Check and complete a report's parameters. The period defaults to the last
+    ``DEFAULT_DAYS[kind]`` Beijing days up to yesterday; an empty period (start after
+    end), a period ending after today and one longer than ``MAX_DAYS`` are refused."""
+    if kind not in ReportKind.values:
+        raise ValidationError({"kind": _("Unknown report kind “%(kind)s”.") % {"kind": kind}})
+    today = today or usage.beijing_today()
+    end_date = _coerce_date(end, "period_end") or today - dt.timedelta(days=1)
+    start_date = _coerce_date(start, "period_start") or end_date - dt.timedelta(days=DEFAULT_DAYS[kind] - 1)
+    if end_date > today:
+        raise ValidationError(
+            {
+                "period_end": _("The period ends in the future (%(end)s); today is %(today)s in Beijing.")
+                % {"end": end_date, "today": today}
+            }
+        )
+    if start_date > end_date:
+        raise ValidationError(
+            {
+                "period_start": _("The period is empty: it starts (%(start)s) after it ends (%(end)s).")
+                % {"start": start_date, "end": end_date}
+            }
+        )
+    if (end_date - start_date).days + 1 > MAX_DAYS:
+        raise ValidationError(
+            {"period_start": _("A report covers at most %(days)s days.") % {"days": MAX_DAYS}}
+        )
+    line = _dimension(BusinessLine, business_line, "business_line")
+    brand_obj = _dimension(Brand, brand, "brand")
+    region_obj = _dimension(Region, region, "region")
+    if brand_obj is not None:
+        if line is not None and brand_obj.business_line_id != line.pk:
+            raise ValidationError({"brand": _("This brand belongs to another business line.")})
+        line = brand_obj.business_line
+    return ReportScope(
+        start=start_date,
+        end=end_date,
+        business_line=line,
+        brand=brand_obj,
+        region=region_obj,
+        params=dict(sorted((params or {}).items())),
+    )
+
+
+def scope_key(kind: str, scope: ReportScope) -> str:
+    identity = {
+        "kind": kind,
+        "start": scope.start.isoformat(),
+        "end": scope.end.isoformat(),
+        "business_line": scope.business_line.pk if scope.business_line else None,
+        "brand": scope.brand.pk if scope.brand else None,
+        "region": scope.region.pk if scope.region else None,
+        "params": scope.params,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def check_may_run(user, scope: ReportScope) -> None:
+    """Reports are run by those holding ``governance.run_report``, on what they may view:
+    a report of every business line needs the ``core.unrestricted`` reach."""
+    if user is None:  # the schedule
+        return
+    if not user.has_perm("governance.run_report"):
+        raise PermissionDenied(_("You may not run reports."))
+    if scope.brand is not None and not may(user, scope.brand, "view"):
+        raise PermissionDenied(_("You may not see the brand “%(brand)s”.") % {"brand": scope.brand})
+    if scope.business_line is not None:
+        if not may(user, scope.business_line, "view"):
+            raise PermissionDenied(
+                _("You may not see the business line “%(line)s”.") % {"line": scope.business_line}
+            )
+    elif not (user.is_superuser or user.has_perm("core.unrestricted")):
+        raise PermissionDenied(
+            _("Choose a business line: you may not run a report over every business line.")
+        )
+
+
+def scope_of(report: Report) -> ReportScope:
+    return ReportScope(
+        start=report.period_start,
+        end=report.period_end,
+        business_line=report.business_line,
+        brand=report.brand,
+        region=report.region,
+        params=report.params.get("extra", {}),
+    )
+
+
+def request_report(
+    user,
+    kind: str,
+    *,
+    trigger: str = ReportTrigger.PORTAL,
+    run_now: bool | None = None,
+    **parameters,
+) -> Report:
+    """Store (or find) the report for these parameters and have it built: by the Celery
+    task, or at once when ``run_now`` (the default without a broker)."""
+    scope = make_scope(kind, **parameters)
+    check_may_run(user, scope)
+    key = scope_key(kind, scope)
+    now = timezone.now()
+    with transaction.atomic():
+        report, _created = Report.objects.select_for_update().get_or_create(
+            key=key,
+            defaults={
+                "kind": kind,
+                "business_line": scope.business_line,
+                "brand": scope.brand,
+                "region": scope.region,
+                "period_start": scope.start,
+                "period_end": scope.end,
+                "params": _describe(scope),
+                "trigger": trigger,
+                "requested_by": user,
+                "requested_at": now,
+            },
+        )
+        if report.status == ReportStatus.RUNNING and not _is_stuck(report, now):
+            return report
+        report.status = ReportStatus.PENDING
+        report.trigger = trigger
+        report.requested_by = user
+        report.requested_at = now
+        report.save(update_fields=["status", "trigger", "requested_by", "requested_at"])
+    if run_now is None:
+        run_now = bool(getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False))
+    if run_now:
+        return run(report)
+    from ..tasks import run_report as task
+
+    transaction.on_commit(lambda: task.delay(report.pk))
+    return report
+
+
+def _describe(scope: ReportScope) -> dict:
+    return {
+        "business_line": scope.business_line.code if scope.business_line else None,
+        "brand": scope.brand.code if scope.brand else None,
+        "region": scope.region.code if scope.region else None,
+        "extra": scope.params,
+    }
+
+
+#: A report still "running" after this long was interrupted; it may be requested again.
+STUCK_AFTER = dt.timedelta(minutes=30)
+
+
+def _is_stuck(report: Report, now: dt.datetime) -> bool:
+    return report.started_at is None or now - report.started_at > STUCK_AFTER
+
+
+def run(report: Report) -> Report:
+    """Build ``report`` now and store the result (or the error)."""
+    started = timezone.now()
+    Report.objects.filter(pk=report.pk).update(status=ReportStatus.RUNNING, started_at=started)
+    clock = time.perf_counter()
+    try:
+        usage.aggregate()
+        data = build(report.kind, scope_of(report))
+    except Exception as exc:
+        log.exception("report %s failed", report.pk)
+        Report.objects.filter(pk=report.pk).update(
+            status=ReportStatus.FAILED,
+            finished_at=timezone.now(),
+            duration_s=round(time.perf_counter() - clock, 3),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        report.refresh_from_db()
+        return report
+    report.refresh_from_db()
+    report.data = data
+    report.row_count = len(data.get("rows", []))
+    report.status = ReportStatus.SUCCESS
+    report.finished_at = timezone.now()
+    report.duration_s = round(time.perf_counter() - clock, 3)
+    report.runs += 1
+    report.error = ""
+    report.save()
+    if report.kind == ReportKind.COLD and getattr(settings, "TAGPORTAL_AUTO_DEPRECATE_COLD", False):
+        from ..cleanup import propose_cold_deprecations
+
+        propose_cold_deprecations(report)
+    return report
+
+
+def latest(kind: str, user=None, **filters) -> Report | None:
+    """The newest successful report of ``kind`` (for the given scope) the user may view."""
+    reports = Report.objects.filter(kind=kind, status=ReportStatus.SUCCESS, **filters)
+    if user is not None:
+        reports = reports.restrict(user, "view")
+    return reports.order_by("-period_end", "-finished_at", "-pk").first()
+
+
+def schedule_all(kinds: list[str] | None = None) -> list[Report]:
+    """Request every kind of report (or ``kinds``) for each active business line and
+    for all of them together, over the default period ending yesterday."""
+    reports = []
+    lines = [None, *BusinessLine.objects.filter(is_active=True).order_by("code")]
+    for kind in kinds or ReportKind.values:
+        for line in lines:
+            reports.append(request_report(None, kind, trigger=ReportTrigger.SCHEDULE, business_line=line))
+    return reports
+
+
+#: The periodic tasks created with the database (editable in the admin afterwards).
+DEFAULT_SCHEDULES = [
+    {
+        "name": "Fold tag usage into daily counters",
+        "task": "tagportal.governance.tasks.aggregate_usage",
+        "crontab": {"minute": "10", "hour": "0"},
+    },
+    {
+        "name": "Weekly usage, cold-tag, merge and activity reports",
+        "task": "tagportal.governance.tasks.scheduled_reports",
+        "crontab": {"minute": "30", "hour": "2", "day_of_week": "1"},
+    },
+]
+
+
+def ensure_report_schedules(periodic_task_model=None, crontab_model=None) -> list[str]:
+    """Create the governance periodic tasks (Beijing time) if missing; existing ones,
+    possibly edited in the admin, are left alone. Returns the names created."""
+    if periodic_task_model is None or crontab_model is None:
+        from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+        periodic_task_model, crontab_model = PeriodicTask, CrontabSchedule
+    created = []
+    for entry in DEFAULT_SCHEDULES:
+        if periodic_task_model.objects.filter(name=entry["name"]).exists():
+            continue
+        fields = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
+        fields.update(entry["crontab"])
+        crontab, _new = crontab_model.objects.get_or_create(**fields, timezone="Asia/Shanghai")
+        periodic_task_model.objects.create(
+            name=entry["name"], task=entry["task"], crontab=crontab, queue="default", enabled=True
+        )
+        created.append(entry["name"])
+    return created
