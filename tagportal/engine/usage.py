@@ -162,11 +162,11 @@ def add_counts(
     elsewhere and for demo data. Answers how many counters were touched."""
     day = day or beijing_today()
     rows = [(tag_id, day, str(kind), int(client), n) for tag_id, n in _positive(counts)]
-    _add(rows)
+    add_rows(rows)
     return len(rows)
 
 
-def _add(rows: list[tuple[int, dt.date, str, int, int]]) -> None:
+def add_rows(rows: list[tuple[int, dt.date, str, int, int]]) -> None:
     """Upsert ``(tag id, day, kind, client, count)`` rows into the daily counters."""
     if not rows:
         return
@@ -236,7 +236,7 @@ def aggregate(now: dt.datetime | None = None) -> dict[str, int]:
                 sums[(tag_id, at.astimezone(BEIJING).date(), kind, client)] += count
                 folded += 1
         existing = set(Tag.objects.values_list("pk", flat=True)) if sums else set()
-        _add([(*key, n) for key, n in sorted(sums.items()) if key[0] in existing])
+        add_rows([(*key, n) for key, n in sorted(sums.items()) if key[0] in existing])
         if newest is not None:
             UsageBuffer.objects.filter(pk__lte=newest).delete()
     cutoff = beijing_today(now) - dt.timedelta(days=retention_days())

@@ -25,11 +25,12 @@ from rest_framework.response import Response
 from tagportal.catalog.api import TagSerializer
 from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
-from tagportal.core.api import RestrictedModelViewSet
+from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
 
-from . import audit, bulk, services
-from .choices import ChangeKind, RequestState
-from .models import ChangeItem, ChangeRequest, Comment, Notification
+from . import audit, bulk, cleanup, services
+from .choices import ChangeKind, ReportKind, ReportStatus, ReportTrigger, RequestState
+from .models import ChangeItem, ChangeRequest, Comment, Notification, Report
+from .reports import service as report_service
 
 
 class TagRefSerializer(serializers.ModelSerializer):
@@ -464,3 +465,142 @@ class AuditViewSet(viewsets.ViewSet):
             response["Content-Disposition"] = f'attachment; filename="{name}"'
             return response
         return Response({"start": start, "end": end, "count": len(rows), "rows": rows})
+
+
+# ---------------------------------------------------------------------------
+# Reports and cleanup
+
+
+class ReportSerializer(serializers.ModelSerializer):
+    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    region = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    requested_by = serializers.StringRelatedField()
+
+    class Meta:
+        model = Report
+        fields = [
+            "id", "kind", "business_line", "brand", "region", "period_start", "period_end", "params",
+            "status", "trigger", "requested_by", "requested_at", "started_at", "finished_at",
+            "duration_s", "runs", "row_count", "error",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ReportDetailSerializer(ReportSerializer):
+    meta = serializers.SerializerMethodField()
+    rows = serializers.SerializerMethodField()
+
+    class Meta(ReportSerializer.Meta):
+        fields = [*ReportSerializer.Meta.fields, "meta", "rows"]
+        read_only_fields = fields
+
+    def get_meta(self, report) -> dict:
+        return report.data.get("meta", {})
+
+    def get_rows(self, report) -> list[dict]:
+        return report_service.visible_rows(self.context["request"].user, report)
+
+
+class ReportRequestSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=ReportKind.choices)
+    period_start = serializers.DateField(required=False, help_text=_("first Beijing day; default by kind"))
+    period_end = serializers.DateField(required=False, help_text=_("last Beijing day; default yesterday"))
+    business_line = serializers.CharField(required=False, allow_blank=True, help_text=_("business line code"))
+    brand = serializers.CharField(required=False, allow_blank=True, help_text=_("brand code"))
+    region = serializers.CharField(required=False, allow_blank=True, help_text=_("region code"))
+
+
+class CleanupSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=[ChangeKind.DEPRECATE, ChangeKind.RETIRE, ChangeKind.MERGE])
+    findings = serializers.ListField(
+        child=serializers.CharField(),
+        allow_empty=False,
+        help_text=_("cold-tag report: tag ids; merge report: “a:b:kept” (the tag kept is a or b)"),
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    preview = serializers.BooleanField(required=False, default=False)
+
+
+class ReportFilterSet(django_filters.FilterSet):
+    business_line = django_filters.CharFilter(field_name="business_line__code")
+    brand = django_filters.CharFilter(field_name="brand__code")
+
+    class Meta:
+        model = Report
+        fields = ["kind", "status", "business_line", "brand"]
+
+
+class ReportViewSet(
+    RestrictedViewSetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Usage, cold-tag, merge-suggestion and activity reports. ``POST`` runs one (in
+    Celery; at once without a broker); the same parameters give the same report, run
+    again. A report's rows are limited to the tags the caller may view. ``cleanup``
+    turns findings into one bulk change request per business line."""
+
+    queryset = Report.objects.select_related("business_line", "brand", "region", "requested_by")
+    serializer_class = ReportSerializer
+    filterset_class = ReportFilterSet
+    ordering_fields = ["period_end", "finished_at", "kind"]
+    action_permissions = {"cleanup": "view", "create": "view"}  # running needs governance.run_report
+
+    def get_serializer_class(self):
+        return ReportDetailSerializer if self.action == "retrieve" else ReportSerializer
+
+    @extend_schema(request=ReportRequestSerializer, responses={202: ReportSerializer, 200: ReportSerializer})
+    def create(self, request):
+        payload = ReportRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        report = report_service.request_report(
+            request.user,
+            data["kind"],
+            trigger=ReportTrigger.API,
+            start=data.get("period_start"),
+            end=data.get("period_end"),
+            business_line=data.get("business_line") or None,
+            brand=data.get("brand") or None,
+            region=data.get("region") or None,
+        )
+        report.refresh_from_db()
+        code = status.HTTP_200_OK if report.status == ReportStatus.SUCCESS else status.HTTP_202_ACCEPTED
+        return Response(ReportSerializer(report, context={"request": request}).data, status=code)
+
+    @extend_schema(
+        request=CleanupSerializer,
+        responses={201: ChangeRequestSerializer(many=True), 200: OpenApiTypes.OBJECT},
+    )
+    @action(detail=True, methods=["post"])
+    def cleanup(self, request, pk=None):
+        report = self.get_object()
+        payload = CleanupSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        if not request.user.has_perm("governance.add_changerequest"):
+            raise PermissionDenied(_("You may not propose changes."))
+        findings = cleanup.parse_findings(request.user, report, data["action"], data["findings"])
+        if data["preview"]:
+            return Response(
+                {
+                    "findings": [
+                        {
+                            "tag": row["tag"].code,
+                            "action": row["action"],
+                            "target": row["target"].code if row["target"] else None,
+                            "affected_tags": [t.code for t in row["impact"]["tags"]],
+                            "sources": [s.code for s in row["impact"]["sources"]],
+                            "owners": [str(u) for u in row["owners"]],
+                        }
+                        for row in cleanup.preview(request.user, findings)
+                    ]
+                }
+            )
+        created = cleanup.propose_cleanup(request.user, report, findings, reason=data["reason"])
+        fresh = ChangeRequest.objects.filter(pk__in=[cr.pk for cr in created]).prefetch_related(
+            "items__tag", "items__merge_target", "items__produced_version"
+        )
+        return Response(
+            ChangeRequestSerializer(fresh, many=True, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )

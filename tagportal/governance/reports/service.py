@@ -260,7 +260,10 @@ def run(report: Report) -> Report:
     if report.kind == ReportKind.COLD and getattr(settings, "TAGPORTAL_AUTO_DEPRECATE_COLD", False):
         from ..cleanup import propose_cold_deprecations
 
-        propose_cold_deprecations(report)
+        try:
+            propose_cold_deprecations(report)
+        except Exception:  # the report stands; the proposals are retried with the next one
+            log.exception("could not propose deprecations from report %s", report.pk)
     return report
 
 
@@ -317,3 +320,35 @@ def ensure_report_schedules(periodic_task_model=None, crontab_model=None) -> lis
         )
         created.append(entry["name"])
     return created
+
+
+def visible_tag_ids(user) -> set[int] | None:
+    """The tags ``user`` may view (``None``: every tag)."""
+    from tagportal.catalog.models import Tag
+    from tagportal.core.permissions import scope_filter
+
+    condition = scope_filter(user, Tag, "view")
+    if condition is None:
+        return None
+    if condition is False:
+        return set()
+    return set(Tag.objects.filter(condition).values_list("pk", flat=True))
+
+
+def visible_rows(user, report: Report, tag_ids: set[int] | bool | None = False) -> list[dict]:
+    """The rows of ``report`` about what ``user`` may view: rows naming tags the user
+    may not view are left out (a pair needs both tags); activity rows by brand."""
+    rows = report.data.get("rows", [])
+    if tag_ids is False:
+        tag_ids = visible_tag_ids(user)
+    if tag_ids is None:
+        return list(rows)
+    if report.kind == ReportKind.MERGE:
+        return [r for r in rows if r["a"]["tag"] in tag_ids and r["b"]["tag"] in tag_ids]
+    if report.kind == ReportKind.ACTIVITY:
+        brands = set(Brand.objects.restrict(user, "view").values_list("pk", flat=True))
+        from tagportal.catalog.models import Tag
+
+        brands |= set(Tag.objects.filter(pk__in=tag_ids).values_list("brand_id", flat=True).distinct())
+        return [r for r in rows if r.get("brand") in brands]
+    return [r for r in rows if r.get("tag") in tag_ids]

@@ -36,11 +36,23 @@ class Command(BaseCommand):
 
         load_demo_sources(spec.get("data_sources", []))
         if not no_templates:
-            from tagportal.governance.demo import load_demo_requests
+            from tagportal.governance import demo
 
-            load_demo_requests(spec.get("change_requests", {}))
+            demo.load_demo_requests(spec.get("change_requests", {}))
+            demo.load_demo_duplicates(spec.get("duplicates", []))
             self._profiles_and_tags(spec)
+            self._usage_and_reports(demo)
         return logins
+
+    def _usage_and_reports(self, demo):
+        """Backdated tag history and 120 days of usage, then every report, so the cleanup
+        dashboard shows findings."""
+        demo.backdate_demo_tags()
+        rows = demo.load_demo_usage()
+        reports = demo.run_demo_reports()
+        done = sum(1 for r in reports if r.status == "success")
+        seconds = sum(r.duration_s or 0 for r in reports)
+        self.stdout.write(f"usage: {rows} daily counters; reports: {done}/{len(reports)} built in {seconds:.1f} s")
 
     def _profiles_and_tags(self, spec):
         """Demo people, events and orders for each brand (deterministic), then compute every
