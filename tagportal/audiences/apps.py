@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class AudiencesConfig(AppConfig):
+    name = "tagportal.audiences"
+    label = "audiences"
+    verbose_name = _("Audiences")
