@@ -39,6 +39,13 @@ _VIEW_RESULTS = [
     "engine.view_tagusage",
     "governance.view_report",
 ]
+_VIEW_AUDIENCES = ["audiences.view_audience", "audiences.view_audiencesnapshot"]
+_BUILD_AUDIENCES = [
+    *_VIEW_AUDIENCES,
+    "audiences.add_audience",
+    "audiences.change_audience",
+    "audiences.export_audience",
+]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,
     "lineage.add_datasource",
@@ -63,6 +70,8 @@ ROLES: dict[str, dict] = {
             "governance.add_changerequest",
             "governance.change_changerequest",
             *_VIEW_PROFILES,
+            *_BUILD_AUDIENCES,
+            "audiences.export_identities",
         ],
     },
     STEWARD: {
@@ -92,6 +101,9 @@ ROLES: dict[str, dict] = {
             "governance.run_report",
             *_VIEW_PROFILES,
             "profiles.add_importjob",
+            *_BUILD_AUDIENCES,
+            "audiences.export_identities",
+            "audiences.approve_repin",
         ],
     },
     ANALYST: {
@@ -103,6 +115,7 @@ ROLES: dict[str, dict] = {
             *_VIEW_RESULTS,
             "governance.view_changerequest",
             *_VIEW_PROFILES,
+            *_VIEW_AUDIENCES,
         ],
     },
     ADMIN: {
@@ -123,6 +136,7 @@ ADMIN_APPS = (
     "authtoken",
     "guardian",
     "engine",
+    "audiences",
     "django_celery_beat",
 )
 
