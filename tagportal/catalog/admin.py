@@ -1,4 +1,6 @@
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import Http404
@@ -6,6 +8,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from guardian.admin import GuardedModelAdmin
@@ -13,7 +16,9 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add, is_unrestricted, may
+from tagportal.engine import usage
 
+from . import export as tag_export
 from . import services
 from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
@@ -326,6 +331,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
     autocomplete_fields = ("regions", "owner")
     readonly_fields = ("business_line", "status", "published_version", "template", "created", "last_updated")
     inlines = [TagVersionInline]
+    actions = ["export_selected"]
 
     class Media:
         js = ("catalog/tag_form.js",)
@@ -385,6 +391,58 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
                     pass
         return super().render_change_form(request, context, add, change, form_url, obj)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        # A tag's page shown to someone who may view it is a use of the tag.
+        if request.method == "GET" and response.status_code == 200:
+            obj = (getattr(response, "context_data", None) or {}).get("original")
+            if obj is not None:
+                usage.record_safely([obj.pk], request.user.pk, usage.UsageKind.PAGE_VIEW)
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        params = request.GET.copy()
+        for ignored in (PAGE_VAR, ERROR_FLAG):
+            params.pop(ignored, None)
+        url = reverse("admin:catalog_tag_export")
+        extra_context = {
+            **(extra_context or {}),
+            "tag_export_urls": {
+                fmt: f"{url}?{urlencode([*params.lists(), ('format', [fmt])], doseq=True)}"
+                for fmt in tag_export.FORMATS
+            },
+        }
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description=gettext_lazy("Export selected tags"), permissions=["view"])
+    def export_selected(self, request, queryset):
+        return tag_export.export_response(request.user, queryset, "xlsx", request.POST.get("lang"))
+
+    def export_view(self, request):
+        """The dictionary as Excel (``?format=xlsx``) or CSV (``?format=csv``): the tags the
+        changelist shows with the same filters, search and order, or narrowed by the
+        export's own filters (``business_line``, ``brand``, ``region``, ``status``,
+        ``category``, by id or code). Headers in Chinese unless ``?lang=en``."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        changelist_url = reverse("admin:catalog_tag_changelist")
+        params = request.GET.copy()
+        fmt = params.pop("format", [""])[-1] or "xlsx"
+        language = params.pop("lang", [None])[-1]
+        own = {name: params.pop(name) for name in tag_export.FILTERS if name in params}
+        request.GET = params  # what is left is the changelist's
+        try:
+            queryset = self.get_changelist_instance(request).get_queryset(request)
+        except IncorrectLookupParameters:
+            return redirect(f"{changelist_url}?{ERROR_FLAG}=1")
+        try:
+            return tag_export.export_response(
+                request.user, tag_export.filter_tags(queryset, own), fmt, language
+            )
+        except tag_export.ExportError as exc:
+            messages.error(request, str(exc))
+            return redirect(changelist_url)
+
     def has_change_permission(self, request, obj=None):
         # Past draft, a tag changes only through an approved change request.
         if obj is not None and obj.status != TagStatus.DRAFT:
@@ -433,6 +491,11 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         urls = super().get_urls()
         info = self.model._meta.app_label, self.model._meta.model_name
         extra = [
+            path(
+                "export/",
+                self.admin_site.admin_view(self.export_view),
+                name="{}_{}_export".format(*info),
+            ),
             path(
                 "<path:object_id>/history/compare/",
                 self.admin_site.admin_view(self.history_compare_view),

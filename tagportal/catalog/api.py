@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.shortcuts import get_object_or_404
@@ -12,6 +13,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from tagportal.core.api import (
@@ -21,7 +23,9 @@ from tagportal.core.api import (
     ValidatedModelSerializer,
 )
 from tagportal.core.permissions import may_add_into
+from tagportal.engine import usage
 
+from . import export as tag_export
 from . import services
 from .choices import RefreshMode, TagKind, TagStatus, ValueType
 from .history import changed_field_names, compare_records
@@ -319,8 +323,40 @@ class CategoryViewSet(RestrictedModelViewSet):
     ordering_fields = ["code", "name", "order"]
 
 
+EXPORT_PARAMETERS = [
+    OpenApiParameter(
+        "format",
+        OpenApiTypes.STR,
+        enum=list(tag_export.FORMATS),
+        default="xlsx",
+        description="xlsx (Excel) or csv (UTF-8 with a byte order mark)",
+    ),
+    OpenApiParameter(
+        "lang",
+        OpenApiTypes.STR,
+        enum=[code for code, _name in settings.LANGUAGES],
+        default=tag_export.EXPORT_LANGUAGE,
+        description="language of the headers and labels (Chinese unless asked otherwise)",
+    ),
+    *(
+        OpenApiParameter(name, OpenApiTypes.STR, description=description)
+        for name, description in (
+            ("business_line", "business line id or code"),
+            ("brand", "brand id or code"),
+            ("region", "region id or code"),
+            ("status", "tag status, e.g. published"),
+            ("category", "category id or code, with its subcategories"),
+        )
+    ),
+]
+
+
 class TagViewSet(RestrictedModelViewSet):
-    """The tag dictionary. ``history`` lists every change; ``diff`` compares any two."""
+    """The tag dictionary. ``history`` lists every change; ``diff`` compares any two;
+    ``export`` downloads it as a spreadsheet.
+
+    Reading a tag (its detail, ``lookup``, ``history``, ``diff``, ``versions``) counts as
+    a use of it (``tag_read``, by the caller); listing the dictionary or exporting it does not."""
 
     queryset = Tag.objects.select_related(
         "category__parent__parent", "brand", "business_line", "owner"
@@ -336,7 +372,24 @@ class TagViewSet(RestrictedModelViewSet):
         "versions": "view",
         "suggest_code": "add",
         "lookup": "view",
+        "export": "view",
     }
+
+    def _count_read(self, tag) -> None:
+        usage.record_safely([tag.pk], self.request.user.pk, usage.UsageKind.TAG_READ)
+
+    def perform_content_negotiation(self, request, force=False):
+        if getattr(self, "action", None) == "export":
+            # ``format`` names the file to download there, not a renderer; errors answer JSON.
+            renderer = JSONRenderer()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+    def retrieve(self, request, *args, **kwargs):
+        tag = self.get_object()
+        data = self.get_serializer(tag).data
+        self._count_read(tag)
+        return Response(data)
 
     @extend_schema(
         parameters=[
@@ -367,6 +420,7 @@ class TagViewSet(RestrictedModelViewSet):
                 "name": tag.name,
             }
         response = Response({"tag": self.get_serializer(tag).data, "notice": notice})
+        self._count_read(tag)
         if notice:
             response["Warning"] = '299 - "tag code merged"'
         return response
@@ -393,6 +447,7 @@ class TagViewSet(RestrictedModelViewSet):
         rows.reverse()
         page = self.paginate_queryset(rows)
         data = HistoryRecordSerializer(page if page is not None else rows, many=True).data
+        self._count_read(tag)
         return self.get_paginated_response(data) if page is not None else Response(data)
 
     @extend_schema(
@@ -431,6 +486,7 @@ class TagViewSet(RestrictedModelViewSet):
         )
         changes = compare_records(old, new)
         show_all = request.query_params.get("all") in ("1", "true")
+        self._count_read(tag)
         return Response(
             {
                 "from": old.history_id,
@@ -443,9 +499,31 @@ class TagViewSet(RestrictedModelViewSet):
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
         tag = self.get_object()
-        return Response(
-            TagVersionSerializer(tag.versions.select_related("published_by", "tag"), many=True).data
-        )
+        data = TagVersionSerializer(tag.versions.select_related("published_by", "tag"), many=True).data
+        self._count_read(tag)
+        return Response(data)
+
+    @extend_schema(
+        parameters=EXPORT_PARAMETERS,
+        responses={
+            (200, tag_export.XLSX): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+        },
+    )
+    @action(detail=False, methods=["get"])
+    def export(self, request):
+        """The dictionary as an Excel or CSV file (``tag-dictionary-<Beijing date>.xlsx``):
+        the tags the caller may view, narrowed by the filters (ids or codes; several
+        comma-separated), with coverage and use over the last 7, 30 and 90 days. Headers in
+        Chinese unless ``lang=en``."""
+        params = request.query_params
+        try:
+            queryset = tag_export.filter_tags(self.get_queryset(), params)
+            return tag_export.export_response(
+                request.user, queryset, params.get("format") or "xlsx", params.get("lang")
+            )
+        except tag_export.ExportError as exc:
+            raise ValidationError({"detail": str(exc)}) from exc
 
     @extend_schema(
         parameters=[

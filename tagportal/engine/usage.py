@@ -147,6 +147,8 @@ def record_safely(
 ) -> None:
     """:func:`record` on a request path: a failure to count is logged, never turned
     into a failed request (a savepoint keeps a surrounding transaction usable)."""
+    if not isinstance(counts, Mapping):
+        counts = list(counts)
     try:
         with transaction.atomic():
             record(counts, client, kind)
@@ -217,14 +219,30 @@ def retention_days() -> int:
     return max(MIN_RETENTION_DAYS, int(getattr(settings, "TAGPORTAL_USAGE_RETENTION_DAYS", 730)))
 
 
+#: Key of the PostgreSQL advisory lock that lets one aggregation run at a time.
+AGGREGATE_LOCK = 0x7461_6775  # "tagu"
+
+
+def _serialise_aggregations() -> None:
+    """Two aggregations at once would both read the rows before either deletes them and
+    count them twice: on PostgreSQL they take turns (a transaction-level advisory lock);
+    SQLite lets one writer in at a time anyway."""
+    connection = connections[router.db_for_write(UsageBuffer)]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AGGREGATE_LOCK])
+
+
 def aggregate(now: dt.datetime | None = None) -> dict[str, int]:
     """Fold the buffer into the daily counters and prune counters past retention.
 
-    Safe to run at any time and concurrently with recording: it folds the rows up to
-    the newest id it saw when it started, and deletes exactly those."""
+    Safe to run at any time, concurrently with recording and with another aggregation:
+    it folds the rows up to the newest id it saw once it had the lock, and deletes
+    exactly those."""
     from tagportal.catalog.models import Tag
 
     with transaction.atomic():
+        _serialise_aggregations()
         newest = UsageBuffer.objects.aggregate(newest=Max("pk"))["newest"]
         sums: dict[tuple[int, dt.date, str, int], int] = defaultdict(int)
         folded = 0
