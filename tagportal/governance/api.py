@@ -27,7 +27,7 @@ from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
 from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
 
-from . import audit, bulk, cleanup, services
+from . import audit, bulk, cleanup, impact, services
 from .choices import ChangeKind, ReportKind, ReportStatus, ReportTrigger, RequestState
 from .models import ChangeItem, ChangeRequest, Comment, Notification, Report
 from .reports import service as report_service
@@ -45,13 +45,18 @@ class ChangeItemSerializer(serializers.ModelSerializer):
     produced_version = serializers.IntegerField(
         source="produced_version.version", read_only=True, default=None
     )
+    impact = serializers.SerializerMethodField(help_text=_("The cached impact preview of a rule change."))
 
     class Meta:
         model = ChangeItem
         fields = [
             "id", "kind", "tag", "base_version", "changes", "merge_target", "rollback_to", "diff",
-            "dependents", "produced_version",
+            "dependents", "produced_version", "impact",
         ]  # fmt: skip
+
+    def get_impact(self, obj) -> dict | None:
+        request = self.context.get("request")
+        return impact.for_user(obj.impact, request.user if request else None) if obj.impact else None
 
 
 class ItemInputSerializer(serializers.Serializer):
@@ -227,7 +232,7 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
     action_permissions = {
         "submit": "change", "withdraw": "change", "approve": "view", "reject": "view",
         "request_changes": "view", "apply": "view", "comments": "view", "bulk": "add",
-        "bulk_template": "view", "queue": "view",
+        "bulk_template": "view", "queue": "view", "impact": "view",
     }  # fmt: skip
 
     def _decide(self, request, pk, do):
@@ -344,6 +349,19 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
         data = self.get_serializer(page if page is not None else queryset, many=True).data
         return self.get_paginated_response(data) if page is not None else Response(data)
 
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get", "post"])
+    def impact(self, request, pk=None):
+        """The impact preview of the request's rule changes: per changed tag its coverage
+        and values before → after, and each audience reading it, size before → after with
+        who joins and leaves. GET answers the cached previews (computing missing ones);
+        POST computes them again. 202 ``{"state": "computing"}`` while a worker computes."""
+        cr = self.get_object()
+        state, previews = impact.api_previews(request.user, cr, force=request.method == "POST")
+        if state == impact.COMPUTING:
+            return Response({"state": state, "items": previews}, status=status.HTTP_202_ACCEPTED)
+        return Response(previews)
+
 
 def _bool(value) -> bool:
     if isinstance(value, bool):
@@ -435,7 +453,8 @@ class AuditViewSet(viewsets.ViewSet):
             OpenApiParameter("end", OpenApiTypes.DATE, required=True, description="last day (Beijing time)"),
             OpenApiParameter("business_line", OpenApiTypes.STR, description="business line code"),
             OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"]),
-        ]
+        ],
+        responses={(200, "application/json"): OpenApiTypes.OBJECT, (200, "text/csv"): OpenApiTypes.BINARY},
     )
     def list(self, request):
         if not request.user.has_perm("governance.view_auditevent"):

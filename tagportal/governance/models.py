@@ -137,6 +137,10 @@ class ChangeItem(models.Model):
         related_name="+",
         verbose_name=_("produced version"),
     )
+    # The impact preview of a rule change (see :mod:`.impact`), cached per proposed
+    # changes and the tag's current result.
+    impact = models.JSONField(_("impact preview"), default=dict, blank=True, editable=False)
+    impact_computed_at = models.DateTimeField(_("impact computed at"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["change_request_id", "position", "pk"]

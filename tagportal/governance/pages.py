@@ -12,6 +12,7 @@ urlpatterns = [
     path("all/", views.all_requests, name="all"),
     path("<int:pk>/", views.change_request, name="request"),
     path("<int:pk>/edit/", views.edit, name="edit"),
+    path("<int:pk>/impact/", views.impact_recompute, name="impact_recompute"),
     path("propose/", views.propose_pick, name="propose_pick"),
     path("propose/<int:tag_id>/", views.propose, name="propose"),
     path("bulk/", views.bulk_upload, name="bulk"),

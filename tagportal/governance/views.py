@@ -35,7 +35,7 @@ from tagportal.catalog.services import recertification_due
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may
 
-from . import audit, bulk, services
+from . import audit, bulk, impact, services
 from .choices import REQUEST_TRANSITIONS, ChangeKind, RequestState
 from .forms import (
     ROLLBACK,
@@ -192,6 +192,7 @@ def _request_list(request, which: str):
                 "age": _age_days(cr),
                 "stale_tags": stale_items,
                 "stale_reasons": sorted({r for item in stale_items for r in stale[item.pk]}),
+                "impact": impact.summary(items),
             }
         )
     context = {
@@ -329,6 +330,7 @@ def change_request(request, pk: int):
         "needs_confirm": any(item.dependents or item.kind in services.REMOVING_KINDS for item in items),
         "own_request_in_review": is_proposer and state == RequestState.SUBMITTED,
     }
+    context["any_impact"] = impact.attach(user, cr, context["items"])
     return _render(request, "governance/request.html", context, nav="mine" if is_proposer else "queue")
 
 
@@ -673,3 +675,24 @@ def audit_csv(request):
     name = f"tagportal-audit-{data['start']:%Y%m%d}-{data['end']:%Y%m%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
+
+
+# ---------------------------------------------------------------------------
+# Impact preview of rule changes (see :mod:`.impact`)
+
+
+@login_required
+@require_http_methods(["POST"])
+def impact_recompute(request, pk: int):
+    """The "recompute" button of the impact preview."""
+    cr = _visible_request(request.user, pk)
+    state = impact.recompute(request.user, cr)
+    if state == impact.COMPUTING:
+        messages.info(request, _("The impact preview is being computed again; reload the page in a moment."))
+    elif state == impact.READY:
+        messages.success(request, _("The impact preview was computed again."))
+    elif state == "closed":
+        messages.error(request, _("The request is decided: its impact preview stays as it was."))
+    else:
+        messages.info(request, _("This request changes no rule: there is no impact to preview."))
+    return redirect("governance:request", cr.pk)
