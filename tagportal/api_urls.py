@@ -8,4 +8,5 @@ urlpatterns = [
     path("governance/", include("tagportal.governance.urls")),
     path("profiles/", include("tagportal.profiles.urls")),
     path("engine/", include("tagportal.engine.urls")),
+    path("audiences/", include("tagportal.audiences.urls")),
 ]

@@ -63,6 +63,8 @@ INSTALLED_APPS = [
     "tagportal.profiles",
     "tagportal.lineage",
     "tagportal.governance",
+    "tagportal.audiences",
+    "tagportal.dashboards",
 ]
 
 MIDDLEWARE = [
@@ -193,6 +195,12 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "tagportal.engine.models.RunStatus",
         "ImportKindEnum": "tagportal.profiles.choices.ImportKind",
         "ImportStatusEnum": "tagportal.profiles.choices.ImportStatus",
+        "AudienceKindEnum": "tagportal.audiences.models.AudienceKind",
+        "AudienceStatusEnum": "tagportal.audiences.models.AudienceStatus",
+        "RefreshTriggerEnum": "tagportal.audiences.models.RefreshTrigger",
+        "ReportTriggerEnum": "tagportal.governance.choices.ReportTrigger",
+        "ReportKindEnum": "tagportal.governance.choices.ReportKind",
+        "ReportStatusEnum": "tagportal.governance.choices.ReportStatus",
     },
 }
 

@@ -14,6 +14,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("lineage/", include(("tagportal.lineage.pages", "lineage"))),
     path("review/", include(("tagportal.governance.pages", "governance"))),
+    path("audiences/", include(("tagportal.audiences.pages", "audiences"))),
+    path("dashboards/", include(("tagportal.dashboards.urls", "dashboards"))),
     path("api/", include("tagportal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

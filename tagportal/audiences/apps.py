@@ -6,3 +6,6 @@ class AudiencesConfig(AppConfig):
     name = "tagportal.audiences"
     label = "audiences"
     verbose_name = _("Audiences")
+
+    def ready(self):
+        from . import signals  # noqa: F401  (connects the receivers)

@@ -61,6 +61,7 @@ from .models import (
     unpack_numbers,
 )
 from .rules import tag_references
+from .signals import results_updated
 
 log = logging.getLogger(__name__)
 
@@ -636,6 +637,7 @@ def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | 
     finished_at = finished_at or timezone.now()
     duration = (finished_at - plan.started_at).total_seconds()
     runs = []
+    swapped = []
     errors = {**merged.errors, **plan.errors}
     for tag_id, claim in plan.claims.items():
         with transaction.atomic():
@@ -672,8 +674,14 @@ def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | 
                 )
             else:
                 _swap(computation, claim, outcome, merged.population, run, finished_at)
+                swapped.append(tag_id)
             run.save()
             runs.append(run)
+    if swapped:  # readers of these results (audiences) refresh once they are committed
+        brand_id = plan.brand.pk
+        transaction.on_commit(
+            lambda: results_updated.send_robust(sender=TagComputation, brand_id=brand_id, tag_ids=swapped)
+        )
     return runs
 
 

@@ -1,0 +1,489 @@
+"""REST API of audiences: estimate an expression while building it; audiences (create,
+read, edit, archive), refresh, snapshots and who joined or left between two of them,
+export as CSV, re-pin (with a data steward's approval for a live audience), lookalike.
+
+Every write goes through :mod:`.services`. The queryset is scoped with
+``restrict(user, "view")``: another brand's audience answers 404. Bad input (a
+malformed rule, an unknown tag or value, another brand) answers 400 naming it, and
+nothing is written.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+
+import django_filters
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tagportal.catalog.models import Brand
+from tagportal.core.api import RestrictedModelViewSet, ScopedRelatedField
+from tagportal.profiles.choices import IdentityType
+
+from . import services
+from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus
+
+#: At most this many OneIDs of each side in a diff.
+MAX_DIFF_IDS = 1000
+DEFAULT_DIFF_IDS = 100
+
+EXPRESSION_HELP = gettext_lazy(
+    "The JSON condition tree ({all|any: [...]}, {not: ...}, {tag, op, value}) or its text form "
+    '(@code = "value" and not @other >= 3).'
+)
+
+# ---------------------------------------------------------------------------
+# Serializers
+
+
+class StalePinSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    pinned = serializers.IntegerField(allow_null=True)
+    current = serializers.IntegerField()
+
+
+class AudienceSerializer(serializers.ModelSerializer):
+    brand = serializers.CharField(source="brand.code", read_only=True)
+    business_line = serializers.CharField(source="business_line.code", read_only=True)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    tags = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    share = serializers.FloatField(read_only=True, allow_null=True)
+    repin_requested_by = serializers.CharField(
+        source="repin_requested_by.username", read_only=True, default=None
+    )
+
+    class Meta:
+        model = Audience
+        fields = [
+            "id",
+            "name",
+            "description",
+            "brand",
+            "business_line",
+            "kind",
+            "status",
+            "owner",
+            "expression",
+            "expression_text",
+            "tags",
+            "pinned_versions",
+            "is_live",
+            "repin_requested_by",
+            "repin_requested_at",
+            "refresh_on_recompute",
+            "refresh_every_hours",
+            "seed",
+            "model_params",
+            "model_metrics",
+            "size",
+            "population",
+            "share",
+            "pending_version",
+            "is_calculating",
+            "calculation_started_at",
+            "last_calculated_at",
+            "errors_calculating",
+            "last_error",
+            "created",
+            "last_updated",
+        ]
+        read_only_fields = fields
+
+
+class AudienceDetailSerializer(AudienceSerializer):
+    stale_pins = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Tags with a newer published version or result than the one pinned.")
+    )
+
+    class Meta(AudienceSerializer.Meta):
+        fields = [*AudienceSerializer.Meta.fields, "stale_pins"]
+        read_only_fields = fields
+
+    @extend_schema_field(StalePinSerializer(many=True))
+    def get_stale_pins(self, audience) -> list[dict]:
+        return services.stale_pins(audience)
+
+
+class AudienceWriteSerializer(serializers.Serializer):
+    """What an audience is made of when it is created or edited."""
+
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    expression = serializers.JSONField(help_text=EXPRESSION_HELP)
+    refresh_on_recompute = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text=gettext_lazy("Refresh when a tag it uses is recomputed."),
+    )
+    refresh_every_hours = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        help_text=gettext_lazy("Refresh on a schedule every this many hours (empty: no scheduled refresh)."),
+    )
+    status = serializers.ChoiceField(
+        choices=AudienceStatus.choices,
+        required=False,
+        default=AudienceStatus.ACTIVE,
+        help_text=gettext_lazy("draft or active (deleting an audience archives it)"),
+    )
+
+
+class AudienceCreateSerializer(AudienceWriteSerializer):
+    brand = ScopedRelatedField(
+        slug_field="code", queryset=Brand.objects.all(), help_text=gettext_lazy("brand code")
+    )
+
+
+class AudienceUpdateSerializer(AudienceWriteSerializer):
+    """Every field is optional; the brand and the kind never change."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.required = False
+            field.default = serializers.empty
+
+
+class EstimateRequestSerializer(serializers.Serializer):
+    brand = serializers.CharField(help_text=gettext_lazy("brand code"))
+    expression = serializers.JSONField(help_text=EXPRESSION_HELP)
+
+
+class EstimateSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    population = serializers.IntegerField()
+    share = serializers.FloatField()
+    expression = serializers.JSONField()
+    text = serializers.CharField()
+    tag_versions = serializers.DictField(child=serializers.IntegerField(allow_null=True))
+    took_ms = serializers.FloatField()
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AudienceSnapshot
+        fields = [
+            "number",
+            "taken_at",
+            "trigger",
+            "size",
+            "population",
+            "joined",
+            "left",
+            "tag_versions",
+            "expression",
+            "duration_ms",
+        ]
+        read_only_fields = fields
+
+
+class DiffSerializer(serializers.Serializer):
+    number = serializers.IntegerField()
+    against = serializers.IntegerField(allow_null=True)
+    joined = serializers.IntegerField()
+    left = serializers.IntegerField()
+    joined_oneids = serializers.ListField(child=serializers.IntegerField())
+    left_oneids = serializers.ListField(child=serializers.IntegerField())
+    limit = serializers.IntegerField()
+
+
+class LookalikeRequestSerializer(serializers.Serializer):
+    size = serializers.IntegerField(
+        required=False, min_value=1, help_text=gettext_lazy("How many people to add (or give a threshold).")
+    )
+    threshold = serializers.FloatField(
+        required=False, help_text=gettext_lazy("Everyone scoring at least this (between 0 and 1).")
+    )
+    name = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
+
+    def validate(self, attrs):
+        if ("size" in attrs) == ("threshold" in attrs):
+            raise ValidationError(
+                {"size": [_("Give either the number of people to add or a score threshold, not both.")]}
+            )
+        return attrs
+
+
+# ---------------------------------------------------------------------------
+# Filters
+
+
+class AudienceFilterSet(django_filters.FilterSet):
+    brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
+    business_line = django_filters.CharFilter(
+        field_name="business_line__code", label=gettext_lazy("business line code")
+    )
+    status = django_filters.MultipleChoiceFilter(choices=AudienceStatus.choices)
+    kind = django_filters.ChoiceFilter(choices=AudienceKind.choices)
+    is_live = django_filters.BooleanFilter()
+    tag = django_filters.CharFilter(field_name="tags__code", distinct=True, label=gettext_lazy("tag code"))
+
+    class Meta:
+        model = Audience
+        fields = []
+
+
+# ---------------------------------------------------------------------------
+# Views
+
+
+class EstimateView(APIView):
+    """Count an expression among a brand's people while the audience is being built:
+    nothing is saved. An unknown tag or value answers 400 naming it."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(request=EstimateRequestSerializer, responses={200: EstimateSerializer})
+    def post(self, request):
+        payload = EstimateRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        code = payload.validated_data["brand"]
+        brand = Brand.objects.restrict(request.user, "view").filter(code=code).first()
+        if brand is None:
+            raise ValidationError({"brand": [_("No brand “%(brand)s” that you may view.") % {"brand": code}]})
+        result = services.estimate(request.user, brand, payload.validated_data["expression"])
+        return Response(EstimateSerializer(result).data)
+
+
+def _int_param(request, name: str, default=None, low=None, high=None):
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValidationError({name: [_("Expected a whole number.")]}) from exc
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValidationError({name: [_("Between %(low)s and %(high)s.") % {"low": low, "high": high}]})
+    return value
+
+
+class AudienceViewSet(RestrictedModelViewSet):
+    """Saved audiences. Creating and editing validate the expression against the brand's
+    tags and pin the tags' current result versions; deleting archives. ``refresh`` takes
+    a snapshot now; ``snapshots`` lists the membership history, ``diff`` who joined and
+    left; ``export`` downloads the members; ``repin`` moves the pins to the newer
+    versions (a live audience waits for ``approve-repin`` by a data steward);
+    ``lookalike`` expands the audience into a new one."""
+
+    queryset = Audience.objects.select_related(
+        "brand", "business_line", "owner", "repin_requested_by"
+    ).prefetch_related("tags")
+    serializer_class = AudienceSerializer
+    filterset_class = AudienceFilterSet
+    search_fields = ["name", "description", "expression_text"]
+    ordering_fields = ["name", "size", "last_calculated_at", "created", "last_updated"]
+    ordering = ["brand__code", "name", "pk"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    action_permissions = {
+        "destroy": "change",  # deleting archives: a change
+        "refresh": "change",
+        "repin": "change",
+        "approve_repin": "view",  # the service checks audiences.approve_repin and the steward's grant
+        "snapshots": "view",
+        "diff": "view",
+        "export": "view",  # the service checks the export permissions
+        "lookalike": "add",
+    }
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return AudienceDetailSerializer
+        if self.action == "create":
+            return AudienceCreateSerializer
+        if self.action == "partial_update":
+            return AudienceUpdateSerializer
+        return super().get_serializer_class()
+
+    def perform_content_negotiation(self, request, force=False):
+        if getattr(self, "action", None) == "export":
+            renderer = JSONRenderer()  # the CSV is a plain response; errors answer JSON
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force)
+
+    def _detail(self, audience, code=status.HTTP_200_OK):
+        audience = Audience.objects.select_related(
+            "brand", "business_line", "owner", "repin_requested_by"
+        ).get(pk=audience.pk)
+        return Response(
+            AudienceDetailSerializer(audience, context=self.get_serializer_context()).data, status=code
+        )
+
+    @extend_schema(request=AudienceCreateSerializer, responses={201: AudienceDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        payload = AudienceCreateSerializer(data=request.data, context=self.get_serializer_context())
+        payload.is_valid(raise_exception=True)
+        audience = services.create_audience(request.user, **payload.validated_data)
+        return self._detail(audience, status.HTTP_201_CREATED)
+
+    @extend_schema(request=AudienceUpdateSerializer, responses={200: AudienceDetailSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        audience = self.get_object()
+        fixed = sorted(set(request.data) - set(services.EDITABLE_FIELDS))
+        if fixed:
+            raise ValidationError({name: [_("This field cannot be changed.")] for name in fixed})
+        payload = AudienceUpdateSerializer(data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        audience = services.update_audience(request.user, audience, **payload.validated_data)
+        return self._detail(audience)
+
+    def destroy(self, request, *args, **kwargs):
+        """Archive the audience (its snapshots are kept)."""
+        services.archive_audience(request.user, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: SnapshotSerializer,
+            202: OpenApiResponse(description=gettext_lazy("A newer refresh was requested meanwhile.")),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        """Take a snapshot now. 409 when a tag's result moved past the pinned version
+        (re-pin first) or the audience is archived or a lookalike."""
+        snapshot = services.refresh(self.get_object(), "manual", request.user)
+        if snapshot is None:
+            return Response(
+                {"detail": _("A newer refresh was requested meanwhile; it stores the snapshot.")},
+                status=status.HTTP_202_ACCEPTED,
+            )
+        return Response(SnapshotSerializer(snapshot).data)
+
+    @extend_schema(responses=SnapshotSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def snapshots(self, request, pk=None):
+        """The membership history, newest first: size and who joined and left at each refresh."""
+        audience = self.get_object()
+        rows = AudienceSnapshot.objects.filter(audience=audience).defer("bitmap").order_by("-number")
+        page = self.paginate_queryset(rows)
+        data = SnapshotSerializer(page if page is not None else rows, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "against",
+                OpenApiTypes.INT,
+                description=gettext_lazy("the snapshot number to compare with (default: the one before)"),
+            ),
+            OpenApiParameter(
+                "limit",
+                OpenApiTypes.INT,
+                description=gettext_lazy("OneIDs listed on each side, at most 1000 (default 100)"),
+            ),
+        ],
+        responses=DiffSerializer,
+    )
+    @action(detail=True, methods=["get"], url_path=r"snapshots/(?P<number>[0-9]+)/diff")
+    def diff(self, request, pk=None, number=None):
+        """Who joined and who left between two snapshots (counts, and the first OneIDs)."""
+        audience = self.get_object()
+        snapshot = get_object_or_404(AudienceSnapshot, audience=audience, number=int(number))
+        limit = _int_param(request, "limit", DEFAULT_DIFF_IDS, 0, MAX_DIFF_IDS)
+        against_number = _int_param(request, "against", None, 1, None)
+        previous = None
+        if against_number is not None:
+            previous = AudienceSnapshot.objects.filter(audience=audience, number=against_number).first()
+            if previous is None:
+                raise ValidationError(
+                    {"against": [_("The audience has no snapshot %(n)s.") % {"n": against_number}]}
+                )
+        else:
+            previous = services.previous_snapshot(snapshot)
+        diff = services.snapshot_diff(snapshot, previous)
+        data = {
+            "number": snapshot.number,
+            "against": previous.number if previous is not None else None,
+            "joined": len(diff["joined"]),
+            "left": len(diff["left"]),
+            "joined_oneids": list(islice(diff["joined"], limit)),
+            "left_oneids": list(islice(diff["left"], limit)),
+            "limit": limit,
+        }
+        return Response(DiffSerializer(data).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "identity_type",
+                OpenApiTypes.STR,
+                enum=IdentityType.values,
+                description=gettext_lazy(
+                    "export identities of this type instead of OneIDs (masked without the PII permission)"
+                ),
+            )
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request, pk=None):
+        """The members at the latest snapshot as a CSV (UTF-8 with a byte order mark)."""
+        audience = self.get_object()
+        identity_type = request.query_params.get("identity_type") or None
+        content = services.export_csv(request.user, audience, identity_type)
+        response = HttpResponse(content, content_type="text/csv; charset=utf-8")
+        filename = f"{audience.name}-{identity_type or 'oneid'}.csv"
+        response["Content-Disposition"] = content_disposition_header(True, filename)
+        return response
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: AudienceDetailSerializer,
+            202: OpenApiResponse(
+                AudienceDetailSerializer, description=gettext_lazy("Live audience: waiting for approval.")
+            ),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def repin(self, request, pk=None):
+        """Pin the newer versions of the tags and refresh; a live audience waits for a
+        data steward's approval instead (202)."""
+        audience = services.repin(request.user, self.get_object())
+        waiting = audience.repin_requested_at is not None
+        return self._detail(audience, status.HTTP_202_ACCEPTED if waiting else status.HTTP_200_OK)
+
+    @extend_schema(request=None, responses={200: AudienceDetailSerializer})
+    @action(detail=True, methods=["post"], url_path="approve-repin")
+    def approve_repin(self, request, pk=None):
+        """Apply a requested re-pin of a live audience (a data steward of its business
+        line, not the requester)."""
+        audience = services.approve_repin(request.user, self.get_object())
+        return self._detail(audience)
+
+    @extend_schema(request=LookalikeRequestSerializer, responses={201: AudienceDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def lookalike(self, request, pk=None):
+        """A new audience of the people who most resemble this one (members of this one
+        excluded): the best ``size`` of them, or all scoring at least ``threshold``."""
+        from . import lookalike
+
+        seed = self.get_object()
+        payload = LookalikeRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        audience = lookalike.create_lookalike(
+            request.user,
+            seed,
+            size=data.get("size"),
+            threshold=data.get("threshold"),
+            name=data.get("name", ""),
+        )
+        return self._detail(audience, status.HTTP_201_CREATED)
