@@ -1,8 +1,9 @@
 """Selecting people with an expression: validate it against the brand's tags, load the
 tags' current results from the :data:`~.store.STORE`, evaluate on bitmaps.
 
-Three small queries per call (the tags named, their results' times, the brand's
-population time); bitmaps are read only when a result changed."""
+One query per call reads the tags named, their results' times and the brand's newest
+result time (which keys the cached population); bitmaps are read only when a result
+changed."""
 
 from __future__ import annotations
 
@@ -44,12 +45,53 @@ def prepare(brand, expression) -> tuple[dict, dict[str, ex.TagInfo]]:
     return expression, {code: tags[code] for code in ex.tag_codes(expression)}
 
 
+COLUMNS = (
+    "pk", "code", "name", "value_type", "values", "published_version",
+    "computation__pk", "computation__last_calculated_at", "computation__version", "brand_newest",
+)  # fmt: skip
+
+
+def _tags_and_stamps(brand, codes) -> tuple[dict[str, ex.TagInfo], dict[int, tuple], object]:
+    """The brand's published tags among ``codes`` with their current results' stamps, and
+    the brand's newest result time: one query."""
+    from django.db.models import Max, OuterRef, Subquery
+
+    from tagportal.catalog.choices import TagStatus
+    from tagportal.catalog.models import Tag
+    from tagportal.engine.models import TagComputation
+
+    newest = (
+        TagComputation.objects.filter(tag__brand_id=OuterRef("brand_id"))
+        .values("tag__brand_id")
+        .annotate(at=Max("last_calculated_at"))
+        .values("at")[:1]
+    )
+    rows = (
+        Tag.objects.filter(
+            brand=brand, code__in=sorted(codes), status__in=[TagStatus.PUBLISHED, TagStatus.DEPRECATED]
+        )
+        .annotate(brand_newest=Subquery(newest))
+        .values_list(*COLUMNS)
+    )
+    tags, stamps, brand_newest = {}, {}, None
+    for pk, code, name, value_type, values, version, computation, stamp, result_version, newest_at in rows:
+        tags[code] = ex.TagInfo(pk, code, name, value_type, ex.value_codes(value_type, values), version)
+        if computation is not None and result_version is not None:
+            stamps[pk] = (computation, stamp, result_version)
+        brand_newest = newest_at
+    return tags, stamps, brand_newest
+
+
 def select(brand, expression, store: BitmapStore = STORE) -> Selection:
     """The people of ``brand`` the expression selects. :class:`NoResult` if a tag it
     reads has no computed result yet."""
-    expression, tags = prepare(brand, expression)
-    results = store.results(brand.pk, tags)
-    people = store.people(brand.pk)
+    if isinstance(expression, str):
+        expression = ex.parse_text(expression)
+    tags, stamps, brand_newest = _tags_and_stamps(brand, ex.tag_codes(expression))
+    expression = ex.validate(expression, tags)
+    tags = {code: tags[code] for code in ex.tag_codes(expression)}
+    results = store.results(brand.pk, tags, stamps=stamps)
+    people = store.people(brand.pk, stamp=brand_newest) if tags else store.people(brand.pk)
     members = evaluate(expression, results, people)
     return Selection(
         expression=expression,

@@ -293,11 +293,11 @@ def brand_tags(brand, codes: Iterable[str] | None = None) -> dict[str, TagInfo]:
     for pk, code, name, value_type, values, version in tags.values_list(
         "pk", "code", "name", "value_type", "values", "published_version"
     ):
-        out[code] = TagInfo(pk, code, name, value_type, _value_codes(value_type, values), version)
+        out[code] = TagInfo(pk, code, name, value_type, value_codes(value_type, values), version)
     return out
 
 
-def _value_codes(value_type: str, values) -> tuple:
+def value_codes(value_type: str, values) -> tuple:
     if value_type == "boolean":
         return ()
     codes = []

@@ -56,7 +56,7 @@ MIN_OTHERS = 20
 NEGATIVES_PER_POSITIVE = 5
 MIN_NEGATIVES = 10_000
 HOLDOUT = 0.2
-VALIDATION = gettext_noop("20% hold-out")
+VALIDATION = gettext_noop("hold-out of one person in five")
 TOP_FEATURES = 10
 
 RANK = "#rank"

@@ -140,13 +140,23 @@ def estimate(user, brand, expression) -> dict:
     builder: ``size``, ``population``, ``share``, the normalised ``expression``, its
     canonical ``text``, the ``tag_versions`` of the results used and ``took_ms``.
 
+    ``brand`` is a Brand, or a code looked up among the brands the user may view.
     ``PermissionDenied`` unless ``user`` may view audiences and the brand;
     ``ValidationError`` naming the unknown tag or value, or the tags not computed yet.
     Nothing is written."""
     started = time.perf_counter()
-    brand = _resolve_brand(brand)
-    if not (user.has_perm("audiences.view_audience") and may(user, brand, "view")):
+    if not user.has_perm("audiences.view_audience"):
         raise PermissionDenied(_("You may not view the audiences of this brand."))
+    if isinstance(brand, str):  # a code: looked up among the brands the user may view (one query)
+        from tagportal.catalog.models import Brand
+
+        code, brand = brand, Brand.objects.restrict(user, "view").filter(code=brand).first()
+        if brand is None:
+            raise ValidationError({"brand": [_("No brand “%(brand)s” that you may view.") % {"brand": code}]})
+    else:
+        brand = _resolve_brand(brand)
+        if not may(user, brand, "view"):
+            raise PermissionDenied(_("You may not view the audiences of this brand."))
     selection = _select(brand, expression)
     return {
         "size": selection.size,

@@ -46,6 +46,7 @@ class TagResult:
     any: BitMap
     ids_by_value: np.ndarray | None = None  # number tags: OneIDs sorted by their number
     sorted_numbers: np.ndarray | None = None
+    numbered: BitMap | None = None  # number tags: everyone with a number
     comparisons: OrderedDict = field(default_factory=OrderedDict)
 
 
@@ -72,25 +73,31 @@ class BitmapStore:
 
     # -- loading ------------------------------------------------------------------
 
-    def results(self, brand_id: int, tags: dict[str, TagInfo]) -> dict[str, TagResult]:
-        """The current results of ``tags`` (one query to check them; bitmaps are read
-        only for results that changed). :class:`NoResult` names tags never computed."""
+    def results(
+        self, brand_id: int, tags: dict[str, TagInfo], stamps: dict | None = None
+    ) -> dict[str, TagResult]:
+        """The current results of ``tags``; ``stamps`` (tag id → (computation id,
+        last_calculated_at, version)) if the caller read them already, else one query.
+        Bitmaps are read only for results that changed. :class:`NoResult` names tags
+        never computed."""
         from tagportal.engine.models import TagComputation
 
         if not tags:
             return {}
         by_pk = {info.pk: info for info in tags.values()}
-        stamps = {
-            tag_id: (pk, stamp, version, value_type)
-            for tag_id, pk, stamp, version, value_type in TagComputation.objects.filter(
-                tag_id__in=list(by_pk), version__isnull=False
-            ).values_list("tag_id", "pk", "last_calculated_at", "version", "value_type")
-        }
+        if stamps is None:
+            stamps = {
+                tag_id: (pk, stamp, version)
+                for tag_id, pk, stamp, version in TagComputation.objects.filter(
+                    tag_id__in=list(by_pk), version__isnull=False
+                ).values_list("tag_id", "pk", "last_calculated_at", "version")
+            }
+        stamps = {tag_id: stamps[tag_id] for tag_id in by_pk if tag_id in stamps}
         missing = sorted(by_pk[t].code for t in by_pk if t not in stamps)
         if missing:
             raise NoResult(missing)
         out = {}
-        for tag_id, (computation_id, stamp, version, _value_type) in stamps.items():
+        for tag_id, (computation_id, stamp, version) in stamps.items():
             cached = self._tags.get(tag_id)
             if cached is None or cached.stamp != stamp:
                 cached = self._load(by_pk[tag_id], computation_id, stamp, version)
@@ -111,29 +118,29 @@ class BitmapStore:
                 "value", "bitmap"
             )
         }
-        union = BitMap.union(*values.values()) if values else BitMap()
-        result = TagResult(info.pk, info.code, info.value_type, stamp, version, values, union)
+        numbers = None
         if info.value_type == "number":
             raw = TagComputation.objects.filter(pk=computation_id).values_list("numbers", flat=True).first()
             numbers = unpack_numbers(raw)
-            if numbers is not None and len(numbers):
-                order = np.argsort(numbers.to_numpy(), kind="stable")
-                result.ids_by_value = numbers.index.to_numpy(dtype="int64")[order]
-                result.sorted_numbers = numbers.to_numpy()[order]
-                result.any = result.any | bm.bitmap(result.ids_by_value)
+        result = make_result(
+            info.pk, info.code, info.value_type, values, numbers, stamp=stamp, version=version
+        )
         return result
 
-    def people(self, brand_id: int) -> BitMap:
+    def people(self, brand_id: int, stamp=None) -> BitMap:
         """The brand's people (OneIDs not merged into another), cached until a tag of the
-        brand is recomputed."""
+        brand is recomputed (``stamp``: the brand's newest result time, if the caller
+        read it already)."""
         from django.db.models import Max
 
         from tagportal.engine.models import TagComputation
         from tagportal.profiles.models import Customer
 
-        stamp = TagComputation.objects.filter(tag__brand_id=brand_id).aggregate(at=Max("last_calculated_at"))[
-            "at"
-        ]
+        if stamp is None:
+            newest = TagComputation.objects.filter(tag__brand_id=brand_id).aggregate(
+                at=Max("last_calculated_at")
+            )
+            stamp = newest["at"]
         cached = self._people.get(brand_id)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -158,12 +165,36 @@ class BitmapStore:
             self._tags[result.pk] = result
 
 
+def make_result(pk, code, value_type, values: dict, numbers=None, *, stamp=None, version=None) -> TagResult:
+    """A :class:`TagResult` from value bitmaps and, for number tags, the per-person
+    numbers (a float Series indexed by OneID)."""
+    union = BitMap.union(*values.values()) if values else BitMap()
+    result = TagResult(pk, code, value_type, stamp, version, dict(values), union)
+    if value_type == "number" and numbers is not None and len(numbers):
+        order = np.argsort(numbers.to_numpy(), kind="stable")
+        result.ids_by_value = numbers.index.to_numpy(dtype="int64")[order]
+        result.sorted_numbers = numbers.to_numpy()[order]
+        result.numbered = bm.bitmap(result.ids_by_value)
+        result.any = result.any | result.numbered
+    return result
+
+
 #: The process-wide store.
 STORE = BitmapStore()
 
 
 # ---------------------------------------------------------------------------
 # Evaluation
+
+
+def _slice(result: TagResult, start: int, stop: int) -> BitMap:
+    """The people between two positions of the sorted numbers. A bitmap is built from
+    the smaller side: a slice of more than half of them is everyone with a number minus
+    the rest."""
+    ids = result.ids_by_value
+    if stop - start <= len(ids) // 2 or result.numbered is None:
+        return bm.bitmap(ids[start:stop])
+    return result.numbered - bm.bitmap(np.concatenate([ids[:start], ids[stop:]]))
 
 
 def _compare(result: TagResult, op: str, value) -> BitMap:

@@ -609,6 +609,7 @@ class ReportViewSet(
                             "target": row["target"].code if row["target"] else None,
                             "affected_tags": [t.code for t in row["impact"]["tags"]],
                             "sources": [s.code for s in row["impact"]["sources"]],
+                            "audiences": [a.name for a in row["impact"]["audiences"]],
                             "owners": [str(u) for u in row["owners"]],
                         }
                         for row in cleanup.preview(request.user, findings)

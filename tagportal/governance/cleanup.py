@@ -198,8 +198,9 @@ def _check_open_requests(findings: list[Finding]) -> None:
 
 
 def preview(user, findings: list[Finding]) -> list[dict]:
-    """Each finding with its lineage impact (the tags reading it, transitively, and the
-    data sources it reads) and the owners who will be told."""
+    """Each finding with its lineage impact (the tags reading it, transitively, the
+    audiences using any of them, and the data sources it reads) and the owners who will
+    be told."""
     from tagportal.lineage.services import impact, upstream
 
     rows = []
@@ -212,7 +213,11 @@ def preview(user, findings: list[Finding]) -> list[dict]:
                 "action": finding.action,
                 "action_label": ChangeKind(finding.action).label,
                 "target": finding.target,
-                "impact": {"tags": downstream.tags, "sources": upstream(finding.tag).sources},
+                "impact": {
+                    "tags": downstream.tags,
+                    "audiences": list(downstream.audiences().restrict(user, "view")) if user else [],
+                    "sources": upstream(finding.tag).sources,
+                },
                 "owners": _owners(finding.tag, downstream.tags),
             }
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from tagportal.catalog.models import Tag
+from tagportal.catalog.models import Tag, TagVersion
 
 from . import services
 from .choices import ChangeKind
@@ -162,8 +162,9 @@ def load_demo_usage(days: int = 120, seed: int = 1) -> int:
 
 
 def backdate_demo_tags(days: int = 180) -> int:
-    """Spread the demo tags' creation over the last ``days`` days (deterministically),
-    so the activity chart shows a history rather than one bar. Only tags created today."""
+    """Spread the demo tags' creation and first publication over the last ``days`` days
+    (deterministically), so the activity chart shows a history rather than one bar and
+    the cold-tag report sees tags past their grace period. Only tags created today."""
     import datetime as dt
     import zlib
 
@@ -177,6 +178,7 @@ def backdate_demo_tags(days: int = 180) -> int:
         created = today - dt.timedelta(days=offset + 1)
         Tag.objects.filter(pk=tag.pk).update(created=created)
         Tag.history.filter(id=tag.pk, history_type="+").update(history_date=created)
+        TagVersion.objects.filter(tag_id=tag.pk, version=1).update(published_at=created)
         moved += 1
     return moved
 

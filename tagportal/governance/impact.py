@@ -34,7 +34,6 @@ import time
 from collections import deque
 from itertools import islice
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -45,10 +44,9 @@ from pyroaring import BitMap
 
 from tagportal.audiences import expressions as ex
 from tagportal.audiences.models import Audience, AudienceKind, AudienceStatus
-from tagportal.audiences.store import STORE, NoResult, TagResult, evaluate
+from tagportal.audiences.store import STORE, NoResult, TagResult, evaluate, make_result
 from tagportal.catalog.models import Tag, TagVersion
 from tagportal.core.exceptions import Conflict
-from tagportal.engine import bitmaps as bm
 from tagportal.engine import frames as fr
 from tagportal.engine import services as engine
 from tagportal.engine.evaluate import TagSpec
@@ -157,16 +155,7 @@ def _readers(tag: Tag) -> list[tuple[Tag, object]]:
 
 def _tag_result(tag: Tag, spec, outcome):
     """A candidate outcome as the audiences' store holds a result."""
-    values = dict(outcome.bitmaps)
-    union = BitMap.union(*values.values()) if values else BitMap()
-    result = TagResult(tag.pk, tag.code, spec.value_type, None, None, values, union)
-    numbers = outcome.numbers
-    if spec.value_type == "number" and numbers is not None and len(numbers):
-        order = np.argsort(numbers.to_numpy(), kind="stable")
-        result.ids_by_value = numbers.index.to_numpy(dtype="int64")[order]
-        result.sorted_numbers = numbers.to_numpy()[order]
-        result.any = result.any | bm.bitmap(result.ids_by_value)
-    return result
+    return make_result(tag.pk, tag.code, spec.value_type, dict(outcome.bitmaps), outcome.numbers)
 
 
 def _empty_result(tag: Tag, value_type: str):

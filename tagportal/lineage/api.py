@@ -383,6 +383,8 @@ class ImpactView(APIView):
                 "fields": serializers.ListField(child=serializers.DictField()),
                 "tags": serializers.ListField(child=serializers.DictField()),
                 "other_tags": serializers.IntegerField(),
+                "audiences": serializers.ListField(child=serializers.DictField()),
+                "other_audiences": serializers.IntegerField(),
             },
         ),
     )
@@ -409,6 +411,14 @@ class ImpactView(APIView):
             .values_list("pk", flat=True)
         )
         stale = services.stale_tag_ids(Tag.objects.filter(pk__in=visible_tags)) if visible_tags else set()
+        from tagportal.audiences.models import Audience
+
+        affected = list(found.audiences())
+        visible_audiences = set(
+            Audience.objects.restrict(user, "view")
+            .filter(pk__in=[a.pk for a in affected])
+            .values_list("pk", flat=True)
+        )
         root_data = {
             "source": _source_ref,
             "field": _field_ref,
@@ -422,6 +432,12 @@ class ImpactView(APIView):
                 "fields": [_field_ref(f) for f in found.fields if f.pk in visible_fields],
                 "tags": [_tag_ref(t, found.depth[t.pk], stale) for t in found.tags if t.pk in visible_tags],
                 "other_tags": len(found.tags) - len(visible_tags),
+                "audiences": [
+                    {"id": a.pk, "name": a.name, "brand": a.brand.code, "size": a.size, "is_live": a.is_live}
+                    for a in affected
+                    if a.pk in visible_audiences
+                ],
+                "other_audiences": len(affected) - len(visible_audiences),
             }
         )
 

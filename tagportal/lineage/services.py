@@ -488,6 +488,20 @@ class Impact:
     def tag_ids(self) -> set[int]:
         return {t.pk for t in self.tags}
 
+    def audiences(self):
+        """The active audiences that read an affected tag (or the root tag), downstream only."""
+        from tagportal.audiences.models import Audience, AudienceStatus
+
+        if self.direction != "downstream":
+            return Audience.objects.none()
+        ids = self.tag_ids | ({self.root.pk} if isinstance(self.root, Tag) else set())
+        return (
+            Audience.objects.filter(tags__in=ids, status=AudienceStatus.ACTIVE)
+            .distinct()
+            .select_related("brand")
+            .order_by("brand__code", "name", "pk")
+        )
+
     def __bool__(self):
         return bool(self.sources or self.fields or self.tags)
 

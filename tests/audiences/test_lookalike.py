@@ -228,7 +228,7 @@ def test_lookalike_finds_the_rest_of_the_planted_group(planted):
     assert 0 < metrics["average_precision"] <= 1
     assert metrics["positives"] == len(planted.seed_ids)
     assert metrics["negatives"] == N_PEOPLE - len(planted.seed_ids)
-    assert metrics["validation"] == "20% hold-out"
+    assert metrics["validation"] == "hold-out of one person in five"
     top = {f["feature"] for f in metrics["top_features"][:2]}
     assert top == {"yimei_visit_segment=a", "yimei_visit_vip=true"}
     assert all(f["coefficient"] > 0 for f in metrics["top_features"][:2])

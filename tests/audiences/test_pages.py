@@ -393,7 +393,7 @@ def test_lookalike_page_shows_the_models_validation(world, shop, audience):
             "auc": 0.8123,
             "average_precision": 0.61,
             "positives": 2,
-            "validation": "20% hold-out",
+            "validation": "hold-out of one person in five",
             "top_features": [
                 {
                     "feature": "yimei_visit_skin_type=oily",

@@ -9,7 +9,7 @@ from tagportal.lineage.models import DataField, DataSource, TagInput
 
 from ..api.contract import ScopedAPIContract
 from ..conftest import client_for
-from ..factories import TagFactory
+from ..factories import TagFactory, UserFactory
 from .conftest import NOW, make_lineage
 from .factories import DataFieldFactory, DataSourceFactory, metric_tag, reading_tag
 
@@ -424,3 +424,29 @@ def test_impact_marks_stale_tags(world, lin, now):
 )
 def test_impact_bad_queries_are_400(world, lin, params):
     assert client_for(world.operator).get(IMPACT, params).status_code == 400
+
+
+@pytest.mark.django_db
+def test_impact_lists_the_audiences_reading_affected_tags(world, lin):
+    from tagportal.audiences.models import Audience, AudienceStatus
+
+    spend = metric_tag(world.own_brand, world.category, "yimei_visit_spend", "orders", "amount")
+    derived = reading_tag(world.own_brand, world.category, "yimei_visit_spend2", spend)
+    reader = Audience.objects.create(
+        name="高消费人群", business_line=world.own_line, brand=world.own_brand, size=120, is_live=True
+    )
+    reader.tags.set([derived])
+    archived = Audience.objects.create(
+        name="旧人群", business_line=world.own_line, brand=world.own_brand, status=AudienceStatus.ARCHIVED
+    )
+    archived.tags.set([derived])
+    body = client_for(world.operator).get(IMPACT, {"source": "yimei-pos"}).json()
+    assert body["audiences"] == [
+        {"id": reader.pk, "name": "高消费人群", "brand": "ruiyan", "size": 120, "is_live": True}
+    ]
+    assert body["other_audiences"] == 0
+    assert client_for(world.operator).get(IMPACT, {"tag": derived.pk}).json()["audiences"][0]["id"] == reader.pk
+    upstream = client_for(world.operator).get(IMPACT, {"tag": derived.pk, "direction": "upstream"}).json()
+    assert upstream["audiences"] == []
+    other_line = UserFactory(username="op_other", role="operator", grants=[(world.other_line, "operators")])
+    assert client_for(other_line).get(IMPACT, {"source": "crm"}).json()["audiences"] == []

@@ -152,8 +152,26 @@ def _plain(text: str) -> str:
 
 
 @lru_cache(maxsize=65536)
+def _reading(char: str) -> str:
+    return "".join(lazy_pinyin(char))
+
+
 def _pinyin(name: str) -> str:
-    return " ".join(part.strip() for part in lazy_pinyin(name) if part.strip())
+    """Each Chinese character's usual reading, space separated; other runs of
+    characters stay as they are (character by character: a hundred times faster
+    than phrase segmentation, and as good to find homophones)."""
+    tokens, run = [], ""
+    for char in name:
+        if _CJK.match(char):
+            if run.strip():
+                tokens.append(run.strip())
+            run = ""
+            tokens.append(_reading(char))
+        else:
+            run += char
+    if run.strip():
+        tokens.append(run.strip())
+    return " ".join(tokens)
 
 
 def name_keys(tag: Tag) -> dict[str, str]:
@@ -345,11 +363,11 @@ def _pair(a: int, b: int) -> tuple[int, int]:
     return (a, b) if a < b else (b, a)
 
 
-def _definition_evidence(tags: list[Tag]) -> dict[tuple[int, int], list[dict]]:
+def _definition_evidence(tags: list[Tag], hashes: dict[int, str]) -> dict[tuple[int, int], list[dict]]:
     groups: dict[tuple, list[int]] = defaultdict(list)
     for tag in tags:
         if _matchable(tag.definition):
-            key = (definition_hash(tag.definition), tag.value_type, _dump(_canonical(tag.values or [])))
+            key = (hashes[tag.pk], tag.value_type, _dump(_canonical(tag.values or [])))
             groups[key].append(tag.pk)
     evidence = {}
     for (digest, _type, _values), pks in groups.items():
@@ -384,6 +402,7 @@ def build(scope: ReportScope) -> dict:
     published = {tag.pk for tag in tags if tag.status == TagStatus.PUBLISHED}
     boolean = {tag.pk for tag in tags if tag.value_type == ValueType.BOOLEAN}
     sizes = _sizes(tags_qs, boolean)
+    hashes = {tag.pk: definition_hash(tag.definition) for tag in tags}
     by_brand: dict[int, list[Tag]] = defaultdict(list)
     for tag in tags:
         by_brand[tag.brand_id].append(tag)
@@ -391,7 +410,7 @@ def build(scope: ReportScope) -> dict:
     evidence: dict[tuple[int, int], list[dict]] = defaultdict(list)
     for _brand, members in sorted(by_brand.items()):
         for found in (
-            _definition_evidence(members),
+            _definition_evidence(members, hashes),
             _name_evidence(members),
             _overlap_evidence(members, sizes, published, boolean),
         ):
@@ -400,7 +419,7 @@ def build(scope: ReportScope) -> dict:
     pairs = {pair: items for pair, items in evidence.items() if pair[0] in published or pair[1] in published}
 
     regions = tag_regions(tags_qs) if pairs else {}
-    uses = period_uses(tags_qs, scope) if pairs else {}
+    uses = period_uses({pk for pair in pairs for pk in pair}, scope)
     rows = []
     for (a, b), items in pairs.items():
         tag_a, tag_b = by_id[a], by_id[b]
@@ -411,7 +430,14 @@ def build(scope: ReportScope) -> dict:
                 "evidence": items,
                 "score": _score(items),
                 "target": _target(tag_a, tag_b, uses),
-                "fingerprint": {str(tag.pk): fingerprint(tag) for tag in (tag_a, tag_b)},
+                "fingerprint": {
+                    str(tag.pk): {
+                        "version": tag.published_version,
+                        "status": tag.status,
+                        "definition": hashes[tag.pk],
+                    }
+                    for tag in (tag_a, tag_b)
+                },
             }
         )
     rows.sort(key=lambda row: (-row["score"], row["a"]["tag"], row["b"]["tag"]))

@@ -32,9 +32,10 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import pandas as pd
 from django.contrib.auth import get_user_model
-from django.db.models import BigIntegerField, Case, F, Max, QuerySet, Sum, Value, When
-from django.db.models.functions import TruncWeek
+from django.db import connections
+from django.db.models import Max, QuerySet, Sum
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Region, Tag
@@ -43,6 +44,10 @@ from tagportal.engine.usage import TagUsage, UsageKind
 from . import ReportScope, tag_brief
 
 WINDOWS = (7, 30, 90)
+#: Counters read per round trip.
+FETCH_CHUNK = 100_000
+#: Ids per ``IN (...)`` list.
+IN_CHUNK = 500
 #: Days compared by the trend: the last ``TREND_DAYS`` against the ``TREND_DAYS`` before.
 TREND_DAYS = 30
 #: Uses needed, in the compared window, before a change counts as a trend.
@@ -120,10 +125,6 @@ def period_json(scope: ReportScope) -> list[str]:
     return [scope.start.isoformat(), scope.end.isoformat()]
 
 
-def _sum_when(**lookups) -> Sum:
-    return Sum(Case(When(then=F("count"), **lookups), default=Value(0), output_field=BigIntegerField()))
-
-
 def _days(n: int) -> dt.timedelta:
     return dt.timedelta(days=n)
 
@@ -145,63 +146,103 @@ class TagUse:
         return sum(self.windows[90].values())
 
 
-def usage_by_tag(tags: QuerySet, scope: ReportScope) -> dict[int, TagUse]:
-    """Per tag with any use up to the end of the period: its uses per window and kind,
-    within the period, in the trend windows, and its last day of use. Two queries."""
+def _oldest(scope: ReportScope) -> dt.date:
+    """The first day any usage figure of the period looks at."""
     end = scope.end
-    oldest = min(scope.start, end - _days(max(WINDOWS) - 1), end - _days(2 * TREND_DAYS - 1))
-    counters = TagUsage.objects.filter(tag__in=tag_ids(tags)).order_by()
-    rows = (
-        counters.filter(day__gte=oldest, day__lte=end)
-        .values("tag_id", "kind")
-        .annotate(
-            **{f"w{w}": _sum_when(day__gte=end - _days(w - 1)) for w in WINDOWS},
-            period=_sum_when(day__gte=scope.start),
-            recent=_sum_when(day__gte=end - _days(TREND_DAYS - 1)),
-            previous=_sum_when(day__gte=end - _days(2 * TREND_DAYS - 1), day__lte=end - _days(TREND_DAYS)),
-        )
+    return min(scope.start, end - _days(max(WINDOWS) - 1), end - _days(2 * TREND_DAYS - 1))
+
+
+def usage_frame(
+    tags: QuerySet, scope: ReportScope, first: dt.date, with_client: bool = False
+) -> pd.DataFrame:
+    """The daily counters of ``tags`` from ``first`` to the end of the period, as a
+    DataFrame of ``tag_id``, ``kind``, ``count`` (and ``client``) and ``age``: days
+    before the end of the period (0 on its last day). One query, read as plain rows
+    (no model, dict or date object per counter) and summed with pandas."""
+    columns = ["tag_id", "day", "kind", "count", *(["client"] if with_client else [])]
+    query = (
+        TagUsage.objects.filter(tag__in=tag_ids(tags), day__gte=first, day__lte=scope.end)
+        .order_by()
+        .values_list(*columns)
     )
+    sql, params = query.query.sql_with_params()
+    parts = []
+    with connections[query.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        while chunk := cursor.fetchmany(FETCH_CHUNK):
+            parts.append(pd.DataFrame.from_records(chunk, columns=columns))
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    days = pd.to_datetime(frame.pop("day").astype(str), format="%Y-%m-%d")  # text or dates, by backend
+    frame["age"] = (pd.Timestamp(scope.end) - days).dt.days.astype("int64")
+    for name in ("tag_id", "count", *(["client"] if with_client else [])):
+        frame[name] = frame[name].astype("int64")
+    return frame
+
+
+def _sums(frame: pd.DataFrame, by) -> dict:
+    return {key: int(n) for key, n in frame.groupby(by, sort=False)["count"].sum().items() if n}
+
+
+def usage_by_tag(tags: QuerySet, scope: ReportScope, frame: pd.DataFrame | None = None) -> dict[int, TagUse]:
+    """Per tag with any use up to the end of the period: its uses per window and kind,
+    within the period, in the trend windows, and its last day of use. Two queries
+    (``frame``, from :func:`usage_frame` since ``_oldest(scope)``, saves one)."""
+    if frame is None:
+        frame = usage_frame(tags, scope, _oldest(scope))
+    age = frame["age"]
     found: dict[int, TagUse] = defaultdict(TagUse)
-    for row in rows:
-        use = found[row["tag_id"]]
-        for w in WINDOWS:
-            use.windows[w][row["kind"]] = int(row[f"w{w}"] or 0)
-        use.period += int(row["period"] or 0)
-        use.recent += int(row["recent"] or 0)
-        use.previous += int(row["previous"] or 0)
-    last = counters.filter(day__lte=end, count__gt=0).values("tag_id").annotate(last=Max("day"))
+    for w in WINDOWS:
+        for (tag_id, kind), n in _sums(frame[age < w], ["tag_id", "kind"]).items():
+            found[int(tag_id)].windows[w][kind] = n
+    spans = {
+        "period": age < scope.days,
+        "recent": age < TREND_DAYS,
+        "previous": (age >= TREND_DAYS) & (age < 2 * TREND_DAYS),
+    }
+    for name, mask in spans.items():
+        for tag_id, n in _sums(frame[mask], "tag_id").items():
+            setattr(found[int(tag_id)], name, n)
+    last = (
+        TagUsage.objects.filter(tag__in=tag_ids(tags), day__lte=scope.end)
+        .order_by()
+        .values("tag_id")
+        .annotate(last=Max("day"))
+    )
     for row in last:
         found[row["tag_id"]].last_used = row["last"]
     return dict(found)
 
 
-def period_uses(tags: QuerySet, scope: ReportScope) -> dict[int, int]:
-    """``{tag id: uses within the period}`` in one query."""
-    rows = (
-        TagUsage.objects.filter(tag__in=tag_ids(tags), day__gte=scope.start, day__lte=scope.end)
-        .order_by()
-        .values("tag_id")
-        .annotate(n=Sum("count"))
-    )
-    return {row["tag_id"]: int(row["n"] or 0) for row in rows}
+def period_uses(tag_pks, scope: ReportScope) -> dict[int, int]:
+    """``{tag id: uses within the period}`` of the tags ``tag_pks``."""
+    pks, found = sorted(set(tag_pks)), {}
+    for lo in range(0, len(pks), IN_CHUNK):
+        rows = (
+            TagUsage.objects.filter(
+                tag_id__in=pks[lo : lo + IN_CHUNK], day__gte=scope.start, day__lte=scope.end
+            )
+            .order_by()
+            .values("tag_id")
+            .annotate(n=Sum("count"))
+        )
+        found.update({row["tag_id"]: int(row["n"] or 0) for row in rows})
+    return found
 
 
-def weekly_uses(tags: QuerySet, scope: ReportScope) -> dict[tuple[int, dt.date], int]:
-    """``{(tag id, Monday): uses}`` within the period, in one query."""
-    rows = (
-        TagUsage.objects.filter(tag__in=tag_ids(tags), day__gte=scope.start, day__lte=scope.end)
-        .order_by()
-        .annotate(week=TruncWeek("day"))
-        .values("tag_id", "week")
-        .annotate(n=Sum("count"))
-    )
-    out: dict[tuple[int, dt.date], int] = defaultdict(int)
-    for row in rows:
-        week = row["week"]
-        if isinstance(week, dt.datetime):  # some backends answer a timestamp
-            week = week.date()
-        out[(row["tag_id"], monday(week))] += int(row["n"] or 0)
-    return dict(out)
+def weekly_uses(
+    tags: QuerySet, scope: ReportScope, frame: pd.DataFrame | None = None
+) -> dict[tuple[int, dt.date], int]:
+    """``{(tag id, Monday): uses}`` within the period (one query, or none given a
+    ``frame`` of :func:`usage_frame` reaching back to the start of the period)."""
+    if frame is None:
+        frame = usage_frame(tags, scope, scope.start)
+    first = monday(scope.start)
+    frame = frame[frame["age"] < scope.days]
+    week = ((scope.end - first).days - frame["age"]) // 7
+    sums = frame.assign(week=week).groupby(["tag_id", "week"], sort=False)["count"].sum()
+    return {
+        (int(tag_id), first + _days(7 * int(n_week))): int(n) for (tag_id, n_week), n in sums.items() if n
+    }
 
 
 def trend(recent: int, previous: int) -> str:
@@ -247,19 +288,13 @@ def build(scope: ReportScope) -> dict:
     tags_qs = scope.tags().exclude(status=TagStatus.DRAFT)
     tags = brief_tags(tags_qs)
     regions = tag_regions(tags_qs)
-    uses = usage_by_tag(tags_qs, scope)
+    frame = usage_frame(tags_qs, scope, _oldest(scope), with_client=True)
+    uses = usage_by_tag(tags_qs, scope, frame)
     weeks = period_weeks(scope.start, scope.end)
-    weekly = weekly_uses(tags_qs, scope)
+    weekly = weekly_uses(tags_qs, scope, frame)
     by_client: dict[int, dict[int, int]] = defaultdict(dict)
-    client_rows = (
-        TagUsage.objects.filter(tag__in=tag_ids(tags_qs), day__gte=scope.start, day__lte=scope.end)
-        .order_by()
-        .values("tag_id", "client")
-        .annotate(n=Sum("count"))
-    )
-    for row in client_rows:
-        if row["n"]:
-            by_client[row["tag_id"]][row["client"]] = int(row["n"])
+    for (tag_id, client), n in _sums(frame[frame["age"] < scope.days], ["tag_id", "client"]).items():
+        by_client[int(tag_id)][int(client)] = n
 
     rows = []
     for tag in tags:

@@ -41,8 +41,16 @@ class Command(BaseCommand):
             demo.load_demo_requests(spec.get("change_requests", {}))
             demo.load_demo_duplicates(spec.get("duplicates", []))
             self._profiles_and_tags(spec)
+            self._audiences(spec)
             self._usage_and_reports(demo)
         return logins
+
+    def _audiences(self, spec):
+        from tagportal.audiences.demo import load_demo_audiences
+
+        made = load_demo_audiences(spec.get("audiences", []))
+        for audience in made:
+            self.stdout.write(f"audience {audience.name}: {audience.size} people")
 
     def _usage_and_reports(self, demo):
         """Backdated tag history and 120 days of usage, then every report, so the cleanup
@@ -52,7 +60,9 @@ class Command(BaseCommand):
         reports = demo.run_demo_reports()
         done = sum(1 for r in reports if r.status == "success")
         seconds = sum(r.duration_s or 0 for r in reports)
-        self.stdout.write(f"usage: {rows} daily counters; reports: {done}/{len(reports)} built in {seconds:.1f} s")
+        self.stdout.write(
+            f"usage: {rows} daily counters; reports: {done}/{len(reports)} built in {seconds:.1f} s"
+        )
 
     def _profiles_and_tags(self, spec):
         """Demo people, events and orders for each brand (deterministic), then compute every
