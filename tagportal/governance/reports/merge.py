@@ -57,8 +57,8 @@ from .usage import brief, brief_tags, period_json, period_uses, tag_ids, tag_reg
 NAME_SCORE = 90
 #: Lowest Jaccard index (and value agreement) of the members that makes a pair.
 OVERLAP = 0.95
-#: Rows of the name matrix compared at once (bounds memory for big brands).
-NAME_CHUNK = 2000
+#: Names compared at once with the (not much longer) names after them.
+NAME_CHUNK = 256
 #: Tags whose bitmaps are read at once.
 BITMAP_CHUNK = 200
 
@@ -132,11 +132,11 @@ def _matchable(definition) -> bool:
 
 def fingerprint(tag: Tag) -> dict:
     """What must not have changed for a merge suggestion about ``tag`` to still hold."""
-    return {
-        "version": tag.published_version,
-        "status": tag.status,
-        "definition": definition_hash(tag.definition),
-    }
+    return _fingerprint(tag, definition_hash(tag.definition))
+
+
+def _fingerprint(tag: Tag, digest: str) -> dict:
+    return {"version": tag.published_version, "status": tag.status, "definition": digest}
 
 
 # ---------------------------------------------------------------------------
@@ -185,25 +185,38 @@ def name_keys(tag: Tag) -> dict[str, str]:
     }
 
 
-def _similar(texts: list[str]) -> dict[tuple[int, int], float]:
-    """``{(i, j): score}`` (i < j) of the texts scoring at least ``NAME_SCORE``."""
-    index = [i for i, text in enumerate(texts) if text]
-    if len(index) < 2:
+def _similar(texts: list[str], words: bool = True) -> dict[tuple[int, int], float]:
+    """``{(i, j): score}`` (i < j) of the texts scoring at least ``NAME_SCORE``
+    (``words``: texts of several words, also compared with their words sorted).
+
+    Both scores are at most ``200 × shorter / (shorter + longer)``, so texts sorted by
+    length are only compared with texts at most ``200 / NAME_SCORE − 1`` (22 %) longer."""
+    order = sorted((i for i, text in enumerate(texts) if text), key=lambda i: (len(texts[i]), i))
+    if len(order) < 2:
         return {}
-    values = [texts[i] for i in index]
+    values = [texts[i] for i in order]
+    lengths = np.array([len(text) for text in values])
+    reach = 200 / NAME_SCORE - 1
     found: dict[tuple[int, int], float] = {}
     for lo in range(0, len(values), NAME_CHUNK):
-        chunk, rest = values[lo : lo + NAME_CHUNK], values[lo:]  # only j >= i is needed
+        hi = min(len(values), lo + NAME_CHUNK)
+        end = int(np.searchsorted(lengths, lengths[hi - 1] * reach + 1e-9, side="right"))
         scores = None
-        for scorer in (fuzz.ratio, fuzz.token_sort_ratio):
+        for scorer in (fuzz.ratio, fuzz.token_sort_ratio) if words else (fuzz.ratio,):
             matrix = process.cdist(
-                chunk, rest, scorer=scorer, score_cutoff=NAME_SCORE, dtype=np.float32, workers=-1
+                values[lo:hi],
+                values[lo:end],
+                scorer=scorer,
+                score_cutoff=NAME_SCORE,
+                dtype=np.float32,
+                workers=-1,
             )
             scores = matrix if scores is None else np.maximum(scores, matrix)
         rows, cols = np.nonzero(scores)
         for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            if r < c:
-                found[(index[lo + r], index[lo + c])] = round(float(scores[r, c]), 1)
+            if r < c:  # each pair once: the row comes first in length order
+                i, j = order[lo + r], order[lo + c]
+                found[(min(i, j), max(i, j))] = round(float(scores[r, c]), 1)
     return found
 
 
@@ -220,7 +233,10 @@ def _name_evidence(tags: list[Tag]) -> dict[tuple[int, int], list[dict]]:
         }
         for k in keys
     ]
-    scores = {field: _similar([k[field] for k in keys]) for field in ("name", "pinyin", "name_en")}
+    scores = {
+        field: _similar([k[field] for k in keys], words=field != "name")
+        for field in ("name", "pinyin", "name_en")
+    }
     evidence: dict[tuple[int, int], list[dict]] = defaultdict(list)
     pairs = sorted(set().union(*scores.values()))
     for i, j in pairs:
@@ -275,7 +291,8 @@ def _candidates(tags: list[Tag], sizes: dict, published: set[int]) -> list[tuple
     for value_type, members in sorted(groups.items()):
         members.sort()
         for i, (size_i, a) in enumerate(members):
-            for size_j, b in members[i + 1 :]:
+            for j in range(i + 1, len(members)):
+                size_j, b = members[j]
                 if size_i < OVERLAP * size_j:
                     break
                 if a not in published and b not in published:
@@ -313,7 +330,7 @@ def _agreement(a: dict[str, BitMap], b: dict[str, BitMap], union: int) -> float:
     )
     if not union or matrix.size == 0:
         return 0.0
-    return min(matrix.max(axis=1).sum(), matrix.max(axis=0).sum()) / union
+    return float(min(matrix.max(axis=1).sum(), matrix.max(axis=0).sum()) / union)
 
 
 def _overlap_evidence(
@@ -430,14 +447,7 @@ def build(scope: ReportScope) -> dict:
                 "evidence": items,
                 "score": _score(items),
                 "target": _target(tag_a, tag_b, uses),
-                "fingerprint": {
-                    str(tag.pk): {
-                        "version": tag.published_version,
-                        "status": tag.status,
-                        "definition": hashes[tag.pk],
-                    }
-                    for tag in (tag_a, tag_b)
-                },
+                "fingerprint": {str(tag.pk): _fingerprint(tag, hashes[tag.pk]) for tag in (tag_a, tag_b)},
             }
         )
     rows.sort(key=lambda row: (-row["score"], row["a"]["tag"], row["b"]["tag"]))

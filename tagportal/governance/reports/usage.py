@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.db import connections
-from django.db.models import Max, QuerySet, Sum
+from django.db.models import CharField, Max, QuerySet, Sum
+from django.db.models.functions import Cast
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Region, Tag
@@ -159,10 +160,11 @@ def usage_frame(
     DataFrame of ``tag_id``, ``kind``, ``count`` (and ``client``) and ``age``: days
     before the end of the period (0 on its last day). One query, read as plain rows
     (no model, dict or date object per counter) and summed with pandas."""
-    columns = ["tag_id", "day", "kind", "count", *(["client"] if with_client else [])]
+    columns = ["tag_id", "day_text", "kind", "count", *(["client"] if with_client else [])]
     query = (
         TagUsage.objects.filter(tag__in=tag_ids(tags), day__gte=first, day__lte=scope.end)
         .order_by()
+        .annotate(day_text=Cast("day", output_field=CharField()))  # "YYYY-MM-DD", no date object per row
         .values_list(*columns)
     )
     sql, params = query.query.sql_with_params()
@@ -172,7 +174,7 @@ def usage_frame(
         while chunk := cursor.fetchmany(FETCH_CHUNK):
             parts.append(pd.DataFrame.from_records(chunk, columns=columns))
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    days = pd.to_datetime(frame.pop("day").astype(str), format="%Y-%m-%d")  # text or dates, by backend
+    days = pd.to_datetime(frame.pop("day_text"), format="%Y-%m-%d")
     frame["age"] = (pd.Timestamp(scope.end) - days).dt.days.astype("int64")
     for name in ("tag_id", "count", *(["client"] if with_client else [])):
         frame[name] = frame[name].astype("int64")
