@@ -122,14 +122,14 @@ def test_api_apply(world):
 
 @pytest.mark.django_db
 def test_bootstrap_demo_is_idempotent(capsys):
-    call_command("bootstrap_demo")
+    call_command("bootstrap_demo", "--people", "120")
     out = capsys.readouterr().out
     for username in ("admin", "steward", "operator", "analyst"):
         assert username in out
     counts = Counter(Tag.objects.values_list("brand__code", flat=True))
     assert all(n >= 40 for n in counts.values()) and len(counts) == 4
     history = Tag.history.count()
-    call_command("bootstrap_demo")
+    call_command("bootstrap_demo", "--people", "120")
     assert Tag.history.count() == history
     from django.contrib.auth import authenticate
 

@@ -64,7 +64,7 @@ def test_operator_builds_and_saves_an_audience(live_server, page, shop):  # noqa
     wait_size(page, 4)
     assert "40.0%" in page.locator("#tp-share").inner_text()
     assert 'tag(yimei_visit_skin_type) = "oily"' in page.input_value("#tp-text")
-    assert re.search(r"\d+(\.\d+)? ms", page.locator("#tp-took").inner_text())
+    assert re.search(r"\d+(\.\d+)? (ms|毫秒)", page.locator("#tp-took").inner_text())
 
     # 2. last-visit days <= 30, found by its Chinese name; first a wrong range shows an error
     page.locator(f"{ROOT} > .tp-group-actions .tp-add-condition").click()

@@ -14,8 +14,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--no-templates", action="store_true", help="do not apply industry templates")
+        parser.add_argument(
+            "--people", type=int, default=None, help="demo people per brand (default: demo_people in demo.yaml)"
+        )
 
-    def handle(self, *args, no_templates=False, **options):
+    def handle(self, *args, no_templates=False, people=None, **options):
+        self.people = people
         with translation.override(settings.LANGUAGE_CODE):  # demo content in the portal's language
             logins = self._bootstrap(no_templates)
         self.stdout.write("")
@@ -55,8 +59,12 @@ class Command(BaseCommand):
     def _usage_and_reports(self, demo):
         """Backdated tag history and 120 days of usage, then every report, so the cleanup
         dashboard shows findings."""
+        from tagportal.governance.models import Report
+
         demo.backdate_demo_tags()
         rows = demo.load_demo_usage()
+        if Report.objects.exists():  # run before
+            return
         reports = demo.run_demo_reports()
         done = sum(1 for r in reports if r.status == "success")
         seconds = sum(r.duration_s or 0 for r in reports)
@@ -71,9 +79,13 @@ class Command(BaseCommand):
         from tagportal.engine.services import compute_brand
         from tagportal.profiles.services import load_demo
 
-        people = int(spec.get("demo_people", 1000))
+        from tagportal.profiles.models import Customer
+
+        people = self.people or int(spec.get("demo_people", 1000))
         for item in spec["brands"]:
             brand = Brand.objects.get(code=item["code"])
+            if Customer.objects.filter(brand=brand).exists():  # run before: people and tags are there
+                continue
             load_demo(brand, people=people, seed=1, industry=item.get("template"))
             report = compute_brand(brand)
             ok = sum(1 for run in report.runs if run.status == "success")
