@@ -543,10 +543,9 @@ def load_api(tags: dict, oneids) -> dict:
 
 def run_api(loaded: dict, exprs: list[dict], runs: int) -> dict:
     from django.test import Client
+    from rest_framework.authtoken.models import Token
 
     from tagportal.audiences.store import STORE
-
-    from rest_framework.authtoken.models import Token
 
     STORE.clear()
     # as another system calls the API: a token (the builder page uses its session)

@@ -15,7 +15,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--no-templates", action="store_true", help="do not apply industry templates")
         parser.add_argument(
-            "--people", type=int, default=None, help="demo people per brand (default: demo_people in demo.yaml)"
+            "--people",
+            type=int,
+            default=None,
+            help="demo people per brand (default: demo_people in demo.yaml)",
         )
 
     def handle(self, *args, no_templates=False, people=None, **options):
@@ -77,9 +80,8 @@ class Command(BaseCommand):
         published tag on them so the dictionary shows coverage and distributions."""
         from tagportal.catalog.models import Brand
         from tagportal.engine.services import compute_brand
-        from tagportal.profiles.services import load_demo
-
         from tagportal.profiles.models import Customer
+        from tagportal.profiles.services import load_demo
 
         people = self.people or int(spec.get("demo_people", 1000))
         for item in spec["brands"]:
