@@ -445,7 +445,9 @@ def test_impact_lists_the_audiences_reading_affected_tags(world, lin):
         {"id": reader.pk, "name": "高消费人群", "brand": "ruiyan", "size": 120, "is_live": True}
     ]
     assert body["other_audiences"] == 0
-    assert client_for(world.operator).get(IMPACT, {"tag": derived.pk}).json()["audiences"][0]["id"] == reader.pk
+    assert (
+        client_for(world.operator).get(IMPACT, {"tag": derived.pk}).json()["audiences"][0]["id"] == reader.pk
+    )
     upstream = client_for(world.operator).get(IMPACT, {"tag": derived.pk, "direction": "upstream"}).json()
     assert upstream["audiences"] == []
     other_line = UserFactory(username="op_other", role="operator", grants=[(world.other_line, "operators")])
