@@ -55,6 +55,8 @@ test: lint check pytest
 bench: install-dev
 	$(BIN)/python benchmarks/changelist.py
 	$(BIN)/python benchmarks/compute.py
+	$(BIN)/python benchmarks/reports.py
+	$(BIN)/python benchmarks/audiences.py
 
 messages: install-dev
 	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles

@@ -234,7 +234,7 @@ def _name_evidence(tags: list[Tag]) -> dict[tuple[int, int], list[dict]]:
         for k in keys
     ]
     scores = {
-        field: _similar([k[field] for k in keys], words=field != "name")
+        field: _similar([k[field] for k in keys], words=field == "name_en")
         for field in ("name", "pinyin", "name_en")
     }
     evidence: dict[tuple[int, int], list[dict]] = defaultdict(list)
