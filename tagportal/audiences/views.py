@@ -264,12 +264,13 @@ def audience_list(request):
     if query:
         audiences = audiences.filter(name__icontains=query)
     page = Paginator(audiences.defer("expression"), PAGE_SIZE).get_page(request.GET.get("page"))
+    stale = services.stale_pins_many(list(page))  # two queries for the page, not two per row
     rows = [
         {
             "audience": a,
             "share": _percent(a.share),
             "refreshed": beijing(a.last_calculated_at),
-            "stale": services.stale_pins(a),
+            "stale": stale.get(a.pk, []),
         }
         for a in page
     ]
