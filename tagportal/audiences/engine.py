@@ -7,8 +7,11 @@ changed."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from dataclasses import dataclass
 
+from django.utils.dateparse import parse_datetime
 from pyroaring import BitMap
 
 from . import expressions as ex
@@ -45,40 +48,63 @@ def prepare(brand, expression) -> tuple[dict, dict[str, ex.TagInfo]]:
     return expression, {code: tags[code] for code in ex.tag_codes(expression)}
 
 
-COLUMNS = (
-    "pk", "code", "name", "value_type", "values", "published_version",
-    "computation__pk", "computation__last_calculated_at", "computation__version", "brand_newest",
-)  # fmt: skip
+_SQL: dict[str, str] = {}
+
+
+def _sql(connection) -> str:
+    """The query of :func:`_tags_and_stamps`, written once per database vendor: the
+    builder calls it on every change, and compiling it through the ORM each time cost
+    more than running it."""
+    if connection.vendor not in _SQL:
+        from tagportal.catalog.models import Tag
+        from tagportal.engine.models import TagComputation
+
+        q = connection.ops.quote_name
+        tag, computation = q(Tag._meta.db_table), q(TagComputation._meta.db_table)
+        _SQL[connection.vendor] = (
+            f"SELECT t.{q('id')}, t.{q('code')}, t.{q('name')}, t.{q('value_type')}, t.{q('values')}, "
+            f"t.{q('published_version')}, c.{q('id')}, c.{q('last_calculated_at')}, c.{q('version')}, "
+            f"(SELECT MAX(c2.{q('last_calculated_at')}) FROM {computation} c2 "
+            f"JOIN {tag} t2 ON c2.{q('tag_id')} = t2.{q('id')} WHERE t2.{q('brand_id')} = %s) "
+            f"FROM {tag} t LEFT JOIN {computation} c ON c.{q('tag_id')} = t.{q('id')} "
+            f"WHERE t.{q('brand_id')} = %s AND t.{q('status')} IN (%s, %s) AND t.{q('code')} IN ({{codes}})"
+        )
+    return _SQL[connection.vendor]
+
+
+def _datetime(value):
+    """A time as the ORM gives it (aware, UTC on SQLite, which hands back text)."""
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    return parsed.replace(tzinfo=dt.UTC) if parsed is not None and parsed.tzinfo is None else parsed
 
 
 def _tags_and_stamps(brand, codes) -> tuple[dict[str, ex.TagInfo], dict[int, tuple], object]:
     """The brand's published tags among ``codes`` with their current results' stamps, and
     the brand's newest result time: one query."""
-    from django.db.models import Max, OuterRef, Subquery
+    from django.db import connections, router
 
     from tagportal.catalog.choices import TagStatus
     from tagportal.catalog.models import Tag
-    from tagportal.engine.models import TagComputation
 
-    newest = (
-        TagComputation.objects.filter(tag__brand_id=OuterRef("brand_id"))
-        .values("tag__brand_id")
-        .annotate(at=Max("last_calculated_at"))
-        .values("at")[:1]
-    )
-    rows = (
-        Tag.objects.filter(
-            brand=brand, code__in=sorted(codes), status__in=[TagStatus.PUBLISHED, TagStatus.DEPRECATED]
-        )
-        .annotate(brand_newest=Subquery(newest))
-        .values_list(*COLUMNS)
-    )
+    codes = sorted(codes)
     tags, stamps, brand_newest = {}, {}, None
+    if not codes:
+        return tags, stamps, brand_newest
+    connection = connections[router.db_for_read(Tag)]
+    sql = _sql(connection).replace("{codes}", ", ".join(["%s"] * len(codes)))
+    params = [brand.pk, brand.pk, TagStatus.PUBLISHED, TagStatus.DEPRECATED, *codes]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     for pk, code, name, value_type, values, version, computation, stamp, result_version, newest_at in rows:
+        if isinstance(values, str | bytes):
+            values = json.loads(values)
         tags[code] = ex.TagInfo(pk, code, name, value_type, ex.value_codes(value_type, values), version)
         if computation is not None and result_version is not None:
-            stamps[pk] = (computation, stamp, result_version)
-        brand_newest = newest_at
+            stamps[pk] = (computation, _datetime(stamp), result_version)
+        brand_newest = _datetime(newest_at)
     return tags, stamps, brand_newest
 
 
