@@ -618,22 +618,9 @@ def on_results_updated(brand_id: int, tag_ids) -> int:
 def ensure_schedules(periodic_task_model=None, crontab_model=None) -> list[str]:
     """Create the audience periodic tasks (Beijing time) if missing; existing ones,
     possibly edited in the admin, are left alone. Answers the names created."""
-    if periodic_task_model is None or crontab_model is None:
-        from django_celery_beat.models import CrontabSchedule, PeriodicTask
+    from tagportal.core.schedules import ensure_crontab_tasks
 
-        periodic_task_model, crontab_model = PeriodicTask, CrontabSchedule
-    created = []
-    for entry in DEFAULT_SCHEDULES:
-        if periodic_task_model.objects.filter(name=entry["name"]).exists():
-            continue
-        fields = {"minute": "*", "hour": "*", "day_of_week": "*", "day_of_month": "*", "month_of_year": "*"}
-        fields.update(entry["crontab"])
-        crontab, _new = crontab_model.objects.get_or_create(**fields, timezone="Asia/Shanghai")
-        periodic_task_model.objects.create(
-            name=entry["name"], task=entry["task"], crontab=crontab, queue=QUEUE, enabled=True
-        )
-        created.append(entry["name"])
-    return created
+    return ensure_crontab_tasks(DEFAULT_SCHEDULES, periodic_task_model, crontab_model, queue=QUEUE)
 
 
 # ---------------------------------------------------------------------------
