@@ -9,19 +9,11 @@ import pytest
 from tagportal.audiences.models import Audience
 
 from ..audiences.conftest import shop  # noqa: F401  (the brand with 10 people and 4 computed tags)
+from .test_review import login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = "#tp-tree > fieldset.tp-group-root"
-
-
-def login(page, live_server, username, password):
-    page.context.clear_cookies()
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", password)
-    page.click("input[type=submit]")
-    page.wait_for_selector("#content")
 
 
 def pick_tag(page, condition, typed: str, code: str):
