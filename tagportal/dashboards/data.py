@@ -500,14 +500,28 @@ def flat_row(kind: str, row: Mapping, meta: Mapping, reasons: Callable | None = 
     return out
 
 
+#: The columns that name a tag (or a pair, an activity cell), in the order they are shown.
+LEADING_COLUMNS = (
+    "week", "a", "b", "tag", "code", "name", "name_en", "status", "version",
+    "business_line", "brand", "region", "category", "regions", "owner",
+)  # fmt: skip
+
+
+def _column_rank(column: str) -> tuple:
+    parts = column.split(".")[:2]
+    return tuple(LEADING_COLUMNS.index(p) if p in LEADING_COLUMNS else len(LEADING_COLUMNS) for p in parts)
+
+
 def table(
     kind: str, rows: list[dict], meta: Mapping, reasons=None, names=None
 ) -> tuple[list[str], list[list]]:
-    """Columns (in the order first met) and values of the flattened rows."""
+    """Columns and values of the flattened rows. The columns naming a tag come first in
+    a fixed order, the others by name: stored rows do not keep their keys' order
+    (PostgreSQL's jsonb sorts them)."""
     flat = [flat_row(kind, row, meta, reasons, names) for row in rows]
     columns: dict[str, None] = {}
     for row in flat:
         for key in row:
             columns.setdefault(key, None)
-    header = list(columns)
+    header = sorted(columns, key=lambda column: (_column_rank(column), column))
     return header, [[row.get(key) for key in header] for row in flat]
