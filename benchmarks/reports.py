@@ -11,10 +11,10 @@ The issue asks that "a report for 10,000 tags finishes in under a minute" and th
    About 1 % of the tags each are planted near-duplicate names, identical definitions
    and near-identical member sets of another tag of their brand, so that the merge
    report has something to find;
-2. daily usage counters (:class:`~tagportal.engine.usage.TagUsage`) over ``--days``
+2. daily usage counters (:class:`~tagportal.usage.models.TagUsage`) over ``--days``
    days for about 70 % of the tags (busy, steady, sporadic, falling and rising
    profiles; about 1.1 million counters at 10,000 tags and 120 days), written with
-   :func:`tagportal.engine.usage.add_rows`;
+   :func:`tagportal.usage.services.add_rows`;
 3. engine results: a :class:`~tagportal.engine.models.TagComputation` per tag (coverage
    and PSI spread, a few stale, failing or never computed), Roaring bitmaps over
    ``--people`` OneIDs per brand (the ``true`` members of yes/no tags, one bitmap per
@@ -633,7 +633,8 @@ def fill_usage(world: World, days: int, seed: int) -> dict:
     import numpy as np
     from django.db import transaction
 
-    from tagportal.engine.usage import TagUsage, add_rows
+    from tagportal.usage.models import TagUsage
+    from tagportal.usage.services import add_rows
 
     rng = np.random.default_rng(seed + 1)
     tag_ids = np.array(world.tag_ids, dtype="int64")
@@ -1151,7 +1152,7 @@ def naive_usage(tag_ids: list[int], end: dt.date, days: int = 90) -> int:
     from django.db.models.functions import TruncWeek
 
     from tagportal.catalog.models import Tag
-    from tagportal.engine.usage import TagUsage
+    from tagportal.usage.models import TagUsage
 
     start = end - dt.timedelta(days=days - 1)
     rows = 0
@@ -1190,7 +1191,7 @@ def naive_cold(tag_ids: list[int], end: dt.date, days: int = 90) -> int:
 
     from tagportal.catalog.models import Tag
     from tagportal.engine.models import TagComputation, TagRun
-    from tagportal.engine.usage import TagUsage
+    from tagportal.usage.models import TagUsage
 
     start = end - dt.timedelta(days=days - 1)
     rows = 0
@@ -1217,10 +1218,10 @@ def naive_activity(tag_ids: list[int], end: dt.date, days: int = 182) -> int:
     from tagportal.catalog.choices import TagStatus
     from tagportal.catalog.models import Tag
     from tagportal.engine.services import BEIJING
-    from tagportal.engine.usage import TagUsage
     from tagportal.governance.choices import RequestState
     from tagportal.governance.models import ChangeItem
     from tagportal.governance.reports.usage import monday
+    from tagportal.usage.models import TagUsage
 
     def week(moment: dt.datetime) -> dt.date:
         return monday(moment.astimezone(BEIJING).date())
@@ -1412,7 +1413,7 @@ def run(
 
 
 def measure(connection, *, tags, days, people, seed, repeat, sample, fresh, quiet) -> dict:
-    from tagportal.engine.usage import beijing_today
+    from tagportal.core.days import beijing_today
 
     load_at_start = _load_average()
 

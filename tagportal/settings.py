@@ -57,14 +57,19 @@ INSTALLED_APPS = [
     "guardian",
     "simple_history",
     "django_celery_beat",
+    # TagPortal's apps, lowest layer first (an app imports only apps above it in this
+    # list; see docs/architecture.md).
     "tagportal.core",
-    "tagportal.engine",
+    "tagportal.usage",
+    "tagportal.notifications",
     "tagportal.catalog",
     "tagportal.profiles",
+    "tagportal.engine",
+    "tagportal.audiences",
     "tagportal.lineage",
     "tagportal.governance",
-    "tagportal.audiences",
     "tagportal.dashboards",
+    "tagportal.demo",
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,7 @@ document restricted to tags::
         {"not": {"tag": "yimei_churn_churn_risk", "op": "eq", "value": "high"}}
     ]}
 
-and the text form is parsed by the engine's rule parser (:func:`tagportal.engine.syntax.parse_condition`)::
+and the text form is parsed by the engine's rule parser (:func:`tagportal.rules.syntax.parse_condition`)::
 
     @yimei_skin_skin_type = "oily" and @yimei_visit_last_visit_days <= 30
         and not @yimei_churn_churn_risk = "high"
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from tagportal.engine.syntax import RuleSyntaxError, format_condition, parse_condition
+from tagportal.rules.syntax import RuleSyntaxError, format_condition, parse_condition
 
 MAX_DEPTH = 12
 MAX_CONDITIONS = 64

@@ -38,7 +38,9 @@ from pyroaring import BitMap
 
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may, may_add_into, scope_filter
+from tagportal.core.roles import reviewers_of
 from tagportal.engine import bitmaps as bm
+from tagportal.notifications import services as notifications
 
 from . import expressions as ex
 from .engine import NoResult, Selection, select
@@ -130,7 +132,7 @@ def _client(user, audience: Audience | None = None) -> int:
 
 
 def _record(tag_ids, client: int, kind) -> None:
-    from tagportal.engine import usage
+    from tagportal.usage import services as usage
 
     usage.record_safely(list(tag_ids), client, kind)
 
@@ -333,7 +335,7 @@ def create_audience(
 
 
 def _usage_kind():
-    from tagportal.engine.usage import UsageKind
+    from tagportal.usage.choices import UsageKind
 
     return UsageKind.AUDIENCE
 
@@ -684,13 +686,7 @@ def _audience_url(audience: Audience) -> str:
 
 
 def _notify(users, subject: str, body: str, audience: Audience) -> None:
-    from tagportal.governance.models import Notification
-    from tagportal.governance.services import notify
-
-    notes = notify(users, subject, body)
-    url = _audience_url(audience)
-    if url and notes:
-        Notification.objects.filter(pk__in=[n.pk for n in notes if n.pk]).update(url=url)
+    notifications.notify(users, subject, body, topic=audience, url=_audience_url(audience))
 
 
 def _apply_repin(user, audience_id: int, reason: str) -> Audience:
@@ -745,8 +741,6 @@ def repin(user, audience: Audience) -> Audience:
         raise Conflict(problem)
     if not audience.is_live:
         return _apply_repin(user, audience.pk, "")
-    from tagportal.governance.services import reviewers_of
-
     with transaction.atomic():
         current = (
             Audience.objects.select_for_update(of=("self",))
@@ -859,7 +853,7 @@ def export_rows(user, audience: Audience, identity_type: str | None = None) -> I
 
 
 def _export_kind():
-    from tagportal.engine.usage import UsageKind
+    from tagportal.usage.choices import UsageKind
 
     return UsageKind.EXPORT
 

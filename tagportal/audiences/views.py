@@ -17,7 +17,6 @@ import json
 import re
 from functools import lru_cache
 from itertools import islice
-from zoneinfo import ZoneInfo
 
 import plotly.graph_objects as go
 from django import forms
@@ -37,6 +36,7 @@ from pypinyin import lazy_pinyin
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Category, Tag
+from tagportal.core.days import beijing_text
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import containers_for_add, may
 from tagportal.profiles.choices import IdentityType
@@ -47,7 +47,6 @@ from . import services
 from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus
 from .store import NoResult
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 PAGE_SIZE = 50
 HISTORY_PAGE_SIZE = 50
 #: Snapshots drawn in the history chart (the newest ones).
@@ -115,7 +114,7 @@ def _percent(share) -> str:
 
 
 def beijing(value) -> str:
-    return timezone.localtime(value, BEIJING).strftime("%Y-%m-%d %H:%M") if value else "—"
+    return beijing_text(value, empty="—")
 
 
 def _label(item: dict, english: bool) -> str:
@@ -802,7 +801,7 @@ def approve_repin(request, pk: int):
 
 
 def _filename(audience: Audience, identity_type: str | None) -> str:
-    stamp = timezone.localtime(timezone.now(), BEIJING).strftime("%Y%m%d-%H%M")
+    stamp = beijing_text(timezone.now(), "%Y%m%d-%H%M")
     safe = re.sub(r'[\\/:*?"<>|\s]+', "_", audience.name).strip("_") or f"audience-{audience.pk}"
     return f"{safe}-{identity_type or 'oneid'}-{stamp}.csv"
 

@@ -16,7 +16,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add, is_unrestricted, may
-from tagportal.engine import usage
+from tagportal.usage import services as usage
 
 from . import export as tag_export
 from . import services

@@ -23,7 +23,7 @@ from tagportal.core.api import (
     ValidatedModelSerializer,
 )
 from tagportal.core.permissions import may_add_into
-from tagportal.engine import usage
+from tagportal.usage import services as usage
 
 from . import export as tag_export
 from . import services

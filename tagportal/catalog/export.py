@@ -33,9 +33,9 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from tagportal.core.permissions import model_permission
-from tagportal.engine import usage
 from tagportal.engine.models import TagComputation
 from tagportal.engine.services import BEIJING
+from tagportal.usage import services as usage
 
 from .choices import TagStatus
 from .models import Brand, BusinessLine, Category, Region

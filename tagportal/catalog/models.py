@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from tagportal.core.models import TimeStampedModel
-from tagportal.core.permissions import Via
+from tagportal.core.permissions import Via, tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
 
 from . import naming
@@ -499,11 +499,7 @@ class TagVersion(models.Model):
     )
 
     objects = RestrictedQuerySet.as_manager()
-    scope = [
-        Via("catalog.businessline", "tag__business_line"),
-        Via("catalog.brand", "tag__brand"),
-        Via("catalog.tag", "tag"),
-    ]
+    scope = tag_scope("tag")
 
     class Meta:
         ordering = ["tag_id", "-version"]

@@ -25,7 +25,7 @@ A pack is a YAML document::
         refresh_mode: batch|realtime  (default batch)
         unit: 次                      (optional)
         values: [{code: oily, label: 油性, label_en: Oily}, ...]
-        definition: {...}            # a rule document (tagportal.engine.rules);
+        definition: {...}            # a rule document (tagportal.rules.definitions);
                                      # {"tag": "@other_name"} refers to another tag of the pack
 """
 
@@ -41,7 +41,7 @@ import yaml
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from tagportal.engine.rules import RuleValidationError, validate_definition
+from tagportal.rules.definitions import RuleValidationError, validate_definition
 
 from . import naming
 from .choices import RefreshMode, TagKind, ValueType

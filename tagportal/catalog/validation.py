@@ -9,7 +9,7 @@ import re
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 
-from tagportal.engine.rules import RuleValidationError, tag_references, validate_definition
+from tagportal.rules.definitions import RuleValidationError, tag_references, validate_definition
 
 from .choices import TagKind, TagStatus, ValueType
 

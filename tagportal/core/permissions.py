@@ -43,6 +43,16 @@ class Via:
     actions: frozenset[str] = field(default_factory=lambda: frozenset(ACTIONS))
 
 
+def tag_scope(path: str = "tag") -> list[Via]:
+    """The scope of a model that belongs to a tag (``path`` leads to it): grants on the
+    tag's business line, its brand or the tag itself."""
+    return [
+        Via("catalog.businessline", f"{path}__business_line"),
+        Via("catalog.brand", f"{path}__brand"),
+        Via("catalog.tag", path),
+    ]
+
+
 def grant_codename(grant_model: type[Model], action: str) -> str:
     """The object permission that grants ``action`` through ``grant_model``.
 

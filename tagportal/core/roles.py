@@ -36,7 +36,7 @@ _VIEW_RESULTS = [
     "engine.view_tagcomputation",
     "engine.view_tagrun",
     "engine.view_tagvaluebitmap",
-    "engine.view_tagusage",
+    "usage.view_tagusage",
     "governance.view_report",
 ]
 _VIEW_AUDIENCES = ["audiences.view_audience", "audiences.view_audiencesnapshot"]
@@ -128,6 +128,8 @@ ROLES: dict[str, dict] = {
 #: Apps whose every permission the admin role holds.
 ADMIN_APPS = (
     "core",
+    "usage",
+    "notifications",
     "catalog",
     "governance",
     "lineage",
@@ -167,9 +169,18 @@ def ensure_roles() -> dict[str, Group]:
     return groups
 
 
-def role_of(user) -> str | None:
-    names = set(user.groups.values_list("name", flat=True))
-    for name in (ADMIN, STEWARD, OPERATOR, ANALYST):
-        if name in names:
-            return name
-    return None
+def reviewers_of(business_line, exclude=None) -> list:
+    """The data stewards who may approve changes in a business line: active holders of
+    ``review`` on it (directly or through a group) whose role reviews change requests."""
+    from guardian.shortcuts import get_users_with_perms
+
+    holders = get_users_with_perms(
+        business_line,
+        only_with_perms_in=["review_businessline"],
+        with_group_users=True,
+        with_superusers=False,
+    )
+    users = [u for u in holders if u.is_active and u.has_perm("governance.review_changerequest")]
+    if exclude is not None:
+        users = [u for u in users if u.pk != exclude.pk]
+    return users

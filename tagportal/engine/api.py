@@ -21,8 +21,9 @@ from tagportal.core.api import RestrictedReadOnlyViewSet
 from tagportal.core.permissions import may_add_into, scope_filter
 from tagportal.profiles import pii
 from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType
+from tagportal.usage import services as usage
 
-from . import realtime, services, usage
+from . import realtime, services
 from .models import RunStatus, TagComputation, TagRun
 
 MAX_PARTITIONS = 64

@@ -8,7 +8,7 @@ Input frames
 
 ``profiles``
     One row per person: the OneID (int64) as the index or as a ``oneid`` column,
-    and one column per profile attribute of :data:`.schema.PROFILE_ATTRIBUTES`
+    and one column per profile attribute of :data:`tagportal.profiles.schema.PROFILE_ATTRIBUTES`
     (``gender``, ``age``, ``city``, ``member_level``, ``points``,
     ``registered_days``, ...). A missing column means the attribute is missing for
     everybody; an empty text counts as missing. The last row of a repeated OneID wins.
@@ -17,7 +17,7 @@ Input frames
     One row per behaviour event: ``oneid`` (int64), ``time`` (tz-aware UTC datetime;
     naive values are taken as UTC), ``type``, ``channel``, ``store`` (texts), ``value``
     (float), and the free properties as columns named ``properties.<key>``
-    (:func:`.frames.flatten_properties` turns a column of dicts into those).
+    (:func:`tagportal.profiles.loaders.flatten_properties` turns a column of dicts into those).
 
 ``orders``
     One row per order: ``oneid``, ``time``, ``amount``, ``quantity``, ``channel``,
@@ -79,8 +79,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from tagportal.rules.definitions import RuleValidationError, tag_references, validate_definition
+
 from . import frames as fr
-from .rules import RuleValidationError, tag_references, validate_definition
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-BEIJING = "Asia/Shanghai"
+from tagportal.core.days import BEIJING_ZONE
+
 NS_PER_DAY = 86_400 * 10**9
 EPOCH = dt.date(1970, 1, 1)
 
@@ -44,7 +45,7 @@ def beijing_day(moment: dt.datetime | dt.date) -> int:
     stamp = pd.Timestamp(moment)
     if stamp.tzinfo is None:
         stamp = stamp.tz_localize("UTC")
-    return date_to_day(stamp.tz_convert(BEIJING).date())
+    return date_to_day(stamp.tz_convert(BEIJING_ZONE).date())
 
 
 def utc_times(column: pd.Series) -> pd.Series:
@@ -60,7 +61,7 @@ def utc_times(column: pd.Series) -> pd.Series:
 def beijing_days(times: pd.Series) -> np.ndarray:
     """Beijing calendar day (days since 1970-01-01, int64) of tz-aware UTC times;
     NaT gives an undefined number (callers mask NaT out)."""
-    local = times.dt.tz_convert(BEIJING).dt.tz_localize(None)
+    local = times.dt.tz_convert(BEIJING_ZONE).dt.tz_localize(None)
     ns = local.to_numpy(dtype="datetime64[ns]").view("int64")
     return np.floor_divide(ns, NS_PER_DAY)
 
@@ -108,17 +109,6 @@ def profile_frame(profiles: pd.DataFrame | None) -> pd.DataFrame:
     if not profiles.index.is_unique:
         profiles = profiles[~profiles.index.duplicated(keep="last")]
     return profiles
-
-
-def flatten_properties(frame: pd.DataFrame, column: str = "properties") -> pd.DataFrame:
-    """Turn a column of dicts (a JSON ``properties`` field) into ``properties.<key>`` columns."""
-    if column not in frame.columns:
-        return frame
-    records = frame[column].map(lambda v: v if isinstance(v, dict) else {})
-    flat = pd.json_normalize(records.tolist(), max_level=0)
-    flat.columns = [f"{column}.{key}" for key in flat.columns]
-    flat.index = frame.index
-    return pd.concat([frame.drop(columns=[column]), flat], axis=1)
 
 
 def default_population(*id_columns: Iterable) -> pd.Index:

@@ -23,17 +23,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from tagportal.core.permissions import Via
+from tagportal.core.permissions import tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
 
 #: A run whose distribution moved by more than this PSI against the previous run is flagged as drifting.
 DRIFT_PSI_THRESHOLD = 0.2
 
-TAG_SCOPE = [
-    Via("catalog.businessline", "tag__business_line"),
-    Via("catalog.brand", "tag__brand"),
-    Via("catalog.tag", "tag"),
-]
+TAG_SCOPE = tag_scope("tag")
 
 
 class RunStatus(models.TextChoices):
@@ -138,11 +134,7 @@ class TagValueBitmap(models.Model):
     count = models.PositiveIntegerField(_("people"), default=0)
 
     objects = RestrictedQuerySet.as_manager()
-    scope = [
-        Via("catalog.businessline", "computation__tag__business_line"),
-        Via("catalog.brand", "computation__tag__brand"),
-        Via("catalog.tag", "computation__tag"),
-    ]
+    scope = tag_scope("computation__tag")
 
     class Meta:
         ordering = ["computation_id", "value"]
@@ -203,7 +195,3 @@ class TagRun(models.Model):
 
     def __str__(self):
         return f"{self.tag.code} v{self.tag_version} {self.get_status_display()} {self.started_at:%Y-%m-%d %H:%M}"
-
-
-# Tag reads counted per day, kind and client (defined beside the code that records them).
-from .usage import TagUsage, UsageKind  # noqa: E402, F401

@@ -74,13 +74,14 @@ from pyroaring import BitMap
 from tagportal.catalog.choices import RefreshMode, TagStatus
 from tagportal.catalog.models import Brand, Tag, TagVersion
 from tagportal.core.permissions import may_add_into
+from tagportal.profiles import schema
+from tagportal.rules.definitions import RuleValidationError, tag_references, validate_definition
 
 from . import bitmaps as bm
 from . import frames as fr
-from . import schema, services
+from . import services
 from .evaluate import TagSpec, evaluate_tags
 from .models import TagComputation, TagValueBitmap, unpack_numbers
-from .rules import RuleValidationError, tag_references, validate_definition
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +237,7 @@ def clean_event(payload, *, now: dt.datetime | None = None) -> CleanEvent:
     problem by field (``identity.value`` for the parts of the identity).
 
     Fields: ``client_id`` (required, the sender's id of the event), ``type`` (one of the
-    event types of :mod:`.schema`), ``channel`` (optional, a known channel), ``store``,
+    event types of :mod:`tagportal.profiles.schema`), ``channel`` (optional, a known channel), ``store``,
     ``value`` (a number), ``time`` (ISO 8601 with a time zone; now when left out),
     ``properties`` (an object) and ``identity`` (``{type, value, app}``)."""
     now = now or timezone.now()

@@ -34,7 +34,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -47,6 +46,8 @@ from pyroaring import BitMap
 
 from tagportal.catalog.choices import RefreshMode, TagStatus
 from tagportal.catalog.models import Brand, Tag, TagVersion
+from tagportal.core.days import BEIJING
+from tagportal.rules.definitions import tag_references
 
 from . import bitmaps as bm
 from . import frames as fr
@@ -60,12 +61,10 @@ from .models import (
     pack_numbers,
     unpack_numbers,
 )
-from .rules import tag_references
 from .signals import results_updated
 
 log = logging.getLogger(__name__)
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 #: A computation still "calculating" after this long is taken to have hung.
 STUCK_AFTER = dt.timedelta(hours=2)
 #: After n failures in a row the scheduler waits BACKOFF_BASE * 2**(n-1), at most BACKOFF_MAX.
@@ -365,9 +364,9 @@ def load_frames(brand: Brand, oneid_range: tuple[int, int] | None = None) -> tup
 
     The range is passed on when the profiles loader accepts it (so only that range is
     read) and applied here in any case."""
-    from tagportal.profiles import services as profile_services
+    from tagportal.profiles import loaders
 
-    loader = profile_services.load_frames
+    loader = loaders.load_frames
     if oneid_range is not None and "oneid_range" in inspect.signature(loader).parameters:
         frames = loader(brand, oneid_range=oneid_range)
     else:

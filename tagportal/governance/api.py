@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponse
@@ -13,7 +14,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -26,10 +27,12 @@ from tagportal.catalog.api import TagSerializer
 from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
 from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
+from tagportal.notifications import services as notifications
+from tagportal.notifications.models import Notification
 
 from . import audit, bulk, cleanup, impact, services
 from .choices import ChangeKind, ReportKind, ReportStatus, ReportTrigger, RequestState
-from .models import ChangeItem, ChangeRequest, Comment, Notification, Report
+from .models import ChangeItem, ChangeRequest, Comment, Report
 from .reports import service as report_service
 
 
@@ -370,9 +373,18 @@ def _bool(value) -> bool:
 
 
 class NotificationSerializer(serializers.ModelSerializer):
+    change_request = serializers.SerializerMethodField(
+        help_text=_("The change request the message is about, if any.")
+    )
+
     class Meta:
         model = Notification
         fields = ["id", "subject", "body", "url", "change_request", "created", "read_at"]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_change_request(self, note) -> int | None:
+        about = ContentType.objects.get_for_model(ChangeRequest)
+        return note.topic_id if note.topic_type_id == about.pk else None
 
 
 class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -387,7 +399,7 @@ class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Notification.objects.none()
-        queryset = Notification.objects.filter(recipient=self.request.user)
+        queryset = notifications.inbox_of(self.request.user)
         if self.request.query_params.get("unread") in ("1", "true"):
             queryset = queryset.filter(read_at__isnull=True)
         return queryset
@@ -400,7 +412,7 @@ class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @action(detail=False, methods=["post"], url_path="mark-read")
     def mark_read(self, request):
         ids = request.data.get("ids")
-        count = services.mark_read(request.user, ids if isinstance(ids, list) else None)
+        count = notifications.mark_read(request.user, ids if isinstance(ids, list) else None)
         return Response({"marked": count})
 
 

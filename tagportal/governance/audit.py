@@ -6,13 +6,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from zoneinfo import ZoneInfo
 
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.history import changed_field_names
 from tagportal.catalog.models import Tag
+from tagportal.core.days import beijing_midnight, beijing_text
 
 from .choices import AuditAction
 from .models import AuditEvent
@@ -35,18 +34,14 @@ COLUMNS = [
 
 
 #: Days are Beijing days, whatever zone the portal displays.
-BEIJING = ZoneInfo("Asia/Shanghai")
 
 
 def _bounds(start: dt.date, end: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    zone = BEIJING
-    low = dt.datetime.combine(start, dt.time.min, tzinfo=zone)
-    high = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
-    return low, high
+    return beijing_midnight(start), beijing_midnight(end + dt.timedelta(days=1))
 
 
 def _local(moment) -> str:
-    return timezone.localtime(moment, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
+    return beijing_text(moment, "%Y-%m-%d %H:%M:%S")
 
 
 def _name(user) -> str:

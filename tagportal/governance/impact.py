@@ -51,7 +51,7 @@ from tagportal.engine import frames as fr
 from tagportal.engine import services as engine
 from tagportal.engine.evaluate import TagSpec
 from tagportal.engine.models import TagComputation
-from tagportal.engine.rules import tag_references
+from tagportal.rules.definitions import tag_references
 
 from .choices import OPEN_STATES, ChangeKind
 from .models import ChangeItem, ChangeRequest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.contenttypes.fields import GenericRelation
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -73,6 +74,14 @@ class ChangeRequest(TimeStampedModel):
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
+
+    #: Inbox messages about this request (deleted with it).
+    notifications = GenericRelation(
+        "notifications.Notification",
+        content_type_field="topic_type",
+        object_id_field="topic_id",
+        related_query_name="change_request",
+    )
 
     objects = ChangeRequestQuerySet.as_manager()
     scope = [Via("catalog.businessline", "business_line"), Via("catalog.brand", "brand")]
@@ -173,34 +182,6 @@ class Comment(models.Model):
 
     def __str__(self):
         return self.text[:50]
-
-
-class Notification(models.Model):
-    """An in-portal inbox message (the same news also goes out by e-mail)."""
-
-    recipient = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.CASCADE,
-        related_name="notifications",
-        verbose_name=_("recipient"),
-    )
-    change_request = models.ForeignKey(
-        ChangeRequest, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
-    )
-    subject = models.CharField(_("subject"), max_length=200)
-    body = models.TextField(_("message"), blank=True)
-    url = models.CharField(_("link"), max_length=300, blank=True)
-    created = models.DateTimeField(_("created"), auto_now_add=True)
-    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created", "-pk"]
-        verbose_name = _("notification")
-        verbose_name_plural = _("notifications")
-        indexes = [models.Index(fields=["recipient", "read_at"])]
-
-    def __str__(self):
-        return self.subject
 
 
 class AuditEvent(models.Model):

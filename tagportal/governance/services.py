@@ -12,16 +12,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from guardian.shortcuts import get_users_with_perms
 
 from tagportal.catalog import services as catalog
 from tagportal.catalog.choices import TagStatus
@@ -29,9 +26,11 @@ from tagportal.catalog.history import line_diff
 from tagportal.catalog.models import BusinessLine, Category, Region, Tag, TagVersion
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may, scope_filter
+from tagportal.core.roles import reviewers_of
+from tagportal.notifications import services as notifications
 
 from .choices import REQUEST_TRANSITIONS, AuditAction, ChangeKind, RequestState
-from .models import AuditEvent, ChangeItem, ChangeRequest, Comment, Notification
+from .models import AuditEvent, ChangeItem, ChangeRequest, Comment
 
 log = logging.getLogger(__name__)
 
@@ -708,52 +707,10 @@ def certify(user, tag: Tag, note: str = "") -> Tag:
 # Notifications
 
 
-def reviewers_of(business_line: BusinessLine, exclude=None) -> list:
-    """The data stewards who may approve changes in a business line."""
-    holders = get_users_with_perms(
-        business_line,
-        only_with_perms_in=["review_businessline"],
-        with_group_users=True,
-        with_superusers=False,
-    )
-    users = [u for u in holders if u.is_active and u.has_perm("governance.review_changerequest")]
-    if exclude is not None:
-        users = [u for u in users if u.pk != exclude.pk]
-    return users
-
-
-def notify(users, subject: str, body: str, cr: ChangeRequest | None = None) -> list[Notification]:
-    """An inbox message for each user, and an e-mail to those with an address."""
+def notify(users, subject: str, body: str, cr: ChangeRequest | None = None) -> list:
+    """An inbox message (and e-mail) about a change request, linking to its page."""
     url = reverse("governance:request", args=[cr.pk]) if cr is not None else ""
-    notes = []
-    for user in {u.pk: u for u in users if u is not None}.values():
-        notes.append(
-            Notification(recipient=user, change_request=cr, subject=subject[:200], body=body, url=url)
-        )
-    Notification.objects.bulk_create(notes)
-    recipients = [n.recipient.email for n in notes if n.recipient.email]
-    if recipients:
-        link = f"{settings.TAGPORTAL_BASE_URL.rstrip('/')}{url}" if url else ""
-
-        def send():
-            try:
-                send_mail(subject, f"{body}\n\n{link}".strip(), None, recipients)
-            except Exception:  # mail trouble must not undo a decision
-                log.exception("could not send the notification e-mail %r", subject)
-
-        transaction.on_commit(send)
-    return notes
-
-
-def unread_count(user) -> int:
-    return Notification.objects.filter(recipient=user, read_at__isnull=True).count()
-
-
-def mark_read(user, ids=None) -> int:
-    query = Notification.objects.filter(recipient=user, read_at__isnull=True)
-    if ids is not None:
-        query = query.filter(pk__in=ids)
-    return query.update(read_at=timezone.now())
+    return notifications.notify(users, subject, body, topic=cr, url=url)
 
 
 # ---------------------------------------------------------------------------

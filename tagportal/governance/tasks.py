@@ -1,6 +1,6 @@
-"""Celery entry points of governance: folding buffered tag usage into daily counters,
-and building reports. They take ids or nothing, call services and are safe to run
-twice (a report run again rewrites the same row with the same data)."""
+"""Celery entry points of governance: building reports. They take ids or nothing, call
+services and are safe to run twice (a report run again rewrites the same row with the
+same data)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,6 @@ RETRY = {
     "retry_jitter": True,
     "max_retries": 5,
 }
-
-
-@shared_task(name="tagportal.governance.tasks.aggregate_usage", **RETRY)
-def aggregate_usage() -> dict:
-    """Fold buffered tag uses into the daily counters; prune counters past retention."""
-    from tagportal.engine import usage
-
-    return usage.aggregate()
 
 
 @shared_task(name="tagportal.governance.tasks.run_report", **RETRY)

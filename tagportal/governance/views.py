@@ -34,6 +34,7 @@ from tagportal.catalog.models import Brand, BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may
+from tagportal.notifications import services as notifications
 
 from . import audit, bulk, impact, services
 from .choices import REQUEST_TRANSITIONS, ChangeKind, RequestState
@@ -47,7 +48,7 @@ from .forms import (
     TagSearchForm,
     kind_label,
 )
-from .models import ChangeRequest, Notification
+from .models import ChangeRequest
 
 PAGE_SIZE = 50
 AUDIT_PAGE_ROWS = 2000
@@ -77,7 +78,7 @@ def _render(request, template: str, context: dict, nav: str = "", status: int = 
     context = {
         **admin.site.each_context(request),
         "nav": nav,
-        "unread_count": services.unread_count(request.user),
+        "unread_count": notifications.unread_count(request.user),
         **context,
     }
     return TemplateResponse(request, template, context, status=status)
@@ -545,14 +546,10 @@ def inbox(request):
     user = request.user
     if request.method == "POST":
         if request.POST.get("action") == "mark_all_read":
-            count = services.mark_read(user)
+            count = notifications.mark_read(user)
             messages.success(request, _("%(n)s message(s) marked as read.") % {"n": count})
         return redirect("governance:inbox")
-    notes = (
-        Notification.objects.filter(recipient=user)
-        .select_related("change_request")
-        .order_by(F("read_at").asc(nulls_first=True), "-created", "-pk")
-    )
+    notes = notifications.inbox_of(user).order_by(F("read_at").asc(nulls_first=True), "-created", "-pk")
     context = {"title": _("Inbox"), "page": _paginate(request, notes), "query": _query_without_page(request)}
     return _render(request, "governance/inbox.html", context, nav="inbox")
 
@@ -561,8 +558,8 @@ def inbox(request):
 @require_GET
 def inbox_open(request, pk: int):
     """Mark one message read and go where it points."""
-    note = get_object_or_404(Notification, pk=pk, recipient=request.user)
-    services.mark_read(request.user, [note.pk])
+    note = get_object_or_404(notifications.inbox_of(request.user), pk=pk)
+    notifications.mark_read(request.user, [note.pk])
     if note.url and url_has_allowed_host_and_scheme(
         note.url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from tagportal.core.models import TimeStampedModel
 from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
-from tagportal.engine import schema
+from tagportal.profiles import schema
 
 WRITE_ACTIONS = frozenset({"add", "change", "delete"})
 
@@ -59,7 +59,7 @@ def engine_field_error(maps_to: str) -> str | None:
     """Why ``maps_to`` does not name an engine field (``None`` if it does).
 
     Valid: ``profile.<attribute>``, ``events.<field>``, ``events.properties.<key>``,
-    ``orders.<field>``, ``orders.properties.<key>`` (see :mod:`tagportal.engine.schema`).
+    ``orders.<field>``, ``orders.properties.<key>`` (see :mod:`tagportal.profiles.schema`).
     """
     namespace, _dot, rest = (maps_to or "").partition(".")
     if namespace == "profile":

@@ -22,7 +22,6 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import networkx as nx
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -32,15 +31,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Tag
+from tagportal.core.days import beijing_text
 from tagportal.core.permissions import is_unrestricted, may
-from tagportal.engine import schema
-from tagportal.engine.rules import RuleValidationError, validate_definition
+from tagportal.profiles import schema
+from tagportal.rules.definitions import RuleValidationError, validate_definition
 
 from .models import DataField, DataSource, InputOrigin, TagInput, is_past_sla
 
 log = logging.getLogger(__name__)
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 #: How far in the future a reported load time may be (clock skew between machines).
 LOAD_CLOCK_SKEW = dt.timedelta(minutes=5)
 
@@ -633,7 +632,7 @@ def stale_tag_ids(tag_queryset: QuerySet | None = None, now: dt.datetime | None 
 
 
 def _local(value: dt.datetime) -> str:
-    return timezone.localtime(value, BEIJING).strftime("%Y-%m-%d %H:%M")
+    return beijing_text(value)
 
 
 def stale_reason(source: DataSource) -> str:

@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 from django.conf import settings
 
+from tagportal.core.days import BEIJING_ZONE
+
 from .choices import IdentityType
 
-BEIJING = "Asia/Shanghai"
 SAMPLE = Path(settings.BASE_DIR) / "fixtures" / "cdnow" / "CDNOW_sample.txt"
 SHARED = Path(settings.BASE_DIR).parent / "shared" / "datasets" / "cdnow" / "CDNOW_master.txt"
 MASTER_COLUMNS = ["customer_id", "date", "quantity", "amount"]
@@ -56,7 +57,7 @@ def read(source) -> pd.DataFrame:
 def to_orders(lines: pd.DataFrame) -> pd.DataFrame:
     """An ``orders`` import frame (see :mod:`.importers`)."""
     day = pd.to_datetime(lines["date"], format="%Y%m%d")
-    time = day.dt.tz_localize(BEIJING).dt.tz_convert("UTC")
+    time = day.dt.tz_localize(BEIJING_ZONE).dt.tz_convert("UTC")
     nth = lines.groupby(["customer_id", "date"], sort=False).cumcount() + 1
     return pd.DataFrame(
         {

@@ -9,7 +9,7 @@ non-empty: skin types, store visits, consultations and treatments with
 chats, coupons, mini-program views, Douyin / Tmall / JD orders and campaign orders.
 
 The frames are the engine's input frames (``oneid`` + columns of
-:mod:`tagportal.engine.schema`), plus the ``identities`` of each person. Text
+:mod:`tagportal.profiles.schema`), plus the ``identities`` of each person. Text
 columns are ``category`` dtype (compact: 10,000,000 events take about 0.5 GB).
 """
 
@@ -23,11 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tagportal.engine.schema import CHANNELS, PROFILE_ATTRIBUTES
+from tagportal.core.days import BEIJING_ZONE
+from tagportal.profiles.schema import CHANNELS, PROFILE_ATTRIBUTES
 
 from .choices import IdentityType as T
 
-BEIJING = "Asia/Shanghai"
 DAY = 86_400
 INDUSTRIES = ("medical_aesthetics", "beauty", "health_nutrition", "food_beverage")
 MINI_APP = "wx_demo_miniprogram"
@@ -302,14 +302,14 @@ def _end_moment(end) -> pd.Timestamp:
     if isinstance(end, dt.datetime | pd.Timestamp):
         stamp = pd.Timestamp(end)
         return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    stamp = pd.Timestamp(end).tz_localize(BEIJING) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
+    stamp = pd.Timestamp(end).tz_localize(BEIJING_ZONE) + pd.Timedelta(days=1) - pd.Timedelta(seconds=1)
     return stamp.tz_convert("UTC")
 
 
 def _moment_ns(rng, end: pd.Timestamp, days_back: np.ndarray) -> np.ndarray:
     """Nanoseconds since the epoch, ``days_back`` Beijing days before ``end`` at a
     plausible hour, never after ``end``."""
-    midnight = end.tz_convert(BEIJING).normalize().tz_convert("UTC").value
+    midnight = end.tz_convert(BEIJING_ZONE).normalize().tz_convert("UTC").value
     ns = rng.choice(24, size=len(days_back), p=HOURS / HOURS.sum()).astype("int64")
     ns *= 3600
     ns += rng.integers(0, 3600, size=len(days_back))
@@ -675,7 +675,7 @@ def _orders(
     rows = np.flatnonzero(in_campaign)
     if len(rows) and campaign_names:
         chosen = rng.integers(0, len(campaign_names), len(rows))
-        local = times.iloc[rows].dt.tz_convert(BEIJING)
+        local = times.iloc[rows].dt.tz_convert(BEIJING_ZONE)
         month = np.array([spec["campaigns"][c][0] for c in campaign_names])[chosen]
         first = np.array([spec["campaigns"][c][1] for c in campaign_names])[chosen]
         last = np.array([spec["campaigns"][c][2] for c in campaign_names])[chosen]
@@ -684,7 +684,7 @@ def _orders(
         target = pd.to_datetime({"year": year, "month": month, "day": day}) + pd.to_timedelta(
             local.dt.hour.to_numpy() * 3600 + local.dt.minute.to_numpy() * 60, unit="s"
         )
-        target = target.dt.tz_localize(BEIJING).dt.tz_convert("UTC")
+        target = target.dt.tz_localize(BEIJING_ZONE).dt.tz_convert("UTC")
         fits = (target <= end).to_numpy() & (
             target >= end - pd.Timedelta(days=int(days_back.max()) + 1)
         ).to_numpy()

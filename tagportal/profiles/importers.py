@@ -48,12 +48,12 @@ import pandas as pd
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from tagportal.engine.schema import CHANNELS, NUMBER, PROFILE_ATTRIBUTES, event_types
+from tagportal.core.days import BEIJING_ZONE
+from tagportal.profiles.schema import CHANNELS, NUMBER, PROFILE_ATTRIBUTES, event_types
 
 from . import pii
 from .choices import PER_APP_TYPES, IdentityType, ImportKind
 
-BEIJING = "Asia/Shanghai"
 IDENTITY_COLUMNS = tuple(IdentityType.values)
 APP_COLUMN = "wechat_app"
 PROPERTIES = "properties"
@@ -343,7 +343,7 @@ def _times(column: pd.Series, name: str, errors: _Errors, now: dt.datetime) -> p
     if pd.api.types.is_datetime64_any_dtype(column.dtype):
         times = column
         if times.dt.tz is None:
-            times = times.dt.tz_localize(BEIJING, ambiguous="NaT", nonexistent="NaT")
+            times = times.dt.tz_localize(BEIJING_ZONE, ambiguous="NaT", nonexistent="NaT")
         times = times.dt.tz_convert("UTC")
         missing = times.isna().to_numpy(dtype=bool)
         errors.mask(missing, name, _("Required."))
@@ -361,9 +361,9 @@ def _times(column: pd.Series, name: str, errors: _Errors, now: dt.datetime) -> p
             retry = local.isna()
             if retry.any():  # 2024/5/1 10:00 and friends
                 local[retry] = pd.to_datetime(text[naive][retry], errors="coerce", format="mixed")
-            times[naive] = local.dt.tz_localize(BEIJING, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(
-                "UTC"
-            )
+            times[naive] = local.dt.tz_localize(
+                BEIJING_ZONE, ambiguous="NaT", nonexistent="NaT"
+            ).dt.tz_convert("UTC")
         unreadable = times.isna().to_numpy(dtype=bool) & ~empty
         errors.mask(
             unreadable,

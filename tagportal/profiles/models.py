@@ -20,7 +20,7 @@ from tagportal.catalog.models import Brand
 from tagportal.core.models import TimeStampedModel
 from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
-from tagportal.engine.schema import NUMBER, PROFILE_ATTRIBUTES
+from tagportal.profiles.schema import NUMBER, PROFILE_ATTRIBUTES
 
 from . import pii
 from .choices import HASHED_ONLY_TYPES, PER_APP_TYPES, IdentityType, ImportKind, ImportStatus

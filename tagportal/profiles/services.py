@@ -1,8 +1,8 @@
 """State changes of profiles: OneID resolution and merges, splits, imports, demo data.
 
 Views, admin actions, the API, commands and tasks call these. Other apps read
-profiles through :func:`lookup_customer` and :func:`load_frames` (the engine's
-input frames).
+profiles through :func:`lookup_customer` and
+:func:`tagportal.profiles.loaders.load_frames` (the engine's input frames).
 """
 
 from __future__ import annotations
@@ -800,42 +800,3 @@ def _json_value(value):
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
-
-
-# ---------------------------------------------------------------------------
-# Reading for the engine
-
-
-def load_frames(brand: Brand, *, since=None) -> dict[str, pd.DataFrame]:
-    """The engine's input frames of a brand (see :mod:`tagportal.engine.evaluate`):
-    ``profiles`` (``oneid`` + attributes), ``events`` and ``orders`` (``oneid``, the
-    fields, ``properties.<key>``), for the people not merged into someone else."""
-    from tagportal.engine.frames import flatten_properties
-
-    people = Customer.objects.filter(brand=brand, merged_into__isnull=True)
-    profile_rows = list(people.values_list("oneid", "attributes"))
-    profiles = pd.DataFrame([{"oneid": o, **(a or {})} for o, a in profile_rows])
-    if profiles.empty:
-        profiles = pd.DataFrame({"oneid": pd.Series(dtype="int64")})
-    events = Event.objects.filter(brand=brand, customer__merged_into__isnull=True)
-    orders = Order.objects.filter(brand=brand, customer__merged_into__isnull=True)
-    if since is not None:
-        events, orders = events.filter(time__gte=since), orders.filter(time__gte=since)
-    event_fields = ["customer__oneid", "time", "type", "channel", "store", "value", "properties"]
-    order_fields = [
-        "customer__oneid", "time", "amount", "quantity", "channel", "store", "category", "sku", "discount",
-        "properties",
-    ]  # fmt: skip
-    event_frame = pd.DataFrame(list(events.values_list(*event_fields)), columns=event_fields)
-    order_frame = pd.DataFrame(list(orders.values_list(*order_fields)), columns=order_fields)
-    event_frame = event_frame.rename(columns={"customer__oneid": "oneid"})
-    order_frame = order_frame.rename(columns={"customer__oneid": "oneid"})
-    for frame in (event_frame, order_frame):
-        frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    for name in ("amount", "discount"):
-        order_frame[name] = order_frame[name].astype("float64")
-    return {
-        "profiles": profiles,
-        "events": flatten_properties(event_frame),
-        "orders": flatten_properties(order_frame),
-    }

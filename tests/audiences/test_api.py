@@ -10,8 +10,9 @@ from tagportal.audiences import services
 from tagportal.audiences.models import Audience, AudienceSnapshot, AudienceStatus
 from tagportal.catalog.services import publish_tag
 from tagportal.core.roles import OPERATOR
-from tagportal.engine import usage
-from tagportal.engine.usage import TagUsage, UsageKind
+from tagportal.usage import services as usage
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage
 
 from ..conftest import client_for
 from ..factories import UserFactory

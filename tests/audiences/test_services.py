@@ -17,11 +17,12 @@ from tagportal.audiences import services
 from tagportal.audiences.models import Audience, AudienceSnapshot, AudienceStatus, RefreshTrigger
 from tagportal.catalog.services import publish_tag
 from tagportal.core.exceptions import Conflict
-from tagportal.engine import usage
-from tagportal.engine.usage import TagUsage, UsageBuffer, UsageKind
-from tagportal.governance.models import Notification
+from tagportal.notifications.models import Notification
 from tagportal.profiles import pii
 from tagportal.profiles.models import Customer, Identity
+from tagportal.usage import services as usage
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage, UsageBuffer
 
 from ..factories import TagFactory, UserFactory
 from .conftest import CHURN, DAYS, SKIN, store_result

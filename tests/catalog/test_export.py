@@ -17,9 +17,12 @@ from openpyxl import load_workbook
 
 from tagportal.catalog import export
 from tagportal.catalog.models import Tag
+from tagportal.core.days import beijing_today
 from tagportal.engine.models import TagComputation
-from tagportal.engine.usage import TagUsage, UsageBuffer, UsageKind, add_counts, beijing_today, record
 from tagportal.lineage.models import InputOrigin, TagInput
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage, UsageBuffer
+from tagportal.usage.services import add_counts, record
 
 from ..conftest import client_for
 from ..factories import CategoryFactory, RegionFactory, TagFactory, UserFactory

@@ -10,7 +10,10 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from tagportal.catalog.models import TagAlias
-from tagportal.engine.usage import TagUsage, UsageBuffer, UsageKind, aggregate, beijing_today
+from tagportal.core.days import beijing_today
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage, UsageBuffer
+from tagportal.usage.services import aggregate
 
 from ..conftest import client_for
 from ..factories import TagFactory
@@ -26,7 +29,7 @@ def uses(kind) -> dict[tuple[int, int], int]:
 
 
 def usage_statements(queries) -> list[str]:
-    return [q["sql"] for q in queries if "engine_usagebuffer" in q["sql"] or "engine_tagusage" in q["sql"]]
+    return [q["sql"] for q in queries if "usage_usagebuffer" in q["sql"] or "usage_tagusage" in q["sql"]]
 
 
 # ---------------------------------------------------------------------------
@@ -108,7 +111,7 @@ def test_a_failed_diff_is_not_a_use(world):
 def test_a_read_that_cannot_be_counted_still_answers(world, monkeypatch):
     from django.db import DatabaseError
 
-    from tagportal.engine import usage
+    from tagportal.usage import services as usage
 
     def broken(*args, **kwargs):
         raise DatabaseError("the buffer is gone")
@@ -163,7 +166,7 @@ def test_pages_not_shown_are_not_page_views(world):
 def test_a_page_view_that_cannot_be_counted_still_shows_the_page(world, monkeypatch):
     from django.db import DatabaseError
 
-    from tagportal.engine import usage
+    from tagportal.usage import services as usage
 
     def broken(*args, **kwargs):
         raise DatabaseError("the buffer is gone")

@@ -5,7 +5,8 @@ nothing and say why."""
 import pytest
 
 from tagportal.governance.choices import ChangeKind, ReportKind, RequestState
-from tagportal.governance.models import ChangeItem, ChangeRequest, Notification
+from tagportal.governance.models import ChangeItem, ChangeRequest
+from tagportal.notifications.models import Notification
 
 from .conftest import brief, cold_meta, cold_row, make_report, pair_row
 

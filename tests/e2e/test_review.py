@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tagportal.catalog.models import Tag
-from tagportal.governance.models import ChangeRequest, Notification
+from tagportal.governance.models import ChangeRequest
+from tagportal.notifications.models import Notification
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

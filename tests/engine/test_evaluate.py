@@ -709,7 +709,7 @@ def test_population_limits_and_extends_the_people():
 
 
 def test_a_properties_column_of_dicts_can_be_flattened():
-    from tagportal.engine.frames import flatten_properties
+    from tagportal.profiles.loaders import flatten_properties
 
     raw = events(
         (1, "2026-11-20 02:00", "treatment"),

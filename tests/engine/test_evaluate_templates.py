@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from tagportal.catalog.templates import available_packs, resolve_references
-from tagportal.engine import schema
 from tagportal.engine.evaluate import TagSpec, evaluate_tags
+from tagportal.profiles import schema
 
 AS_OF = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)  # 10:00 in Beijing
 NUMERIC_FIELDS = {"value", "amount", "quantity", "discount"}

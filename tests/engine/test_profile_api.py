@@ -12,10 +12,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
+from tagportal.core.days import beijing_today
 from tagportal.engine import services
-from tagportal.engine.usage import TagUsage, UsageKind, add_counts, aggregate, beijing_today
 from tagportal.profiles import services as profile_services
 from tagportal.profiles.models import Customer
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage
+from tagportal.usage.services import add_counts, aggregate
 from tests.conftest import client_for
 from tests.engine.test_realtime import (
     BUYER,
@@ -330,10 +333,10 @@ def test_usage_is_one_statement_per_request(world, shop):
         with CaptureQueriesContext(connection) as queries:
             assert call().status_code == 200
         statements = [
-            q["sql"] for q in queries if "engine_usagebuffer" in q["sql"] or "engine_tagusage" in q["sql"]
+            q["sql"] for q in queries if "usage_usagebuffer" in q["sql"] or "usage_tagusage" in q["sql"]
         ]
         assert len(statements) == 1 and statements[0].startswith("INSERT"), statements
-        assert "engine_usagebuffer" in statements[0]  # appended, never an upsert on a hot counter
+        assert "usage_usagebuffer" in statements[0]  # appended, never an upsert on a hot counter
 
 
 def test_add_counts_adds_up():

@@ -22,10 +22,10 @@ KEYS = ("profiles", "events", "orders")
 def frames_from_profiles():
     """The profiles app's loader answering with the small frames; the engine's adapter
     (spied on) cuts them to the OneID range it asks for."""
-    from tagportal.profiles import services as profile_services
+    from tagportal.profiles import loaders
 
     with (
-        mock.patch.object(profile_services, "load_frames", return_value=dict(zip(KEYS, FRAMES, strict=True))),
+        mock.patch.object(loaders, "load_frames", return_value=dict(zip(KEYS, FRAMES, strict=True))),
         mock.patch.object(services, "load_frames", wraps=services.load_frames) as load,
         mock.patch.object(services, "oneid_bounds", return_value=(1, 200)),
     ):

@@ -9,17 +9,11 @@ import pytest
 from django.db import DatabaseError, connection
 from django.test.utils import CaptureQueriesContext
 
-from tagportal.engine import usage
-from tagportal.engine.usage import (
-    TagUsage,
-    UsageBuffer,
-    UsageKind,
-    add_counts,
-    aggregate,
-    beijing_today,
-    record,
-    record_safely,
-)
+from tagportal.core.days import beijing_today
+from tagportal.usage import services as usage
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage, UsageBuffer
+from tagportal.usage.services import add_counts, aggregate, record, record_safely
 from tests.factories import TagFactory
 
 UTC = dt.UTC
@@ -35,7 +29,7 @@ def counters() -> dict[tuple[int, dt.date, str, int], int]:
 
 
 def buffer_statements(queries) -> list[str]:
-    return [q["sql"] for q in queries if "engine_usagebuffer" in q["sql"] or "engine_tagusage" in q["sql"]]
+    return [q["sql"] for q in queries if "usage_usagebuffer" in q["sql"] or "usage_tagusage" in q["sql"]]
 
 
 # ---------------------------------------------------------------------------

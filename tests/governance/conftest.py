@@ -15,8 +15,9 @@ from tagportal.core.models import User
 from tagportal.core.roles import OPERATOR, STEWARD
 from tagportal.governance import services as gov
 from tagportal.governance.choices import RequestState
-from tagportal.governance.models import AuditEvent, ChangeItem, ChangeRequest, Comment, Notification
+from tagportal.governance.models import AuditEvent, ChangeItem, ChangeRequest, Comment
 from tagportal.governance.services import ItemSpec
+from tagportal.notifications.models import Notification
 
 from ..factories import TagFactory, UserFactory
 

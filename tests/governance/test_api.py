@@ -13,8 +13,9 @@ from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Tag, TagVersion
 from tagportal.governance import services as gov
 from tagportal.governance.choices import ChangeKind, RequestState
-from tagportal.governance.models import ChangeRequest, Notification
+from tagportal.governance.models import ChangeRequest
 from tagportal.governance.services import ItemSpec
+from tagportal.notifications.models import Notification
 
 from ..conftest import client_for
 from ..factories import BrandFactory

@@ -14,9 +14,10 @@ from tagportal.catalog.models import Tag, TagAlias
 from tagportal.governance import cleanup
 from tagportal.governance import services as gov
 from tagportal.governance.choices import ChangeKind, ReportKind, ReportStatus, RequestState
-from tagportal.governance.models import ChangeRequest, Notification, Report
+from tagportal.governance.models import ChangeRequest, Report
 from tagportal.governance.reports import tag_brief
 from tagportal.governance.reports.merge import fingerprint
+from tagportal.notifications.models import Notification
 
 from ..conftest import client_for
 from .conftest import BOOL_DEF, bool_tag, draft_tag, fresh, governance_state, publish

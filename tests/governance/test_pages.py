@@ -15,8 +15,10 @@ from tagportal.catalog.models import Tag
 from tagportal.catalog.services import publish_tag
 from tagportal.governance import services
 from tagportal.governance.choices import ChangeKind, RequestState
-from tagportal.governance.models import ChangeRequest, Notification
+from tagportal.governance.models import ChangeRequest
 from tagportal.lineage.models import DataSource
+from tagportal.notifications import services as notifications
+from tagportal.notifications.models import Notification
 
 from ..factories import TagFactory
 from ..lineage.factories import DataFieldFactory, DataSourceFactory, reading_tag
@@ -455,7 +457,7 @@ def test_inbox_shows_a_notification_after_submit(client, published):
     login(client, w.steward)
     services.notify([w.steward], "另一条消息", "正文")
     client.post("/review/inbox/", {"action": "mark_all_read"})
-    assert services.unread_count(w.steward) == 0
+    assert notifications.unread_count(w.steward) == 0
 
 
 def test_recertify_certifies(client, published):

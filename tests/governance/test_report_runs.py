@@ -12,10 +12,10 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from tagportal.engine import usage
 from tagportal.governance.choices import ReportKind, ReportStatus, ReportTrigger
 from tagportal.governance.models import Report
 from tagportal.governance.reports import service
+from tagportal.usage import services as usage
 
 from ..conftest import client_for
 
@@ -25,11 +25,13 @@ YESTERDAY = usage.beijing_today() - dt.timedelta(days=1)
 def test_schedules_are_created_in_beijing_time(db):
     from django_celery_beat.models import PeriodicTask
 
-    tasks = {t.task: t for t in PeriodicTask.objects.filter(task__startswith="tagportal.governance")}
-    assert set(tasks) == {
-        "tagportal.governance.tasks.aggregate_usage",
-        "tagportal.governance.tasks.scheduled_reports",
-    }
+    tasks = {t.task: t for t in PeriodicTask.objects.filter(task__startswith="tagportal.")}
+    assert {"tagportal.usage.tasks.aggregate_usage", "tagportal.governance.tasks.scheduled_reports"} <= set(
+        tasks
+    )
+    assert "tagportal.governance.tasks.aggregate_usage" not in tasks
+    daily = tasks["tagportal.usage.tasks.aggregate_usage"].crontab
+    assert str(daily.timezone) == "Asia/Shanghai" and (daily.hour, daily.minute) == ("0", "10")
     weekly = tasks["tagportal.governance.tasks.scheduled_reports"].crontab
     assert str(weekly.timezone) == "Asia/Shanghai" and weekly.day_of_week == "1"
     assert service.ensure_report_schedules() == []  # idempotent

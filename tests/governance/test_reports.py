@@ -13,12 +13,13 @@ from tagportal.catalog.models import Region, Tag
 from tagportal.engine import bitmaps as bm
 from tagportal.engine.models import RunStatus, TagComputation, TagRun, TagValueBitmap
 from tagportal.engine.services import BEIJING
-from tagportal.engine.usage import TagUsage, UsageKind
 from tagportal.governance.choices import ReportKind, ReportStatus
 from tagportal.governance.models import Report
 from tagportal.governance.reports import ReportScope, build, cold, usage
 from tagportal.governance.reports.service import DEFAULT_DAYS, request_report, scope_of
 from tagportal.lineage.models import DataField, DataSource, TagInput
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage
 
 from ..factories import RegionFactory, TagFactory, UserFactory
 from .conftest import BOOL_DEF

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tagportal.engine.usage import UsageKind
 from tagportal.governance.reports import build, merge
+from tagportal.usage.choices import UsageKind
 
 from .conftest import metric_def
 from .test_reports import compute, days_before_end, make_tag, scope, use

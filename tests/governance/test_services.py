@@ -17,13 +17,15 @@ from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Tag, TagVersion
 from tagportal.governance import services as gov
 from tagportal.governance.choices import AuditAction, ChangeKind, RequestState
-from tagportal.governance.models import AuditEvent, ChangeRequest, Comment, Notification
+from tagportal.governance.models import AuditEvent, ChangeRequest, Comment
 from tagportal.governance.services import (
     DependentsNeedConfirmation,
     InvalidTransition,
     ItemSpec,
     StaleChangeRequest,
 )
+from tagportal.notifications import services as notifications
+from tagportal.notifications.models import Notification
 
 from ..factories import CategoryFactory, RegionFactory
 from .conftest import (
@@ -516,7 +518,7 @@ def test_notifications_on_submit_go_to_the_stewards_of_the_line(gw, django_captu
     for user in (gw.operator, gw.other_steward, gw.admin, gw.analyst):
         assert _inbox(user) == []
     note = Notification.objects.filter(recipient=gw.steward).get()
-    assert note.change_request == cr and note.read_at is None and note.url
+    assert note.topic == cr and note.read_at is None and note.url
     assert len(mail.outbox) == 1
     assert sorted(mail.outbox[0].to) == ["st2@tagportal.test", "st@tagportal.test"]
     assert mail.outbox[0].subject == "Review requested: 修改到店次数说明"
@@ -572,14 +574,14 @@ def test_no_email_without_address_but_inbox_still(gw, django_capture_on_commit_c
 def test_unread_count_and_mark_read(gw):
     gov.propose(gw.operator, [update_spec(gw.own_tag)], submit_now=True)
     gov.propose(gw.operator, [update_spec(gw.own_tag, name="二")], submit_now=True)
-    assert gov.unread_count(gw.steward) == 2
+    assert notifications.unread_count(gw.steward) == 2
     first = Notification.objects.filter(recipient=gw.steward).first()
-    assert gov.mark_read(gw.steward, [first.pk]) == 1
-    assert gov.unread_count(gw.steward) == 1
-    assert gov.mark_read(gw.operator, None) == 0  # nobody else's inbox is touched
-    assert gov.unread_count(gw.steward) == 1
-    assert gov.mark_read(gw.steward) == 1
-    assert gov.unread_count(gw.steward) == 0
+    assert notifications.mark_read(gw.steward, [first.pk]) == 1
+    assert notifications.unread_count(gw.steward) == 1
+    assert notifications.mark_read(gw.operator, None) == 0  # nobody else's inbox is touched
+    assert notifications.unread_count(gw.steward) == 1
+    assert notifications.mark_read(gw.steward) == 1
+    assert notifications.unread_count(gw.steward) == 0
 
 
 # ---------------------------------------------------------------------------

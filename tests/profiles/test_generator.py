@@ -10,10 +10,10 @@ from django.core.management import call_command
 
 from tagportal.catalog.templates import available_packs
 from tagportal.engine.evaluate import evaluate_tags
-from tagportal.engine.schema import CHANNELS, EVENT_FIELDS, EVENT_TYPES, ORDER_FIELDS, PROFILE_ATTRIBUTES
-from tagportal.profiles import generator, services
+from tagportal.profiles import generator, loaders, services
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.models import Customer, Event, Identity, Order
+from tagportal.profiles.schema import CHANNELS, EVENT_FIELDS, EVENT_TYPES, ORDER_FIELDS, PROFILE_ATTRIBUTES
 
 from ..engine.test_evaluate_templates import pack_specs
 
@@ -123,7 +123,7 @@ def test_load_demo_writes_everything_once(world):
     )
     assert again == {"customers": 0, "identities": 0, "events": 0, "orders": 0}
     # the engine's frames read back from the database
-    loaded = services.load_frames(brand)
+    loaded = loaders.load_frames(brand)
     assert len(loaded["profiles"]) == 150 and len(loaded["events"]) == counts["events"]
     assert "properties.project" in loaded["events"].columns
 

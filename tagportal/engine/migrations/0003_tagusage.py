@@ -3,10 +3,6 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
-# TagUsage is defined in tagportal.engine.usage (not models.py): importing it here
-# registers it whenever migrations are loaded (migrate, makemigrations, test databases).
-import tagportal.engine.usage  # noqa: F401
-
 
 class Migration(migrations.Migration):
 

@@ -23,8 +23,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, BusinessLine, Region
+from tagportal.core.days import beijing_date
 from tagportal.core.permissions import may
-from tagportal.engine import usage
+from tagportal.usage import services as usage
 
 from ..choices import ReportKind, ReportStatus, ReportTrigger
 from ..models import Report
@@ -47,7 +48,7 @@ def _coerce_date(value, name: str) -> dt.date | None:
     if value in (None, ""):
         return None
     if isinstance(value, dt.datetime):
-        return value.astimezone(usage.BEIJING).date()
+        return beijing_date(value)
     if isinstance(value, dt.date):
         return value
     try:
@@ -288,11 +289,6 @@ def schedule_all(kinds: list[str] | None = None) -> list[Report]:
 
 #: The periodic tasks created with the database (editable in the admin afterwards).
 DEFAULT_SCHEDULES = [
-    {
-        "name": "Fold tag usage into daily counters",
-        "task": "tagportal.governance.tasks.aggregate_usage",
-        "crontab": {"minute": "10", "hour": "0"},
-    },
     {
         "name": "Weekly usage, cold-tag, merge and activity reports",
         "task": "tagportal.governance.tasks.scheduled_reports",

@@ -1,7 +1,7 @@
 """Usage report: how much each tag is used, by kind of use, by client and by week.
 
 One row per tag of the scope that is not a draft, most used first (then by code and
-id). Uses are the daily counters of :class:`~tagportal.engine.usage.TagUsage`,
+id). Uses are the daily counters of :class:`~tagportal.usage.models.TagUsage`,
 summed in the database with a few ``GROUP BY`` queries (never one query per tag):
 
 - ``uses``: per window of 7, 30 and 90 days ending on the last day of the period
@@ -40,7 +40,8 @@ from django.db.models.functions import Cast
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Region, Tag
-from tagportal.engine.usage import TagUsage, UsageKind
+from tagportal.usage.choices import UsageKind
+from tagportal.usage.models import TagUsage
 
 from . import ReportScope, tag_brief
 

@@ -4,8 +4,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from tagportal.catalog.models import Brand
-from tagportal.engine.schema import CHANNELS
 from tagportal.profiles import generator, services
+from tagportal.profiles.schema import CHANNELS
 
 from ._progress import ProgressPrinter
 

@@ -8,10 +8,9 @@ import logging
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
+from tagportal.audiences import services
+from tagportal.audiences.models import Audience
 from tagportal.catalog.models import Brand
-
-from . import services
-from .models import Audience
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ def load_demo_audiences(spec: list[dict]) -> list[Audience]:
         made.append(audience)
         lookalike = item.get("lookalike")
         if lookalike:
-            from .lookalike import create_lookalike
+            from tagportal.audiences.lookalike import create_lookalike
 
             try:
                 made.append(

@@ -1,15 +1,16 @@
-"""The vocabulary rules may use: profile attributes, event and order fields,
-event types and channels. Brands extend event types with the
-``TAGPORTAL_EXTRA_EVENT_TYPES`` setting."""
+"""The profile data model: profile attributes, event and order fields, event types
+and channels, with their types. It is the vocabulary rules may use
+(:data:`VOCABULARY`, registered with :mod:`tagportal.rules` when the profiles app
+is ready). Brands extend event types with the ``TAGPORTAL_EXTRA_EVENT_TYPES``
+setting."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
-NUMBER = "number"
-STRING = "string"
-DATE = "date"
-ANY = "any"
+from tagportal.rules.vocabulary import ANY, DATE, NUMBER, STRING, Vocabulary
+
+__all__ = ["ANY", "DATE", "NUMBER", "STRING"]
 
 #: Attributes of a person's profile (Customer), with their types.
 PROFILE_ATTRIBUTES: dict[str, str] = {
@@ -64,8 +65,7 @@ def event_types() -> set[str]:
     return set(EVENT_TYPES) | set(getattr(settings, "TAGPORTAL_EXTRA_EVENT_TYPES", ()))
 
 
-def field_type(source: str, field: str) -> str | None:
-    """The type of ``field`` on a source, ``any`` for free-form ``properties.*``."""
-    if field.startswith("properties.") and len(field) > len("properties."):
-        return ANY
-    return SOURCES.get(source, {}).get(field)
+VOCABULARY = Vocabulary(
+    attributes=PROFILE_ATTRIBUTES, sources=SOURCES, channels=CHANNELS, event_types=event_types
+)
+field_type = VOCABULARY.field_type

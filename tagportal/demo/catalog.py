@@ -13,10 +13,9 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from tagportal.catalog.models import Brand, BusinessLine, Region
+from tagportal.catalog.services import apply_template, grant_business_line
 from tagportal.core.roles import ensure_roles
-
-from .models import Brand, BusinessLine, Region
-from .services import apply_template, grant_business_line
 
 FIXTURES = Path(settings.BASE_DIR) / "fixtures"
 

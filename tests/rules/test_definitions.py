@@ -2,7 +2,7 @@
 
 import pytest
 
-from tagportal.engine.rules import RuleValidationError, validate_definition
+from tagportal.rules.definitions import RuleValidationError, validate_definition
 
 VISITS = {
     "agg": "count",

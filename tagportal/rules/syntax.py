@@ -1,12 +1,12 @@
 """A text syntax for rule documents (规则文本语法), parsed with lark, never ``eval``.
 
-The text is another spelling of the JSON rule document of :mod:`tagportal.engine.rules`:
+The text is another spelling of the JSON rule document of :mod:`tagportal.rules.definitions`:
 :func:`parse_definition` turns text into the document, :func:`format_definition` turns a
 document into canonical text, and ``parse_definition(format_definition(doc)) == doc`` for
 every valid document (up to the defaults listed under *Canonical form*).
 :func:`parse_condition` and :func:`format_condition` do the same for a bare condition
 (audience expressions).  The parser checks syntax only: an unknown attribute, field, event
-type or tag parses fine and is reported by :func:`~tagportal.engine.rules.validate_definition`.
+type or tag parses fine and is reported by :func:`~tagportal.rules.definitions.validate_definition`.
 
 Definitions
 -----------
@@ -135,7 +135,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import PatternStr
 
-from .rules import AGGREGATIONS, DEFINITION_TYPES, PICKS
+from .definitions import AGGREGATIONS, DEFINITION_TYPES, PICKS
 
 __all__ = [
     "RuleFormatError",

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from . import schema
+from . import vocabulary
 
 DEFINITION_TYPES = ("condition", "metric", "bucket", "cases", "preference", "attribute", "manual")
 AGGREGATIONS = ("count", "count_distinct", "sum", "avg", "min", "max")
@@ -276,7 +276,7 @@ class _Validator:
         if "metric" in node:
             if self.expect_object(node, path, ("metric", "op", "value"), ("op",)):
                 self.metric(node["metric"], _join(path, "metric"))
-                self.comparison(node, path, schema.NUMBER)
+                self.comparison(node, path, vocabulary.NUMBER)
             return
         if "tag" in node:
             if self.expect_object(node, path, ("tag", "op", "value"), ("op",)):
@@ -290,7 +290,9 @@ class _Validator:
 
     def comparison(self, node, path, kind):
         op = node.get("op")
-        ops = NUMBER_OPS if kind == schema.NUMBER else STRING_OPS if kind == schema.STRING else ALL_OPS
+        ops = (
+            NUMBER_OPS if kind == vocabulary.NUMBER else STRING_OPS if kind == vocabulary.STRING else ALL_OPS
+        )
         if op not in ops:
             self.error(_join(path, "op"), _("expected one of %(ops)s") % {"ops": ", ".join(ops)})
             return
@@ -319,23 +321,23 @@ class _Validator:
             if not isinstance(value, str) or not value:
                 self.error(vpath, _("expected a non-empty text"))
             return
-        self.scalar(value, kind if op in ("eq", "ne") else schema.NUMBER, vpath)
+        self.scalar(value, kind if op in ("eq", "ne") else vocabulary.NUMBER, vpath)
 
     def scalar(self, value, kind, path):
-        if kind == schema.NUMBER and not _is_number(value):
+        if kind == vocabulary.NUMBER and not _is_number(value):
             self.error(path, _("expected a number, got %(got)r") % {"got": value})
-        elif kind == schema.STRING and not isinstance(value, str):
+        elif kind == vocabulary.STRING and not isinstance(value, str):
             self.error(path, _("expected a text, got %(got)r") % {"got": value})
-        elif kind in (schema.ANY, None) and not isinstance(value, str | int | float | bool):
+        elif kind in (vocabulary.ANY, None) and not isinstance(value, str | int | float | bool):
             self.error(path, _("expected a text, a number or true/false"))
 
     def attribute(self, name, path):
-        kind = schema.PROFILE_ATTRIBUTES.get(name) if isinstance(name, str) else None
+        kind = vocabulary.current().attributes.get(name) if isinstance(name, str) else None
         if kind is None:
             self.error(
                 path,
                 _("unknown profile attribute %(name)r; known: %(known)s")
-                % {"name": name, "known": ", ".join(sorted(schema.PROFILE_ATTRIBUTES))},
+                % {"name": name, "known": ", ".join(sorted(vocabulary.current().attributes))},
             )
         return kind
 
@@ -345,26 +347,32 @@ class _Validator:
             return None
         self.tags.add(code)
         if self.known_tag is None:
-            return schema.ANY
+            return vocabulary.ANY
         value_type = self.known_tag(code)
         if value_type is None:
             self.error(path, _("unknown tag %(code)r") % {"code": code})
             return None
-        return {"number": schema.NUMBER, "boolean": schema.ANY}.get(value_type, schema.STRING)
+        return {"number": vocabulary.NUMBER, "boolean": vocabulary.ANY}.get(value_type, vocabulary.STRING)
 
     def source(self, source, path):
-        if source not in schema.SOURCES:
-            self.error(path, _("expected one of %(choices)s") % {"choices": ", ".join(schema.SOURCES)})
+        if source not in vocabulary.current().sources:
+            self.error(
+                path, _("expected one of %(choices)s") % {"choices": ", ".join(vocabulary.current().sources)}
+            )
             return None
         return source
 
     def field(self, source, field, path):
-        kind = schema.field_type(source, field) if isinstance(field, str) else None
+        kind = vocabulary.current().field_type(source, field) if isinstance(field, str) else None
         if kind is None:
             self.error(
                 path,
                 _("unknown %(source)s field %(field)r; known: %(known)s, or properties.<key>")
-                % {"source": source, "field": field, "known": ", ".join(sorted(schema.SOURCES[source]))},
+                % {
+                    "source": source,
+                    "field": field,
+                    "known": ", ".join(sorted(vocabulary.current().sources[source])),
+                },
             )
         else:
             self.fields.add((source, field))
@@ -376,12 +384,15 @@ class _Validator:
             return
         if "attribute" in node:
             if self.expect_object(node, path, ("attribute",)):
-                if self.attribute(node["attribute"], _join(path, "attribute")) not in (schema.NUMBER, None):
+                if self.attribute(node["attribute"], _join(path, "attribute")) not in (
+                    vocabulary.NUMBER,
+                    None,
+                ):
                     self.error(_join(path, "attribute"), _("a metric needs a numeric attribute"))
             return
         if "tag" in node:
             if self.expect_object(node, path, ("tag",)):
-                if self.tag(node["tag"], _join(path, "tag")) not in (schema.NUMBER, schema.ANY, None):
+                if self.tag(node["tag"], _join(path, "tag")) not in (vocabulary.NUMBER, vocabulary.ANY, None):
                     self.error(_join(path, "tag"), _("a metric needs a number tag"))
             return
         if "days_since" in node:
@@ -412,7 +423,11 @@ class _Validator:
                     self.error(path, _("%(agg)r needs a 'field'") % {"agg": agg})
                 else:
                     kind = self.field(source, node["field"], _join(path, "field"))
-                    if agg in ("sum", "avg", "min", "max") and kind not in (schema.NUMBER, schema.ANY, None):
+                    if agg in ("sum", "avg", "min", "max") and kind not in (
+                        vocabulary.NUMBER,
+                        vocabulary.ANY,
+                        None,
+                    ):
                         self.error(_join(path, "field"), _("%(agg)r needs a numeric field") % {"agg": agg})
             elif "field" in node:
                 self.error(_join(path, "field"), _("'count' counts records and takes no field"))
@@ -434,7 +449,9 @@ class _Validator:
                 continue
             if pred.get("field") == "type":
                 values = pred.get("value") if isinstance(pred.get("value"), list) else [pred.get("value")]
-                unknown = [v for v in values if isinstance(v, str) and v not in schema.event_types()]
+                unknown = [
+                    v for v in values if isinstance(v, str) and v not in vocabulary.current().event_types()
+                ]
                 if source == "events" and unknown:
                     self.error(
                         _join(ppath, "value"),
@@ -442,12 +459,12 @@ class _Validator:
                     )
             if pred.get("field") == "channel":
                 values = pred.get("value") if isinstance(pred.get("value"), list) else [pred.get("value")]
-                unknown = [v for v in values if isinstance(v, str) and v not in schema.CHANNELS]
+                unknown = [v for v in values if isinstance(v, str) and v not in vocabulary.current().channels]
                 if unknown:
                     self.error(
                         _join(ppath, "value"),
                         _("unknown channel(s): %(channels)s; known: %(known)s")
-                        % {"channels": ", ".join(unknown), "known": ", ".join(schema.CHANNELS)},
+                        % {"channels": ", ".join(unknown), "known": ", ".join(vocabulary.current().channels)},
                     )
             self.comparison(pred, ppath, kind)
 

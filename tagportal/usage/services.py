@@ -1,4 +1,4 @@
-"""Every use of a tag, counted per tag, Beijing day, kind of use and client.
+"""Recording and folding every use of a tag, counted per tag, Beijing day, kind of use and client.
 
 Kinds (:class:`UsageKind`): a value handed out by the profile tag API, a read of the
 tag itself through the tag API, use in an audience or a journey, an export, a view of
@@ -18,9 +18,6 @@ counted twice. Daily counters older than ``TAGPORTAL_USAGE_RETENTION_DAYS`` (at 
 
 ``client`` is the id of the user or service account that used the tag; it is a plain
 number, not a foreign key, so usage statistics survive a deleted account.
-
-The models live in this module (the engine app's ``models.py`` belongs to the batch
-engine); they are registered with the app by ``models.py`` importing this module.
 """
 
 from __future__ import annotations
@@ -31,15 +28,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connections, models, router, transaction
-from django.db.models import F, Max, Q
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.db.models import F, Max
 from django.utils import timezone
-from django.utils.translation import gettext_lazy as _
 
-from tagportal.core.querysets import RestrictedQuerySet
+from tagportal.core.days import beijing_date, beijing_today
 
-from .models import TAG_SCOPE
-from .services import BEIJING
+from .choices import UsageKind
+from .models import TagUsage, UsageBuffer
 
 log = logging.getLogger(__name__)
 
@@ -49,71 +45,6 @@ UPSERT_CHUNK = 500
 AGGREGATE_CHUNK = 5000
 #: Daily counters are kept at least this long, whatever the setting says.
 MIN_RETENTION_DAYS = 400
-
-
-class UsageKind(models.TextChoices):
-    API_READ = "api_read", _("Profile API read")
-    TAG_READ = "tag_read", _("Tag API read")
-    AUDIENCE = "audience", _("Audience")
-    JOURNEY = "journey", _("Journey")
-    EXPORT = "export", _("Export")
-    PAGE_VIEW = "page_view", _("Page view")
-
-
-class TagUsage(models.Model):
-    """How often one client used a tag on one Beijing day, by kind of use."""
-
-    tag = models.ForeignKey(
-        "catalog.Tag", on_delete=models.CASCADE, related_name="usage_counts", verbose_name=_("tag")
-    )
-    day = models.DateField(_("day"), help_text=_("Beijing date."))
-    kind = models.CharField(_("kind"), max_length=20, choices=UsageKind.choices)
-    client = models.PositiveBigIntegerField(
-        _("client"), help_text=_("The id of the user or service account that used the tag.")
-    )
-    count = models.PositiveBigIntegerField(_("uses"), default=0)
-
-    objects = RestrictedQuerySet.as_manager()
-    scope = TAG_SCOPE
-
-    class Meta:
-        app_label = "engine"
-        ordering = ["-day", "tag_id", "kind", "client"]
-        verbose_name = _("tag usage")
-        verbose_name_plural = _("tag usage")
-        constraints = [
-            models.UniqueConstraint(fields=["tag", "day", "kind", "client"], name="tag_usage_unique"),
-            models.CheckConstraint(condition=Q(kind__in=UsageKind.values), name="tag_usage_kind_valid"),
-        ]
-        indexes = [models.Index(fields=["day", "kind"], name="tag_usage_day_kind")]
-
-    def __str__(self):
-        return f"{self.tag_id} {self.day} {self.kind} {self.client}: {self.count}"
-
-
-class UsageBuffer(models.Model):
-    """Uses recorded on the request path, not yet folded into :class:`TagUsage`.
-
-    ``tag_id`` is a plain number: appending must not check a foreign key, and a use of
-    a tag deleted before aggregation is dropped then."""
-
-    tag_id = models.PositiveBigIntegerField(_("tag"))
-    kind = models.CharField(_("kind"), max_length=20, choices=UsageKind.choices)
-    client = models.PositiveBigIntegerField(_("client"))
-    count = models.PositiveBigIntegerField(_("uses"), default=1)
-    at = models.DateTimeField(_("time"))
-
-    class Meta:
-        app_label = "engine"
-        verbose_name = _("buffered tag use")
-        verbose_name_plural = _("buffered tag uses")
-
-    def __str__(self):
-        return f"{self.tag_id} {self.kind} {self.client}: {self.count} at {self.at:%Y-%m-%d %H:%M}"
-
-
-def beijing_today(now: dt.datetime | None = None) -> dt.date:
-    return (now or timezone.now()).astimezone(BEIJING).date()
 
 
 def _positive(counts: Mapping[int, int] | Iterable[int]) -> list[tuple[int, int]]:
@@ -239,8 +170,6 @@ def aggregate(now: dt.datetime | None = None) -> dict[str, int]:
     Safe to run at any time, concurrently with recording and with another aggregation:
     it folds the rows up to the newest id it saw once it had the lock, and deletes
     exactly those."""
-    from tagportal.catalog.models import Tag
-
     with transaction.atomic():
         _serialise_aggregations()
         newest = UsageBuffer.objects.aggregate(newest=Max("pk"))["newest"]
@@ -251,9 +180,11 @@ def aggregate(now: dt.datetime | None = None) -> dict[str, int]:
                 "tag_id", "kind", "client", "count", "at"
             )
             for tag_id, kind, client, count, at in rows.iterator(chunk_size=AGGREGATE_CHUNK):
-                sums[(tag_id, at.astimezone(BEIJING).date(), kind, client)] += count
+                sums[(tag_id, beijing_date(at), kind, client)] += count
                 folded += 1
-        existing = set(Tag.objects.values_list("pk", flat=True)) if sums else set()
+        existing = (
+            set(TagUsage.tag.field.related_model.objects.values_list("pk", flat=True)) if sums else set()
+        )
         add_rows([(*key, n) for key, n in sorted(sums.items()) if key[0] in existing])
         if newest is not None:
             UsageBuffer.objects.filter(pk__lte=newest).delete()

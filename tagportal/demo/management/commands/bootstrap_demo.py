@@ -3,7 +3,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import translation
 
-from tagportal.catalog.demo import FIXTURES, bootstrap_demo
+from tagportal.demo.catalog import FIXTURES, bootstrap_demo
 
 
 class Command(BaseCommand):
@@ -39,11 +39,11 @@ class Command(BaseCommand):
     def _bootstrap(self, no_templates):
         logins = bootstrap_demo(templates=not no_templates)
         spec = yaml.safe_load((FIXTURES / "demo.yaml").read_text(encoding="utf-8"))
-        from tagportal.lineage.demo import load_demo_sources
+        from tagportal.demo.lineage import load_demo_sources
 
         load_demo_sources(spec.get("data_sources", []))
         if not no_templates:
-            from tagportal.governance import demo
+            from tagportal.demo import governance as demo
 
             demo.load_demo_requests(spec.get("change_requests", {}))
             demo.load_demo_duplicates(spec.get("duplicates", []))
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         return logins
 
     def _audiences(self, spec):
-        from tagportal.audiences.demo import load_demo_audiences
+        from tagportal.demo.audiences import load_demo_audiences
 
         made = load_demo_audiences(spec.get("audiences", []))
         for audience in made:

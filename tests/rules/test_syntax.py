@@ -4,8 +4,8 @@ and error positions. No database."""
 import pytest
 
 from tagportal.catalog.templates import available_packs, resolve_references
-from tagportal.engine.rules import validate_definition
-from tagportal.engine.syntax import (
+from tagportal.rules.definitions import validate_definition
+from tagportal.rules.syntax import (
     RuleFormatError,
     RuleSyntaxError,
     format_condition,

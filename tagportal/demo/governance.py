@@ -7,10 +7,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from tagportal.catalog.models import Tag, TagVersion
-
-from . import services
-from .choices import ChangeKind
-from .models import ChangeRequest
+from tagportal.governance import services
+from tagportal.governance.choices import ChangeKind
+from tagportal.governance.models import ChangeRequest
 
 
 @transaction.atomic
@@ -122,7 +121,10 @@ def load_demo_usage(days: int = 120, seed: int = 1) -> int:
     import numpy as np
 
     from tagportal.catalog.choices import TagStatus
-    from tagportal.engine.usage import TagUsage, UsageKind, add_rows, beijing_today
+    from tagportal.core.days import beijing_today
+    from tagportal.usage.choices import UsageKind
+    from tagportal.usage.models import TagUsage
+    from tagportal.usage.services import add_rows
 
     if TagUsage.objects.exists():
         return 0
@@ -188,10 +190,9 @@ def run_demo_reports() -> list:
     period ending yesterday, plus last week's cold-tag reports (to compare against)."""
     import datetime as dt
 
-    from tagportal.engine.usage import beijing_today
-
-    from .choices import ReportKind, ReportTrigger
-    from .reports import service
+    from tagportal.core.days import beijing_today
+    from tagportal.governance.choices import ReportKind, ReportTrigger
+    from tagportal.governance.reports import service
 
     week_ago = beijing_today() - dt.timedelta(days=8)
     reports = [

@@ -9,8 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from tagportal.catalog.models import BusinessLine
-
-from .models import DataField, DataSource
+from tagportal.lineage.models import DataField, DataSource
 
 
 @transaction.atomic
