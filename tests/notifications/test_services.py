@@ -11,7 +11,7 @@ from tagportal.notifications import services as notifications
 from tagportal.notifications.models import Notification
 
 from ..factories import UserFactory
-from ..governance.conftest import gw, update_spec  # noqa: F401 (the fixture)
+from ..governance.conftest import update_spec
 
 
 @pytest.fixture
