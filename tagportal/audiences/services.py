@@ -37,7 +37,7 @@ from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
 from tagportal.core.exceptions import Conflict
-from tagportal.core.permissions import may, may_add_into, scope_filter
+from tagportal.core.permissions import may, may_add_into
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import bitmaps as bm
 from tagportal.notifications import services as notifications
@@ -782,12 +782,7 @@ def may_approve_repin(user, audience: Audience) -> bool:
         return False
     if audience.repin_requested_by_id is not None and audience.repin_requested_by_id == user.pk:
         return False
-    condition = scope_filter(user, Audience, "review", check_model_permission=False)
-    if condition is None:
-        return True
-    if condition is False:
-        return False
-    return Audience.objects.filter(condition, pk=audience.pk).exists()
+    return may(user, audience, "review", check_model_permission=False)
 
 
 def approve_repin(user, audience: Audience) -> Audience:

@@ -296,14 +296,8 @@ def recertification_due(tags, now=None):
 @transaction.atomic
 def certify_tag(user, tag: Tag, note: str = "") -> Tag:
     """A steward confirms a published tag is still right (recorded in its history)."""
-    from tagportal.core.permissions import scope_filter
-
     tag = Tag.objects.select_for_update().get(pk=tag.pk)
-    reviewable = scope_filter(user, BusinessLine, "review")
-    if reviewable is False or (
-        reviewable is not None
-        and not BusinessLine.objects.filter(reviewable, pk=tag.business_line_id).exists()
-    ):
+    if not BusinessLine.objects.restrict(user, "review").filter(pk=tag.business_line_id).exists():
         raise PermissionDenied(_("Only a data steward of the business line may certify its tags."))
     if tag.status != TagStatus.PUBLISHED:
         raise ValidationError({"status": _("Only published tags are certified.")})

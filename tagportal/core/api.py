@@ -1,9 +1,12 @@
 """The base of every API resource: scoped querysets, object permissions, errors.
 
-A viewset is a queryset, a serializer and a filterset. Its queryset is always
-``Model.objects.restrict(request.user, "view")``, so lists never show what the
-caller may not view and details answer 404 for it; writes also need the object
-to be in ``restrict(user, action)`` (403 otherwise).
+A viewset is a queryset, a serializer and a filterset. As NetBox's
+``BaseViewSet.initial`` does, the base viewset narrows its queryset to
+``Model.objects.restrict(request.user, action)`` for the action the request needs
+(``view`` for GET, ``add`` for POST, ``change`` for PUT and PATCH, ``delete`` for
+DELETE, or what a custom action declares in ``action_permissions``). So lists never
+show what the caller may not view, and an object the caller may not view answers
+404; one they may view but not, say, change answers 403.
 """
 
 from __future__ import annotations
@@ -15,24 +18,58 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.db.models import ProtectedError, RestrictedError
+from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .api_permissions import METHOD_ACTIONS, RestrictedObjectPermissions, StandardPagination  # noqa: F401
+from .api_permissions import request_action
 
 log = logging.getLogger(__name__)
 
 
 class RestrictedViewSetMixin:
-    """Scopes the queryset with the one entry point, ``restrict(user, "view")``."""
+    """Scopes the queryset with the one entry point, ``restrict(user, action)``, for the
+    action the request needs (:func:`~tagportal.core.api_permissions.request_action`).
+
+    ``action_permissions`` maps custom actions to the action they need
+    (``{"apply": "change"}``); the others need the action of their HTTP method.
+    """
 
     action_permissions: dict[str, str | None] = {}
+    #: The action the queryset is restricted by (set once the request is authenticated).
+    scope_action: str | None = None
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        return queryset.restrict(self.request.user, "view")
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authentication, model permissions, throttling
+        self.scope_action = request_action(request, self) or "view"
+        self.queryset = self.queryset.restrict(request.user, self.scope_action)
+
+    def get_object(self):
+        """The object, or 404 when the caller may not view it, or 403 when they may view
+        it but not take the request's action on it."""
+        try:
+            obj = super().get_object()
+        except Http404:
+            if self.scope_action != "view" and self._scoped(self._lookup(), "view"):
+                raise exceptions.PermissionDenied() from None
+            raise
+        action = request_action(self.request, self) or "view"
+        if action != self.scope_action and not self._scoped({"pk": obj.pk}, action):
+            # DRF's OPTIONS metadata asks again as if for a PUT, with a cloned request
+            raise exceptions.PermissionDenied()
+        return obj
+
+    def _lookup(self) -> dict:
+        return {self.lookup_field: self.kwargs.get(self.lookup_url_kwarg or self.lookup_field)}
+
+    def _scoped(self, lookup: dict, action: str) -> bool:
+        """Whether the object exists among those the caller may ``action``."""
+        try:
+            return type(self).queryset.restrict(self.request.user, action).filter(**lookup).exists()
+        except (TypeError, ValueError, DjangoValidationError):
+            return False
 
 
 class RestrictedModelViewSet(RestrictedViewSetMixin, viewsets.ModelViewSet):

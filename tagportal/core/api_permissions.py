@@ -4,7 +4,7 @@ can import it while it loads its own settings)."""
 from rest_framework import permissions
 from rest_framework.pagination import PageNumberPagination
 
-from .permissions import may, model_permission
+from .permissions import model_permission
 
 METHOD_ACTIONS = {
     "GET": "view",
@@ -17,18 +17,23 @@ METHOD_ACTIONS = {
 }
 
 
+def request_action(request, view) -> str | None:
+    """The action a request needs: the one a viewset declares for its custom action in
+    ``action_permissions`` (``{"apply": "change"}``; ``None``: no model permission), else
+    the one of its HTTP method."""
+    custom = getattr(view, "action_permissions", {}) or {}
+    action = getattr(view, "action", None)
+    if action in custom:
+        return custom[action]
+    return METHOD_ACTIONS.get(request.method, "change")
+
+
 class RestrictedObjectPermissions(permissions.BasePermission):
-    """Model permission for the request's action, then the object's scope.
+    """The model permission of the request's action (:func:`request_action`).
 
-    Viewsets may set ``action_permissions = {"apply": "change"}`` for custom actions.
+    Which objects the action reaches is the base viewset's job: it restricts its
+    queryset by the same action (``tagportal.core.api.RestrictedViewSetMixin``).
     """
-
-    def _action(self, request, view) -> str:
-        custom = getattr(view, "action_permissions", {}) or {}
-        action = getattr(view, "action", None)
-        if action in custom:
-            return custom[action]
-        return METHOD_ACTIONS.get(request.method, "change")
 
     def has_permission(self, request, view):
         user = request.user
@@ -37,16 +42,10 @@ class RestrictedObjectPermissions(permissions.BasePermission):
         model = getattr(getattr(view, "queryset", None), "model", None)
         if model is None:
             return True
-        action = self._action(request, view)
+        action = request_action(request, view)
         if action is None:
             return True
         return user.has_perm(model_permission(model, action))
-
-    def has_object_permission(self, request, view, obj):
-        action = self._action(request, view)
-        if action in (None, "view", "add"):
-            return True  # viewing is already scoped by the queryset
-        return may(request.user, obj, action)
 
 
 class StandardPagination(PageNumberPagination):

@@ -14,7 +14,8 @@ object their model permissions allow.
 Models opt in by declaring ``scope``: a list of :class:`Via` entries naming the
 granted model and the lookup from the scoped model to it. Everything else that
 needs scoping (the admin, the pages, the API) calls
-``Model.objects.restrict(user, action)``, which calls :func:`scope_filter`.
+``Model.objects.restrict(user, action)`` (or :func:`may` for one object), which
+call :func:`scope_filter` and read its answer with :func:`apply_scope`.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def _is_direct(perm_model) -> bool:
 def scope_filter(user, model: type[Model], action: str = "view", check_model_permission: bool = True):
     """What ``user`` may ``action`` among ``model`` objects.
 
-    Returns ``None`` (no restriction), ``False`` (nothing) or a ``Q``.
+    Returns ``None`` (no restriction), ``False`` (nothing) or a ``Q``: apply it to a
+    queryset with :func:`apply_scope`, the one place that tells them apart.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
@@ -117,30 +119,37 @@ def scope_filter(user, model: type[Model], action: str = "view", check_model_per
     return condition
 
 
+def apply_scope(queryset: QuerySet, condition) -> QuerySet:
+    """``queryset`` narrowed by a :func:`scope_filter` result: the one place that reads it.
+
+    ``None`` restricts nothing and answers ``queryset`` itself (the same object, so a
+    caller can tell that no query is needed), ``False`` answers an empty queryset (which
+    runs no query), a ``Q`` filters.
+    """
+    if condition is None:
+        return queryset
+    if condition is False:
+        return queryset.none()
+    return queryset.filter(condition)
+
+
 def restrict(queryset: QuerySet, user, action: str = "view") -> QuerySet:
     return queryset.restrict(user, action)
 
 
-def may(user, obj: Model, action: str) -> bool:
-    """Whether ``user`` may ``action`` this object (one query at most)."""
-    condition = scope_filter(user, type(obj), action)
-    if condition is False:
-        return False
-    if condition is None:
-        return True
-    return type(obj)._default_manager.filter(condition, pk=obj.pk).exists()
+def may(user, obj: Model, action: str, check_model_permission: bool = True) -> bool:
+    """Whether ``user`` may ``action`` this object (one query at most, none when the
+    user's scope does not restrict)."""
+    one = type(obj)._default_manager.filter(pk=obj.pk)
+    scoped = apply_scope(one, scope_filter(user, type(obj), action, check_model_permission))
+    return scoped is one or scoped.exists()
 
 
 def may_add_into(user, model: type[Model], container: Model) -> bool:
     """Whether ``user`` may create a ``model`` object inside ``container`` (a brand)."""
     if not user.is_authenticated or not user.has_perm(model_permission(model, "add")):
         return False
-    condition = scope_filter(user, type(container), "add", check_model_permission=False)
-    if condition is None:
-        return True
-    if condition is False:
-        return False
-    return type(container)._default_manager.filter(condition, pk=container.pk).exists()
+    return may(user, container, "add", check_model_permission=False)
 
 
 def containers_for_add(user, model: type[Model], container_model: type[Model]) -> QuerySet:
@@ -148,9 +157,4 @@ def containers_for_add(user, model: type[Model], container_model: type[Model]) -
     manager = container_model._default_manager
     if not user.is_authenticated or not user.has_perm(model_permission(model, "add")):
         return manager.none()
-    condition = scope_filter(user, container_model, "add", check_model_permission=False)
-    if condition is None:
-        return manager.all()
-    if condition is False:
-        return manager.none()
-    return manager.filter(condition)
+    return manager.all().restrict(user, "add", check_model_permission=False)

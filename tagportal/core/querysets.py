@@ -8,12 +8,9 @@ class RestrictedQuerySet(models.QuerySet):
     the admin, the pages and the API (see :mod:`tagportal.core.permissions`).
     """
 
-    def restrict(self, user, action: str = "view"):
-        from .permissions import scope_filter
+    def restrict(self, user, action: str = "view", check_model_permission: bool = True):
+        """What ``user`` may ``action`` here; ``check_model_permission=False`` leaves out
+        the model permission (a grant on a brand read as "may add into it")."""
+        from .permissions import apply_scope, scope_filter
 
-        condition = scope_filter(user, self.model, action)
-        if condition is None:
-            return self
-        if condition is False:
-            return self.none()
-        return self.filter(condition)
+        return apply_scope(self, scope_filter(user, self.model, action, check_model_permission))

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from tagportal.catalog.models import Brand, Tag
 from tagportal.core.api import RestrictedReadOnlyViewSet
-from tagportal.core.permissions import may_add_into, scope_filter
+from tagportal.core.permissions import may, may_add_into
 from tagportal.profiles import pii
 from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType
 from tagportal.usage import services as usage
@@ -163,14 +163,7 @@ class TagRunViewSet(RestrictedReadOnlyViewSet):
 def may_run_compute(user, brand: Brand) -> bool:
     """Whether ``user`` may start computations of the brand's tags: the
     ``engine.run_compute`` permission and a grant to change the brand."""
-    if not user.has_perm("engine.run_compute"):
-        return False
-    condition = scope_filter(user, Brand, "change", check_model_permission=False)
-    if condition is None:
-        return True
-    if condition is False:
-        return False
-    return Brand.objects.filter(condition, pk=brand.pk).exists()
+    return user.has_perm("engine.run_compute") and may(user, brand, "change", check_model_permission=False)
 
 
 class ComputeView(APIView):
@@ -249,13 +242,7 @@ def _granted_brand(user, code, action: str = "view") -> Brand:
     the brand or its business line), else 404: another brand reads as missing."""
     if not code or not isinstance(code, str):
         raise ValidationError({"brand": [_("Required: the brand code.")]})
-    condition = scope_filter(user, Brand, action, check_model_permission=False)
-    if condition is False:
-        raise NotFound(_("No such brand."))
-    brands = Brand.objects.filter(code=code)
-    if condition is not None:
-        brands = brands.filter(condition)
-    brand = brands.first()
+    brand = Brand.objects.filter(code=code).restrict(user, action, check_model_permission=False).first()
     if brand is None:
         raise NotFound(_("No such brand."))
     return brand

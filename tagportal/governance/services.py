@@ -25,7 +25,7 @@ from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.history import line_diff
 from tagportal.catalog.models import BusinessLine, Category, Region, Tag, TagVersion
 from tagportal.core.exceptions import Conflict
-from tagportal.core.permissions import may, scope_filter
+from tagportal.core.permissions import may
 from tagportal.core.roles import reviewers_of
 from tagportal.notifications import services as notifications
 
@@ -488,12 +488,7 @@ def reviewable_business_lines(user):
     """The business lines whose changes ``user`` may approve."""
     if user is None or not user.is_authenticated or not user.has_perm("governance.review_changerequest"):
         return BusinessLine.objects.none()
-    condition = scope_filter(user, BusinessLine, "review")
-    if condition is None:
-        return BusinessLine.objects.all()
-    if condition is False:
-        return BusinessLine.objects.none()
-    return BusinessLine.objects.filter(condition)
+    return BusinessLine.objects.restrict(user, "review")
 
 
 def may_review(user, cr: ChangeRequest) -> bool:

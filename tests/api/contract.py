@@ -18,6 +18,19 @@ Each hook receives the ``world`` fixture of ``tests/conftest.py``. ``create_data
 ``update_data`` are written in the API's own terms (slugs, ids), and the contract
 compares them with what the API answers when the object is fetched again from the
 database, so a value that is accepted but not stored fails.
+
+Optional hooks: ``read_only_user`` (default: the analyst), ``grant_view_of_other`` (let
+the user view the other object but not change it), ``list_params``, ``key`` / ``key_of``
+and ``id_field`` (how the API names an object), ``paginated``, ``assert_deleted``.
+
+A resource that offers only some of the routes mixes in the parts it has:
+``ListContract`` and ``DetailContract`` (together ``ReadContract``); ``CreateContract``,
+``UpdateContract``, ``DeleteContract`` and ``UnauthenticatedWriteContract`` (together
+``WriteContract``); ``ScopedListContract``, ``ScopedDetailContract``,
+``ScopedUpdateContract``, ``ScopedDeleteContract`` (another scope's object is 404, one
+only viewable is 403 on writes); ``ReadOnlyRoleContract`` (an analyst may view but gets
+403 on writes) and ``ReadOnlyContract`` (no writes at all). Every viewset under ``/api/``
+has such a class: ``tests/api/test_contract_coverage.py`` fails otherwise.
 """
 
 from __future__ import annotations
@@ -26,9 +39,17 @@ import json
 
 from rest_framework.test import APIClient
 
+from tagportal.catalog.services import grant_business_line
 from tests.conftest import client_for
 
 UNKNOWN_PK = 987654321
+
+
+def once(world, name, make):
+    """Build a fixture object once per test (hooks may be called several times)."""
+    if not hasattr(world, name):
+        setattr(world, name, make())
+    return getattr(world, name)
 
 
 class Resource:
@@ -38,9 +59,25 @@ class Resource:
     model: type
     #: Fields of the create/update data that the API does not echo back as sent.
     write_only_fields: tuple[str, ...] = ()
+    #: Whether the list answers DRF's page (``count``, ``results``) or a bare list.
+    paginated: bool = True
+    #: The field that names an object in the API's answers.
+    id_field: str = "id"
 
     def user(self, world):
         return world.admin
+
+    def read_only_user(self, world):
+        """Someone who may view the permitted object but change nothing (an analyst)."""
+        return world.analyst
+
+    def grant_view_of_other(self, world, user):
+        """Let ``user`` view, but not change, the other object."""
+        grant_business_line(user, world.other_line, "analysts")
+
+    def list_params(self, world) -> dict:
+        """Query parameters every list request needs."""
+        return {}
 
     def permitted(self, world):
         raise NotImplementedError
@@ -67,8 +104,34 @@ class Resource:
     def detail_url(self, pk) -> str:
         return f"{self.url}{pk}/"
 
+    def key(self, obj):
+        """How the API names ``obj`` in its answers (the ``id_field``) and its URLs."""
+        return obj.pk
+
+    def key_of(self, body: dict):
+        """The key of the object a list row or a detail answer is about."""
+        return body[self.id_field]
+
+    def rows(self, response) -> list:
+        body = response.json()
+        return body["results"] if self.paginated else body
+
+    def keys(self, response) -> set:
+        return {self.key_of(row) for row in self.rows(response)}
+
     def count(self) -> int:
         return self.model._default_manager.count()
+
+    def snapshot(self, obj) -> dict:
+        """The stored fields of ``obj``, to prove a refused request changed nothing."""
+        fresh = type(obj)._default_manager.get(pk=obj.pk)
+        return {f.attname: getattr(fresh, f.attname) for f in fresh._meta.concrete_fields}
+
+    def assert_deleted(self, world, user, obj):
+        """What a successful delete leaves: the object gone, its detail 404."""
+        assert not self.model._default_manager.filter(pk=obj.pk).exists()
+        again = client_for(user).get(self.detail_url(obj.pk))
+        assert again.status_code == 404
 
     def assert_matches(self, payload: dict, data: dict):
         """Every field of ``data`` reads back as it was written."""
@@ -79,10 +142,6 @@ class Resource:
             assert payload[key] == value, f"{key}: sent {value!r}, stored {payload[key]!r}"
 
 
-def _ids(response) -> set:
-    return {row["id"] for row in response.json()["results"]}
-
-
 def _assert_paginated(response):
     body = response.json()
     assert set(body) >= {"count", "next", "previous", "results"}, body
@@ -90,57 +149,82 @@ def _assert_paginated(response):
     assert body["count"] >= len(body["results"])
 
 
-class ReadContract:
-    """List and detail: 200, paginated, the permitted object is there; no anonymous reads."""
+def _assert_unauthenticated(response, key, url):
+    # Token authentication comes first, so DRF answers 401 with a challenge.
+    assert response.status_code == 401, (url, response.status_code)
+    assert response.headers.get("WWW-Authenticate", "").startswith("Token")
+    assert str(key) not in json.dumps(response.json())
+
+
+class ListContract:
+    """The list: 200, paginated, the permitted object is there; no anonymous reads."""
 
     def test_list(self, world):
         obj = self.permitted(world)
-        response = self.client(world).get(self.url)
+        response = self.client(world).get(self.url, self.list_params(world))
         assert response.status_code == 200, response.content
-        _assert_paginated(response)
-        assert obj.pk in _ids(response)
+        if self.paginated:
+            _assert_paginated(response)
+        assert self.key(obj) in self.keys(response)
+
+    def test_unauthenticated_read(self, world):
+        obj = self.permitted(world)
+        response = APIClient().get(self.url, self.list_params(world))
+        _assert_unauthenticated(response, self.key(obj), self.url)
+
+
+class DetailContract:
+    """The detail: 200 for the permitted object, 404 for an unknown one; no anonymous reads."""
 
     def test_detail(self, world):
         obj = self.permitted(world)
-        response = self.client(world).get(self.detail_url(obj.pk))
+        response = self.client(world).get(self.detail_url(self.key(obj)))
         assert response.status_code == 200, response.content
-        assert response.json()["id"] == obj.pk
+        assert self.key_of(response.json()) == self.key(obj)
 
     def test_detail_of_unknown_object_is_404(self, world):
         response = self.client(world).get(self.detail_url(UNKNOWN_PK))
         assert response.status_code == 404
 
-    def test_unauthenticated_read(self, world):
+    def test_unauthenticated_detail(self, world):
         obj = self.permitted(world)
-        anonymous = APIClient()
-        for url in (self.url, self.detail_url(obj.pk)):
-            response = anonymous.get(url)
-            # Token authentication comes first, so DRF answers 401 with a challenge.
-            assert response.status_code == 401, (url, response.status_code)
-            assert response.headers.get("WWW-Authenticate", "").startswith("Token")
-            assert str(obj.pk) not in json.dumps(response.json())
+        url = self.detail_url(self.key(obj))
+        _assert_unauthenticated(APIClient().get(url), self.key(obj), url)
 
 
-class ScopedContract:
-    """Another brand's (business line's) object is invisible: not listed, 404 in detail."""
+class ReadContract(ListContract, DetailContract):
+    """List and detail."""
+
+
+class ScopedListContract:
+    """Another brand's (business line's) object is not listed."""
 
     def test_list_hides_other_scope(self, world):
         obj, other = self.permitted(world), self.other(world)
-        response = self.client(world).get(self.url, {"page_size": 1000})
+        response = self.client(world).get(self.url, {**self.list_params(world), "page_size": 1000})
         assert response.status_code == 200
-        ids = _ids(response)
-        assert obj.pk in ids
-        assert other.pk not in ids
-        assert response.json()["count"] == len(ids)
+        keys = self.keys(response)
+        assert self.key(obj) in keys
+        assert self.key(other) not in keys
+        if self.paginated:
+            assert response.json()["count"] == len(keys)
+
+
+class ScopedDetailContract:
+    """Another brand's (business line's) object answers 404: it does not exist for the caller."""
 
     def test_detail_of_other_scope_is_404(self, world):
         other = self.other(world)
-        response = self.client(world).get(self.detail_url(other.pk))
+        response = self.client(world).get(self.detail_url(self.key(other)))
         assert response.status_code == 404
 
 
-class WriteContract:
-    """Create, update and delete, each checked against the database."""
+class ScopedContract(ScopedListContract, ScopedDetailContract):
+    """Another brand's (business line's) object is invisible: not listed, 404 in detail."""
+
+
+class CreateContract:
+    """Create, checked against the database."""
 
     def test_create(self, world):
         data = self.create_data(world)
@@ -155,6 +239,10 @@ class WriteContract:
         stored = client_for(world.admin).get(self.detail_url(pk))
         assert stored.status_code == 200
         self.assert_matches(stored.json(), data)
+
+
+class UpdateContract:
+    """Update, checked against the database; an unknown object is 404."""
 
     def test_update(self, world):
         obj = self.permitted(world)
@@ -176,14 +264,20 @@ class WriteContract:
         )
         assert response.status_code == 404
 
+
+class DeleteContract:
+    """Delete: 204, and the object is gone (``assert_deleted``)."""
+
     def test_delete(self, world):
         user = self.user(world)
         obj = self.deletable(world, user)
         response = client_for(user).delete(self.detail_url(obj.pk))
         assert response.status_code == 204, response.content
-        assert not self.model._default_manager.filter(pk=obj.pk).exists()
-        again = client_for(user).get(self.detail_url(obj.pk))
-        assert again.status_code == 404
+        self.assert_deleted(world, user, obj)
+
+
+class UnauthenticatedWriteContract:
+    """No anonymous writes: 401, nothing changed."""
 
     def test_unauthenticated_write(self, world):
         obj = self.permitted(world)
@@ -201,22 +295,71 @@ class WriteContract:
         assert after == before
 
 
-class ScopedWriteContract:
-    """Writes to another scope's object answer 404 (it does not exist for the caller)."""
+class WriteContract(CreateContract, UpdateContract, DeleteContract, UnauthenticatedWriteContract):
+    """Create, update and delete, each checked against the database."""
+
+
+class ScopedUpdateContract:
+    """Updating another scope's object answers 404 (it does not exist for the caller);
+    updating one the caller may view but not change answers 403. Nothing changes."""
 
     def test_update_of_other_scope_is_404(self, world):
         other = self.other(world)
-        before = {f.attname: getattr(other, f.attname) for f in other._meta.concrete_fields}
+        before = self.snapshot(other)
         response = self.client(world).patch(self.detail_url(other.pk), self.update_data(world), format="json")
         assert response.status_code == 404
-        other.refresh_from_db()
-        assert {f.attname: getattr(other, f.attname) for f in other._meta.concrete_fields} == before
+        assert self.snapshot(other) == before
+
+    def test_update_of_object_only_viewable_is_403(self, world):
+        other, user = self.other(world), self.user(world)
+        self.grant_view_of_other(world, user)
+        client = client_for(user)
+        assert client.get(self.detail_url(other.pk)).status_code == 200
+        before = self.snapshot(other)
+        response = client.patch(self.detail_url(other.pk), self.update_data(world), format="json")
+        assert response.status_code == 403, response.content
+        assert self.snapshot(other) == before
+
+
+class ScopedDeleteContract:
+    """Deleting another scope's object answers 404; one the caller may only view, 403."""
 
     def test_delete_of_other_scope_is_404(self, world):
         other = self.other(world)
+        before = self.snapshot(other)
         response = self.client(world).delete(self.detail_url(other.pk))
         assert response.status_code == 404
-        assert self.model._default_manager.filter(pk=other.pk).exists()
+        assert self.snapshot(other) == before
+
+    def test_delete_of_object_only_viewable_is_403(self, world):
+        other, user = self.other(world), self.user(world)
+        self.grant_view_of_other(world, user)
+        before = self.snapshot(other)
+        response = client_for(user).delete(self.detail_url(other.pk))
+        assert response.status_code == 403, response.content
+        assert self.snapshot(other) == before
+
+
+class ScopedWriteContract(ScopedUpdateContract, ScopedDeleteContract):
+    """Writes to another scope's object: 404 when invisible, 403 when only viewable."""
+
+
+class ReadOnlyRoleContract:
+    """A read-only role (an analyst granted the own business line) may view the permitted
+    object but gets 403 on every write, and nothing changes."""
+
+    def test_read_only_role_may_not_write(self, world):
+        obj = self.permitted(world)
+        client = client_for(self.read_only_user(world))
+        assert client.get(self.detail_url(obj.pk)).status_code == 200
+        before, before_count = self.snapshot(obj), self.count()
+        created = client.post(self.url, self.create_data(world), format="json")
+        assert created.status_code == 403, created.content
+        updated = client.patch(self.detail_url(obj.pk), self.update_data(world), format="json")
+        assert updated.status_code == 403, updated.content
+        assert client.delete(self.detail_url(obj.pk)).status_code == 403
+        assert self.count() == before_count
+        assert self.snapshot(obj) == before
 
 
 class ProtectedDeleteContract:
@@ -235,20 +378,22 @@ class ProtectedDeleteContract:
 
 
 class ReadOnlyContract:
-    """No writes at all: 405 for a user holding every permission, never a change."""
+    """No writes at all: 405 for a user holding every permission, 403 for a read-only
+    role, never a change."""
 
     def test_writes_are_refused(self, world):
         obj = self.permitted(world)
-        before = self.count()
-        for user in (self.user(world), world.admin):
+        before, before_count = self.snapshot(obj), self.count()
+        read_only = self.read_only_user(world)
+        for user in (self.user(world), read_only, world.admin):
             client = client_for(user)
-            allowed = (405,) if user is world.admin else (403, 405)
+            allowed = (405,) if user is world.admin else (403,) if user is read_only else (403, 405)
             assert client.post(self.url, {}, format="json").status_code in allowed
             assert client.put(self.detail_url(obj.pk), {}, format="json").status_code in allowed
             assert client.patch(self.detail_url(obj.pk), {}, format="json").status_code in allowed
             assert client.delete(self.detail_url(obj.pk)).status_code in allowed
-        assert self.count() == before
-        assert self.model._default_manager.filter(pk=obj.pk).exists()
+        assert self.count() == before_count
+        assert self.snapshot(obj) == before
 
 
 class SharedDictionaryContract:
@@ -260,7 +405,7 @@ class SharedDictionaryContract:
         client = client_for(world.operator)
         listing = client.get(self.url, {"page_size": 1000})
         assert listing.status_code == 200
-        assert obj.pk in _ids(listing)
+        assert obj.pk in self.keys(listing)
         assert client.get(self.detail_url(obj.pk)).status_code == 200
 
     def test_operator_may_not_write(self, world):
@@ -280,7 +425,7 @@ class SharedDictionaryContract:
         assert client_for(world.admin).get(self.detail_url(obj.pk)).json() == before
 
 
-class APIContract(Resource, ReadContract, WriteContract):
+class APIContract(Resource, ReadContract, WriteContract, ReadOnlyRoleContract):
     """The full contract of an unscoped, writable resource."""
 
 

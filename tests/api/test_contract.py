@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from tagportal.catalog.models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
 from tagportal.catalog.services import grant_business_line, publish_tag
+from tagportal.catalog.templates import get_pack
 from tagportal.core.roles import STEWARD
 
 from ..conftest import client_for
@@ -29,14 +30,8 @@ from .contract import (
     ScopedAPIContract,
     ScopedContract,
     SharedDictionaryContract,
+    once,
 )
-
-
-def once(world, name, make):
-    """Build a fixture object once per test (hooks may be called several times)."""
-    if not hasattr(world, name):
-        setattr(world, name, make())
-    return getattr(world, name)
 
 
 def steward_with(world, username, *perms):
@@ -381,6 +376,60 @@ class TestNamingRules(APIContract, ProtectedDeleteContract, SharedDictionaryCont
         assert response.status_code == 400, (response.status_code, response.content)
         assert set(response.json()) & {"min_length", "max_length", "non_field_errors"}
         assert NamingRule.objects.count() == before
+
+
+# ---------------------------------------------------------------------------
+# Industry templates: not stored objects but packs on disk; applying one writes into a brand
+
+
+class TestTemplates(Resource, ReadContract):
+    url = "/api/catalog/templates/"
+    model = Tag  # what applying a template writes
+    paginated = False
+    id_field = "key"
+
+    def user(self, world):
+        return world.steward
+
+    def permitted(self, world):
+        return get_pack("health_nutrition")
+
+    def key(self, obj):
+        return obj.key
+
+    def apply(self, user, brand):
+        return client_for(user).post(
+            f"{self.url}health_nutrition/apply/", {"brand": brand.code}, format="json"
+        )
+
+    def test_apply_to_a_permitted_brand(self, world):
+        response = self.apply(self.user(world), world.own_brand)
+        assert response.status_code == 201, response.content
+        created = Tag.objects.filter(brand=world.own_brand, code__in=response.json()["created_codes"])
+        assert created.count() == response.json()["created"] == len(get_pack("health_nutrition").tags)
+
+    def test_apply_to_another_business_lines_brand_is_404(self, world):
+        before = self.count()
+        assert self.apply(self.user(world), world.other_brand).status_code == 404
+        assert self.count() == before
+
+    def test_read_only_role_may_not_apply(self, world):
+        before = self.count()
+        assert self.apply(self.read_only_user(world), world.own_brand).status_code == 403
+        assert self.count() == before
+
+    def test_unauthenticated_apply(self, world):
+        before = self.count()
+        response = APIClient().post(
+            f"{self.url}health_nutrition/apply/", {"brand": world.own_brand.code}, format="json"
+        )
+        assert response.status_code == 401
+        assert self.count() == before
+
+    def test_no_other_writes(self, world):
+        client = client_for(world.admin)
+        assert client.post(self.url, {}, format="json").status_code == 405
+        assert client.delete(self.detail_url("health_nutrition")).status_code == 405
 
 
 # ---------------------------------------------------------------------------

@@ -57,9 +57,13 @@ def test_usage_and_inbox_keep_their_rows_and_permissions_when_their_apps_change(
     )  # fmt: skip
     day = dt.date(2026, 12, 1)
     old.get_model("engine", "TagUsage").objects.create(tag=tag, day=day, kind="api_read", client=7, count=5)
-    old.get_model("engine", "UsageBuffer").objects.create(tag_id=tag.pk, kind="export", client=7, at=timezone.now())
+    old.get_model("engine", "UsageBuffer").objects.create(
+        tag_id=tag.pk, kind="export", client=7, at=timezone.now()
+    )
     cr = ChangeRequest.objects.create(business_line=line, brand=brand, proposer=user, title="旧的变更")
-    old.get_model("governance", "Notification").objects.create(recipient=user, change_request=cr, subject="待审核")
+    old.get_model("governance", "Notification").objects.create(
+        recipient=user, change_request=cr, subject="待审核"
+    )
     PeriodicTask.objects.filter(task="tagportal.usage.tasks.aggregate_usage").update(
         task="tagportal.governance.tasks.aggregate_usage"
     )

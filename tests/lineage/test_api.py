@@ -4,10 +4,11 @@ permissions as everywhere (another business line's source answers 404)."""
 import datetime as dt
 
 import pytest
+from rest_framework.test import APIClient
 
 from tagportal.lineage.models import DataField, DataSource, TagInput
 
-from ..api.contract import ScopedAPIContract
+from ..api.contract import DetailContract, Resource, ScopedAPIContract, ScopedDetailContract
 from ..conftest import client_for
 from ..factories import TagFactory, UserFactory
 from .conftest import NOW, make_lineage
@@ -82,6 +83,60 @@ class TestDataFields(ScopedAPIContract):
 
     def deletable(self, world, user):
         return DataFieldFactory(source=make_lineage(world).pos, name="unused")
+
+
+class TestTagInputs(Resource, DetailContract, ScopedDetailContract):
+    """What a tag reads: ``GET`` and ``PUT`` on ``tags/<id>/inputs/`` (no list)."""
+
+    url = "/api/lineage/tags/"
+    model = TagInput
+
+    def user(self, world):
+        return world.steward
+
+    def permitted(self, world):
+        make_lineage(world)
+        return world.own_tag
+
+    def other(self, world):
+        return world.other_tag
+
+    def detail_url(self, pk) -> str:
+        return f"{self.url}{pk}/inputs/"
+
+    def key_of(self, body):
+        return body["tag"]["id"]
+
+    def declare(self, user, tag):
+        return client_for(user).put(self.detail_url(tag.pk), {"fields": ["crm.points"]}, format="json")
+
+    def declared(self, tag) -> set:
+        return set(TagInput.objects.filter(tag=tag, origin="declared").values_list("field__name", flat=True))
+
+    def test_declare(self, world):
+        tag = self.permitted(world)
+        response = self.declare(self.user(world), tag)
+        assert response.status_code == 200, response.content
+        assert ("crm", "points", "declared") in {
+            (f["source"], f["name"], f["origin"]) for f in response.json()["fields"]
+        }
+        assert self.declared(tag) == {"points"}
+
+    def test_declare_of_other_scope_is_404_or_403_when_only_viewable(self, world):
+        other, user = self.other(world), self.user(world)
+        make_lineage(world)
+        assert self.declare(user, other).status_code == 404
+        self.grant_view_of_other(world, user)
+        assert client_for(user).get(self.detail_url(other.pk)).status_code == 200
+        assert self.declare(user, other).status_code == 403
+        assert self.declared(other) == set()
+
+    def test_read_only_role_may_not_declare(self, world):
+        tag = self.permitted(world)
+        assert self.declare(self.read_only_user(world), tag).status_code == 403
+        response = APIClient().put(self.detail_url(tag.pk), {"fields": ["crm.points"]}, format="json")
+        assert response.status_code == 401
+        assert self.declared(tag) == set()
 
 
 # ---------------------------------------------------------------------------

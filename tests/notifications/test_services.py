@@ -22,7 +22,9 @@ def people(db):
 def test_a_message_about_any_object_reaches_each_user_once(people, world, django_capture_on_commit_callbacks):
     ann, bo = people
     with django_capture_on_commit_callbacks(execute=True):
-        notes = notifications.notify([ann, bo, ann, None], "标签已更新", "到店次数", topic=world.own_tag, url="/x/")
+        notes = notifications.notify(
+            [ann, bo, ann, None], "标签已更新", "到店次数", topic=world.own_tag, url="/x/"
+        )
     assert sorted(n.recipient.username for n in notes) == ["ann", "bo"]
     stored = Notification.objects.get(recipient=ann)
     assert stored.topic == world.own_tag and stored.url == "/x/" and stored.read_at is None

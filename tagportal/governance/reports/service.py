@@ -308,14 +308,10 @@ def ensure_report_schedules(periodic_task_model=None, crontab_model=None) -> lis
 def visible_tag_ids(user) -> set[int] | None:
     """The tags ``user`` may view (``None``: every tag)."""
     from tagportal.catalog.models import Tag
-    from tagportal.core.permissions import scope_filter
 
-    condition = scope_filter(user, Tag, "view")
-    if condition is None:
-        return None
-    if condition is False:
-        return set()
-    return set(Tag.objects.filter(condition).values_list("pk", flat=True))
+    tags = Tag.objects.all()
+    visible = tags.restrict(user, "view")
+    return None if visible is tags else set(visible.values_list("pk", flat=True))
 
 
 def visible_rows(user, report: Report, tag_ids: set[int] | bool | None = False) -> list[dict]:
