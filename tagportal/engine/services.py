@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from croniter import CroniterBadDateError, croniter
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Min, Q
@@ -865,44 +866,26 @@ def compute_range(brand, tag_ids, lo: int, hi: int, pending_version: int, as_of=
 # Scheduling and housekeeping
 
 
-def _cron_fields(expression: str):
-    from celery.schedules import crontab
-
-    minute, hour, day_of_month, month, day_of_week = expression.split()
-    return crontab(
-        minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month, day_of_week=day_of_week
-    )
-
-
 def last_fire(expression: str, now: dt.datetime, horizon_days: int = 400) -> dt.datetime | None:
-    """The latest moment at or before ``now`` that a cron expression (Beijing time)
-    names, or None if none in ``horizon_days`` or the expression is invalid."""
+    """The latest moment at or before ``now`` (to the minute) that a five-field cron
+    expression names in Beijing time, or None if none in ``horizon_days`` or the
+    expression is invalid. As in classic cron, when both the day of the month and the
+    day of the week are restricted, a day matching either fires."""
+    local = now.astimezone(BEIJING)
+    before = local.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
     try:
-        cron = _cron_fields(expression)
-    except (ValueError, TypeError):
+        if len(expression.split()) != 5:
+            raise ValueError("a cron expression has five fields")
+        cron = croniter(expression, before, day_or=True, max_years_between_matches=horizon_days // 365 + 1)
+        fired = cron.get_prev(dt.datetime)
+    except CroniterBadDateError:  # valid, but names no moment in the horizon
+        return None
+    except (ValueError, TypeError, KeyError):
         log.warning("invalid cron expression %r", expression)
         return None
-    local = now.astimezone(BEIJING)
-    times = sorted((h, m) for h in cron.hour for m in cron.minute)
-    dom_any = str(cron._orig_day_of_month).strip() == "*"
-    dow_any = str(cron._orig_day_of_week).strip() == "*"
-    for back in range(horizon_days + 1):
-        day = local.date() - dt.timedelta(days=back)
-        if day.month not in cron.month_of_year:
-            continue
-        dom_ok = day.day in cron.day_of_month
-        dow_ok = (day.weekday() + 1) % 7 in cron.day_of_week
-        if dom_any or dow_any:
-            matches = dom_ok and dow_ok
-        else:  # classic cron: either restriction matches
-            matches = dom_ok or dow_ok
-        if not matches:
-            continue
-        candidates = times if back else [t for t in times if t <= (local.hour, local.minute)]
-        if candidates:
-            hour, minute = candidates[-1]
-            return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=BEIJING)
-    return None
+    if fired.date() < local.date() - dt.timedelta(days=horizon_days):
+        return None
+    return fired
 
 
 def backoff(failures: int) -> dt.timedelta:

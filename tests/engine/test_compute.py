@@ -405,6 +405,20 @@ def test_last_fire_reads_cron_in_beijing_time():
     assert services.last_fire("not a cron", now) is None
 
 
+def test_last_fire_follows_classic_cron():
+    now = dt.datetime(2026, 11, 28, 2, 0, 30, tzinfo=dt.UTC)  # Saturday 10:00:30 in Beijing
+    assert services.last_fire("0 10 * * *", now) == dt.datetime(2026, 11, 28, 10, 0, tzinfo=services.BEIJING)
+    # day of month and day of week both restricted: either matches (not the 1st that is a Saturday)
+    assert services.last_fire("0 0 1 * sat", now).date() == dt.date(2026, 11, 28)
+    assert services.last_fire("0 0 1 * mon", now).date() == dt.date(2026, 11, 23)
+    # one restricted: that one decides
+    assert services.last_fire("0 0 */2 * *", now).date() == dt.date(2026, 11, 27)
+    assert services.last_fire("0 0 30 2 *", now) is None  # never fires
+    assert services.last_fire("0 0 1 1 *", now, horizon_days=30) is None  # not within the horizon
+    assert services.last_fire("0 0 * * * *", now) is None  # six fields
+    assert services.last_fire("61 0 * * *", now) is None
+
+
 def test_reset_stuck_gives_up_on_hung_computations(tags):
     started = timezone.now() - dt.timedelta(hours=3)
     TagComputation.objects.create(tag=tags.vip, is_calculating=True, calculation_started_at=started)

@@ -20,7 +20,8 @@ from tagportal.catalog.services import publish_tag
 from tagportal.core.models import User
 from tagportal.core.roles import ANALYST, OPERATOR
 from tagportal.engine import bitmaps as bm
-from tagportal.engine import realtime, services
+from tagportal.engine import realtime, realtime_specs, realtime_storing, services
+from tagportal.engine.api import RealtimeEventSerializer
 from tagportal.engine.models import TagComputation, TagValueBitmap
 from tagportal.profiles import services as profile_services
 from tagportal.profiles.models import Customer, Event, Identity
@@ -148,9 +149,9 @@ def add_event_permission(user):
 
 @pytest.fixture(autouse=True)
 def fresh_caches():
-    realtime.clear_spec_cache()
+    realtime_specs.clear_spec_cache()
     yield
-    realtime.clear_spec_cache()
+    realtime_specs.clear_spec_cache()
 
 
 @pytest.fixture
@@ -253,6 +254,13 @@ def event(client_id, phone=PHONE_A, type_="store_visit", **fields):
     }
     data.update(fields)
     return data
+
+
+def checked(data) -> realtime.CheckedEvent:
+    """The event as the API checks it."""
+    serializer = RealtimeEventSerializer(data=data)
+    assert serializer.is_valid(), serializer.errors
+    return serializer.validated_data
 
 
 def post(user, data):
@@ -411,7 +419,7 @@ def test_a_tag_that_fails_does_not_stop_the_event_or_the_others(world, computed,
     version = TagVersion.objects.get(tag=tags.channel, version=1)
     broken = {**version.snapshot, "definition": {"type": "preference", "pick": "sometimes"}}
     TagVersion.objects.filter(pk=version.pk).update(snapshot=broken)
-    realtime.clear_spec_cache()
+    realtime_specs.clear_spec_cache()
 
     body = post(sender, event("f1")).json()
 
@@ -488,6 +496,65 @@ def test_every_problem_is_reported_at_once(world, computed, sender):
     assert set(body) == {"client_id", "type", "time", "identity.value"}
 
 
+def test_the_checked_event_is_trimmed_and_normalised():
+    data = event(
+        " c-1 ", phone="+86 138-0000-0001", store=" 上海静安店 ", value=2, time="2026-01-05T10:30:00+08:00"
+    )
+    data["channel"] = ""
+
+    checked_event = checked(data)
+
+    assert checked_event == realtime.CheckedEvent(
+        client_id="c-1",
+        type="store_visit",
+        time=dt.datetime(2026, 1, 5, 2, 30, tzinfo=dt.UTC),
+        identity=realtime.CheckedIdentity(type="phone", value=PHONE_A, app=""),
+        channel="",
+        store="上海静安店",
+        value=2.0,
+        properties={},
+    )
+
+
+WRONG_TYPES = [
+    ({"client_id": 5}, "client_id", "Expected a text."),
+    ({"value": True}, "value", "Not a number."),
+    ({"value": "3"}, "value", "Not a number."),
+    ({"value": 1e13}, "value", "Out of range."),
+    ({"time": 1700000000}, "time", "ISO 8601"),
+    ({"time": "1969-12-31T00:00:00Z"}, "time", "Before 1970."),
+    ({"identity": "13800000001"}, "identity", "Expected an object with type, value and app."),
+    ({"identity": {"type": "phone", "value": True}}, "identity.value", "Expected a text."),
+    ({"identity": {"type": "phone", "value": PHONE_A, "app": 1}}, "identity.app", "Expected a text."),
+]
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), WRONG_TYPES)
+def test_values_of_the_wrong_kind_are_refused(changes, field, message):
+    serializer = RealtimeEventSerializer(data={**event("w"), **changes})
+
+    assert not serializer.is_valid()
+    assert message in " ".join(serializer.errors[field]), serializer.errors
+
+
+def test_every_problem_of_the_identity_is_reported_at_once():
+    data = {**event("i-1"), "identity": {"type": "wechat_openid", "colour": "red"}}
+
+    serializer = RealtimeEventSerializer(data=data)
+
+    assert not serializer.is_valid()
+    assert set(serializer.errors) == {"identity", "identity.value", "identity.app"}
+    assert serializer.errors["identity"] == ["Unknown fields: colour."]
+    assert "appid" in serializer.errors["identity.app"][0]
+
+
+def test_an_event_that_is_not_an_object_is_refused():
+    serializer = RealtimeEventSerializer(data=["an", "event"])
+
+    assert not serializer.is_valid()
+    assert "Expected an event" in serializer.errors["non_field_errors"][0]
+
+
 def test_time_defaults_to_now_and_keeps_its_zone(world, computed, sender):
     before = timezone.now()
     post(sender, event("t-now"))
@@ -519,7 +586,7 @@ def test_who_may_send_events(world, computed, sender):
     assert client_for(sender).post(URL, {"brand": "ruiyan"}, format="multipart").status_code == 415
     assert not Event.objects.filter(client_id__startswith="p-").exists()
     with pytest.raises(PermissionDenied):  # the service checks too
-        realtime.ingest_event(world.own_brand, event("p-6"), user=world.operator)
+        realtime.ingest_event(world.own_brand, checked(event("p-6")), user=world.operator)
 
 
 def test_changes_only_name_tags_the_sender_may_view(world, computed, people):
@@ -535,17 +602,17 @@ def test_changes_only_name_tags_the_sender_may_view(world, computed, people):
 
 
 def test_ingest_event_returns_the_event_the_person_and_the_changes(world, computed, people):
-    event_obj, customer, changes = realtime.ingest_event(world.own_brand, event("svc-1"))
+    event_obj, customer, changes = realtime.ingest_event(world.own_brand, checked(event("svc-1")))
     assert event_obj.client_id == "svc-1" and customer.oneid == people.a
     assert [(c.code, c.old, c.new) for c in changes] == [(computed.visits.code, 1.0, 2.0)]
-    again = realtime.ingest_event(world.own_brand, event("svc-1"))
+    again = realtime.ingest_event(world.own_brand, checked(event("svc-1")))
     assert again.created is False and again.event == event_obj and list(again.changes) == []
 
 
 def test_specs_are_cached_until_a_version_changes(world, computed):
     brand = world.own_brand
-    first = realtime.realtime_specs(brand)
-    assert realtime.realtime_specs(brand) is first
+    first = realtime_specs.realtime_specs(brand)
+    assert realtime_specs.realtime_specs(brand) is first
     assert set(first.reads) == {computed.vip.code}
     assert {t.code for t in first.tags.values()} == {
         computed.visits.code,
@@ -557,9 +624,9 @@ def test_specs_are_cached_until_a_version_changes(world, computed):
     tag = computed.visitor
     tag.definition = {**VISITED_7, "condition": {**VISITED_7["condition"], "value": 2}}
     tag.save()
-    assert realtime.realtime_specs(brand) is first  # a draft edit is not published
+    assert realtime_specs.realtime_specs(brand) is first  # a draft edit is not published
     publish_tag(tag)
-    second = realtime.realtime_specs(brand)
+    second = realtime_specs.realtime_specs(brand)
     assert second is not first
     assert second.tags[tag.pk].version == 2
     assert second.tags[tag.pk].spec.definition["condition"]["value"] == 2
@@ -578,7 +645,7 @@ def test_the_new_version_of_a_realtime_tag_applies_at_the_next_event(world, comp
 
 
 def test_windows_bound_the_rows_read():
-    looks = realtime.lookbacks(
+    looks = realtime_specs.lookbacks(
         [
             STORE_VISITS_30,
             VISITED_7,
@@ -589,7 +656,7 @@ def test_windows_bound_the_rows_read():
     as_of = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)  # 10:00 in Beijing
     assert looks["events"].since(as_of) == dt.datetime(2026, 10, 30, tzinfo=services.BEIJING)
     assert looks["orders"].since(as_of) == dt.datetime(2026, 1, 1, tzinfo=services.BEIJING)
-    unbounded = realtime.lookbacks(
+    unbounded = realtime_specs.lookbacks(
         [BUYER, {"type": "metric", "metric": {"days_since": "last", "source": "events"}}]
     )
     assert unbounded["orders"].since(as_of) is None and unbounded["events"].since(as_of) is None
@@ -607,10 +674,10 @@ def test_only_the_persons_rows_within_the_window_are_read(world, computed, peopl
 def test_an_update_made_meanwhile_by_another_event_is_kept(world, computed, people, sender, monkeypatch):
     """Results read before another event changed them are re-read under the lock."""
     tags = computed
-    stale = realtime._current(world.own_brand, realtime.realtime_specs(world.own_brand))
+    stale = realtime_storing.current_results(world.own_brand, realtime_specs.realtime_specs(world.own_brand))
     post(sender, event("first-a"))  # A: low -> high
     assert stored(tags.visits) == {"high": [people.a], "low": [people.b]}
-    monkeypatch.setattr(realtime, "_current", lambda brand, specs: stale)
+    monkeypatch.setattr(realtime_storing, "current_results", lambda brand, specs: stale)
 
     body = post(sender, event("then-b", phone=PHONE_B)).json()  # B: low -> high, from a stale read
 
