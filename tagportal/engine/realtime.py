@@ -22,7 +22,7 @@ is *realtime* for that person only:
    their bitmaps updated in place: the OneID leaves the old value's bitmap and joins
    the new one's; counts, distribution, coverage and (number tags) the stored numbers
    follow; ``last_calculated_at`` moves on, which is what readers cache stored bitmaps
-   under, so :func:`.services.values_for` answers the new value at once. A tag that
+   under, so :func:`.results.values_for` answers the new value at once. A tag that
    was never computed gets its computation and one bitmap per declared value.
 
 Nothing is written when the event is bad, and the event, the person it may have
@@ -57,7 +57,6 @@ import logging
 import math
 import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -79,9 +78,9 @@ from tagportal.rules.definitions import RuleValidationError, tag_references, val
 
 from . import bitmaps as bm
 from . import frames as fr
-from . import services
+from . import results, services
 from .evaluate import TagSpec, evaluate_tags
-from .models import TagComputation, TagValueBitmap, unpack_numbers
+from .models import TagComputation, TagValueBitmap
 
 log = logging.getLogger(__name__)
 
@@ -544,62 +543,12 @@ def person_frames(brand: Brand, customer, realtime: RealtimeSpecs, as_of: dt.dat
     return tuple(out)
 
 
-# Deserialized bitmaps and numbers, cached under (row or computation pk,
-# last_calculated_at): every change moves last_calculated_at on, so a key never
-# names two contents. Entries are only added once their transaction committed.
-_BITMAPS: OrderedDict[tuple, BitMap] = OrderedDict()
-_BITMAPS_SIZE = 1024
-_NUMBERS: OrderedDict[tuple, pd.Series] = OrderedDict()
-_NUMBERS_SIZE = 64
-_CACHE_LOCK = threading.Lock()
-
-
-def _remember(cache: OrderedDict, size: int, entries: Mapping) -> None:
-    with _CACHE_LOCK:
-        for key, value in entries.items():
-            cache[key] = value
-            cache.move_to_end(key)
-        while len(cache) > size:
-            cache.popitem(last=False)
-
-
-def _cached(cache: OrderedDict, key):
-    with _CACHE_LOCK:
-        value = cache.get(key)
-        if value is not None:
-            cache.move_to_end(key)
-        return value
-
-
-def _stored_bitmaps(keys: Mapping[int, object]) -> dict[int, BitMap]:
-    """Bitmaps by row pk (``keys``: row pk -> its computation's ``last_calculated_at``)."""
-    out, missing = {}, []
-    for pk, stamp in keys.items():
-        found = _cached(_BITMAPS, (pk, stamp))
-        if found is None:
-            missing.append(pk)
-        else:
-            out[pk] = found
-    if missing:
-        loaded = {
-            pk: bm.deserialize(bytes(raw))
-            for pk, raw in TagValueBitmap.objects.filter(pk__in=missing).values_list("pk", "bitmap")
-        }
-        out.update(loaded)
-        _remember(_BITMAPS, _BITMAPS_SIZE, {(pk, keys[pk]): b for pk, b in loaded.items()})
-    return out
-
-
 def _stored_numbers(pk: int, stamp) -> pd.Series:
-    """The numbers of a number tag's result (computation ``pk`` as of ``stamp``)."""
-    key = (pk, stamp)
-    found = _cached(_NUMBERS, key)
+    """The numbers of a number tag's result (computation ``pk`` as of ``stamp``), from
+    the engine's cache (:func:`.results.result_numbers`); empty without numbers."""
+    found = results.result_numbers({pk: stamp}).get(pk)
     if found is None:
-        raw = TagComputation.objects.filter(pk=pk).values_list("numbers", flat=True).first()
-        found = unpack_numbers(raw)
-        if found is None:
-            found = pd.Series([], index=pd.Index([], dtype="int64", name="oneid"), dtype="float64")
-        _remember(_NUMBERS, _NUMBERS_SIZE, {key: found})
+        found = pd.Series([], index=pd.Index([], dtype="int64", name="oneid"), dtype="float64")
     return found
 
 
@@ -665,21 +614,12 @@ def _typed(label: str | None, number: float | None, value_type: str):
     return label == "true" if value_type == "boolean" else label
 
 
-def _declared(spec: TagSpec) -> list[str]:
-    """The values a result keeps a bitmap for even when empty (as :func:`.bitmaps.to_bitmaps`)."""
-    if spec.value_type == "boolean":
-        return ["true", "false"]
-    if spec.value_type == "number":
-        return [code for code, _low, _high in fr.value_buckets(spec.values)]
-    return [str(v["code"]) if isinstance(v, dict) else str(v) for v in spec.values or () if v is not None]
-
-
 def _outcome(spec: TagSpec, series: pd.Series) -> _Outcome:
     """The person's value (a one-row Series) as a batch computation stores it: booleans
     as ``true`` / ``false``, enum codes (an empty text is no value), numbers with the
     code of their bucket."""
     value = series.iloc[0]
-    declared = _declared(spec)
+    declared = bm.declared_values(spec.value_type, spec.values)
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return _Outcome(None, None, declared)
     if spec.value_type == "boolean":
@@ -699,20 +639,6 @@ def _same_number(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a == b
-
-
-def _coverage(value_type: str, distribution: Mapping, numbers: int, population: int | None) -> float | None:
-    if population is None:
-        return None
-    if not population:
-        return 0.0
-    if value_type == "boolean":
-        held = distribution.get("true", 0)
-    elif value_type == "number":
-        held = numbers
-    else:
-        held = sum(distribution.values())
-    return min(1.0, held / population)
 
 
 @dataclass
@@ -756,7 +682,9 @@ def _with_bitmaps(stored: list[_Stored]) -> list[_Stored]:
         .order_by()
         .values_list("pk", "computation_id", "value")
     )
-    maps = _stored_bitmaps({pk: by_pk[computation_id].last_calculated_at for pk, computation_id, _v in rows})
+    maps = results.stored_bitmaps(
+        {pk: by_pk[computation_id].last_calculated_at for pk, computation_id, _v in rows}
+    )
     for pk, computation_id, value in rows:
         by_pk[computation_id].rows[value] = pk
         by_pk[computation_id].maps[value] = maps[pk]
@@ -788,7 +716,7 @@ def _known_values(
     oneid: int, reads: Mapping[str, str], stored: Mapping[str, _Stored]
 ) -> dict[str, pd.Series]:
     """The person's stored values of the tags read but not evaluated here, as
-    :func:`.services.values_for` gives them (no value when the tag has no result)."""
+    :func:`.results.values_for` gives them (no value when the tag has no result)."""
     index = pd.Index([oneid], dtype="int64", name="oneid")
     known = {}
     for code, value_type in reads.items():
@@ -930,7 +858,7 @@ def _store(
             update["numbers"] = _packed_numbers(updated)
             number_count = len(updated)
             remember_numbers[(computation.pk, stamp)] = updated
-        update["coverage"] = _coverage(spec.value_type, distribution, number_count, population)
+        update["coverage"] = bm.coverage(spec.value_type, distribution, number_count, population)
         if not has_result:
             update.update(version=tag.version, value_type=spec.value_type, errors_calculating=0)
         TagComputation.objects.filter(pk=computation.pk).update(**update)
@@ -947,8 +875,8 @@ def _store(
     if remember_bitmaps or remember_numbers:
 
         def remember():
-            _remember(_BITMAPS, _BITMAPS_SIZE, remember_bitmaps)
-            _remember(_NUMBERS, _NUMBERS_SIZE, remember_numbers)
+            results.remember_bitmaps(remember_bitmaps)
+            results.remember_numbers(remember_numbers)
 
         transaction.on_commit(remember)
     return changes, skipped
