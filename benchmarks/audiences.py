@@ -350,7 +350,7 @@ def computed_tags(specs, engine: dict) -> dict:
     """``{template name: {"value_type", "bitmaps" {value text: BitMap}, "numbers"}}`` from
     :func:`benchmarks.compute.run_engine`, keyed and packed as the engine stores them."""
     from tagportal.engine import bitmaps as bm
-    from tagportal.engine.services import value_text
+    from tagportal.engine.results import value_text
 
     result = engine["result"]
     out = {}

@@ -272,7 +272,7 @@ class World:
 
 
 def _aware(day: dt.date, hour: int = 2, minute: int = 0):
-    from tagportal.engine.services import BEIJING
+    from tagportal.core.days import BEIJING
 
     return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=BEIJING)
 
@@ -1217,7 +1217,7 @@ def naive_activity(tag_ids: list[int], end: dt.date, days: int = 182) -> int:
     changes, uses and retirement, folded into weeks in Python."""
     from tagportal.catalog.choices import TagStatus
     from tagportal.catalog.models import Tag
-    from tagportal.engine.services import BEIJING
+    from tagportal.core.days import BEIJING
     from tagportal.governance.choices import RequestState
     from tagportal.governance.models import ChangeItem
     from tagportal.governance.reports.usage import monday

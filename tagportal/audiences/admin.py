@@ -98,6 +98,7 @@ class AudienceAdmin(RestrictedAdminMixin, SimpleHistoryAdmin):
         "calculation_started_at",
         "last_calculated_at",
         "errors_calculating",
+        "last_error_at",
         "last_error",
         "snapshots_link",
     )
@@ -130,6 +131,7 @@ class AudienceAdmin(RestrictedAdminMixin, SimpleHistoryAdmin):
                     "is_calculating",
                     "calculation_started_at",
                     "errors_calculating",
+                    "last_error_at",
                     "last_error",
                 )
             },

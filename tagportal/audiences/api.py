@@ -96,6 +96,7 @@ class AudienceSerializer(serializers.ModelSerializer):
             "calculation_started_at",
             "last_calculated_at",
             "errors_calculating",
+            "last_error_at",
             "last_error",
             "created",
             "last_updated",

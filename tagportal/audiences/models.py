@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from tagportal.core.models import TimeStampedModel
+from tagportal.core.models import ComputationStateMixin, TimeStampedModel
 from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
 
@@ -44,8 +44,9 @@ class RefreshTrigger(models.TextChoices):
     REPIN = "repin", _("Re-pinned")
 
 
-class Audience(TimeStampedModel):
-    """A saved audience of one brand."""
+class Audience(ComputationStateMixin, TimeStampedModel):
+    """A saved audience of one brand; its refreshes' state comes from
+    :class:`~tagportal.core.models.ComputationStateMixin`."""
 
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
@@ -112,13 +113,6 @@ class Audience(TimeStampedModel):
     )
     model_params = models.JSONField(_("model parameters"), default=dict, blank=True)
     model_metrics = models.JSONField(_("model validation"), default=dict, blank=True)
-    # computation state
-    pending_version = models.PositiveIntegerField(_("pending refresh"), default=0)
-    is_calculating = models.BooleanField(_("refreshing"), default=False)
-    calculation_started_at = models.DateTimeField(_("refresh started"), null=True, blank=True)
-    last_calculated_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
-    errors_calculating = models.PositiveIntegerField(_("failures in a row"), default=0)
-    last_error = models.TextField(_("last error"), blank=True)
     size = models.PositiveIntegerField(_("size"), null=True, blank=True)
     population = models.PositiveIntegerField(_("people of the brand"), null=True, blank=True)
 

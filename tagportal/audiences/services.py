@@ -458,6 +458,7 @@ def _fail(audience_id: int, pending_version: int, message: str) -> None:
         is_calculating=False,
         errors_calculating=F("errors_calculating") + 1,
         last_error=message[:2000],
+        last_error_at=timezone.now(),
     )
 
 

@@ -1,12 +1,14 @@
 """Evaluating audience expressions on the engine's bitmaps.
 
 A :class:`BitmapStore` keeps, per process, the current result of each tag a brand's
-audiences read (its value bitmaps, the union of them, and for number tags the numbers
-sorted by value) and the brand's people as a bitmap. Each entry is keyed by the result's
-``last_calculated_at``: a recomputed tag is reloaded on next use, an unchanged one is
-never read from the database again. Number comparisons are answered from the sorted
-numbers (a binary search and one bitmap built from a slice) and kept in a small LRU, so
-a repeated threshold costs nothing.
+audiences read, ready for set algebra (its value bitmaps, the union of them, and for
+number tags the numbers sorted by value), and the brand's people as a bitmap. Each entry
+is keyed by the result's ``last_calculated_at``: a recomputed tag is reloaded on next
+use, an unchanged one is never read again. The bitmaps and numbers themselves come from
+the engine's results API (:mod:`tagportal.engine.results`), which caches them once per
+process. Number comparisons are answered from the sorted numbers (a binary search and
+one bitmap built from a slice) and kept in a small LRU, so a repeated threshold costs
+nothing.
 
 :func:`evaluate` turns an expression (validated by :mod:`.expressions`) into the
 bitmap of OneIDs it selects; counting is ``len()`` of it. Everything here is set
@@ -17,13 +19,14 @@ takes well under a millisecond once the tags are loaded.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 from pyroaring import BitMap
 
+from tagportal.core.caches import LRU
 from tagportal.engine import bitmaps as bm
+from tagportal.engine import results as engine_results
 
 from .expressions import TagInfo
 
@@ -47,7 +50,7 @@ class TagResult:
     ids_by_value: np.ndarray | None = None  # number tags: OneIDs sorted by their number
     sorted_numbers: np.ndarray | None = None
     numbered: BitMap | None = None  # number tags: everyone with a number
-    comparisons: OrderedDict = field(default_factory=OrderedDict)
+    comparisons: LRU = field(default_factory=lambda: LRU(COMPARISON_CACHE_SIZE))
 
 
 class NoResult(LookupError):
@@ -62,7 +65,7 @@ class BitmapStore:
     """Per-process cache of tag results and brand populations (thread-safe)."""
 
     def __init__(self):
-        self._tags: OrderedDict[int, TagResult] = OrderedDict()
+        self._tags = LRU(TAG_CACHE_SIZE)
         self._people: dict[int, tuple[object, BitMap]] = {}
         self._lock = threading.Lock()
 
@@ -80,18 +83,11 @@ class BitmapStore:
         last_calculated_at, version)) if the caller read them already, else one query.
         Bitmaps are read only for results that changed. :class:`NoResult` names tags
         never computed."""
-        from tagportal.engine.models import TagComputation
-
         if not tags:
             return {}
         by_pk = {info.pk: info for info in tags.values()}
         if stamps is None:
-            stamps = {
-                tag_id: (pk, stamp, version)
-                for tag_id, pk, stamp, version in TagComputation.objects.filter(
-                    tag_id__in=list(by_pk), version__isnull=False
-                ).values_list("tag_id", "pk", "last_calculated_at", "version")
-            }
+            stamps = engine_results.result_stamps(by_pk)
         stamps = {tag_id: stamps[tag_id] for tag_id in by_pk if tag_id in stamps}
         missing = sorted(by_pk[t].code for t in by_pk if t not in stamps)
         if missing:
@@ -101,46 +97,25 @@ class BitmapStore:
             cached = self._tags.get(tag_id)
             if cached is None or cached.stamp != stamp:
                 cached = self._load(by_pk[tag_id], computation_id, stamp, version)
-            with self._lock:
-                self._tags[tag_id] = cached
-                self._tags.move_to_end(tag_id)
-                while len(self._tags) > TAG_CACHE_SIZE:
-                    self._tags.popitem(last=False)
+                self._tags.set(tag_id, cached)
             out[cached.code] = cached
         return out
 
     def _load(self, info: TagInfo, computation_id: int, stamp, version) -> TagResult:
-        from tagportal.engine.models import TagComputation, TagValueBitmap, unpack_numbers
-
-        values = {
-            value: bm.deserialize(bytes(raw))
-            for value, raw in TagValueBitmap.objects.filter(computation_id=computation_id).values_list(
-                "value", "bitmap"
-            )
-        }
+        values = engine_results.result_bitmaps({computation_id: stamp})[computation_id]
         numbers = None
         if info.value_type == "number":
-            raw = TagComputation.objects.filter(pk=computation_id).values_list("numbers", flat=True).first()
-            numbers = unpack_numbers(raw)
-        result = make_result(
-            info.pk, info.code, info.value_type, values, numbers, stamp=stamp, version=version
-        )
-        return result
+            numbers = engine_results.result_numbers({computation_id: stamp}).get(computation_id)
+        return make_result(info.pk, info.code, info.value_type, values, numbers, stamp=stamp, version=version)
 
     def people(self, brand_id: int, stamp=None) -> BitMap:
         """The brand's people (OneIDs not merged into another), cached until a tag of the
         brand is recomputed (``stamp``: the brand's newest result time, if the caller
         read it already)."""
-        from django.db.models import Max
-
-        from tagportal.engine.models import TagComputation
         from tagportal.profiles.models import Customer
 
         if stamp is None:
-            newest = TagComputation.objects.filter(tag__brand_id=brand_id).aggregate(
-                at=Max("last_calculated_at")
-            )
-            stamp = newest["at"]
+            stamp = engine_results.newest_result_at(brand_id)
         cached = self._people.get(brand_id)
         if cached is not None and cached[0] == stamp:
             return cached[1]
@@ -154,15 +129,6 @@ class BitmapStore:
         with self._lock:
             self._people[brand_id] = (stamp, people)
         return people
-
-    def put_people(self, brand_id: int, people: BitMap, stamp=None) -> None:
-        """Seed the population (benchmarks and tests that build results in memory)."""
-        with self._lock:
-            self._people[brand_id] = (stamp, people)
-
-    def put(self, result: TagResult) -> None:
-        with self._lock:
-            self._tags[result.pk] = result
 
 
 def make_result(pk, code, value_type, values: dict, numbers=None, *, stamp=None, version=None) -> TagResult:
@@ -187,22 +153,11 @@ STORE = BitmapStore()
 # Evaluation
 
 
-def _slice(result: TagResult, start: int, stop: int) -> BitMap:
-    """The people between two positions of the sorted numbers. A bitmap is built from
-    the smaller side: a slice of more than half of them is everyone with a number minus
-    the rest."""
-    ids = result.ids_by_value
-    if stop - start <= len(ids) // 2 or result.numbered is None:
-        return bm.bitmap(ids[start:stop])
-    return result.numbered - bm.bitmap(np.concatenate([ids[:start], ids[stop:]]))
-
-
 def _compare(result: TagResult, op: str, value) -> BitMap:
     """People whose number satisfies ``op value`` (from the sorted numbers)."""
     key = (op, tuple(value) if isinstance(value, list) else value)
     cached = result.comparisons.get(key)
     if cached is not None:
-        result.comparisons.move_to_end(key)
         return cached
     numbers, ids = result.sorted_numbers, result.ids_by_value
     if numbers is None:
@@ -223,9 +178,7 @@ def _compare(result: TagResult, op: str, value) -> BitMap:
         out = equal if op == "eq" else result.any - equal
     else:  # pragma: no cover - validation keeps other operators out
         raise ValueError(op)
-    result.comparisons[key] = out
-    while len(result.comparisons) > COMPARISON_CACHE_SIZE:
-        result.comparisons.popitem(last=False)
+    result.comparisons.set(key, out)
     return out
 
 

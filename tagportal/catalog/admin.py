@@ -370,7 +370,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         if obj is not None:
             context["tag_locked"] = obj.status != TagStatus.DRAFT
             try:
-                from tagportal.engine.services import tag_stats
+                from tagportal.engine.results import tag_stats
             except ImportError:  # engine not installed
                 pass
             else:

@@ -41,3 +41,27 @@ class TimeStampedModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class ComputationStateMixin(models.Model):
+    """The state of a versioned background computation (PostHog's cohort): a request
+    bumps ``pending_version`` and hands it to the task, which gives way when it moved
+    on; ``is_calculating`` while a run is under way (a periodic job resets runs that
+    hung); failures in a row and the last error until the next success."""
+
+    pending_version = models.PositiveIntegerField(
+        _("pending version"),
+        default=0,
+        help_text=_("Bumped each time a computation is requested; older requests give way to newer ones."),
+    )
+    is_calculating = models.BooleanField(_("calculating"), default=False)
+    calculation_started_at = models.DateTimeField(_("calculation started"), null=True, blank=True)
+    last_calculated_at = models.DateTimeField(_("last calculated"), null=True, blank=True)
+    errors_calculating = models.PositiveIntegerField(
+        _("failures in a row"), default=0, help_text=_("Reset by the next successful run.")
+    )
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        abstract = True

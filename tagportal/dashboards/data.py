@@ -10,8 +10,6 @@ the report's JSON, so a page costs the same number of queries for 5 tags or 10,0
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -23,6 +21,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.models import Brand, BusinessLine, Region, Tag
+from tagportal.core.caches import LRU
 from tagportal.core.permissions import is_unrestricted
 from tagportal.governance.choices import ReportKind, ReportStatus
 from tagportal.governance.models import Report
@@ -270,8 +269,7 @@ def viewer_for(request) -> Viewer:
 #: again gets a new key), up to this many rows in all: decoding the JSON of a report of
 #: 10,000 tags is most of a page's time, and the same report serves every filter.
 CACHE_ROWS = 40_000
-_cache: OrderedDict[tuple, dict] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache = LRU(CACHE_ROWS, getsizeof=lambda data: len(data.get("rows") or ()))
 
 
 def with_data_text(reports):
@@ -282,24 +280,17 @@ def with_data_text(reports):
 
 def report_data(report: Report) -> dict:
     """The report's ``{"meta", "rows"}``, shared: callers must not change it."""
-    key = (report.pk, report.runs, report.finished_at)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
-    text = getattr(report, "data_text", None)
-    data = json.loads(text) if text else (report.data if text is None else {})
-    data = data if isinstance(data, dict) else {}
-    with _cache_lock:
-        _cache[key] = data
-        while len(_cache) > 1 and sum(len(d.get("rows") or ()) for d in _cache.values()) > CACHE_ROWS:
-            _cache.popitem(last=False)
-    return data
+
+    def decode() -> dict:
+        text = getattr(report, "data_text", None)
+        data = json.loads(text) if text else (report.data if text is None else {})
+        return data if isinstance(data, dict) else {}
+
+    return _cache.get_or_load((report.pk, report.runs, report.finished_at), decode)
 
 
 def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+    _cache.clear()
 
 
 @dataclass
@@ -394,7 +385,7 @@ def psi_threshold(meta: Mapping) -> float:
     value = (meta or {}).get("psi_threshold")
     if isinstance(value, int | float):
         return float(value)
-    from tagportal.engine.services import drift_threshold
+    from tagportal.engine.results import drift_threshold
 
     return drift_threshold()
 

@@ -32,6 +32,7 @@ from tagportal.usage import services as usage
 
 from . import realtime, services
 from .models import RunStatus, TagComputation, TagRun
+from .results import values_for
 
 MAX_PARTITIONS = 64
 
@@ -738,7 +739,7 @@ class _ProfileReadView(APIView):
 
         user = request.user
         visible = _visible_tags(user, brand)
-        values = services.values_for(brand, [customer.oneid], codes=list(visible))[customer.oneid]
+        values = values_for(brand, [customer.oneid], codes=list(visible))[customer.oneid]
         counts: dict[int, int] = {}
         body = {"brand": brand.code, "oneid": customer.oneid}
         if requested is not None and requested != customer.oneid:
@@ -820,7 +821,7 @@ class ProfileBatchView(APIView):
             items = self.by_identity(brand, data["identities"], user)
         visible = _visible_tags(user, brand)
         people = sorted({item["oneid"] for item in items if item["oneid"] is not None})
-        values = services.values_for(brand, people, codes=list(visible)) if people else {}
+        values = values_for(brand, people, codes=list(visible)) if people else {}
         counts: dict[int, int] = {}
         results = []
         for item in items:

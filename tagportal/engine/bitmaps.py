@@ -128,16 +128,39 @@ def numbers(series: pd.Series) -> pd.Series:
     return values[values.notna()]
 
 
-def coverage(series: pd.Series, population_size: int) -> float:
-    """Share of the population holding the tag: ``True`` for boolean tags, any
-    value for the others."""
-    if not population_size:
+def declared_values(value_type: str, values: Sequence | None) -> list[str]:
+    """The values a result of a tag keeps a bitmap for even when nobody holds them, as
+    stored (texts): ``true`` / ``false``, the codes of number buckets, enum codes."""
+    if value_type == "boolean":
+        return ["true", "false"]
+    if value_type == "number":
+        return [code for code, _low, _high in fr.value_buckets(values)]
+    codes = (v.get("code") if isinstance(v, dict) else v for v in values or ())
+    return [str(code) for code in codes if code is not None]
+
+
+def coverage(value_type: str, counts: Mapping, numbers: int, population: int | None) -> float | None:
+    """The share of ``population`` holding a tag, from its people per stored value
+    (``counts``, a result's distribution) and how many have a number (number tags):
+    ``true`` for yes/no tags, a number for number tags (in a bucket or not), any value
+    for the others. At most 1; 0 for no people; None when the population is unknown.
+
+    >>> coverage("boolean", {"true": 2, "false": 6}, 0, 10)
+    0.2
+    >>> coverage("number", {"low": 1}, 4, 5)
+    0.8
+    """
+    if population is None:
+        return None
+    if not population:
         return 0.0
-    if _kind(series) == "boolean":
-        held = int(series.astype("boolean").fillna(False).sum())
+    if value_type == "boolean":
+        held = counts.get("true", 0)
+    elif value_type == "number":
+        held = numbers
     else:
-        held = int(series.notna().sum())
-    return held / population_size
+        held = sum(counts.values())
+    return min(1.0, held / population)
 
 
 def distribution(series: pd.Series, values: Sequence | None = None) -> dict:

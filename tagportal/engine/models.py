@@ -23,6 +23,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from tagportal.core.models import ComputationStateMixin
 from tagportal.core.permissions import tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
 
@@ -60,8 +61,9 @@ def unpack_numbers(data: bytes | memoryview | None) -> pd.Series | None:
         return pd.Series(npz["values"], index=index, dtype="float64")
 
 
-class TagComputation(models.Model):
-    """The current result of a tag and the state of its computation."""
+class TagComputation(ComputationStateMixin):
+    """The current result of a tag and the state of its computation (the state's fields
+    come from :class:`~tagportal.core.models.ComputationStateMixin`)."""
 
     tag = models.OneToOneField(
         "catalog.Tag", on_delete=models.CASCADE, related_name="computation", verbose_name=_("tag")
@@ -72,22 +74,9 @@ class TagComputation(models.Model):
         blank=True,
         help_text=_("The published version of the tag the current result was computed from."),
     )
-    pending_version = models.PositiveIntegerField(
-        _("pending version"),
-        default=0,
-        help_text=_("Bumped each time a computation is requested; older requests give way to newer ones."),
-    )
     value_type = models.CharField(
         _("value type"), max_length=10, blank=True, help_text=_("The value type of the current result.")
     )
-    is_calculating = models.BooleanField(_("calculating"), default=False)
-    calculation_started_at = models.DateTimeField(_("calculation started"), null=True, blank=True)
-    last_calculated_at = models.DateTimeField(_("last calculated"), null=True, blank=True)
-    errors_calculating = models.PositiveIntegerField(
-        _("failures in a row"), default=0, help_text=_("Reset by the next successful run.")
-    )
-    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
-    last_error = models.TextField(_("last error"), blank=True)
     population = models.PositiveIntegerField(_("population"), null=True, blank=True)
     coverage = models.FloatField(_("coverage"), null=True, blank=True)
     distribution = models.JSONField(_("distribution"), default=dict, blank=True)

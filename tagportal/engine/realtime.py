@@ -21,7 +21,7 @@ is *realtime* for that person only:
 5. :func:`.evaluate.evaluate_tags` runs on ``population=[oneid]``;
 6. only when a value changed are the results of the tags concerned locked and their
    bitmaps, counts and numbers updated in place (:func:`.realtime_storing.store_new_values`),
-   so :func:`.services.values_for` answers the new value at once.
+   so :func:`.results.values_for` answers the new value at once.
 
 The event, the person it may have created and the bitmap updates commit together or
 not at all.

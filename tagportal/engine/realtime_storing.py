@@ -11,7 +11,7 @@ that changed: only then are the results of the tags concerned locked
 their bitmaps updated in place: the OneID leaves the old value's bitmap and joins the
 new one's; counts, distribution, coverage and (number tags) the stored numbers follow;
 ``last_calculated_at`` moves on, which is what readers cache stored bitmaps under, so
-:func:`.services.values_for` answers the new value at once. A tag that was never
+:func:`.results.values_for` answers the new value at once. A tag that was never
 computed gets its computation and one bitmap per declared value.
 """
 
@@ -20,9 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import math
-import threading
 import zipfile
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -40,9 +38,9 @@ from tagportal.catalog.models import Brand
 
 from . import bitmaps as bm
 from . import frames as fr
-from . import services
+from . import results, services
 from .evaluate import TagSpec
-from .models import TagComputation, TagValueBitmap, unpack_numbers
+from .models import TagComputation, TagValueBitmap
 from .realtime_specs import RealtimeSpecs, RealtimeTag
 
 ONE_MICROSECOND = dt.timedelta(microseconds=1)
@@ -51,62 +49,13 @@ ONE_MICROSECOND = dt.timedelta(microseconds=1)
 # ---------------------------------------------------------------------------
 # Stored bitmaps and numbers (cached per process)
 
-# Deserialized bitmaps and numbers, cached under (row or computation pk,
-# last_calculated_at): every change moves last_calculated_at on, so a key never
-# names two contents. Entries are only added once their transaction committed.
-_BITMAPS: OrderedDict[tuple, BitMap] = OrderedDict()
-_BITMAPS_SIZE = 1024
-_NUMBERS: OrderedDict[tuple, pd.Series] = OrderedDict()
-_NUMBERS_SIZE = 64
-_CACHE_LOCK = threading.Lock()
-
-
-def _remember(cache: OrderedDict, size: int, entries: Mapping) -> None:
-    with _CACHE_LOCK:
-        for key, value in entries.items():
-            cache[key] = value
-            cache.move_to_end(key)
-        while len(cache) > size:
-            cache.popitem(last=False)
-
-
-def _cached(cache: OrderedDict, key):
-    with _CACHE_LOCK:
-        value = cache.get(key)
-        if value is not None:
-            cache.move_to_end(key)
-        return value
-
-
-def _stored_bitmaps(keys: Mapping[int, object]) -> dict[int, BitMap]:
-    """Bitmaps by row pk (``keys``: row pk -> its computation's ``last_calculated_at``)."""
-    out, missing = {}, []
-    for pk, stamp in keys.items():
-        found = _cached(_BITMAPS, (pk, stamp))
-        if found is None:
-            missing.append(pk)
-        else:
-            out[pk] = found
-    if missing:
-        loaded = {
-            pk: bm.deserialize(bytes(raw))
-            for pk, raw in TagValueBitmap.objects.filter(pk__in=missing).values_list("pk", "bitmap")
-        }
-        out.update(loaded)
-        _remember(_BITMAPS, _BITMAPS_SIZE, {(pk, keys[pk]): b for pk, b in loaded.items()})
-    return out
-
 
 def _stored_numbers(pk: int, stamp) -> pd.Series:
-    """The numbers of a number tag's result (computation ``pk`` as of ``stamp``)."""
-    key = (pk, stamp)
-    found = _cached(_NUMBERS, key)
+    """The numbers of a number tag's result (computation ``pk`` as of ``stamp``), from
+    the engine's cache (:func:`.results.result_numbers`); empty without numbers."""
+    found = results.result_numbers({pk: stamp}).get(pk)
     if found is None:
-        raw = TagComputation.objects.filter(pk=pk).values_list("numbers", flat=True).first()
-        found = unpack_numbers(raw)
-        if found is None:
-            found = pd.Series([], index=pd.Index([], dtype="int64", name="oneid"), dtype="float64")
-        _remember(_NUMBERS, _NUMBERS_SIZE, {key: found})
+        found = pd.Series([], index=pd.Index([], dtype="int64", name="oneid"), dtype="float64")
     return found
 
 
@@ -140,8 +89,8 @@ class _Written:
             return
 
         def remember():
-            _remember(_BITMAPS, _BITMAPS_SIZE, self.bitmaps)
-            _remember(_NUMBERS, _NUMBERS_SIZE, self.numbers)
+            results.remember_bitmaps(self.bitmaps)
+            results.remember_numbers(self.numbers)
 
         transaction.on_commit(remember)
 
@@ -198,7 +147,9 @@ def _with_bitmaps(stored: list[StoredResult]) -> list[StoredResult]:
         .order_by()
         .values_list("pk", "computation_id", "value")
     )
-    maps = _stored_bitmaps({pk: by_pk[computation_id].last_calculated_at for pk, computation_id, _v in rows})
+    maps = results.stored_bitmaps(
+        {pk: by_pk[computation_id].last_calculated_at for pk, computation_id, _v in rows}
+    )
     for pk, computation_id, value in rows:
         by_pk[computation_id].rows[value] = pk
         by_pk[computation_id].maps[value] = maps[pk]
@@ -232,7 +183,7 @@ def known_values(
     oneid: int, reads: Mapping[str, str], stored: Mapping[str, StoredResult]
 ) -> dict[str, pd.Series]:
     """The person's stored values of the tags read but not evaluated here, as
-    :func:`.services.values_for` gives them (no value when the tag has no result)."""
+    :func:`.results.values_for` gives them (no value when the tag has no result)."""
     index = pd.Index([oneid], dtype="int64", name="oneid")
     known = {}
     for code, value_type in reads.items():
@@ -294,15 +245,6 @@ def _typed(label: str | None, number: float | None, value_type: str):
     return label == "true" if value_type == "boolean" else label
 
 
-def _declared(spec: TagSpec) -> list[str]:
-    """The values a result keeps a bitmap for even when empty (as :func:`.bitmaps.to_bitmaps`)."""
-    if spec.value_type == "boolean":
-        return ["true", "false"]
-    if spec.value_type == "number":
-        return [code for code, _low, _high in fr.value_buckets(spec.values)]
-    return [str(v["code"]) if isinstance(v, dict) else str(v) for v in spec.values or () if v is not None]
-
-
 def _number_outcome(spec: TagSpec, series: pd.Series, declared: list[str]) -> Outcome:
     number = float(fr.numbers(series)[0])
     if math.isnan(number):
@@ -317,7 +259,7 @@ def outcome_of(spec: TagSpec, series: pd.Series) -> Outcome:
     as ``true`` / ``false``, enum codes (an empty text is no value), numbers with the
     code of their bucket."""
     value = series.iloc[0]
-    declared = _declared(spec)
+    declared = bm.declared_values(spec.value_type, spec.values)
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return Outcome(None, None, declared)
     if spec.value_type == "boolean":
@@ -332,20 +274,6 @@ def _same_number(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return a == b
-
-
-def _coverage(value_type: str, distribution: Mapping, numbers: int, population: int | None) -> float | None:
-    if population is None:
-        return None
-    if not population:
-        return 0.0
-    if value_type == "boolean":
-        held = distribution.get("true", 0)
-    elif value_type == "number":
-        held = numbers
-    else:
-        held = sum(distribution.values())
-    return min(1.0, held / population)
 
 
 def _differs(result: StoredResult | None, outcome: Outcome, oneid: int, value_type: str) -> bool:
@@ -469,7 +397,7 @@ def _store_value(
         update["numbers"] = _packed_numbers(numbers)
         held_numbers = len(numbers)
         written.numbers[(result.pk, stamp)] = numbers
-    update["coverage"] = _coverage(value_type, update["distribution"], held_numbers, update["population"])
+    update["coverage"] = bm.coverage(value_type, update["distribution"], held_numbers, update["population"])
     TagComputation.objects.filter(pk=result.pk).update(last_calculated_at=stamp, **update)
     return TagChange(
         tag_id=tag.tag_id,

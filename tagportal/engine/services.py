@@ -19,8 +19,8 @@ The computation state follows PostHog's versioned computations:
   and the bitmaps are OR-merged, which gives exactly the unpartitioned result;
 - :func:`reset_stuck` gives up on computations that hung.
 
-Other apps read results through :func:`values_for` and :func:`tag_stats`, with plain
-inputs and outputs.
+Other apps read results, published specs and quality numbers through
+:mod:`.results`, the engine's public results API.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import inspect
 import logging
 import resource
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,7 +44,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
-from tagportal.catalog.choices import RefreshMode, TagStatus
+from tagportal.catalog.choices import RefreshMode
 from tagportal.catalog.models import Brand, Tag, TagVersion
 from tagportal.core.days import BEIJING
 from tagportal.rules.definitions import tag_references
@@ -99,7 +98,8 @@ def value_text(key) -> str:
     return str(key)
 
 
-def _typed_value(text: str, value_type: str):
+def typed_value(text: str, value_type: str):
+    """The inverse of :func:`value_text` for a result of ``value_type``."""
     if value_type == "boolean":
         return text == "true"
     return text
@@ -216,6 +216,16 @@ class TagOutcome:
     numbers: pd.Series | None = None
     seconds: float = 0.0
     version: int | None = None
+
+    @property
+    def distribution(self) -> dict[str, int]:
+        """``{value: number of people}``."""
+        return bm.bitmap_distribution(self.bitmaps)
+
+    def coverage(self, value_type: str, population: int) -> float:
+        """The share of ``population`` holding the tag (:func:`.bitmaps.coverage`)."""
+        numbers = len(self.numbers) if self.numbers is not None else 0
+        return bm.coverage(value_type, self.distribution, numbers, population)
 
 
 @dataclass
@@ -399,8 +409,8 @@ def _published_tags(brand: Brand, tag_ids=None):
     return list(tags.order_by("code"))
 
 
-def _snapshots(tags: Sequence[Tag]) -> dict[int, TagVersion]:
-    """The published TagVersion of each tag (one query)."""
+def published_snapshots(tags: Sequence[Tag]) -> dict[int, TagVersion]:
+    """``{tag id: its published TagVersion}`` (one query)."""
     if not tags:
         return {}
     condition = Q()
@@ -410,6 +420,7 @@ def _snapshots(tags: Sequence[Tag]) -> dict[int, TagVersion]:
 
 
 def spec_of(version: TagVersion) -> TagSpec:
+    """The tag as a published snapshot defines it, as the engine evaluates it."""
     snap = version.snapshot or {}
     return TagSpec(
         code=snap.get("code") or version.tag.code,
@@ -430,13 +441,13 @@ def stored_series(computation: TagComputation) -> pd.Series | None:
     if computation.value_type == "number":
         return computation.number_series()
     maps = {
-        _typed_value(row.value, computation.value_type): bm.deserialize(bytes(row.bitmap))
+        typed_value(row.value, computation.value_type): bm.deserialize(bytes(row.bitmap))
         for row in computation.bitmaps.all()
     }
     return bm.to_series(maps, computation.value_type or None)
 
 
-def _known(brand: Brand, specs: Mapping[int, TagSpec]) -> dict[str, pd.Series]:
+def known_values(brand: Brand, specs: Mapping[int, TagSpec]) -> dict[str, pd.Series]:
     """Stored results of the tags that the evaluated tags read but that are not evaluated
     here (manual tags' uploaded lists, tags not in this run)."""
     codes = {spec.code for spec in specs.values()}
@@ -514,7 +525,7 @@ def _bump(brand: Brand, tags: Sequence[Tag]) -> int:
 
 def _computable(tags: Sequence[Tag]) -> tuple[list[Tag], dict[int, TagVersion]]:
     """Tags with their snapshots, leaving out manual tags (their values are uploaded)."""
-    versions = _snapshots(tags)
+    versions = published_snapshots(tags)
     keep = [t for t in tags if t.pk not in versions or not _is_manual(spec_of(versions[t.pk]))]
     return keep, versions
 
@@ -608,18 +619,6 @@ def plan_compute(brand, tag_ids=None, pending_version: int | None = None, partit
 # Storing
 
 
-def _coverage(outcome: TagOutcome, value_type: str, population: int) -> float:
-    if not population:
-        return 0.0
-    if value_type == "boolean":
-        held = len(outcome.bitmaps.get("true", ()))
-    elif value_type == "number":
-        held = len(outcome.numbers) if outcome.numbers is not None else 0
-    else:
-        held = sum(len(b) for b in outcome.bitmaps.values())
-    return min(1.0, held / population)
-
-
 def _previous_distribution(tag_id: int) -> dict | None:
     run = (
         TagRun.objects.filter(tag_id=tag_id, status=RunStatus.SUCCESS)
@@ -687,8 +686,8 @@ def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | 
 
 def _swap(computation, claim: Claim, outcome: TagOutcome, population: int, run: TagRun, now) -> None:
     value_type = claim.spec.value_type
-    distribution = {value: len(b) for value, b in outcome.bitmaps.items()}
-    coverage = _coverage(outcome, value_type, population)
+    distribution = outcome.distribution
+    coverage = outcome.coverage(value_type, population)
     previous = _previous_distribution(claim.tag.pk)
     psi = None
     if previous and sum(previous.values()) and sum(distribution.values()):
@@ -790,7 +789,7 @@ def compute_brand(
     started = time.perf_counter()
     try:
         specs = plan.specs
-        known = _known(brand, specs) if specs else {}
+        known = known_values(brand, specs) if specs else {}
         parts = []
         if not specs:
             parts = [PartialResult()]
@@ -843,7 +842,7 @@ def compute_range(brand, tag_ids, lo: int, hi: int, pending_version: int, as_of=
     if not live:
         return PartialResult(superseded=True)
     tags = [t for t in tags if t.pk in live]
-    versions = _snapshots(tags)
+    versions = published_snapshots(tags)
     specs = {tag_id: spec_of(v) for tag_id, v in versions.items() if not _is_manual(spec_of(v))}
     frames = load_frames(brand, oneid_range=(lo, hi))
     part = evaluate_partition(
@@ -851,7 +850,7 @@ def compute_range(brand, tag_ids, lo: int, hi: int, pending_version: int, as_of=
         frames,
         as_of or timezone.now(),
         None,
-        _known(brand, specs),
+        known_values(brand, specs),
         {k: v.version for k, v in versions.items()},
     )
     for tag in tags:
@@ -975,158 +974,6 @@ def reset_stuck(older_than: dt.timedelta = STUCK_AFTER, now: dt.datetime | None 
     if count:
         log.warning("reset %s hung tag computations", count)
     return count
-
-
-# ---------------------------------------------------------------------------
-# Reading results (for the profile API, audiences, dashboards)
-
-_BITMAP_CACHE: OrderedDict[tuple, BitMap] = OrderedDict()
-_BITMAP_CACHE_SIZE = 512
-
-
-def _bitmaps_by_pk(keys: Mapping[int, object]) -> dict[int, BitMap]:
-    """Deserialized bitmaps by row (``keys``: row pk -> its result's ``last_calculated_at``).
-    A stored row never changes (a swap writes new rows and a new time), so it is cached
-    under its pk and that time."""
-    out, missing = {}, []
-    for pk, calculated_at in keys.items():
-        key = (pk, calculated_at)
-        if key in _BITMAP_CACHE:
-            _BITMAP_CACHE.move_to_end(key)
-            out[pk] = _BITMAP_CACHE[key]
-        else:
-            missing.append(pk)
-    for pk, raw in TagValueBitmap.objects.filter(pk__in=missing).values_list("pk", "bitmap"):
-        out[pk] = _BITMAP_CACHE[(pk, keys[pk])] = bm.deserialize(bytes(raw))
-        while len(_BITMAP_CACHE) > _BITMAP_CACHE_SIZE:
-            _BITMAP_CACHE.popitem(last=False)
-    return out
-
-
-_NUMBERS_CACHE: OrderedDict[tuple, pd.Series | None] = OrderedDict()
-_NUMBERS_CACHE_SIZE = 64
-
-
-def _numbers_of(computations: Sequence[TagComputation]) -> dict[int, pd.Series | None]:
-    """The numbers of number tags' current results, cached per result (a computation's
-    numbers change only with its ``last_calculated_at``)."""
-    out, missing = {}, []
-    for computation in computations:
-        key = (computation.pk, computation.last_calculated_at)
-        if key in _NUMBERS_CACHE:
-            _NUMBERS_CACHE.move_to_end(key)
-            out[computation.pk] = _NUMBERS_CACHE[key]
-        else:
-            missing.append(computation)
-    if missing:
-        rows = TagComputation.objects.filter(pk__in=[c.pk for c in missing]).values_list(
-            "pk", "last_calculated_at", "numbers"
-        )
-        for pk, calculated_at, raw in rows:
-            out[pk] = _NUMBERS_CACHE[(pk, calculated_at)] = unpack_numbers(raw)
-            while len(_NUMBERS_CACHE) > _NUMBERS_CACHE_SIZE:
-                _NUMBERS_CACHE.popitem(last=False)
-    return out
-
-
-def values_for(
-    brand, oneids: Iterable[int], codes: Iterable[str] | None = None
-) -> dict[int, dict[str, dict]]:
-    """The current tag values of some people of a brand::
-
-        {oneid: {tag code: {"value": ..., "version": 3, "computed_at": datetime}}}
-
-    Boolean tags give True / False, enum tags the value code, number tags the number
-    (and ``"bucket"``: the code of its bucket, if any). Every requested OneID is a key;
-    people without values get an empty dict."""
-    brand = resolve_brand(brand)
-    ids = sorted({int(i) for i in oneids})
-    out: dict[int, dict[str, dict]] = {i: {} for i in ids}
-    valid = np.array([i for i in ids if 0 <= i <= bm.MAX_ONEID], dtype="int64")
-    if not len(valid):
-        return out
-    query = bm.bitmap(valid)
-    computations = TagComputation.objects.filter(tag__brand=brand, version__isnull=False).exclude(
-        tag__status=TagStatus.RETIRED
-    )
-    if codes is not None:
-        computations = computations.filter(tag__code__in=list(codes))
-    computations = {c.pk: c for c in computations.select_related("tag").defer("numbers")}
-    rows = list(
-        TagValueBitmap.objects.filter(computation_id__in=list(computations)).values_list(
-            "pk", "computation_id", "value"
-        )
-    )
-    maps = _bitmaps_by_pk({pk: computations[c].last_calculated_at for pk, c, _v in rows})
-    for pk, computation_id, value in rows:
-        computation = computations[computation_id]
-        hits = query & maps[pk]
-        if not hits:
-            continue
-        typed = _typed_value(value, computation.value_type)
-        key = "bucket" if computation.value_type == "number" else "value"
-        for oneid in hits:
-            entry = out[oneid].setdefault(
-                computation.tag.code,
-                {"version": computation.version, "computed_at": computation.last_calculated_at},
-            )
-            entry[key] = typed
-    numeric = [c for c in computations.values() if c.value_type == "number"]
-    if numeric:
-        numbers = _numbers_of(numeric)
-        for computation in numeric:
-            series = numbers.get(computation.pk)
-            if series is None or series.empty:
-                continue
-            found = series[series.index.isin(valid)]
-            for oneid, number in found.items():
-                entry = out[int(oneid)].setdefault(
-                    computation.tag.code,
-                    {"version": computation.version, "computed_at": computation.last_calculated_at},
-                )
-                entry["value"] = float(number)
-    return out
-
-
-def tag_stats(tag: Tag, runs: int = 10) -> dict:
-    """A tag's computation state, current quality numbers and recent runs."""
-    computation = TagComputation.objects.filter(tag=tag).first()
-    recent = TagRun.objects.filter(tag=tag).order_by("-started_at", "-pk")[:runs]
-    state = {
-        "tag": tag.code,
-        "published_version": tag.published_version,
-        "version": None,
-        "pending_version": 0,
-        "is_calculating": False,
-        "last_calculated_at": None,
-        "errors_calculating": 0,
-        "last_error": "",
-        "last_error_at": None,
-        "population": None,
-        "coverage": None,
-        "distribution": {},
-        "psi": None,
-        "drift_flag": False,
-    }
-    if computation is not None:
-        for name in list(state)[2:]:
-            state[name] = getattr(computation, name)
-    state["runs"] = [
-        {
-            "started_at": run.started_at,
-            "status": run.status,
-            "tag_version": run.tag_version,
-            "population": run.population,
-            "coverage": run.coverage,
-            "psi": run.psi,
-            "duration_s": run.duration_s,
-            "rows_read": run.rows_read,
-            "peak_memory_mb": run.peak_memory_mb,
-            "error": run.error,
-        }
-        for run in recent
-    ]
-    return state
 
 
 # ---------------------------------------------------------------------------

@@ -5,8 +5,8 @@ the candidate tag — the published snapshot with the proposed changes applied, 
 memory — is evaluated by the engine on the brand's data, in one pass together with
 the published tags that read it (directly or through others), exactly as
 :func:`tagportal.engine.services.compute_brand` evaluates specs, but nothing is
-stored: no result, no run, no computation state. The answer compares it with the
-tag's current result:
+stored (:func:`tagportal.engine.results.evaluate_specs`): no result, no run, no
+computation state. The answer compares it with the tag's current result:
 
 - coverage and value distribution before → after, and per value how many people
   would join and leave;
@@ -45,12 +45,10 @@ from pyroaring import BitMap
 from tagportal.audiences import expressions as ex
 from tagportal.audiences.models import Audience, AudienceKind, AudienceStatus
 from tagportal.audiences.store import STORE, NoResult, TagResult, evaluate, make_result
-from tagportal.catalog.models import Tag, TagVersion
+from tagportal.catalog.models import Tag
 from tagportal.core.exceptions import Conflict
-from tagportal.engine import frames as fr
-from tagportal.engine import services as engine
-from tagportal.engine.evaluate import TagSpec
-from tagportal.engine.models import TagComputation
+from tagportal.engine import results
+from tagportal.engine.results import TagSpec
 from tagportal.rules.definitions import tag_references
 
 from .choices import OPEN_STATES, ChangeKind
@@ -82,7 +80,7 @@ def changes_rule(item: ChangeItem) -> bool:
 
 
 def _current_stamp(tag: Tag):
-    return TagComputation.objects.filter(tag=tag).values_list("last_calculated_at", flat=True).first()
+    return results.result_states([tag.pk]).get(tag.pk, {}).get("last_calculated_at")
 
 
 def cache_key(item: ChangeItem) -> str:
@@ -112,9 +110,9 @@ def rule_items(cr: ChangeRequest) -> list[ChangeItem]:
 
 
 def _published_spec(tag: Tag):
-    version = TagVersion.objects.filter(tag=tag, version=tag.published_version).first()
-    if version is not None:
-        return engine.spec_of(version)
+    spec = results.published_specs([tag]).get(tag.pk)
+    if spec is not None:
+        return spec
     return TagSpec(tag.code, tag.value_type, tag.definition or {}, tag.values or None)
 
 
@@ -135,8 +133,7 @@ def _readers(tag: Tag) -> list[tuple[Tag, object]]:
     """The brand's published tags reading ``tag``, directly or through others, with
     their published specs (manual tags left out: their values are uploaded)."""
     tags = [t for t in Tag.objects.published().filter(brand_id=tag.brand_id).exclude(pk=tag.pk)]
-    versions = engine._snapshots(tags)
-    specs = {t.pk: engine.spec_of(versions[t.pk]) for t in tags if t.pk in versions}
+    specs = results.published_specs(tags)
     by_code = {t.code: t for t in tags if t.pk in specs}
     readers_of: dict[str, list[str]] = {}
     for code, other in by_code.items():
@@ -185,13 +182,7 @@ def _sample(bitmap: BitMap) -> list[int]:
 
 
 def _value_order(spec, *maps) -> list[str]:
-    if spec.value_type == "boolean":
-        declared = ["true", "false"]
-    elif spec.value_type == "number":
-        declared = [code for code, _low, _high in fr.value_buckets(spec.values)]
-    else:
-        declared = [v.get("code") if isinstance(v, dict) else v for v in spec.values or ()]
-    order = [str(v) for v in declared if v is not None]
+    order = results.declared_values(spec.value_type, spec.values)
     for values in maps:
         order += sorted(str(v) for v in values if str(v) not in order)
     return order
@@ -326,17 +317,19 @@ def preview_item(item: ChangeItem, frames=None, as_of=None) -> dict | None:
     tag = item.tag
     brand = tag.brand
     spec = candidate_spec(item)
-    computation = TagComputation.objects.filter(tag=tag, version__isnull=False).first()
+    computation = results.result_states([tag.pk]).get(tag.pk)
+    if computation is not None and computation["version"] is None:
+        computation = None
     out = {
         "tag": tag.code,
         "name": tag.name,
         "value_type": spec.value_type,
-        "value_type_before": computation.value_type if computation else "",
-        "coverage_before": computation.coverage if computation else None,
+        "value_type_before": computation["value_type"] if computation else "",
+        "coverage_before": computation["coverage"] if computation else None,
         "coverage_after": None,
-        "population_before": computation.population if computation else None,
+        "population_before": computation["population"] if computation else None,
         "population": None,
-        "distribution_before": dict(computation.distribution or {}) if computation else {},
+        "distribution_before": dict(computation["distribution"] or {}) if computation else {},
         "distribution_after": {},
         "values": [],
         "audiences": [],
@@ -356,11 +349,7 @@ def preview_item(item: ChangeItem, frames=None, as_of=None) -> dict | None:
         return done(out)
     readers = _readers(tag)
     specs = {tag.pk: spec, **{reader.pk: reader_spec for reader, reader_spec in readers}}
-    if frames is None:
-        frames = engine.load_frames(brand)
-    part = engine.evaluate_partition(
-        specs, frames, as_of or timezone.now(), None, engine._known(brand, specs) if specs else {}
-    )
+    part = results.evaluate_specs(brand, specs, frames, as_of)
     out["population"] = part.population
     if tag.pk in part.errors:
         out["error"] = _("The proposed rule cannot be evaluated: %(error)s") % {"error": part.errors[tag.pk]}
@@ -372,15 +361,15 @@ def preview_item(item: ChangeItem, frames=None, as_of=None) -> dict | None:
     after = _tag_result(tag, spec, outcome)
     before = current.get(tag.code) or _empty_result(tag, out["value_type_before"] or spec.value_type)
     candidates[tag.code] = (after, before)
-    out["coverage_after"] = engine._coverage(outcome, spec.value_type, part.population)
-    out["distribution_after"] = {value: len(b) for value, b in outcome.bitmaps.items()}
+    out["coverage_after"] = outcome.coverage(spec.value_type, part.population)
+    out["distribution_after"] = outcome.distribution
     out["values"] = _value_rows(spec, tag, before, after)
     changed = {tag.code}
-    stored_coverage = dict(
-        TagComputation.objects.filter(
-            tag__in=[reader for reader, _spec in readers], version__isnull=False
-        ).values_list("tag_id", "coverage")
-    )
+    stored_coverage = {
+        tag_id: state["coverage"]
+        for tag_id, state in results.result_states([reader.pk for reader, _spec in readers]).items()
+        if state["version"] is not None
+    }
     for reader, reader_spec in readers:
         row = {
             "tag": reader.code,
@@ -403,7 +392,7 @@ def preview_item(item: ChangeItem, frames=None, as_of=None) -> dict | None:
         held_before = _held(reader_before, reader_before.value_type)
         held_after = _held(reader_after, reader_spec.value_type)
         row.update(
-            coverage_after=engine._coverage(reader_outcome, reader_spec.value_type, part.population),
+            coverage_after=reader_outcome.coverage(reader_spec.value_type, part.population),
             joined=len(held_after - held_before),
             left=len(held_before - held_after),
         )

@@ -94,6 +94,7 @@ def test_failures_are_counted_and_cleared(shop, world, audience):
     audience.refresh_from_db()
     assert audience.errors_calculating == 2 and not audience.is_calculating
     assert "yimei_visit_churn_risk" in audience.last_error
+    assert audience.last_error_at is not None  # the computation state every computed thing carries
     store_result(shop.churn, churn([2, 4, 9]))
     assert services.refresh(audience, "schedule").number == 2
     audience.refresh_from_db()

@@ -74,9 +74,10 @@ def test_oneids_must_fit_in_32_bits():
 
 
 def test_coverage_and_distribution():
-    assert bitmaps.coverage(FLAGS, 10) == 0.2  # True for boolean tags
-    assert bitmaps.coverage(LEVELS, 5) == 0.8
-    assert bitmaps.coverage(SPEND, 0) == 0.0
+    flags = {"true": 2, "false": 2}  # FLAGS as stored
+    assert bitmaps.coverage("boolean", flags, 0, 10) == 0.2  # True for boolean tags
+    assert bitmaps.coverage("enum", bitmaps.distribution(LEVELS), 0, 5) == 0.8
+    assert bitmaps.coverage("number", {}, len(bitmaps.numbers(SPEND)), 0) == 0.0
     assert bitmaps.distribution(FLAGS) == {True: 2, False: 2}
     assert bitmaps.distribution(LEVELS, ["gold", "silver", "regular", "vip"]) == {
         "gold": 2,
@@ -87,6 +88,20 @@ def test_coverage_and_distribution():
     assert bitmaps.distribution(SPEND, SPEND_VALUES) == {"none": 1, "low": 1, "mid": 1, "high": 1}
     assert bitmaps.distribution(pd.Series([2.0, 2.0, 3.0])) == {2.0: 2, 3.0: 1}
     assert bitmaps.bitmap_distribution(bitmaps.to_bitmaps(LEVELS)) == bitmaps.distribution(LEVELS)
+
+
+def test_coverage_counts_who_holds_a_tag_one_way():
+    # yes/no tags: who has "true"; number tags: who has a number, in a bucket or not
+    assert bitmaps.coverage("boolean", {"true": 3, "false": 7}, 0, 10) == 0.3
+    assert bitmaps.coverage("number", {"low": 1}, 4, 8) == 0.5
+    assert bitmaps.coverage("enum", {"gold": 9, "silver": 9}, 0, 10) == 1.0  # at most everybody
+    assert bitmaps.coverage("enum", {"gold": 1}, 0, None) is None  # population unknown
+
+
+def test_declared_values_are_the_stored_texts():
+    assert bitmaps.declared_values("boolean", None) == ["true", "false"]
+    assert bitmaps.declared_values("number", SPEND_VALUES) == ["none", "low", "mid", "high"]
+    assert bitmaps.declared_values("enum", [{"code": "gold"}, {"label": "no code"}, 3, None]) == ["gold", "3"]
 
 
 def test_psi_is_zero_for_the_same_distribution_and_grows_with_drift():

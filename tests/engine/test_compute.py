@@ -18,7 +18,7 @@ from django.utils import timezone
 from tagportal.catalog.models import Tag, TagVersion
 from tagportal.catalog.services import publish_tag
 from tagportal.engine import bitmaps as bm
-from tagportal.engine import services
+from tagportal.engine import results, services
 from tagportal.engine.models import RunStatus, TagComputation, TagRun, TagValueBitmap
 from tests.conftest import client_for
 from tests.factories import TagFactory
@@ -263,8 +263,8 @@ def test_split_ranges_cover_every_oneid():
 
 
 def test_partial_results_survive_json(tags):
-    versions = services._snapshots([tags.visits, tags.vip])
-    specs = {tag_id: services.spec_of(v) for tag_id, v in versions.items()}
+    versions = results.published_snapshots([tags.visits, tags.vip])
+    specs = {tag_id: results.spec_of(v) for tag_id, v in versions.items()}
     part = services.evaluate_partition(specs, FRAMES, AS_OF)
     again = services.PartialResult.from_json(json.loads(json.dumps(part.to_json())))
     assert again.population == part.population == 14
@@ -296,7 +296,7 @@ def test_psi_and_drift_against_the_previous_run(tags):
 
 def test_values_for_returns_each_persons_values(tags):
     services.compute_brand(tags.vip.brand, frames=FRAMES, as_of=AS_OF)
-    found = services.values_for(tags.vip.brand, [1, 2, 12, 100, 999])
+    found = results.values_for(tags.vip.brand, [1, 2, 12, 100, 999])
 
     assert set(found) == {1, 2, 12, 100, 999}
     one = found[1]
@@ -315,15 +315,15 @@ def test_values_for_returns_each_persons_values(tags):
         "computed_at": None,
     }
     assert found[999] == {}
-    only = services.values_for(tags.vip.brand, [1], codes=[tags.gender.code])
+    only = results.values_for(tags.vip.brand, [1], codes=[tags.gender.code])
     assert set(only[1]) == {tags.gender.code}
 
 
 def test_values_for_follows_a_new_result(tags):
     services.compute_brand(tags.vip.brand, frames=FRAMES, as_of=AS_OF)
-    assert services.values_for(tags.vip.brand, [9])[9][tags.vip.code]["value"] is False
+    assert results.values_for(tags.vip.brand, [9])[9][tags.vip.code]["value"] is False
     services.compute_brand(tags.vip.brand, frames=make_frames(gold=(9,), visits={9: 4}), as_of=AS_OF)
-    found = services.values_for(tags.vip.brand, [1, 9])
+    found = results.values_for(tags.vip.brand, [1, 9])
     assert found[9][tags.vip.code]["value"] is True and found[1][tags.vip.code]["value"] is False
     assert found[9][tags.visits.code]["value"] == 4.0
 
@@ -435,7 +435,7 @@ def test_reset_stuck_gives_up_on_hung_computations(tags):
 
 def test_tag_stats(tags):
     services.compute_brand(tags.vip.brand, frames=FRAMES, as_of=AS_OF)
-    stats = services.tag_stats(tags.vip)
+    stats = results.tag_stats(tags.vip)
     assert stats["tag"] == tags.vip.code and stats["version"] == 1
     assert stats["coverage"] == pytest.approx(3 / 14)
     assert stats["distribution"] == {"true": 3, "false": 11}

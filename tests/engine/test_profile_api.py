@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from guardian.shortcuts import assign_perm
 
 from tagportal.core.days import beijing_today
-from tagportal.engine import services
+from tagportal.engine import results, services
 from tagportal.profiles import services as profile_services
 from tagportal.profiles.models import Customer
 from tagportal.usage.choices import UsageKind
@@ -121,7 +121,7 @@ def test_all_tag_values_of_a_person_by_oneid(world, shop):
     assert visits["name"] == "标签visits" and visits["value"] == 2.0 and visits["bucket"] == "high"
     assert visits["version"] == 1
     computed_at = dt.datetime.fromisoformat(visits["computed_at"])
-    computation = services.values_for(world.own_brand, [shop.a])[shop.a][shop.visits.code]
+    computation = results.values_for(world.own_brand, [shop.a])[shop.a][shop.visits.code]
     assert computed_at == computation["computed_at"]
     assert tags[shop.vip.code]["value"] is True and "bucket" not in tags[shop.vip.code]
     assert tags[shop.channel.code]["value"] == "store"

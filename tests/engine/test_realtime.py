@@ -20,7 +20,7 @@ from tagportal.catalog.services import publish_tag
 from tagportal.core.models import User
 from tagportal.core.roles import ANALYST, OPERATOR
 from tagportal.engine import bitmaps as bm
-from tagportal.engine import realtime, realtime_specs, realtime_storing, services
+from tagportal.engine import realtime, realtime_specs, realtime_storing, results, services
 from tagportal.engine.api import RealtimeEventSerializer
 from tagportal.engine.models import TagComputation, TagValueBitmap
 from tagportal.profiles import services as profile_services
@@ -311,7 +311,7 @@ def test_event_updates_the_realtime_tags_of_that_person_at_once(world, computed,
     visits = next(t for t in profile["tags"] if t["code"] == tags.visits.code)
     assert visits["value"] == 2.0 and visits["bucket"] == "high" and visits["version"] == 1
     # and so does values_for, in this process (its cached bitmaps were not reused)
-    assert services.values_for(world.own_brand, [people.a])[people.a][tags.visits.code]["bucket"] == "high"
+    assert results.values_for(world.own_brand, [people.a])[people.a][tags.visits.code]["bucket"] == "high"
 
 
 def test_a_boolean_and_a_composite_reading_a_batch_tag(world, computed, people, sender):

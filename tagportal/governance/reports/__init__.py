@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from django.db.models import QuerySet
 
 from tagportal.catalog.models import Brand, BusinessLine, Region, Tag
-from tagportal.engine.services import BEIJING
+from tagportal.core.days import BEIJING
 
 
 @dataclass(frozen=True)

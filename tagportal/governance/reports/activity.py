@@ -28,7 +28,7 @@ from django.db.models.functions import TruncDate
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Region, Tag
-from tagportal.engine.services import BEIJING
+from tagportal.core.days import BEIJING
 
 from ..choices import RequestState
 from ..models import ChangeItem

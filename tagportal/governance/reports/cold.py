@@ -44,14 +44,13 @@ import datetime as dt
 from collections import defaultdict, deque
 
 import numpy as np
-from django.db.models import Avg, Min
-from django.db.models.functions import Coalesce
+from django.db.models import Min
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from tagportal.catalog.choices import TagStatus, ValueType
 from tagportal.catalog.models import TagVersion
-from tagportal.engine.models import RunStatus, TagComputation, TagRun
+from tagportal.engine import results
 from tagportal.lineage.models import TagInput
 from tagportal.lineage.services import stale_sources, stale_tag_ids
 
@@ -187,38 +186,6 @@ def _published_since(tags_qs) -> dict[int, dt.datetime]:
     return {row["tag_id"]: row["first"] for row in rows}
 
 
-def _computations(tags_qs) -> dict[int, dict]:
-    fields = (
-        "tag_id",
-        "version",
-        "errors_calculating",
-        "last_error",
-        "last_calculated_at",
-        "population",
-        "coverage",
-        "distribution",
-        "psi",
-        "drift_flag",
-    )
-    rows = TagComputation.objects.filter(tag__in=tag_ids(tags_qs)).order_by().values(*fields)
-    return {row["tag_id"]: row for row in rows}
-
-
-def _mean_costs(tags_qs, scope: ReportScope) -> dict[int, float]:
-    rows = (
-        TagRun.objects.filter(
-            tag__in=tag_ids(tags_qs),
-            status=RunStatus.SUCCESS,
-            started_at__gte=start_of(scope),
-            started_at__lt=scope.as_of,
-        )
-        .order_by()
-        .values("tag_id")
-        .annotate(mean=Avg(Coalesce("evaluate_s", "duration_s")))
-    )
-    return {row["tag_id"]: float(row["mean"]) for row in rows if row["mean"] is not None}
-
-
 def _stale_source_names(stale_ids: set[int], now: dt.datetime) -> dict[int, list[str]]:
     """``{tag id: [names of the stale sources it reads, directly or through tags]}`` for
     the tags of ``stale_ids``. Three queries, whatever the number of tags."""
@@ -258,8 +225,8 @@ def build(scope: ReportScope) -> dict:
     regions = tag_regions(tags_qs)
     uses = usage_by_tag(tags_qs, scope)
     published = _published_since(tags_qs)
-    computations = _computations(tags_qs)
-    costs = _mean_costs(tags_qs, scope)
+    computations = results.result_states(tag_ids(tags_qs))
+    costs = results.mean_run_seconds(tag_ids(tags_qs), start_of(scope), scope.as_of)
     stale = stale_tag_ids(tags_qs, now=scope.as_of)
     stale_names = _stale_source_names(stale, scope.as_of)
     reference = float(np.percentile(list(costs.values()), COST_PERCENTILE)) if costs else 0.0

@@ -48,7 +48,7 @@ from rapidfuzz import fuzz, process
 
 from tagportal.catalog.choices import TagStatus, ValueType
 from tagportal.catalog.models import Tag
-from tagportal.engine.models import TagValueBitmap
+from tagportal.engine import results
 
 from . import ReportScope
 from .usage import brief, brief_tags, period_json, period_uses, tag_ids, tag_regions
@@ -59,8 +59,6 @@ NAME_SCORE = 90
 OVERLAP = 0.95
 #: Names compared at once with the (not much longer) names after them.
 NAME_CHUNK = 256
-#: Tags whose bitmaps are read at once.
-BITMAP_CHUNK = 200
 
 STATUSES = (TagStatus.PUBLISHED, TagStatus.DEPRECATED, TagStatus.IN_REVIEW)
 #: Keys whose string values are keywords (compared without case or spaces).
@@ -260,15 +258,11 @@ def _name_evidence(tags: list[Tag]) -> dict[tuple[int, int], list[dict]]:
 def _sizes(tags_qs, boolean: set[int]) -> dict[int, list[tuple[str, int]]]:
     """``{tag id: [(value, people), ...]}`` of the stored results (no bitmap read): the
     "true" value of yes/no tags, every value otherwise. One query."""
-    rows = (
-        TagValueBitmap.objects.filter(computation__tag__in=tag_ids(tags_qs))
-        .order_by("computation__tag_id", "value")
-        .values_list("computation__tag_id", "value", "count")
-    )
     sizes: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    for tag_id, value, count in rows:
-        if count and (tag_id not in boolean or value == "true"):
-            sizes[tag_id].append((value, count))
+    for tag_id, counts in results.value_counts(tag_ids(tags_qs)).items():
+        for value, count in counts.items():
+            if count and (tag_id not in boolean or value == "true"):
+                sizes[tag_id].append((value, count))
     return sizes
 
 
@@ -310,19 +304,6 @@ def _candidates(tags: list[Tag], sizes: dict, published: set[int]) -> list[tuple
     return found
 
 
-def _load_bitmaps(pks: list[int], boolean: set[int]) -> dict[int, dict[str, BitMap]]:
-    out: dict[int, dict[str, BitMap]] = defaultdict(dict)
-    for lo in range(0, len(pks), BITMAP_CHUNK):
-        rows = TagValueBitmap.objects.filter(computation__tag_id__in=pks[lo : lo + BITMAP_CHUNK]).values_list(
-            "computation__tag_id", "value", "bitmap"
-        )
-        for tag_id, value, data in rows:
-            if tag_id in boolean and value != "true":
-                continue
-            out[tag_id][value] = BitMap.deserialize(bytes(data))
-    return out
-
-
 def _agreement(a: dict[str, BitMap], b: dict[str, BitMap], union: int) -> float:
     matrix = np.array(
         [[va.intersection_cardinality(vb) for _kb, vb in sorted(b.items())] for _ka, va in sorted(a.items())],
@@ -340,7 +321,8 @@ def _overlap_evidence(
     pairs = _candidates(tags, sizes, published)
     if not pairs:
         return {}
-    bitmaps = _load_bitmaps(sorted({pk for pair in pairs for pk in pair}), boolean)
+    pks = sorted({pk for pair in pairs for pk in pair})
+    bitmaps = defaultdict(dict, results.value_bitmaps(pks, true_only=boolean))
     unions: dict[int, BitMap] = {}
 
     def members(pk: int) -> BitMap:
