@@ -317,10 +317,6 @@ class MergeRecord(TimeStampedModel):
             "rule": self.rule,
         }
 
-    @property
-    def is_undone(self) -> bool:
-        return self.undone_at is not None
-
 
 class ImportJob(TimeStampedModel):
     """One import of customers, identities, events or orders: its progress and its report."""
