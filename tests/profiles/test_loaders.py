@@ -81,7 +81,7 @@ def test_ranges_cut_the_brand_into_disjoint_parts(brand, people):
         assert sorted(o for part in parts for o in oneids(part[name])) == oneids(whole[name])
     assert oneids(whole["profiles"]) == list(range(1, 10))  # not the merged person, not the other brand
     assert len(whole["events"]) == len(whole["orders"]) == 18
-    assert parts[2]["events"].empty is False and oneids(parts[2]["profiles"]) == [8, 9]
+    assert oneids(parts[2]["profiles"]) == oneids(parts[2]["events"])[::2] == [8, 9]
 
 
 def test_since_and_a_range_together(brand, people):
@@ -99,7 +99,7 @@ def test_an_empty_range_gives_empty_frames_with_the_columns(brand, people):
     assert frames["orders"].empty and {"oneid", "time", "amount"} <= set(frames["orders"].columns)
 
 
-def test_oneid_bounds_cover_the_brands_people(brand, other_brand, people, world):
+def test_oneid_bounds_cover_the_brands_people(brand, other_brand, people):
     from tagportal.catalog.models import Brand
 
     assert loaders.oneid_bounds(brand) == (1, 10)
