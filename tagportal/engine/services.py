@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import inspect
 import logging
 import resource
 import time
@@ -39,7 +38,7 @@ import pandas as pd
 from croniter import CroniterBadDateError, croniter
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, Min, Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from pyroaring import BitMap
@@ -47,6 +46,7 @@ from pyroaring import BitMap
 from tagportal.catalog.choices import RefreshMode
 from tagportal.catalog.models import Brand, Tag, TagVersion
 from tagportal.core.days import BEIJING
+from tagportal.profiles import loaders
 from tagportal.rules.definitions import tag_references
 
 from . import bitmaps as bm
@@ -371,31 +371,13 @@ def merge_partials(parts: Iterable[PartialResult]) -> PartialResult:
 
 def load_frames(brand: Brand, oneid_range: tuple[int, int] | None = None) -> tuple:
     """``(profiles, events, orders)`` of a brand from the profiles app; with
-    ``oneid_range`` (``[lo, hi)``) only those people's rows.
-
-    The range is passed on when the profiles loader accepts it (so only that range is
-    read) and applied here in any case."""
-    from tagportal.profiles import loaders
-
-    loader = loaders.load_frames
-    if oneid_range is not None and "oneid_range" in inspect.signature(loader).parameters:
-        frames = loader(brand, oneid_range=oneid_range)
-    else:
-        frames = loader(brand)
-    frames = split_frames(frames)
-    return slice_frames(frames, *oneid_range) if oneid_range is not None else frames
+    ``oneid_range`` (``[lo, hi)``) only those people's rows, read by range."""
+    return split_frames(loaders.load_frames(brand, oneid_range=oneid_range))
 
 
 def oneid_bounds(brand: Brand) -> tuple[int | None, int | None]:
     """The smallest and largest OneID of a brand's people (to split them into ranges)."""
-    from tagportal.profiles import services as profile_services
-
-    if hasattr(profile_services, "oneid_bounds"):
-        return profile_services.oneid_bounds(brand)
-    from tagportal.profiles.models import Customer
-
-    found = Customer.objects.filter(brand=brand).aggregate(low=Min("oneid"), high=Max("oneid"))
-    return found["low"], found["high"]
+    return loaders.oneid_bounds(brand)
 
 
 # ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from tagportal.catalog.models import Brand
 from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add
 
-from . import pii, services
+from . import imports, pii, services
 from .choices import IdentityType
 from .models import Customer, Identity, ImportJob, MergeRecord
 
@@ -256,7 +256,7 @@ class ImportJobAdmin(RestrictedAdminMixin, SimpleHistoryAdmin):
         if change:
             raise PermissionDenied
         try:
-            services.queue_import(
+            imports.queue_import(
                 form.cleaned_data["brand"],
                 form.cleaned_data["kind"],
                 form.cleaned_data["file"],

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from tagportal.catalog.models import Brand
 from tagportal.core.api import RestrictedReadOnlyViewSet, ScopedRelatedField
 
-from . import services
+from . import imports, services
 from .choices import IdentityType, ImportKind, ImportStatus
 from .models import Customer, Identity, ImportJob, MergeRecord
 
@@ -235,7 +235,7 @@ class ImportView(APIView):
         payload = ImportRequestSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["file"]
-        job = services.import_file(
+        job = imports.import_file(
             payload.validated_data["brand"],
             payload.validated_data["kind"],
             upload,

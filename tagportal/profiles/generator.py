@@ -11,22 +11,32 @@ chats, coupons, mini-program views, Douyin / Tmall / JD orders and campaign orde
 The frames are the engine's input frames (``oneid`` + columns of
 :mod:`tagportal.profiles.schema`), plus the ``identities`` of each person. Text
 columns are ``category`` dtype (compact: 10,000,000 events take about 0.5 GB).
+
+:func:`load_demo` writes them into a brand through :mod:`.services`, the way an
+import would (its people resolved by OneID); running it again adds nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from django.db import transaction
+from django.utils.translation import gettext as _
 
+from tagportal.catalog.models import Brand
 from tagportal.core.days import BEIJING_ZONE
 from tagportal.profiles.schema import CHANNELS, PROFILE_ATTRIBUTES
 
+from . import services
 from .choices import IdentityType as T
+from .models import Event, Order
+from .services import Progress
 
 DAY = 86_400
 INDUSTRIES = ("medical_aesthetics", "beauty", "health_nutrition", "food_beverage")
@@ -757,3 +767,84 @@ def properties_dicts(frame: pd.DataFrame) -> list[dict]:
             value = cells[pos]
             out[pos][key] = value.item() if isinstance(value, np.generic) else value
     return out
+
+
+# ---------------------------------------------------------------------------
+# Loading demo data into a brand
+
+
+def load_demo(
+    brand: Brand,
+    people: int = 2000,
+    seed: int = 1,
+    *,
+    events_per_person: float = 10,
+    industry: str | None = None,
+    channels=None,
+    end=None,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Generate demo people, events and orders (see :func:`generate`) and write them
+    into ``brand``. Running it again with the same arguments adds nothing."""
+    progress = progress or services.no_progress
+    industry = industry or industry_for_brand(brand.code)
+    channels = list(channels) if channels else list(CHANNELS)
+    frames = generate(seed, people, events_per_person, channels, industry=industry, end=end)
+    prefix = f"demo-{industry}-s{seed}-n{people}-e{events_per_person:g}"
+    if set(channels) != set(CHANNELS):
+        prefix += f"-c{zlib.crc32(','.join(sorted(channels)).encode()):x}"
+    identities = frames["identities"]
+    with transaction.atomic():
+        resolved = services.resolve_identities(
+            brand,
+            identities.rename(columns={"oneid": "record"}),
+            reason=_("Demo data"),
+        )
+        person = resolved.records.set_index("record")
+        customers = frames["customers"].set_index("oneid")
+        attributes = customers.astype(object).where(customers.notna(), None)
+        rows = pd.DataFrame(
+            {
+                "customer_id": person.loc[customers.index, "customer_id"].to_numpy(),
+                "attributes": [
+                    {k: _json_value(v) for k, v in rec.items() if v is not None}
+                    for rec in attributes.to_dict("records")
+                ],
+            }
+        )
+        new_people = set(person.loc[person["new"] > 0, "customer_id"])
+        services.set_attributes(brand, rows[rows["customer_id"].isin(new_people)])
+        counts = {
+            "customers": resolved.customers_created,
+            "identities": resolved.identities_created,
+            "events": 0,
+            "orders": 0,
+        }
+        for kind, frame in (("events", frames["events"]), ("orders", frames["orders"])):
+            model = Event if kind == "events" else Order
+            frame = frame.copy()
+            frame["client_id"] = [f"{prefix}-{kind[0]}{i}" for i in range(len(frame))]
+            seen = services.existing_client_ids(model, brand, frame["client_id"].tolist())
+            frame = frame[~frame["client_id"].isin(seen)]
+            if not len(frame):
+                continue
+            frame["customer_id"] = person.loc[frame["oneid"], "customer_id"].to_numpy()
+            frame["identity_id"] = person.loc[frame["oneid"], "identity_id"].to_numpy()
+            frame["properties"] = properties_dicts(frame)
+            if kind == "events":
+                counts["events"] = services.write_events(brand, frame, progress=progress)
+            else:
+                frame["items"] = [
+                    [{"sku": sku, "quantity": int(q), "amount": f"{a:.2f}"}]
+                    for sku, q, a in zip(frame["sku"], frame["quantity"], frame["amount"], strict=True)
+                ]
+                counts["orders"] = services.write_orders(brand, frame, progress=progress)
+    return counts
+
+
+def _json_value(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

@@ -3,7 +3,7 @@
 :func:`read_table` turns a file into a DataFrame; :func:`prepare` checks every row
 of it for one kind of import and answers the normalised data, the identity links
 of each row and the bad rows (row number, column, message). Nothing is written
-here: :func:`tagportal.profiles.services.import_frame` writes a prepared import
+here: :func:`tagportal.profiles.imports.import_frame` writes a prepared import
 atomically, or nothing when a row is bad.
 
 File formats
@@ -213,10 +213,6 @@ class _Errors:
 def _texts(column: pd.Series) -> pd.Series:
     """Cells as stripped text, missing as ''."""
     return column.astype("string").fillna("").str.strip().astype(object)
-
-
-def _present(column: pd.Series) -> np.ndarray:
-    return (_texts(column) != "").to_numpy(dtype=bool)
 
 
 def prepare(kind: str, frame: pd.DataFrame, *, now: dt.datetime | None = None) -> Prepared:

@@ -1,13 +1,26 @@
 """Reading profiles, events and orders for the engine: plain DataFrames out, one
-brand (and later one OneID range) at a time. The engine calls :func:`load_frames`."""
+brand, or one OneID range of a brand, at a time. The engine calls :func:`load_frames`
+and splits a brand into ranges with :func:`oneid_bounds`.
+
+A range is half-open, ``[lo, hi)``, and goes into the SQL of each read: the people
+by the ``(brand, oneid)`` unique index, their events and orders by the
+``(brand, customer, time)`` indexes, so a partition reads only its own rows."""
 
 from __future__ import annotations
 
 import pandas as pd
+from django.db.models import Max, Min
 
 from tagportal.catalog.models import Brand
 
 from .models import Customer, Event, Order
+
+#: The engine's columns of events and orders (``customer__oneid`` becomes ``oneid``).
+_EVENT_VALUES = ("customer__oneid", "time", "type", "channel", "store", "value", "properties")
+_ORDER_VALUES = (
+    "customer__oneid", "time", "amount", "quantity", "channel", "store", "category", "sku", "discount",
+    "properties",
+)  # fmt: skip
 
 
 def flatten_properties(frame: pd.DataFrame, column: str = "properties") -> pd.DataFrame:
@@ -21,30 +34,41 @@ def flatten_properties(frame: pd.DataFrame, column: str = "properties") -> pd.Da
     return pd.concat([frame.drop(columns=[column]), flat], axis=1)
 
 
-def load_frames(brand: Brand, *, since=None) -> dict[str, pd.DataFrame]:
+def oneid_bounds(brand: Brand) -> tuple[int | None, int | None]:
+    """The smallest and largest OneID of a brand (``(None, None)`` without people):
+    what the engine splits into ranges. Merged people count too, the bounds only have
+    to cover everybody (and so both ends are read from the index)."""
+    found = Customer.objects.filter(brand=brand).aggregate(low=Min("oneid"), high=Max("oneid"))
+    return found["low"], found["high"]
+
+
+def load_frames(
+    brand: Brand, *, since=None, oneid_range: tuple[int, int] | None = None
+) -> dict[str, pd.DataFrame]:
     """The engine's input frames of a brand (see :mod:`tagportal.engine.evaluate`):
     ``profiles`` (``oneid`` + attributes), ``events`` and ``orders`` (``oneid``, the
-    fields, ``properties.<key>``), for the people not merged into someone else."""
+    fields, ``properties.<key>``), for the people not merged into someone else.
+
+    ``since``: only events and orders from that moment on. ``oneid_range``: only the
+    people whose OneID is in ``[lo, hi)``, and their events and orders."""
     people = Customer.objects.filter(brand=brand, merged_into__isnull=True)
-    profile_rows = list(people.values_list("oneid", "attributes"))
+    # Events and orders are read through their person (``customer__…``): the same brand
+    # on both sides lets the database walk the people's (brand, oneid) index.
+    activity = {"brand": brand, "customer__brand": brand, "customer__merged_into__isnull": True}
+    if oneid_range is not None:
+        lo, hi = oneid_range
+        people = people.filter(oneid__gte=lo, oneid__lt=hi)
+        activity |= {"customer__oneid__gte": lo, "customer__oneid__lt": hi}
+    if since is not None:
+        activity["time__gte"] = since
+    # Rows in the models' order within one brand (OneID, then time), without the joins to
+    # brand and business line that the default ordering would add.
+    profile_rows = list(people.order_by("oneid").values_list("oneid", "attributes"))
     profiles = pd.DataFrame([{"oneid": o, **(a or {})} for o, a in profile_rows])
     if profiles.empty:
         profiles = pd.DataFrame({"oneid": pd.Series(dtype="int64")})
-    events = Event.objects.filter(brand=brand, customer__merged_into__isnull=True)
-    orders = Order.objects.filter(brand=brand, customer__merged_into__isnull=True)
-    if since is not None:
-        events, orders = events.filter(time__gte=since), orders.filter(time__gte=since)
-    event_fields = ["customer__oneid", "time", "type", "channel", "store", "value", "properties"]
-    order_fields = [
-        "customer__oneid", "time", "amount", "quantity", "channel", "store", "category", "sku", "discount",
-        "properties",
-    ]  # fmt: skip
-    event_frame = pd.DataFrame(list(events.values_list(*event_fields)), columns=event_fields)
-    order_frame = pd.DataFrame(list(orders.values_list(*order_fields)), columns=order_fields)
-    event_frame = event_frame.rename(columns={"customer__oneid": "oneid"})
-    order_frame = order_frame.rename(columns={"customer__oneid": "oneid"})
-    for frame in (event_frame, order_frame):
-        frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    event_frame = _frame(Event.objects.filter(**activity), _EVENT_VALUES)
+    order_frame = _frame(Order.objects.filter(**activity), _ORDER_VALUES)
     for name in ("amount", "discount"):
         order_frame[name] = order_frame[name].astype("float64")
     return {
@@ -52,3 +76,11 @@ def load_frames(brand: Brand, *, since=None) -> dict[str, pd.DataFrame]:
         "events": flatten_properties(event_frame),
         "orders": flatten_properties(order_frame),
     }
+
+
+def _frame(rows, fields: tuple[str, ...]) -> pd.DataFrame:
+    rows = rows.order_by("customer__oneid", "time").values_list(*fields)
+    frame = pd.DataFrame(list(rows), columns=list(fields))
+    frame = frame.rename(columns={"customer__oneid": "oneid"})
+    frame["time"] = pd.to_datetime(frame["time"], utc=True)
+    return frame

@@ -154,32 +154,33 @@ class Identity(models.Model):
         return self.masked
 
 
-class Event(models.Model):
-    """A behaviour event of a person: a store visit, a consultation, a page view, …"""
+class Activity(models.Model):
+    """What a person did at a moment, on a channel or in a store: the fields that
+    :class:`Event` and :class:`Order` share (each keeps its own table)."""
 
-    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="events", verbose_name=_("brand"))
+    brand = models.ForeignKey(
+        Brand, on_delete=models.PROTECT, related_name="%(class)ss", verbose_name=_("brand")
+    )
     customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="events", verbose_name=_("customer")
+        Customer, on_delete=models.CASCADE, related_name="%(class)ss", verbose_name=_("customer")
     )
     identity = models.ForeignKey(
         Identity,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
-        related_name="events",
+        related_name="%(class)ss",
         verbose_name=_("identity"),
-        help_text=_("The identity the event arrived with."),
+        help_text=_("The identity it arrived with."),
     )
     client_id = models.CharField(
         _("client id"),
         max_length=100,
-        help_text=_("The sender's id of the event; sending it again adds nothing."),
+        help_text=_("The sender's id (an order's number); sending it again adds nothing."),
     )
-    type = models.CharField(_("type"), max_length=40)
+    time = models.DateTimeField(_("time"))
     channel = models.CharField(_("channel"), max_length=30, blank=True)
     store = models.CharField(_("store"), max_length=100, blank=True)
-    value = models.FloatField(_("value"), null=True, blank=True)
-    time = models.DateTimeField(_("time"))
     properties = models.JSONField(_("properties"), default=dict, blank=True)
     created = models.DateTimeField(_("created"), auto_now_add=True)
 
@@ -187,71 +188,51 @@ class Event(models.Model):
     objects = RestrictedQuerySet.as_manager()
 
     class Meta:
+        abstract = True
         ordering = ["brand", "customer", "time"]
-        verbose_name = _("event")
-        verbose_name_plural = _("events")
         constraints = [
-            models.UniqueConstraint(fields=["brand", "client_id"], name="event_client_id_unique_per_brand"),
-            models.CheckConstraint(condition=~Q(client_id=""), name="event_client_id_set"),
+            models.UniqueConstraint(
+                fields=["brand", "client_id"], name="%(class)s_client_id_unique_per_brand"
+            ),
+            models.CheckConstraint(condition=~Q(client_id=""), name="%(class)s_client_id_set"),
         ]
         indexes = [
-            models.Index(fields=["brand", "customer", "time"], name="event_brand_customer_time"),
-            models.Index(fields=["brand", "time"], name="event_brand_time"),
+            models.Index(fields=["brand", "customer", "time"], name="%(class)s_brand_customer_time"),
+            models.Index(fields=["brand", "time"], name="%(class)s_brand_time"),
         ]
+
+
+class Event(Activity):
+    """A behaviour event of a person: a store visit, a consultation, a page view, …"""
+
+    type = models.CharField(_("type"), max_length=40)
+    value = models.FloatField(_("value"), null=True, blank=True)
+
+    class Meta(Activity.Meta):
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
 
     def __str__(self):
         return f"{self.type} {self.time:%Y-%m-%d %H:%M}"
 
 
-class Order(models.Model):
+class Order(Activity):
     """A purchase of a person, on a channel or in a store."""
 
-    brand = models.ForeignKey(Brand, on_delete=models.PROTECT, related_name="orders", verbose_name=_("brand"))
-    customer = models.ForeignKey(
-        Customer, on_delete=models.CASCADE, related_name="orders", verbose_name=_("customer")
-    )
-    identity = models.ForeignKey(
-        Identity,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="orders",
-        verbose_name=_("identity"),
-        help_text=_("The identity the order arrived with."),
-    )
-    client_id = models.CharField(
-        _("client id"),
-        max_length=100,
-        help_text=_("The sender's order number; sending it again adds nothing."),
-    )
-    time = models.DateTimeField(_("time"))
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
     quantity = models.PositiveIntegerField(_("quantity"), default=1)
-    channel = models.CharField(_("channel"), max_length=30, blank=True)
-    store = models.CharField(_("store"), max_length=100, blank=True)
     category = models.CharField(_("category"), max_length=100, blank=True, help_text=_("Product line."))
     sku = models.CharField(_("SKU"), max_length=100, blank=True)
     discount = models.DecimalField(_("discount"), max_digits=14, decimal_places=2, default=0)
     items = models.JSONField(_("items"), default=list, blank=True)
-    properties = models.JSONField(_("properties"), default=dict, blank=True)
-    created = models.DateTimeField(_("created"), auto_now_add=True)
 
-    scope = BRAND_SCOPE
-    objects = RestrictedQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["brand", "customer", "time"]
+    class Meta(Activity.Meta):
         verbose_name = _("order")
         verbose_name_plural = _("orders")
         constraints = [
-            models.UniqueConstraint(fields=["brand", "client_id"], name="order_client_id_unique_per_brand"),
-            models.CheckConstraint(condition=~Q(client_id=""), name="order_client_id_set"),
+            *Activity.Meta.constraints,
             models.CheckConstraint(condition=Q(amount__gte=0), name="order_amount_not_negative"),
             models.CheckConstraint(condition=Q(discount__gte=0), name="order_discount_not_negative"),
-        ]
-        indexes = [
-            models.Index(fields=["brand", "customer", "time"], name="order_brand_customer_time"),
-            models.Index(fields=["brand", "time"], name="order_brand_time"),
         ]
 
     def __str__(self):
@@ -316,10 +297,6 @@ class MergeRecord(TimeStampedModel):
             "kept": self.kept_oneid,
             "rule": self.rule,
         }
-
-    @property
-    def is_undone(self) -> bool:
-        return self.undone_at is not None
 
 
 class ImportJob(TimeStampedModel):

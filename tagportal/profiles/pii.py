@@ -84,13 +84,6 @@ def mask(type_: str, value: str) -> str:
     return f"{value[:3]}****{value[-2:]}"
 
 
-def mask_values(type_: str, values: pd.Series) -> pd.Series:
-    text = values.astype("string").fillna("")
-    if type_ == IdentityType.PHONE:
-        return text.str.slice(0, 3) + "****" + text.str.slice(-4)
-    return pd.Series([mask(type_, v) for v in text], index=values.index, dtype="object")
-
-
 def stored_value(type_: str, value: str) -> str:
     """What is kept in clear: nothing for phones."""
     return "" if type_ in HASHED_ONLY_TYPES else value

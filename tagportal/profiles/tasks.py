@@ -1,4 +1,4 @@
-"""Celery entry points of profiles: they take ids and call services."""
+"""Celery entry points of profiles: they take ids and call the service modules."""
 
 from celery import shared_task
 
@@ -6,7 +6,7 @@ from celery import shared_task
 @shared_task(name="profiles.run_import_job")
 def run_import_job(job_id: int) -> str | None:
     """Run a queued import (an admin upload); safe to run twice."""
-    from .services import run_stored_job
+    from .imports import run_stored_job
 
     job = run_stored_job(job_id)
     return job.status if job is not None else None

@@ -23,7 +23,7 @@ from tagportal.engine import bitmaps as bm
 from tagportal.engine import realtime, realtime_specs, realtime_storing, results, services
 from tagportal.engine.api import RealtimeEventSerializer
 from tagportal.engine.models import TagComputation, TagValueBitmap
-from tagportal.profiles import services as profile_services
+from tagportal.profiles import imports as profile_imports
 from tagportal.profiles.models import Customer, Event, Identity
 from tests.conftest import client_for
 from tests.factories import TagFactory, UserFactory
@@ -109,7 +109,7 @@ def ago(days: float) -> str:
 
 
 def import_rows(brand, kind, rows):
-    report = profile_services.import_frame(brand, kind, pd.DataFrame(rows).astype(str))
+    report = profile_imports.import_frame(brand, kind, pd.DataFrame(rows).astype(str))
     assert report.ok, (report.errors, report.message)
     return report
 

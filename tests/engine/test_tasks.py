@@ -18,14 +18,20 @@ from tests.engine.test_compute import tags as tags  # the fixture
 KEYS = ("profiles", "events", "orders")
 
 
+def small_frames(brand, *, since=None, oneid_range=None) -> dict:
+    """The small frames as the profiles app's loader answers: only the range asked for."""
+    frames = FRAMES if oneid_range is None else services.slice_frames(FRAMES, *oneid_range)
+    return dict(zip(KEYS, frames, strict=True))
+
+
 @pytest.fixture
 def frames_from_profiles():
     """The profiles app's loader answering with the small frames; the engine's adapter
-    (spied on) cuts them to the OneID range it asks for."""
+    (spied on) asks it for the OneID range of each partition."""
     from tagportal.profiles import loaders
 
     with (
-        mock.patch.object(loaders, "load_frames", return_value=dict(zip(KEYS, FRAMES, strict=True))),
+        mock.patch.object(loaders, "load_frames", side_effect=small_frames),
         mock.patch.object(services, "load_frames", wraps=services.load_frames) as load,
         mock.patch.object(services, "oneid_bounds", return_value=(1, 200)),
     ):

@@ -226,7 +226,7 @@ def test_a_real_worker_computes_an_industry_template(worker):
     """The medical-aesthetics template on generated demo people, computed by the worker."""
     from tagportal.catalog.models import Tag
     from tagportal.catalog.services import apply_template
-    from tagportal.profiles.services import load_demo
+    from tagportal.profiles.generator import load_demo
     from tests.factories import BrandFactory, BusinessLineFactory
 
     brand = BrandFactory(code="itestyimei", business_line=BusinessLineFactory(code="itestym"))

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tagportal.profiles import services
+from tagportal.profiles import imports, services
 from tagportal.profiles.models import Customer, Event, ImportJob, MergeRecord
 
 from ..conftest import client_for
@@ -141,7 +141,7 @@ def test_bulk_import_needs_the_permission_and_the_brand(world):
 
 
 def test_import_jobs_are_scoped(world):
-    services.import_file(world.other_brand, "events", upload())
+    imports.import_file(world.other_brand, "events", upload())
     assert client_for(world.steward).get(f"{URL}import-jobs/").json()["results"] == []
     assert len(client_for(world.admin).get(f"{URL}import-jobs/").json()["results"]) == 1
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from tagportal.catalog.templates import available_packs
 from tagportal.engine.evaluate import evaluate_tags
-from tagportal.profiles import generator, loaders, services
+from tagportal.profiles import generator, loaders
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.models import Customer, Event, Identity, Order
 from tagportal.profiles.schema import CHANNELS, EVENT_FIELDS, EVENT_TYPES, ORDER_FIELDS, PROFILE_ATTRIBUTES
@@ -99,7 +99,7 @@ def test_the_templates_tags_have_values(industry):
 @pytest.mark.django_db
 def test_load_demo_writes_everything_once(world):
     brand = world.own_brand
-    counts = services.load_demo(
+    counts = generator.load_demo(
         brand, people=150, seed=2, events_per_person=5, industry="medical_aesthetics", end=END
     )
     data = generator.generate(2, 150, 5, industry="medical_aesthetics", end=END)
@@ -118,7 +118,7 @@ def test_load_demo_writes_everything_once(world):
     treatment = Event.objects.filter(brand=brand, type="treatment").first()
     assert {"project", "project_type"} <= set(treatment.properties)
     assert Order.objects.filter(brand=brand).exclude(items=[]).count() == counts["orders"]
-    again = services.load_demo(
+    again = generator.load_demo(
         brand, people=150, seed=2, events_per_person=5, industry="medical_aesthetics", end=END
     )
     assert again == {"customers": 0, "identities": 0, "events": 0, "orders": 0}

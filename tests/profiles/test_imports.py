@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from tagportal.profiles import importers, services
+from tagportal.profiles import importers, imports, services
 from tagportal.profiles.models import Customer, Event, Identity, ImportJob, MergeRecord, Order
 
 from .conftest import EVENTS_CSV, PHONE, csv_upload, parquet_upload
@@ -28,7 +28,7 @@ def counts():
 
 
 def run(brand, kind, text, name="data.csv", **kwargs):
-    return services.import_file(brand, kind, csv_upload(text, name), **kwargs)
+    return imports.import_file(brand, kind, csv_upload(text, name), **kwargs)
 
 
 def test_events_csv_creates_people_for_unknown_identities(brand, world):
@@ -125,7 +125,7 @@ def test_orders_csv_and_gb18030(brand):
         'o1,2024-11-11 20:00:00,"1,280.50",2,tmall,,护肤,SKU1,100,M001,双11,"[{""sku"": ""SKU1""}]"\n'
         "o2,2024/11/12 9:05,99,,store,上海静安店,彩妆,,,M002,,\n"
     )
-    job = services.import_file(brand, "orders", csv_upload(text, "订单.csv", encoding="gb18030"))
+    job = imports.import_file(brand, "orders", csv_upload(text, "订单.csv", encoding="gb18030"))
     assert job.status == "succeeded", job.errors
     o1, o2 = Order.objects.order_by("client_id")
     assert (str(o1.amount), o1.quantity, str(o1.discount), o1.category) == ("1280.50", 2, "100.00", "护肤")
@@ -153,7 +153,7 @@ def test_parquet_import(brand):
             "properties.paid": [True, None],
         }
     )
-    job = services.import_file(brand, "events", parquet_upload(frame))
+    job = imports.import_file(brand, "events", parquet_upload(frame))
     assert job.status == "succeeded", job.errors
     treatment, follow_up = Event.objects.order_by("client_id")
     assert treatment.customer == follow_up.customer
@@ -163,7 +163,7 @@ def test_parquet_import(brand):
     # bad rows in Parquet are numbered like a spreadsheet too (first record = row 2)
     frame.loc[1, "type"] = "nope"
     frame["client_id"] = ["p3", "p4"]
-    bad = services.import_file(brand, "events", parquet_upload(frame))
+    bad = imports.import_file(brand, "events", parquet_upload(frame))
     assert [(e["row"], e["column"]) for e in bad.errors] == [(3, "type")]
 
 
@@ -206,7 +206,7 @@ def test_identities_import_links_people(brand):
 
 def test_progress_is_reported(brand):
     seen = []
-    job = services.import_file(brand, "events", csv_upload(EVENTS_CSV), progress=lambda *a: seen.append(a))
+    job = imports.import_file(brand, "events", csv_upload(EVENTS_CSV), progress=lambda *a: seen.append(a))
     stages = [stage for _done, _total, stage in seen]
     assert stages[0] == "reading" and "checking" in stages and "linking" in stages and stages[-1] == "writing"
     assert seen[-1][0] == seen[-1][1] == 4

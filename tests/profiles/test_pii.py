@@ -4,7 +4,7 @@ are masked for users without the PII permission."""
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from tagportal.profiles import pii, services
+from tagportal.profiles import generator, imports, pii, services
 from tagportal.profiles.models import Customer, Identity
 
 from .conftest import EVENTS_CSV, PHONE, csv_upload, links
@@ -24,14 +24,14 @@ def database_text() -> str:
 
 def test_phones_are_never_stored_in_clear(world, django_capture_on_commit_callbacks):
     brand = world.own_brand
-    services.import_file(brand, "events", csv_upload(EVENTS_CSV))
-    services.import_file(
+    imports.import_file(brand, "events", csv_upload(EVENTS_CSV))
+    imports.import_file(
         brand, "customers", csv_upload(f"phone,wechat_unionid,gender\n{PHONE},oU2,female\n")
     )  # links two people: a merge, with history rows
-    services.import_file(
+    imports.import_file(
         brand, "events", csv_upload("client_id,time,type,phone\nx,2024-05-01,nope,13700001111\n")
     )
-    services.load_demo(brand, people=30, seed=5, events_per_person=2)
+    generator.load_demo(brand, people=30, seed=5, events_per_person=2)
     demo_phones = Identity.objects.filter(type="phone").count()
     assert demo_phones > 20 and not Identity.objects.filter(type="phone").exclude(value="").exists()
     text = database_text()

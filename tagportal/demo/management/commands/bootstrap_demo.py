@@ -80,8 +80,8 @@ class Command(BaseCommand):
         published tag on them so the dictionary shows coverage and distributions."""
         from tagportal.catalog.models import Brand
         from tagportal.engine.services import compute_brand
+        from tagportal.profiles.generator import load_demo
         from tagportal.profiles.models import Customer
-        from tagportal.profiles.services import load_demo
 
         people = self.people or int(spec.get("demo_people", 1000))
         for item in spec["brands"]:

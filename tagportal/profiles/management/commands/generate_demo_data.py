@@ -4,7 +4,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from tagportal.catalog.models import Brand
-from tagportal.profiles import generator, services
+from tagportal.profiles import generator
 from tagportal.profiles.schema import CHANNELS
 
 from ._progress import ProgressPrinter
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             )
             return
         started = time.perf_counter()
-        counts = services.load_demo(
+        counts = generator.load_demo(
             brand,
             people=people,
             seed=seed,

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from tagportal.catalog.models import Brand
-from tagportal.profiles import cdnow, services
+from tagportal.profiles import cdnow, imports
 from tagportal.profiles.choices import ImportKind, ImportStatus
 
 from ._progress import ProgressPrinter
@@ -30,8 +30,8 @@ class Command(BaseCommand):
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot read {path}: {exc}") from exc
         self.stdout.write(f"Importing {len(orders):,} CDNOW orders from {path} into {target.code}")
-        job = services.create_job(target, ImportKind.ORDERS, file_name=path.rsplit("/", 1)[-1])
-        job = services.run_job(job, orders, progress=ProgressPrinter(self.stdout))
+        job = imports.create_job(target, ImportKind.ORDERS, file_name=path.rsplit("/", 1)[-1])
+        job = imports.run_job(job, orders, progress=ProgressPrinter(self.stdout))
         report(self, job)
         if job.status != ImportStatus.SUCCEEDED:
             raise CommandError(f"import job {job.pk} failed; nothing was written")

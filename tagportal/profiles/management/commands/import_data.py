@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from tagportal.catalog.models import Brand
-from tagportal.profiles import services
+from tagportal.profiles import imports
 from tagportal.profiles.choices import ImportKind, ImportStatus
 
 from ._progress import ProgressPrinter
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc}") from exc
         self.stdout.write(f"Importing {kind} from {file} into {target.code}")
-        job = services.import_file(target, kind, file, user=person, progress=ProgressPrinter(self.stdout))
+        job = imports.import_file(target, kind, file, user=person, progress=ProgressPrinter(self.stdout))
         report(self, job)
         if job.status != ImportStatus.SUCCEEDED:
             raise CommandError(f"import job {job.pk} failed; nothing was written")
