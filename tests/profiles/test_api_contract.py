@@ -8,7 +8,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tagportal.core.roles import STEWARD
-from tagportal.profiles import services
+from tagportal.profiles import imports, services
 from tagportal.profiles.models import Customer, ImportJob, MergeRecord
 
 from ..api.contract import ReadContract, ReadOnlyContract, Resource, ScopedContract, once
@@ -96,7 +96,7 @@ class TestMerges(ProfilesResource):
 
 def _import(brand) -> ImportJob:
     upload = SimpleUploadedFile("events.csv", EVENTS_CSV.encode("utf-8"), content_type="text/csv")
-    return services.import_file(brand, "events", upload)
+    return imports.import_file(brand, "events", upload)
 
 
 class TestImportJobs(ProfilesResource):
