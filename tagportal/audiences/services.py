@@ -21,9 +21,7 @@ and tasks call these functions; none of them sets a status or writes a snapshot 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
 import time
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
+from tagportal.core import spreadsheets
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may, may_add_into, scope_filter
 from tagportal.core.roles import reviewers_of
@@ -873,8 +872,5 @@ def _identity_rows(people: BitMap, identity_type: str, identities, clear: bool) 
 
 def export_csv(user, audience: Audience, identity_type: str | None = None) -> bytes:
     """:func:`export_rows` as a UTF-8 CSV with a byte order mark (Excel reads Chinese)."""
-    rows = export_rows(user, audience, identity_type)
-    out = io.StringIO()
-    out.write("\ufeff")
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    return out.getvalue().encode("utf-8")
+    rows = iter(export_rows(user, audience, identity_type))
+    return spreadsheets.csv_bytes(next(rows), rows)

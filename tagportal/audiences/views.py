@@ -13,6 +13,7 @@ and a redirect; a refused action is a message, never a server error.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from functools import lru_cache
@@ -36,6 +37,7 @@ from pypinyin import lazy_pinyin
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Category, Tag
+from tagportal.core import spreadsheets
 from tagportal.core.days import beijing_text
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import containers_for_add, may
@@ -822,16 +824,12 @@ def export(request, pk: int):
     except (ValidationError, PermissionDenied, NoResult, Conflict) as exc:
         messages.error(request, error_text(exc))
         return _back(audience)
-    from io import BytesIO
-
-    response = FileResponse(
-        BytesIO(data),
+    return FileResponse(
+        io.BytesIO(data),
         as_attachment=True,
         filename=_filename(audience, identity_type),
-        content_type="text/csv",
+        content_type=spreadsheets.CSV,
     )
-    response["Content-Type"] = "text/csv; charset=utf-8"
-    return response
 
 
 @login_required

@@ -19,7 +19,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import F
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -32,6 +31,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
+from tagportal.core import spreadsheets
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may
 from tagportal.notifications import services as notifications
@@ -531,9 +531,7 @@ def bulk_upload(request):
 @require_GET
 def bulk_template(request):
     _require(request.user, "governance.add_changerequest")
-    response = HttpResponse(bulk.template_csv(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="tag-changes-template.csv"'
-    return response
+    return spreadsheets.attachment(bulk.template_csv(), bulk.TEMPLATE_NAME)
 
 
 # ---------------------------------------------------------------------------
@@ -668,10 +666,7 @@ def audit_csv(request):
         return audit_page(request)
     data = form.cleaned_data
     rows = audit.audit_rows(request.user, data["start"], data["end"], data["business_line"])
-    response = HttpResponse(audit.to_csv(rows), content_type="text/csv; charset=utf-8")
-    name = f"tagportal-audit-{data['start']:%Y%m%d}-{data['end']:%Y%m%d}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return spreadsheets.attachment(audit.to_csv(rows), audit.csv_filename(data["start"], data["end"]))
 
 
 # ---------------------------------------------------------------------------
