@@ -40,6 +40,7 @@ from tagportal.core.permissions import may, may_add_into, scope_filter
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import bitmaps as bm
 from tagportal.notifications import services as notifications
+from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from .engine import NoResult, Selection, select
@@ -112,7 +113,7 @@ def _select(brand, expression) -> Selection:
     the part at fault (an unknown tag or value, a syntax error, a tag not computed yet)."""
     try:
         return select(brand, expression)
-    except ex.ExpressionInvalid as exc:
+    except RuleValidationError as exc:
         raise ValidationError(exc.as_dict()) from exc
     except NoResult as exc:
         raise ValidationError(

@@ -43,6 +43,7 @@ from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import containers_for_add, may
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.pii import can_view_pii
+from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from . import services
@@ -95,7 +96,7 @@ def error_messages(exc: Exception) -> dict[str, list[str]]:
                 out.setdefault("" if key in GENERAL_KEYS else key, []).extend(str(m) for m in errors)
             return out
         return {"": [str(m) for m in exc.messages]}
-    if isinstance(exc, ex.ExpressionInvalid):
+    if isinstance(exc, RuleValidationError):
         return error_messages(ValidationError(exc.as_dict()))
     if isinstance(exc, NoResult):
         return {
@@ -458,7 +459,7 @@ def builder(request):
                         refresh_on_recompute=form.cleaned_data["refresh_on_recompute"],
                         refresh_every_hours=form.cleaned_data["refresh_every_hours"],
                     )
-                except (ValidationError, PermissionDenied, ex.ExpressionInvalid, NoResult, Conflict) as exc:
+                except (ValidationError, PermissionDenied, RuleValidationError, NoResult, Conflict) as exc:
                     errors = error_messages(exc)
         else:
             errors = {
@@ -756,7 +757,7 @@ def refresh_now(request, pk: int):
         return _back(audience)
     try:
         snap = services.refresh(audience, trigger="manual", user=request.user)
-    except (ValidationError, PermissionDenied, NoResult, Conflict, ex.ExpressionInvalid) as exc:
+    except (ValidationError, PermissionDenied, NoResult, Conflict, RuleValidationError) as exc:
         messages.error(request, error_text(exc))
     else:
         if snap is None:
@@ -776,7 +777,7 @@ def repin(request, pk: int):
     audience = _visible(request.user, pk)
     try:
         services.repin(request.user, audience)
-    except (ValidationError, PermissionDenied, NoResult, Conflict, ex.ExpressionInvalid) as exc:
+    except (ValidationError, PermissionDenied, NoResult, Conflict, RuleValidationError) as exc:
         messages.error(request, error_text(exc))
         return _back(audience)
     audience.refresh_from_db()
@@ -795,7 +796,7 @@ def approve_repin(request, pk: int):
     audience = _visible(request.user, pk)
     try:
         services.approve_repin(request.user, audience)
-    except (ValidationError, PermissionDenied, NoResult, Conflict, ex.ExpressionInvalid) as exc:
+    except (ValidationError, PermissionDenied, NoResult, Conflict, RuleValidationError) as exc:
         messages.error(request, error_text(exc))
     else:
         messages.success(request, _("Re-pin approved: the audience now uses the newest published versions."))

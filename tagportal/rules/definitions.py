@@ -70,9 +70,23 @@ class RuleError:
 
 
 class RuleValidationError(ValueError):
-    def __init__(self, errors: list[RuleError]):
+    """Every problem of a rule document (a tag's definition, an audience's expression),
+    each at its path. The problems of the document as a whole (path ``""``) are keyed by
+    ``document`` in :meth:`as_dict` and named by ``label`` (``document`` unless given)
+    in the message."""
+
+    def __init__(self, errors: list[RuleError], document: str = "definition", label: str | None = None):
         self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+        self.document = document
+        name = label or document
+        super().__init__("; ".join(f"{e.path or name}: {e.message}" for e in errors))
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """``{path: [messages]}``: where each problem is, as an API answers it."""
+        out: dict[str, list[str]] = {}
+        for error in self.errors:
+            out.setdefault(error.path or self.document, []).append(error.message)
+        return out
 
 
 def _join(path: str, part: str) -> str:
