@@ -35,7 +35,7 @@ from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
 from tagportal.core import spreadsheets
-from tagportal.core.exceptions import Conflict
+from tagportal.core.exceptions import Conflict, error_text
 from tagportal.core.permissions import may, may_add_into, scope_filter
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import bitmaps as bm
@@ -106,6 +106,11 @@ def _resolve_brand(brand):
         return Brand.objects.get(pk=brand) if isinstance(brand, int) else Brand.objects.get(code=brand)
     except Brand.DoesNotExist as exc:
         raise ValidationError({"brand": [_("No brand “%(brand)s”.") % {"brand": brand}]}) from exc
+
+
+@error_text.register
+def _no_result_text(exc: NoResult) -> str:
+    return _("Not computed yet: %(tags)s. Compute the tags first.") % {"tags": ", ".join(exc.codes)}
 
 
 def _select(brand, expression) -> Selection:

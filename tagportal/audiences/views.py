@@ -39,7 +39,7 @@ from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Category, Tag
 from tagportal.core import spreadsheets
 from tagportal.core.days import beijing_text
-from tagportal.core.exceptions import Conflict
+from tagportal.core.exceptions import Conflict, error_text
 from tagportal.core.permissions import containers_for_add, may
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.pii import can_view_pii
@@ -87,8 +87,10 @@ def _int(value) -> int | None:
 
 
 def error_messages(exc: Exception) -> dict[str, list[str]]:
-    """The messages of a refused action keyed by where they belong: an expression path
-    (``all[1].value``), a form field, or ``""`` for the whole thing."""
+    """The messages of a refused action keyed by where the builder shows them: an
+    expression path (``all[1].value``), a form field, or ``""`` for the whole thing."""
+    if isinstance(exc, RuleValidationError):
+        exc = ValidationError(exc.as_dict())
     if isinstance(exc, ValidationError):
         if hasattr(exc, "error_dict"):
             out = {}
@@ -96,20 +98,7 @@ def error_messages(exc: Exception) -> dict[str, list[str]]:
                 out.setdefault("" if key in GENERAL_KEYS else key, []).extend(str(m) for m in errors)
             return out
         return {"": [str(m) for m in exc.messages]}
-    if isinstance(exc, RuleValidationError):
-        return error_messages(ValidationError(exc.as_dict()))
-    if isinstance(exc, NoResult):
-        return {
-            "": [_("Not computed yet: %(tags)s. Compute the tags first.") % {"tags": ", ".join(exc.codes)}]
-        }
-    return {"": [str(exc) or _("You may not do this.")]}
-
-
-def error_text(exc: Exception) -> str:
-    parts = []
-    for key, errors in error_messages(exc).items():
-        parts.extend(f"{key}: {m}" if key else m for m in errors)
-    return " ".join(parts)
+    return {"": [error_text(exc)]}
 
 
 def _percent(share) -> str:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from django.core.exceptions import ValidationError
 from django.db.models import Case, IntegerField, Q, TextField, Value, When
 from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
@@ -61,12 +60,6 @@ class PageError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
-
-
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return " ".join(str(m) for m in exc.messages)
-    return str(exc)
 
 
 def _int(value) -> int | None:

@@ -34,6 +34,7 @@ from django.views.decorators.http import require_GET, require_POST
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Category, Tag
 from tagportal.core import spreadsheets
+from tagportal.core.exceptions import error_text
 from tagportal.governance.choices import ChangeKind, ReportKind, ReportStatus, ReportTrigger
 from tagportal.governance.models import Report
 
@@ -42,7 +43,6 @@ from .data import (
     TREND_LABELS,
     PageError,
     Source,
-    error_text,
     pair_evidence,
     pick_report,
     psi_threshold,

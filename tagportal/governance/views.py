@@ -32,7 +32,7 @@ from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
 from tagportal.core import spreadsheets
-from tagportal.core.exceptions import Conflict
+from tagportal.core.exceptions import Conflict, conflict_text, error_text
 from tagportal.core.permissions import may
 from tagportal.notifications import services as notifications
 
@@ -97,28 +97,6 @@ def _query_without_page(request) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
-
-
-def conflict_text(exc: Conflict) -> str:
-    """The conflict's message with what it carries: the dependents to confirm, the versions."""
-    parts = [str(exc)]
-    for code, rows in (exc.extra.get("dependents") or {}).items():
-        names = ", ".join(f"{row.get('name', '')} ({row.get('code', '')})" for row in rows)
-        parts.append(_("Read by %(tags)s → %(code)s.") % {"tags": names, "code": code})
-    if exc.extra.get("base_version") is not None:
-        parts.append(
-            _("Based on version %(base)s; the published version is now %(current)s.")
-            % {"base": exc.extra["base_version"], "current": exc.extra.get("current_version")}
-        )
-    return " ".join(parts)
-
-
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return " ".join(str(m) for m in exc.messages)
-    if isinstance(exc, Conflict):
-        return conflict_text(exc)
-    return str(exc) or _("You may not do this.")
 
 
 def stale_flags(tag_ids) -> dict[int, list[str]]:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
+from tagportal.core.exceptions import error_text
+
 from . import vocabulary
 
 DEFINITION_TYPES = ("condition", "metric", "bucket", "cases", "preference", "attribute", "manual")
@@ -87,6 +89,16 @@ class RuleValidationError(ValueError):
         for error in self.errors:
             out.setdefault(error.path or self.document, []).append(error.message)
         return out
+
+
+@error_text.register
+def _error_text(exc: RuleValidationError) -> str:
+    """Each problem after its path, those of the whole document alone."""
+    return " ".join(
+        message if path == exc.document else f"{path}: {message}"
+        for path, messages in exc.as_dict().items()
+        for message in messages
+    )
 
 
 def _join(path: str, part: str) -> str:
