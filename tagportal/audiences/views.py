@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from functools import lru_cache
 from itertools import islice
 
 import plotly.graph_objects as go
@@ -33,11 +32,10 @@ from django.utils import timezone
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from pypinyin import lazy_pinyin
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Category, Tag
-from tagportal.core import spreadsheets
+from tagportal.core import pinyin, spreadsheets
 from tagportal.core.days import beijing_text
 from tagportal.core.exceptions import Conflict, error_text
 from tagportal.core.permissions import containers_for_add, may
@@ -125,18 +123,6 @@ def _english() -> bool:
 _SPACES = re.compile(r"[\s_\-·]+")
 
 
-@lru_cache(maxsize=8192)
-def pinyin_keys(name: str) -> tuple[str, str]:
-    """``("fuzhileixing", "fzlx")`` for 肤质类型: full pinyin and initials, without
-    spaces; characters that are not Chinese are kept as they are."""
-    syllables = [s.lower() for s in lazy_pinyin(name or "") if s.strip()]
-    full = _SPACES.sub("", "".join(syllables))
-    initials = _SPACES.sub(
-        "", "".join(s if not s.isalpha() or not s.isascii() else s[0] for s in syllables if s)
-    )
-    return full, initials
-
-
 def _normal(text: str) -> str:
     return _SPACES.sub("", (text or "").lower())
 
@@ -153,7 +139,7 @@ def match_rank(tag: Tag, query: str) -> int | None:
         return 1
     if any(q in n for n in names):
         return 2
-    full, initials = pinyin_keys(tag.name)
+    full, initials = pinyin.search_keys(tag.name)
     if q in (full, initials):
         return 3
     if full.startswith(q) or initials.startswith(q):
