@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.models import Brand, BusinessLine, Region, Tag
+from tagportal.core import graphs
 from tagportal.core.permissions import is_unrestricted
 from tagportal.governance.choices import ReportKind, ReportStatus
 from tagportal.governance.models import Report
@@ -85,13 +86,7 @@ def _descendants(parents: Mapping[int, int | None], root: int) -> frozenset[int]
     children: dict = {}
     for pk, parent in parents.items():
         children.setdefault(parent, []).append(pk)
-    found, stack = set(), [root]
-    while stack:
-        node = stack.pop()
-        if node not in found:
-            found.add(node)
-            stack.extend(children.get(node, []))
-    return frozenset(found)
+    return frozenset(graphs.reachable([root], children))
 
 
 @dataclass
