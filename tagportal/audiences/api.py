@@ -13,9 +13,7 @@ from __future__ import annotations
 from itertools import islice
 
 import django_filters
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -29,6 +27,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from tagportal.catalog.models import Brand
+from tagportal.core import spreadsheets
 from tagportal.core.api import RestrictedModelViewSet, ScopedRelatedField
 from tagportal.profiles.choices import IdentityType
 
@@ -436,10 +435,7 @@ class AudienceViewSet(RestrictedModelViewSet):
         audience = self.get_object()
         identity_type = request.query_params.get("identity_type") or None
         content = services.export_csv(request.user, audience, identity_type)
-        response = HttpResponse(content, content_type="text/csv; charset=utf-8")
-        filename = f"{audience.name}-{identity_type or 'oneid'}.csv"
-        response["Content-Disposition"] = content_disposition_header(True, filename)
-        return response
+        return spreadsheets.attachment(content, f"{audience.name}-{identity_type or 'oneid'}.csv")
 
     @extend_schema(
         request=None,

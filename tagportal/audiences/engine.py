@@ -39,7 +39,7 @@ class Selection:
 
 def prepare(brand, expression) -> tuple[dict, dict[str, ex.TagInfo]]:
     """The validated, normalised expression and the tags it reads; raises
-    :class:`~.expressions.ExpressionInvalid` naming unknown tags and values."""
+    :class:`~tagportal.rules.definitions.RuleValidationError` naming unknown tags and values."""
     if isinstance(expression, str):
         expression = ex.parse_text(expression)
     codes = ex.tag_codes(expression)

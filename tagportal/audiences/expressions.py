@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
+from tagportal.rules.definitions import RuleError, RuleValidationError
 from tagportal.rules.syntax import RuleSyntaxError, format_condition, parse_condition
 
 MAX_DEPTH = 12
@@ -60,36 +61,21 @@ class TagInfo:
     version: int | None
 
 
-@dataclass(frozen=True)
-class ExpressionError:
-    path: str
-    message: str
-
-    def __str__(self):
-        return f"{self.path or _('expression')}: {self.message}"
-
-
-class ExpressionInvalid(ValueError):
-    """An expression that does not parse or does not fit the brand's tags."""
-
-    def __init__(self, errors: list[ExpressionError]):
-        self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
-
-    def as_dict(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        for error in self.errors:
-            out.setdefault(error.path or "expression", []).append(error.message)
-        return out
+def invalid(errors: list[RuleError]) -> RuleValidationError:
+    """The rule language's error for an expression that does not parse or does not fit
+    the brand's tags: problems of the whole expression are keyed ``expression``."""
+    return RuleValidationError(errors, document="expression", label=_("expression"))
 
 
 def parse_text(text: str) -> dict:
-    """The JSON form of an expression written as text; :class:`ExpressionInvalid` if it
-    does not parse (the message says where)."""
+    """The JSON form of an expression written as text; a
+    :class:`~tagportal.rules.definitions.RuleValidationError` at path ``text`` if it does
+    not parse (its message, from the :class:`~tagportal.rules.syntax.RuleSyntaxError`,
+    says where)."""
     try:
         return normalise(parse_condition(text))
     except RuleSyntaxError as exc:
-        raise ExpressionInvalid([ExpressionError("text", str(exc))]) from exc
+        raise invalid([RuleError("text", str(exc))]) from exc
 
 
 def to_text(expression: dict) -> str:
@@ -160,10 +146,10 @@ def _is_number(value) -> bool:
 class _Validator:
     def __init__(self, tags: dict[str, TagInfo]):
         self.tags = tags
-        self.errors: list[ExpressionError] = []
+        self.errors: list[RuleError] = []
 
     def error(self, path: str, message: str) -> None:
-        self.errors.append(ExpressionError(path, message))
+        self.errors.append(RuleError(path, message))
 
     def node(self, node, path: str, depth: int) -> None:
         if depth > MAX_DEPTH:
@@ -268,7 +254,8 @@ class _Validator:
 
 def validate(expression, tags: dict[str, TagInfo]) -> dict:
     """The normalised expression if it is valid against ``tags`` (code → :class:`TagInfo`,
-    the brand's published tags); else :class:`ExpressionInvalid` listing every problem."""
+    the brand's published tags); else a
+    :class:`~tagportal.rules.definitions.RuleValidationError` listing every problem."""
     if isinstance(expression, str):
         expression = parse_text(expression)
     expression = normalise(expression)
@@ -277,7 +264,7 @@ def validate(expression, tags: dict[str, TagInfo]) -> dict:
     if not validator.errors and count_conditions(expression) > MAX_CONDITIONS:
         validator.error("", _("at most %(n)s conditions") % {"n": MAX_CONDITIONS})
     if validator.errors:
-        raise ExpressionInvalid(validator.errors)
+        raise invalid(validator.errors)
     return expression
 
 

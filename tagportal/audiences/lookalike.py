@@ -41,6 +41,7 @@ from scipy import sparse
 
 from tagportal.core.permissions import may, may_add_into
 from tagportal.engine import bitmaps as bm
+from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from . import services
@@ -343,7 +344,7 @@ def seed_members_of(seed: Audience, store: BitmapStore = STORE) -> BitMap:
         return BitMap()
     try:
         return select(seed.brand, seed.expression, store=store).members
-    except (ex.ExpressionInvalid, NoResult) as exc:
+    except (RuleValidationError, NoResult) as exc:
         raise ValidationError(
             _("The seed's members cannot be computed: %(error)s") % {"error": exc}, code="seed"
         ) from exc

@@ -21,9 +21,7 @@ and tasks call these functions; none of them sets a status or writes a snapshot 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
 import time
 from collections.abc import Iterator
@@ -36,11 +34,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
-from tagportal.core.exceptions import Conflict
+from tagportal.core import spreadsheets
+from tagportal.core.exceptions import Conflict, error_text
 from tagportal.core.permissions import may, may_add_into
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import bitmaps as bm
 from tagportal.notifications import services as notifications
+from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from .engine import NoResult, Selection, select
@@ -108,12 +108,17 @@ def _resolve_brand(brand):
         raise ValidationError({"brand": [_("No brand “%(brand)s”.") % {"brand": brand}]}) from exc
 
 
+@error_text.register
+def _no_result_text(exc: NoResult) -> str:
+    return _("Not computed yet: %(tags)s. Compute the tags first.") % {"tags": ", ".join(exc.codes)}
+
+
 def _select(brand, expression) -> Selection:
     """:func:`.engine.select` with its errors as a Django ``ValidationError`` that names
     the part at fault (an unknown tag or value, a syntax error, a tag not computed yet)."""
     try:
         return select(brand, expression)
-    except ex.ExpressionInvalid as exc:
+    except RuleValidationError as exc:
         raise ValidationError(exc.as_dict()) from exc
     except NoResult as exc:
         raise ValidationError(
@@ -869,8 +874,5 @@ def _identity_rows(people: BitMap, identity_type: str, identities, clear: bool) 
 
 def export_csv(user, audience: Audience, identity_type: str | None = None) -> bytes:
     """:func:`export_rows` as a UTF-8 CSV with a byte order mark (Excel reads Chinese)."""
-    rows = export_rows(user, audience, identity_type)
-    out = io.StringIO()
-    out.write("\ufeff")
-    csv.writer(out, lineterminator="\r\n").writerows(rows)
-    return out.getvalue().encode("utf-8")
+    rows = iter(export_rows(user, audience, identity_type))
+    return spreadsheets.csv_bytes(next(rows), rows)

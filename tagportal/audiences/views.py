@@ -13,9 +13,9 @@ and a redirect; a refused action is a message, never a server error.
 
 from __future__ import annotations
 
+import io
 import json
 import re
-from functools import lru_cache
 from itertools import islice
 
 import plotly.graph_objects as go
@@ -32,15 +32,16 @@ from django.utils import timezone
 from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from pypinyin import lazy_pinyin
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Category, Tag
+from tagportal.core import pinyin, spreadsheets
 from tagportal.core.days import beijing_text
-from tagportal.core.exceptions import Conflict
+from tagportal.core.exceptions import Conflict, error_text
 from tagportal.core.permissions import containers_for_add, may
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.pii import can_view_pii
+from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from . import services
@@ -84,8 +85,10 @@ def _int(value) -> int | None:
 
 
 def error_messages(exc: Exception) -> dict[str, list[str]]:
-    """The messages of a refused action keyed by where they belong: an expression path
-    (``all[1].value``), a form field, or ``""`` for the whole thing."""
+    """The messages of a refused action keyed by where the builder shows them: an
+    expression path (``all[1].value``), a form field, or ``""`` for the whole thing."""
+    if isinstance(exc, RuleValidationError):
+        exc = ValidationError(exc.as_dict())
     if isinstance(exc, ValidationError):
         if hasattr(exc, "error_dict"):
             out = {}
@@ -93,20 +96,7 @@ def error_messages(exc: Exception) -> dict[str, list[str]]:
                 out.setdefault("" if key in GENERAL_KEYS else key, []).extend(str(m) for m in errors)
             return out
         return {"": [str(m) for m in exc.messages]}
-    if isinstance(exc, ex.ExpressionInvalid):
-        return error_messages(ValidationError(exc.as_dict()))
-    if isinstance(exc, NoResult):
-        return {
-            "": [_("Not computed yet: %(tags)s. Compute the tags first.") % {"tags": ", ".join(exc.codes)}]
-        }
-    return {"": [str(exc) or _("You may not do this.")]}
-
-
-def error_text(exc: Exception) -> str:
-    parts = []
-    for key, errors in error_messages(exc).items():
-        parts.extend(f"{key}: {m}" if key else m for m in errors)
-    return " ".join(parts)
+    return {"": [error_text(exc)]}
 
 
 def _percent(share) -> str:
@@ -133,18 +123,6 @@ def _english() -> bool:
 _SPACES = re.compile(r"[\s_\-·]+")
 
 
-@lru_cache(maxsize=8192)
-def pinyin_keys(name: str) -> tuple[str, str]:
-    """``("fuzhileixing", "fzlx")`` for 肤质类型: full pinyin and initials, without
-    spaces; characters that are not Chinese are kept as they are."""
-    syllables = [s.lower() for s in lazy_pinyin(name or "") if s.strip()]
-    full = _SPACES.sub("", "".join(syllables))
-    initials = _SPACES.sub(
-        "", "".join(s if not s.isalpha() or not s.isascii() else s[0] for s in syllables if s)
-    )
-    return full, initials
-
-
 def _normal(text: str) -> str:
     return _SPACES.sub("", (text or "").lower())
 
@@ -161,7 +139,7 @@ def match_rank(tag: Tag, query: str) -> int | None:
         return 1
     if any(q in n for n in names):
         return 2
-    full, initials = pinyin_keys(tag.name)
+    full, initials = pinyin.search_keys(tag.name)
     if q in (full, initials):
         return 3
     if full.startswith(q) or initials.startswith(q):
@@ -456,7 +434,7 @@ def builder(request):
                         refresh_on_recompute=form.cleaned_data["refresh_on_recompute"],
                         refresh_every_hours=form.cleaned_data["refresh_every_hours"],
                     )
-                except (ValidationError, PermissionDenied, ex.ExpressionInvalid, NoResult, Conflict) as exc:
+                except (ValidationError, PermissionDenied, RuleValidationError, NoResult, Conflict) as exc:
                     errors = error_messages(exc)
         else:
             errors = {
@@ -754,7 +732,7 @@ def refresh_now(request, pk: int):
         return _back(audience)
     try:
         snap = services.refresh(audience, trigger="manual", user=request.user)
-    except (ValidationError, PermissionDenied, NoResult, Conflict, ex.ExpressionInvalid) as exc:
+    except (ValidationError, PermissionDenied, NoResult, Conflict, RuleValidationError) as exc:
         messages.error(request, error_text(exc))
     else:
         if snap is None:
@@ -774,7 +752,7 @@ def repin(request, pk: int):
     audience = _visible(request.user, pk)
     try:
         services.repin(request.user, audience)
-    except (ValidationError, PermissionDenied, NoResult, Conflict, ex.ExpressionInvalid) as exc:
+    except (ValidationError, PermissionDenied, NoResult, Conflict, RuleValidationError) as exc:
         messages.error(request, error_text(exc))
         return _back(audience)
     audience.refresh_from_db()
@@ -793,7 +771,7 @@ def approve_repin(request, pk: int):
     audience = _visible(request.user, pk)
     try:
         services.approve_repin(request.user, audience)
-    except (ValidationError, PermissionDenied, NoResult, Conflict, ex.ExpressionInvalid) as exc:
+    except (ValidationError, PermissionDenied, NoResult, Conflict, RuleValidationError) as exc:
         messages.error(request, error_text(exc))
     else:
         messages.success(request, _("Re-pin approved: the audience now uses the newest published versions."))
@@ -822,16 +800,12 @@ def export(request, pk: int):
     except (ValidationError, PermissionDenied, NoResult, Conflict) as exc:
         messages.error(request, error_text(exc))
         return _back(audience)
-    from io import BytesIO
-
-    response = FileResponse(
-        BytesIO(data),
+    return FileResponse(
+        io.BytesIO(data),
         as_attachment=True,
         filename=_filename(audience, identity_type),
-        content_type="text/csv",
+        content_type=spreadsheets.CSV,
     )
-    response["Content-Type"] = "text/csv; charset=utf-8"
-    return response
 
 
 @login_required

@@ -4,7 +4,7 @@
 per tag: the tag's definition, its current coverage, and how much it was used over the
 last 7, 30 and 90 Beijing days (every kind of use, all clients), when it was last used
 and by whom most (over the last 90 days). It runs a fixed number of queries however
-many tags there are. :func:`export_xlsx` and :func:`export_csv` write those rows;
+many tags there are. The one writer of :mod:`tagportal.core.spreadsheets` writes those rows;
 :func:`export_response` is what the admin and the API answer.
 
 Headers and choice labels (kind, status …) are translated into the export's language
@@ -15,11 +15,8 @@ dictionary is not a use of its tags: nothing is recorded.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
-import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -32,6 +29,7 @@ from django.utils import translation
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
+from tagportal.core import spreadsheets
 from tagportal.core.permissions import model_permission
 from tagportal.engine.models import TagComputation
 from tagportal.engine.services import BEIJING
@@ -44,9 +42,8 @@ log = logging.getLogger(__name__)
 
 #: The language of an export unless the caller asks for another one.
 EXPORT_LANGUAGE = "zh-hans"
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CONTENT_TYPES = {"xlsx": XLSX, "csv": "text/csv; charset=utf-8"}
-FORMATS = tuple(CONTENT_TYPES)
+XLSX = spreadsheets.XLSX
+FORMATS = ("xlsx", "csv")
 #: Usage columns: uses over this many Beijing days, today included.
 USAGE_WINDOWS = (7, 30, 90)
 #: The window the top client is chosen over.
@@ -55,16 +52,9 @@ TOP_CLIENT_DAYS = 90
 #: comma-separated. ``category`` includes its subcategories.
 FILTERS = ("business_line", "brand", "region", "status", "category")
 
-MIN_WIDTH, MAX_WIDTH = 8, 60
-WIDTH_SAMPLE = 500
-
 
 class ExportError(ValueError):
     """A parameter of an export request that cannot be honoured (the message says why)."""
-
-
-class Percent(float):
-    """A share (0–1) shown as a percentage: ``0.123`` → 12.3%."""
 
 
 def export_language(requested: str | None) -> str:
@@ -293,8 +283,9 @@ def dictionary_rows(
     """``(headers, rows)`` of the tags of ``tags_queryset`` that ``user`` may view, in
     its order, with headers in the active language.
 
-    Values are typed for spreadsheets: numbers, :class:`Percent` for coverage, dates for
-    the last use, naive Beijing times for the last computation, ``None`` for nothing.
+    Values are typed for spreadsheets: numbers, a
+    :class:`~tagportal.core.spreadsheets.Percent` for coverage, dates for the last use,
+    naive Beijing times for the last computation, ``None`` for nothing.
     Usage counts the uses up to ``as_of_day`` (today in Beijing), the buffered ones too.
     """
     as_of = as_of_day or usage.beijing_today()
@@ -341,7 +332,7 @@ def dictionary_rows(
                 tag.published_version,
                 str(tag.owner) if tag.owner_id else "",
                 separator.join(sources.get(tag.pk, [])),
-                Percent(coverage) if coverage is not None else None,
+                spreadsheets.Percent(coverage) if coverage is not None else None,
                 _beijing(calculated),
                 *used,
             ]
@@ -353,89 +344,16 @@ def dictionary_rows(
 # Files
 
 
-def _display_width(value) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, Percent):
-        return 7
-    if isinstance(value, dt.datetime):
-        return 16
-    if isinstance(value, dt.date):
-        return 10
-    text = str(value)
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
 def export_xlsx(headers: Sequence[str], rows: Sequence[Sequence]) -> bytes:
-    """An Excel workbook of one sheet (标签字典): a bold, frozen header row with an
-    autofilter, columns as wide as their content (within limits)."""
-    from openpyxl import Workbook
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-    from openpyxl.styles import Alignment, Font, PatternFill
-    from openpyxl.utils import get_column_letter
-
-    workbook = Workbook()
-    sheet = workbook.active
-    sheet.title = _("Tag dictionary")[:31]
-    bold, fill = Font(bold=True), PatternFill("solid", start_color="DDEBF7")
-    for column, header in enumerate(headers, start=1):
-        cell = sheet.cell(row=1, column=column, value=header)
-        cell.font, cell.fill = bold, fill
-        cell.alignment = Alignment(vertical="center")
-    for row_number, row in enumerate(rows, start=2):
-        for column, value in enumerate(row, start=1):
-            if isinstance(value, str):
-                value = ILLEGAL_CHARACTERS_RE.sub("", value)
-            cell = sheet.cell(row=row_number, column=column, value=value)
-            if isinstance(value, str) and value.startswith("="):
-                cell.data_type = "s"  # text a user typed, never a formula
-            elif isinstance(value, Percent):
-                cell.number_format = "0.0%"
-            elif isinstance(value, dt.datetime):
-                cell.number_format = "yyyy-mm-dd hh:mm"
-            elif isinstance(value, dt.date):
-                cell.number_format = "yyyy-mm-dd"
-    for column, header in enumerate(headers, start=1):
-        sample = [row[column - 1] for row in rows[:WIDTH_SAMPLE]]
-        width = max([_display_width(header), *(_display_width(v) for v in sample)])
-        sheet.column_dimensions[get_column_letter(column)].width = min(max(width + 2, MIN_WIDTH), MAX_WIDTH)
-    sheet.freeze_panes = "A2"
-    if headers:
-        sheet.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{len(rows) + 1}"
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
-
-
-def _csv_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Percent):
-        return f"{value:.1%}"
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    text = str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text  # a spreadsheet must not run text a user typed as a formula
-    return text
-
-
-def export_csv(headers: Sequence[str], rows: Sequence[Sequence]) -> bytes:
-    """CSV in UTF-8 with a byte order mark, so that Excel opens Chinese correctly."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(headers)
-    writer.writerows([_csv_cell(value) for value in row] for row in rows)
-    return buffer.getvalue().encode("utf-8-sig")
+    """An Excel workbook of one sheet (标签字典), written by :mod:`tagportal.core.spreadsheets`."""
+    return spreadsheets.xlsx_bytes(spreadsheets.Sheet(_("Tag dictionary"), headers, rows))
 
 
 def export_response(
     user, tags_queryset: QuerySet, fmt: str = "xlsx", language: str | None = None, as_of_day=None
 ) -> HttpResponse:
     """The dictionary of ``tags_queryset`` (scoped to ``user``) as a file download."""
-    if fmt not in CONTENT_TYPES:
+    if fmt not in FORMATS:
         raise ExportError(
             _("Unknown format “%(format)s”; use one of %(known)s.")
             % {"format": fmt, "known": ", ".join(FORMATS)}
@@ -443,7 +361,5 @@ def export_response(
     as_of = as_of_day or usage.beijing_today()
     with translation.override(export_language(language)):
         headers, rows = dictionary_rows(user, tags_queryset, as_of)
-        content = export_xlsx(headers, rows) if fmt == "xlsx" else export_csv(headers, rows)
-    response = HttpResponse(content, content_type=CONTENT_TYPES[fmt])
-    response["Content-Disposition"] = f'attachment; filename="{filename(fmt, as_of)}"'
-    return response
+        content = export_xlsx(headers, rows) if fmt == "xlsx" else spreadsheets.csv_bytes(headers, rows)
+    return spreadsheets.attachment(content, filename(fmt, as_of))

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from tagportal.core import graphs
 from tagportal.core.models import TimeStampedModel
 from tagportal.core.permissions import Via, tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
@@ -84,15 +85,7 @@ def tree_descendants(model, root: int) -> list[int]:
     children: dict = {}
     for pk, parent in model.objects.values_list("pk", "parent_id"):
         children.setdefault(parent, []).append(pk)
-    found, seen, stack = [], set(), [root]
-    while stack:
-        node = stack.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        found.append(node)
-        stack.extend(children.get(node, []))
-    return found
+    return graphs.reachable([root], children)
 
 
 class Region(TimeStampedModel):

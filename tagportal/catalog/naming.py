@@ -7,7 +7,8 @@ import string
 from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
-from pypinyin import Style, lazy_pinyin
+
+from tagportal.core import pinyin
 
 #: A snake_case name part: lower-case ASCII words joined by underscores.
 NAME_PART = r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*"
@@ -92,7 +93,7 @@ def to_snake(text: str) -> str:
     >>> to_snake("RFM 分层")
     'rfm_fen_ceng'
     """
-    chunks = lazy_pinyin(text or "", style=Style.NORMAL, errors="default", v_to_u=False)
+    chunks = pinyin.syllables(text)
     words: list[str] = []
     for chunk in chunks:
         words.extend(w for w in re.split(r"[^a-z0-9]+", chunk.lower().replace("ü", "v")) if w)

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from django.core.exceptions import ValidationError
 from django.db.models import Case, IntegerField, Q, TextField, Value, When
 from django.db.models.functions import Cast
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.models import Brand, BusinessLine, Region, Tag
+from tagportal.core import graphs
 from tagportal.core.caches import LRU
 from tagportal.core.permissions import is_unrestricted
 from tagportal.governance.choices import ReportKind, ReportStatus
@@ -62,12 +62,6 @@ class PageError(Exception):
         self.status = status
 
 
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return " ".join(str(m) for m in exc.messages)
-    return str(exc)
-
-
 def _int(value) -> int | None:
     value = str(value or "").strip()
     return int(value) if value.isdigit() else None
@@ -91,13 +85,7 @@ def _descendants(parents: Mapping[int, int | None], root: int) -> frozenset[int]
     children: dict = {}
     for pk, parent in parents.items():
         children.setdefault(parent, []).append(pk)
-    found, stack = set(), [root]
-    while stack:
-        node = stack.pop()
-        if node not in found:
-            found.add(node)
-            stack.extend(children.get(node, []))
-    return frozenset(found)
+    return frozenset(graphs.reachable([root], children))
 
 
 @dataclass

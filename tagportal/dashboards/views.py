@@ -13,8 +13,6 @@ the viewer may not see answers with a message (404), a refused action with a mes
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from functools import wraps
@@ -35,6 +33,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Category, Tag
+from tagportal.core import spreadsheets
+from tagportal.core.exceptions import error_text
 from tagportal.governance.choices import ChangeKind, ReportKind, ReportStatus, ReportTrigger
 from tagportal.governance.models import Report
 
@@ -43,7 +43,6 @@ from .data import (
     TREND_LABELS,
     PageError,
     Source,
-    error_text,
     pair_evidence,
     pick_report,
     psi_threshold,
@@ -77,7 +76,6 @@ CLEANUP_ACTIONS = (ChangeKind.DEPRECATE, ChangeKind.RETIRE, ChangeKind.MERGE)
 FORMATS = ("csv", "json", "xlsx")
 #: Parameters of a page kept when its filters change.
 KEPT_PARAMS = ("measure", "top", "kind")
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 # ---------------------------------------------------------------------------
@@ -679,32 +677,6 @@ def reports(request):
     return _render(request, "dashboards/reports.html", viewer, context, "reports")
 
 
-def _csv(header, values) -> bytes:
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow(header)
-    for row in values:
-        writer.writerow(["" if v is None else v for v in row])
-    return out.getvalue().encode("utf-8")
-
-
-def _xlsx(header, values, info: list[tuple[str, str]]) -> bytes:
-    from openpyxl import Workbook
-
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(_("data"))
-    sheet.append(header)
-    for row in values:
-        sheet.append(row)
-    about = book.create_sheet(_("report"))
-    for key, value in info:
-        about.append([key, value])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
 @dashboard_page
 @require_GET
 def download(request, pk: int):
@@ -745,28 +717,29 @@ def download(request, pk: int):
             json.dumps(body, ensure_ascii=False, separators=(",", ":")),
             content_type="application/json; charset=utf-8",
         )
-    else:
-        names = None
-        if kind == ReportKind.ACTIVITY:
-            names = {
-                "business_line": {pk: line.name for pk, line in viewer.lines.items()},
-                "brand": {pk: brand.name for pk, brand in viewer.brands.items()},
-                "region": viewer.regions,
-            }
-        header, values = table(kind, rows, meta, reasons, names)
-        if fmt == "csv":
-            response = HttpResponse(_csv(header, values), content_type="text/csv; charset=utf-8")
-        else:
-            info = [
-                (_("kind"), str(report.get_kind_display())),
-                (_("scope"), viewer.scope_label(report)),
-                (_("from"), report.period_start.isoformat()),
-                (_("to"), report.period_end.isoformat()),
-                (_("rows"), str(len(values))),
-            ]
-            response = HttpResponse(_xlsx(header, values, info), content_type=XLSX)
-    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-    return response
+        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+        return response
+    names = None
+    if kind == ReportKind.ACTIVITY:
+        names = {
+            "business_line": {pk: line.name for pk, line in viewer.lines.items()},
+            "brand": {pk: brand.name for pk, brand in viewer.brands.items()},
+            "region": viewer.regions,
+        }
+    header, values = table(kind, rows, meta, reasons, names)
+    if fmt == "csv":
+        return spreadsheets.attachment(spreadsheets.csv_bytes(header, values), f"{name}.csv")
+    info = [
+        (_("kind"), str(report.get_kind_display())),
+        (_("scope"), viewer.scope_label(report)),
+        (_("from"), report.period_start.isoformat()),
+        (_("to"), report.period_end.isoformat()),
+        (_("rows"), str(len(values))),
+    ]
+    content = spreadsheets.xlsx_bytes(
+        spreadsheets.Sheet(_("data"), header, values), spreadsheets.Sheet(_("report"), None, info)
+    )
+    return spreadsheets.attachment(content, f"{name}.xlsx")
 
 
 # ---------------------------------------------------------------------------

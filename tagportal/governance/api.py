@@ -9,7 +9,6 @@ import django_filters
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -26,6 +25,7 @@ from rest_framework.response import Response
 from tagportal.catalog.api import TagSerializer
 from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
+from tagportal.core import spreadsheets
 from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
 from tagportal.notifications import services as notifications
 from tagportal.notifications.models import Notification
@@ -332,9 +332,7 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=False, methods=["get"], url_path="bulk-template")
     def bulk_template(self, request):
-        response = HttpResponse(bulk.template_csv(), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="tag-changes-template.csv"'
-        return response
+        return spreadsheets.attachment(bulk.template_csv(), bulk.TEMPLATE_NAME)
 
     @extend_schema(
         parameters=[
@@ -491,10 +489,7 @@ class AuditViewSet(viewsets.ViewSet):
                 raise ValidationError({"business_line": _("Unknown business line.")})
         rows = audit.audit_rows(request.user, start, end, business_line)
         if request.query_params.get("format") == "csv" or request.accepted_renderer.format == "csv":
-            response = HttpResponse(audit.to_csv(rows), content_type="text/csv; charset=utf-8")
-            name = f"tagportal-audit-{start:%Y%m%d}-{end:%Y%m%d}.csv"
-            response["Content-Disposition"] = f'attachment; filename="{name}"'
-            return response
+            return spreadsheets.attachment(audit.to_csv(rows), audit.csv_filename(start, end))
         return Response({"start": start, "end": end, "count": len(rows), "rows": rows})
 
 

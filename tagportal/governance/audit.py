@@ -3,14 +3,13 @@ business line — as rows for the API and as a CSV file a regulator can open in 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.history import changed_field_names
 from tagportal.catalog.models import Tag
+from tagportal.core import spreadsheets
 from tagportal.core.days import beijing_midnight, beijing_text
 
 from .choices import AuditAction
@@ -124,12 +123,12 @@ def audit_rows(user, start: dt.date, end: dt.date, business_line=None) -> list[d
     return rows
 
 
-def to_csv(rows: list[dict]) -> str:
-    """CSV with Chinese headers, UTF-8 with a BOM so that Excel shows Chinese correctly."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow([header for _key, header in COLUMNS])
-    for row in rows:
-        writer.writerow([row.get(key, "") for key, _header in COLUMNS])
-    return out.getvalue()
+def to_csv(rows: list[dict]) -> bytes:
+    """CSV with Chinese headers (UTF-8 with a BOM, so that Excel shows Chinese correctly)."""
+    return spreadsheets.csv_bytes(
+        [header for _key, header in COLUMNS], ([row.get(key, "") for key, _header in COLUMNS] for row in rows)
+    )
+
+
+def csv_filename(start: dt.date, end: dt.date) -> str:
+    return f"tagportal-audit-{start:%Y%m%d}-{end:%Y%m%d}.csv"

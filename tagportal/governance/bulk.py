@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, Category, Region, Tag
 from tagportal.catalog.services import create_tag
+from tagportal.core import spreadsheets
 
 from . import services
 from .choices import ChangeKind
@@ -83,30 +84,24 @@ class BulkFileError(Exception):
         return "; ".join(f"row {e.row} {e.column}: {e.message}" for e in self.errors) or self.message
 
 
-def template_csv() -> str:
+#: The name of the template file.
+TEMPLATE_NAME = "tag-changes-template.csv"
+
+
+def template_csv() -> bytes:
     """A template file with the columns and example rows (UTF-8 with BOM, opens in Excel)."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow(list(COLUMNS))
-    writer.writerow(
+    rows = [
         ["create", "ruiyan", "", "到店偏好时段", "Preferred visit time", "近90天最常到店的时段", "behavior/visit",
          "behavior", "enum", "morning|上午|Morning; afternoon|下午|Afternoon; evening|晚上|Evening", "", "batch", "",
          '{"type": "preference", "pick": "most_frequent", "source": "events", "field": "properties.daypart", '
          '"where": [{"field": "type", "op": "eq", "value": "store_visit"}], "window": {"last_days": 90}}',
-         "", "", "", "", "新增运营需要的标签"]
-    )  # fmt: skip
-    writer.writerow(
-        ["update", "ruiyan", "yimei_visit_store_visits_90d", "", "", "近90天到店次数（含预约到店）"]
-        + [""] * 13
-    )
-    writer.writerow(["deprecate", "ruiyan", "yimei_campaign_double11_buyer"] + [""] * 16)
-    writer.writerow(
-        ["merge", "ruiyan", "yimei_online_content_seeded_30d"]
-        + [""] * 13
-        + ["yimei_online_mp_active_30d", "", "重复标签"]
-    )
-    return out.getvalue()
+         "", "", "", "", "新增运营需要的标签"],
+        ["update", "ruiyan", "yimei_visit_store_visits_90d", "", "", "近90天到店次数（含预约到店）"] + [""] * 13,
+        ["deprecate", "ruiyan", "yimei_campaign_double11_buyer"] + [""] * 16,
+        ["merge", "ruiyan", "yimei_online_content_seeded_30d"] + [""] * 13
+        + ["yimei_online_mp_active_30d", "", "重复标签"],
+    ]  # fmt: skip
+    return spreadsheets.csv_bytes(list(COLUMNS), rows)
 
 
 def read_rows(upload) -> list[dict]:

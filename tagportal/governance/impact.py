@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import time
-from collections import deque
 from itertools import islice
 
 from django.conf import settings
@@ -46,6 +45,7 @@ from tagportal.audiences import expressions as ex
 from tagportal.audiences.models import Audience, AudienceKind, AudienceStatus
 from tagportal.audiences.store import STORE, NoResult, TagResult, evaluate, make_result
 from tagportal.catalog.models import Tag
+from tagportal.core import graphs
 from tagportal.core.exceptions import Conflict
 from tagportal.engine import results
 from tagportal.engine.results import TagSpec
@@ -139,14 +139,8 @@ def _readers(tag: Tag) -> list[tuple[Tag, object]]:
     for code, other in by_code.items():
         for ref in tag_references(specs[other.pk].definition):
             readers_of.setdefault(ref, []).append(code)
-    found, queue = [], deque([tag.code])
-    seen = {tag.code}
-    while queue:
-        for code in sorted(readers_of.get(queue.popleft(), ())):
-            if code not in seen:
-                seen.add(code)
-                queue.append(code)
-                found.append(by_code[code])
+    readers_of = {ref: sorted(codes) for ref, codes in readers_of.items()}
+    found = [by_code[code] for code in graphs.reachable([tag.code], readers_of)[1:]]
     return [(t, specs[t.pk]) for t in found if (specs[t.pk].definition or {}).get("type") != "manual"]
 
 

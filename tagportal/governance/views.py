@@ -19,7 +19,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import F
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -32,7 +31,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
-from tagportal.core.exceptions import Conflict
+from tagportal.core import spreadsheets
+from tagportal.core.exceptions import Conflict, conflict_text, error_text
 from tagportal.core.permissions import may
 from tagportal.notifications import services as notifications
 
@@ -97,28 +97,6 @@ def _query_without_page(request) -> str:
     query = request.GET.copy()
     query.pop("page", None)
     return query.urlencode()
-
-
-def conflict_text(exc: Conflict) -> str:
-    """The conflict's message with what it carries: the dependents to confirm, the versions."""
-    parts = [str(exc)]
-    for code, rows in (exc.extra.get("dependents") or {}).items():
-        names = ", ".join(f"{row.get('name', '')} ({row.get('code', '')})" for row in rows)
-        parts.append(_("Read by %(tags)s → %(code)s.") % {"tags": names, "code": code})
-    if exc.extra.get("base_version") is not None:
-        parts.append(
-            _("Based on version %(base)s; the published version is now %(current)s.")
-            % {"base": exc.extra["base_version"], "current": exc.extra.get("current_version")}
-        )
-    return " ".join(parts)
-
-
-def error_text(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return " ".join(str(m) for m in exc.messages)
-    if isinstance(exc, Conflict):
-        return conflict_text(exc)
-    return str(exc) or _("You may not do this.")
 
 
 def stale_flags(tag_ids) -> dict[int, list[str]]:
@@ -531,9 +509,7 @@ def bulk_upload(request):
 @require_GET
 def bulk_template(request):
     _require(request.user, "governance.add_changerequest")
-    response = HttpResponse(bulk.template_csv(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = 'attachment; filename="tag-changes-template.csv"'
-    return response
+    return spreadsheets.attachment(bulk.template_csv(), bulk.TEMPLATE_NAME)
 
 
 # ---------------------------------------------------------------------------
@@ -668,10 +644,7 @@ def audit_csv(request):
         return audit_page(request)
     data = form.cleaned_data
     rows = audit.audit_rows(request.user, data["start"], data["end"], data["business_line"])
-    response = HttpResponse(audit.to_csv(rows), content_type="text/csv; charset=utf-8")
-    name = f"tagportal-audit-{data['start']:%Y%m%d}-{data['end']:%Y%m%d}.csv"
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+    return spreadsheets.attachment(audit.to_csv(rows), audit.csv_filename(data["start"], data["end"]))
 
 
 # ---------------------------------------------------------------------------

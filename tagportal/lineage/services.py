@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -31,6 +31,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Tag
+from tagportal.core import graphs
 from tagportal.core.days import beijing_text
 from tagportal.core.permissions import is_unrestricted, may
 from tagportal.profiles import schema
@@ -593,16 +594,6 @@ def _stale_source_rows(now: dt.datetime) -> list[tuple[int, str, dt.datetime | N
     return [row for row in rows if is_past_sla(row[2], row[3], now)]
 
 
-def _downstream_of(start: set[int], edges: dict[int, list[int]]) -> set[int]:
-    seen, queue = set(start), deque(start)
-    while queue:
-        for reader in edges.get(queue.popleft(), ()):
-            if reader not in seen:
-                seen.add(reader)
-                queue.append(reader)
-    return seen
-
-
 def _tag_edges() -> dict[int, list[int]]:
     edges: dict[int, list[int]] = defaultdict(list)
     for upstream_id, tag_id in TagInput.objects.filter(upstream__isnull=False).values_list(
@@ -625,7 +616,7 @@ def stale_tag_ids(tag_queryset: QuerySet | None = None, now: dt.datetime | None 
     )
     if not direct:
         return set()
-    found = _downstream_of(direct, _tag_edges())
+    found = set(graphs.reachable(direct, _tag_edges()))
     if tag_queryset is not None:
         found &= set(tag_queryset.values_list("pk", flat=True))
     return found
@@ -667,7 +658,7 @@ def stale_reasons(tag_ids: Iterable[int], now: dt.datetime | None = None) -> dic
     edges = _tag_edges()
     reasons: dict[int, list[str]] = defaultdict(list)
     for source_id, name, last_loaded_at, sla in sorted(stale, key=lambda row: (row[1], row[0])):
-        reached = _downstream_of(by_source.get(source_id, set()), edges) & wanted
+        reached = wanted.intersection(graphs.reachable(by_source.get(source_id, ()), edges))
         if reached:
             message = _reason(name, last_loaded_at, sla)
             for tag_id in reached:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
+from tagportal.core.exceptions import error_text
+
 from . import vocabulary
 
 DEFINITION_TYPES = ("condition", "metric", "bucket", "cases", "preference", "attribute", "manual")
@@ -70,9 +72,33 @@ class RuleError:
 
 
 class RuleValidationError(ValueError):
-    def __init__(self, errors: list[RuleError]):
+    """Every problem of a rule document (a tag's definition, an audience's expression),
+    each at its path. The problems of the document as a whole (path ``""``) are keyed by
+    ``document`` in :meth:`as_dict` and named by ``label`` (``document`` unless given)
+    in the message."""
+
+    def __init__(self, errors: list[RuleError], document: str = "definition", label: str | None = None):
         self.errors = errors
-        super().__init__("; ".join(str(e) for e in errors))
+        self.document = document
+        name = label or document
+        super().__init__("; ".join(f"{e.path or name}: {e.message}" for e in errors))
+
+    def as_dict(self) -> dict[str, list[str]]:
+        """``{path: [messages]}``: where each problem is, as an API answers it."""
+        out: dict[str, list[str]] = {}
+        for error in self.errors:
+            out.setdefault(error.path or self.document, []).append(error.message)
+        return out
+
+
+@error_text.register
+def _error_text(exc: RuleValidationError) -> str:
+    """Each problem after its path, those of the whole document alone."""
+    return " ".join(
+        message if path == exc.document else f"{path}: {message}"
+        for path, messages in exc.as_dict().items()
+        for message in messages
+    )
 
 
 def _join(path: str, part: str) -> str:

@@ -16,6 +16,7 @@ from tagportal.usage.models import TagUsage
 
 from ..conftest import client_for
 from ..factories import UserFactory
+from ..formula_guard import HOSTILE, assert_csv_guarded
 from . import test_lookalike
 from .conftest import store_result
 from .test_services import CHURN_CODE, DAYS_CODE, EXPRESSION, OILY, SKIN_CODE, churn, identity
@@ -363,6 +364,18 @@ def test_export_csv(shop, world, audience):
     assert response.content.decode("utf-8-sig").splitlines() == ["oneid", "1", "3"]
     usage.aggregate()
     assert TagUsage.objects.filter(kind=UsageKind.EXPORT, client=world.operator.pk).count() == 3
+
+
+def test_export_guards_formulas_in_identities_clear_or_masked(shop, world, audience):
+    rows = [
+        identity(shop.brand, (1, 3)[number % 2], "wechat_unionid", value)
+        for number, value in enumerate(HOSTILE)
+    ]
+    params = {"identity_type": "wechat_unionid"}
+    masked = client_for(world.operator).get(detail(audience.pk, "export/"), params)
+    assert_csv_guarded(masked.content, [row.masked for row in rows])
+    assert all(row.masked.startswith(("=", "+", "-", "@")) for row in rows)  # what masking keeps
+    assert_csv_guarded(client_for(world.admin).get(detail(audience.pk, "export/"), params).content)
 
 
 def test_export_identities(shop, world, audience):

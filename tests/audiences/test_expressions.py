@@ -4,11 +4,12 @@ value, and evaluation on bitmaps against members known by construction."""
 from __future__ import annotations
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from tagportal.audiences import engine
 from tagportal.audiences import expressions as ex
 from tagportal.audiences.store import STORE, NoResult
+from tagportal.rules.definitions import RuleValidationError
 
 from .conftest import CHURN, DAYS, PEOPLE, SKIN, VISITED, store_result
 
@@ -136,7 +137,7 @@ def test_selection_reports_size_share_and_versions(shop):
     ],
 )
 def test_invalid_expressions_name_the_problem(shop, expression, path, message):
-    with pytest.raises(ex.ExpressionInvalid) as caught:
+    with pytest.raises(RuleValidationError) as caught:
         engine.select(shop.brand, expression)
     errors = caught.value.as_dict()
     key = path or "expression"
@@ -145,14 +146,30 @@ def test_invalid_expressions_name_the_problem(shop, expression, path, message):
 
 
 def test_another_brands_tag_is_unknown(shop, world):
-    with pytest.raises(ex.ExpressionInvalid, match="unknown tag"):
+    with pytest.raises(RuleValidationError, match="unknown tag"):
         engine.select(world.other_brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
 
 
 def test_a_text_that_does_not_parse_says_where(shop):
-    with pytest.raises(ex.ExpressionInvalid) as caught:
+    with pytest.raises(RuleValidationError) as caught:
         engine.select(shop.brand, '@yimei_visit_skin_type = "oily" and and')
     assert "text" in caught.value.as_dict()
+
+
+def test_the_rule_languages_error_names_the_whole_an_expression(shop):
+    """The rule language's error class, keyed and worded for an expression."""
+    with pytest.raises(RuleValidationError) as caught:
+        engine.select(shop.brand, {"all": [{"tag": "yimei_visit_skin_type", "op": "eq"}, 3]})
+    assert caught.value.as_dict() == {
+        "all[0]": ["missing “value”"],
+        "all[1]": ["expected a condition or a group"],
+    }
+    with pytest.raises(RuleValidationError) as caught:
+        engine.select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq"})
+    assert str(caught.value) == "expression: missing “value”"
+    with translation.override("zh-hans"), pytest.raises(RuleValidationError) as caught:
+        engine.select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq"})
+    assert str(caught.value) == "表达式: 缺少“value”"  # as the audiences' own error class said it
 
 
 def test_a_tag_without_result_is_named(shop):

@@ -19,7 +19,9 @@ from tagportal.profiles import pii
 from tagportal.profiles.models import Customer, Identity
 
 from ..factories import UserFactory
+from ..formula_guard import HOSTILE, assert_csv_guarded
 from .conftest import SKIN, store_result
+from .test_services import identity
 
 OILY = {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"}
 RECENT = {"tag": "yimei_visit_last_visit_days", "op": "lte", "value": 30}
@@ -350,6 +352,17 @@ def test_export_oneids_as_csv(world, audience):
     )
     body = b"".join(response.streaming_content).decode("utf-8-sig")
     assert body.splitlines() == ["oneid", "1", "3"]
+
+
+def test_export_guards_formulas(world, shop, audience):
+    rows = [
+        identity(shop.brand, (1, 3)[number % 2], "wechat_unionid", value)
+        for number, value in enumerate(HOSTILE)
+    ]
+    url = reverse("audiences:export", args=[audience.pk])
+    for user, values in ((world.operator, [row.masked for row in rows]), (world.admin, HOSTILE)):
+        response = client_for(user).post(url, {"identity_type": "wechat_unionid"})
+        assert_csv_guarded(b"".join(response.streaming_content), values)
 
 
 def test_export_identities_masked_without_pii(world, shop, audience):

@@ -26,6 +26,7 @@ from tagportal.usage.services import add_counts, record
 
 from ..conftest import client_for
 from ..factories import CategoryFactory, RegionFactory, TagFactory, UserFactory
+from ..formula_guard import HOSTILE, assert_csv_guarded, assert_xlsx_guarded
 from ..lineage.factories import DataFieldFactory, DataSourceFactory
 
 API = "/api/catalog/tags/export/"
@@ -225,9 +226,19 @@ def test_text_that_looks_like_a_formula_stays_text(world):
     sheet, _headers, rows = rows_of_xlsx(xlsx)
     index = [r[0] for r in rows].index("yimei_visit_formula")
     cell = sheet.cell(row=index + 2, column=2)
-    assert cell.value == "=1+2" and cell.data_type == "s"
+    assert cell.value == "'=1+2" and cell.data_type == "s"
     _headers, csv_rows = rows_of_csv(client_for(world.analyst).get(API, {"format": "csv"}).content)
     assert by_code(csv_rows)["yimei_visit_formula"][1] == "'=1+2"
+
+
+def test_every_download_of_the_dictionary_guards_formulas(world):
+    for number, name in enumerate(HOSTILE):
+        TagFactory(
+            brand=world.own_brand, category=world.category, code=f"yimei_visit_hostile_{number}", name=name
+        )
+    for fmt, check in (("xlsx", assert_xlsx_guarded), ("csv", assert_csv_guarded)):
+        check(client_for(world.analyst).get(API, {"format": fmt}).content)
+        check(admin_client(world.admin).get(ADMIN, {"format": fmt}).content)
 
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,8 @@ from openpyxl import load_workbook
 
 from tagportal.governance.choices import ReportKind, ReportStatus
 
+from ..factories import TagFactory
+from ..formula_guard import HOSTILE, assert_csv_guarded, assert_xlsx_guarded
 from .conftest import WEEKS, activity_row, cold_meta, cold_row, make_report, pair_row, usage_meta, usage_row
 
 pytestmark = pytest.mark.django_db
@@ -64,6 +66,18 @@ def test_xlsx(dash, login, cold_report):
     assert header[:3] == ["tag", "code", "name"]
     assert [row[header.index("name")] for row in values[1:]] == ["复购意向", "到店次数"]
     assert "Not used in the last 90 days" in values[1][header.index("reasons")]
+
+
+def test_csv_and_xlsx_guard_formulas(dash, login):
+    tags = [
+        TagFactory(
+            brand=dash.own_brand, category=dash.category, code=f"yimei_visit_hostile_{number}", name=name
+        )
+        for number, name in enumerate(HOSTILE)
+    ]
+    report = make_report(ReportKind.COLD, [cold_row(tag, 60) for tag in tags], cold_meta())
+    assert_csv_guarded(login(dash.steward).get(url(report)).content)
+    assert_xlsx_guarded(login(dash.steward).get(url(report, "xlsx")).content)
 
 
 def test_json(dash, login, cold_report):

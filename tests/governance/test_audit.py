@@ -17,6 +17,7 @@ from tagportal.governance.models import AuditEvent
 from tagportal.governance.services import ItemSpec
 
 from ..conftest import client_for
+from ..formula_guard import HOSTILE, assert_csv_guarded
 from .conftest import bool_tag, update_spec
 
 URL = "/api/governance/audit/"
@@ -180,10 +181,23 @@ def test_csv_in_chinese(trail):
     assert "时间（北京时间）" in text
 
 
+def test_both_audit_downloads_guard_formulas(trail, client):
+    """A tag name and reasons a user typed come out as text in the API's CSV and the page's."""
+    name, other_name, approval_reason, edit_reason = HOSTILE
+    Tag.objects.filter(pk=trail.new_tag.pk).update(name=name)
+    Tag.objects.filter(pk=trail.own_tag.pk).update(name=other_name)
+    AuditEvent.objects.filter(change_request=trail.create).update(detail={"reason": approval_reason})
+    Tag.history.filter(id=trail.own_tag.pk).update(history_change_reason=edit_reason)
+    params = {"start": BASE_DAY, "end": BASE_DAY}
+    assert_csv_guarded(get(trail.steward, format="csv", **params).content)
+    client.force_login(trail.steward)
+    assert_csv_guarded(client.get("/review/audit/csv/", params).content)
+
+
 def test_audit_rows_service_matches_api(trail):
     rows = audit.audit_rows(trail.steward, dt.date(2026, 11, 20), dt.date(2026, 11, 20))
     assert rows == rows_of(trail.steward, start=BASE_DAY, end=BASE_DAY)
-    assert audit.to_csv(rows).startswith("\ufeff时间（北京时间）,")
+    assert audit.to_csv(rows).decode("utf-8").startswith("\ufeff时间（北京时间）,")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tagportal.rules.definitions import RuleValidationError, validate_definition
+from tagportal.rules.definitions import RuleError, RuleValidationError, validate_definition
 
 VISITS = {
     "agg": "count",
@@ -221,3 +221,16 @@ def test_all_errors_reported_at_once():
     }
     errors = errors_of(doc, value_type="boolean")
     assert set(errors) == {"condition.all[0].attribute", "condition.all[1].metric.window.last_days"}
+
+
+def test_the_error_keys_problems_by_path_and_names_the_whole_document():
+    error = RuleValidationError(
+        [RuleError("", "too deep"), RuleError("metric", "missing"), RuleError("metric", "again")]
+    )
+    assert error.as_dict() == {"definition": ["too deep"], "metric": ["missing", "again"]}
+    assert str(error) == "definition: too deep; metric: missing; metric: again"
+    named = RuleValidationError([RuleError("", "too deep")], document="expression", label="表达式")
+    assert named.as_dict() == {"expression": ["too deep"]} and str(named) == "表达式: too deep"
+    with pytest.raises(RuleValidationError) as info:
+        validate_definition([], value_type="number")
+    assert list(info.value.as_dict()) == ["definition"]

@@ -41,7 +41,7 @@ Rows give the reasons in machine form (``{"code": ..., "params": {...}}``);
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict, deque
+from collections import defaultdict
 
 import numpy as np
 from django.db.models import Min
@@ -50,6 +50,7 @@ from django.utils.translation import ngettext
 
 from tagportal.catalog.choices import TagStatus, ValueType
 from tagportal.catalog.models import TagVersion
+from tagportal.core import graphs
 from tagportal.engine import results
 from tagportal.lineage.models import TagInput
 from tagportal.lineage.services import stale_sources, stale_tag_ids
@@ -204,13 +205,7 @@ def _stale_source_names(stale_ids: set[int], now: dt.datetime) -> dict[int, list
         edges[upstream_id].append(tag_id)
     names: dict[int, set[str]] = defaultdict(set)
     for source_id, start in readers.items():
-        seen, queue = set(start), deque(start)
-        while queue:
-            for reader in edges.get(queue.popleft(), ()):
-                if reader not in seen:
-                    seen.add(reader)
-                    queue.append(reader)
-        for tag_id in seen & stale_ids:
+        for tag_id in stale_ids.intersection(graphs.reachable(start, edges)):
             names[tag_id].add(sources[source_id])
     return {tag_id: sorted(found) for tag_id, found in names.items()}
 

@@ -9,7 +9,7 @@ least one is published: a merge goes into a published tag. A pair is found by an
    de-duplicated and sorted, ``in`` / ``not_in`` lists sorted, operators and other
    keywords stripped and lower-cased, ``2.0`` written ``2``), the same value type
    and the same values. Empty and ``manual`` definitions never match.
-2. **name**: near-identical Chinese names, their pinyin (:func:`pypinyin.lazy_pinyin`)
+2. **name**: near-identical Chinese names, their pinyin (:func:`~tagportal.core.pinyin.readings`)
    or English names, compared without case, width or spacing differences with the
    better of ``fuzz.ratio`` and ``fuzz.token_sort_ratio``: a score of at least
    ``NAME_SCORE`` (90). Names whose numbers differ (近30天 / 近90天) never match;
@@ -39,15 +39,14 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
-from functools import lru_cache
 
 import numpy as np
-from pypinyin import lazy_pinyin
 from pyroaring import BitMap
 from rapidfuzz import fuzz, process
 
 from tagportal.catalog.choices import TagStatus, ValueType
 from tagportal.catalog.models import Tag
+from tagportal.core import pinyin
 from tagportal.engine import results
 
 from . import ReportScope
@@ -142,34 +141,10 @@ def _fingerprint(tag: Tag, digest: str) -> dict:
 
 _SPACES = re.compile(r"\s+")
 _DIGITS = re.compile(r"\d+")
-_CJK = re.compile(r"[\u3400-\u9fff]")
 
 
 def _plain(text: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFKC", text or "").casefold()).strip()
-
-
-@lru_cache(maxsize=65536)
-def _reading(char: str) -> str:
-    return "".join(lazy_pinyin(char))
-
-
-def _pinyin(name: str) -> str:
-    """Each Chinese character's usual reading, space separated; other runs of
-    characters stay as they are (character by character: a hundred times faster
-    than phrase segmentation, and as good to find homophones)."""
-    tokens, run = [], ""
-    for char in name:
-        if _CJK.match(char):
-            if run.strip():
-                tokens.append(run.strip())
-            run = ""
-            tokens.append(_reading(char))
-        else:
-            run += char
-    if run.strip():
-        tokens.append(run.strip())
-    return " ".join(tokens)
 
 
 def name_keys(tag: Tag) -> dict[str, str]:
@@ -178,7 +153,7 @@ def name_keys(tag: Tag) -> dict[str, str]:
     name = _plain(tag.name).replace(" ", "")
     return {
         "name": name,
-        "pinyin": _pinyin(name) if _CJK.search(name) else "",
+        "pinyin": pinyin.readings(name) if pinyin.CJK.search(name) else "",
         "name_en": _plain(tag.name_en),
     }
 
@@ -226,7 +201,7 @@ def _name_evidence(tags: list[Tag]) -> dict[tuple[int, int], list[dict]]:
     guards = [
         {
             "name": _DIGITS.findall(k["name"]),
-            "pinyin": _CJK.sub("", k["name"]),
+            "pinyin": pinyin.CJK.sub("", k["name"]),
             "name_en": _DIGITS.findall(k["name_en"]),
         }
         for k in keys
