@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import Http404
@@ -19,7 +19,7 @@ from tagportal.core.permissions import containers_for_add, is_unrestricted, may
 from tagportal.usage import services as usage
 
 from . import export as tag_export
-from . import services
+from . import hooks, services
 from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
 from .history import compare_records
@@ -203,53 +203,34 @@ CATEGORY_LABEL = gettext_lazy("category")
 
 
 def stale_ids(request) -> set[int]:
-    """Tags reading a data source past its refresh SLA (lineage), once per request."""
+    """Tags reading a data source past its refresh SLA (as lineage judges), once per request."""
     if not hasattr(request, "_tp_stale_ids"):
-        try:
-            from tagportal.lineage.services import stale_tag_ids
-        except ImportError:  # lineage not installed
-            request._tp_stale_ids = set()
-        else:
-            request._tp_stale_ids = stale_tag_ids()
+        request._tp_stale_ids = hooks.stale_tag_ids()
     return request._tp_stale_ids
 
 
-def computation_stats(request) -> dict[int, tuple]:
-    """``{tag_id: (coverage, drift_flag, errors)}`` from the engine's results, once per request."""
-    if not hasattr(request, "_tp_computations"):
-        try:
-            from tagportal.engine.models import TagComputation
-        except ImportError:  # engine not installed
-            request._tp_computations = {}
-        else:
-            request._tp_computations = {
-                tag_id: (coverage, drift, errors)
-                for tag_id, coverage, drift, errors in TagComputation.objects.values_list(
-                    "tag_id", "coverage", "drift_flag", "errors_calculating"
-                )
-            }
-    return request._tp_computations
-
-
-def coverage_column(request):
-    stats = computation_stats(request)
-
-    def coverage(obj):
-        coverage, drift, _errors = stats.get(obj.pk, (None, False, 0))
-        if coverage is None:
-            return "—"
-        text = f"{coverage:.1%}"
-        if drift:
-            return format_html(
-                '{} <span class="tp-drift" title="{}">⚠ {}</span>',
-                text,
-                _("The value distribution moved (PSI) since the previous run"),
-                _("drift"),
-            )
-        return text
-
-    coverage.short_description = gettext_lazy("coverage")
-    return coverage
+def computation_panel(tag, runs: int = 10) -> dict | None:
+    """What the tag's page shows of its computation: the state its result carries
+    (through the reverse relation), the value distribution with the values' labels and
+    the latest ``runs`` runs. ``None`` when nothing computes tags."""
+    if Tag.related_model(hooks.COMPUTATION) is None:
+        return None
+    computation = hooks.computation_of(tag)
+    panel = {"computation": computation, "runs": [], "rows": [], "coverage_pct": None}
+    if Tag.related_model(hooks.RUNS) is not None:
+        panel["runs"] = list(getattr(tag, hooks.RUNS).order_by("-started_at", "-pk")[:runs])
+    if computation is None:
+        return panel
+    distribution = computation.distribution or {}
+    labels = {v.get("code"): v.get("label") for v in tag.values or [] if isinstance(v, dict)}
+    total = sum(distribution.values())
+    panel["rows"] = [
+        (labels.get(str(value), value), count, count / total if total else 0)
+        for value, count in distribution.items()
+    ]
+    if computation.coverage is not None:
+        panel["coverage_pct"] = round(computation.coverage * 100, 1)
+    return panel
 
 
 def freshness_column(request):
@@ -297,6 +278,13 @@ def category_path_column(request, id_attr="category_id", label=CATEGORY_LABEL, o
     category_path.short_description = label
     category_path.admin_order_field = order
     return category_path
+
+
+class TagChangeList(ChangeList):
+    """The tag list, with each tag's computation state joined in (for the coverage column)."""
+
+    def apply_select_related(self, qs):
+        return super().apply_select_related(qs).with_computation()
 
 
 @admin.register(Tag)
@@ -350,6 +338,9 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         ),
     )
 
+    def get_changelist(self, request, **kwargs):
+        return TagChangeList
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "category":
             kwargs["queryset"] = Category.objects.select_related("parent__parent__parent")
@@ -369,21 +360,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["tag_locked"] = obj.status != TagStatus.DRAFT
-            try:
-                from tagportal.engine.services import tag_stats
-            except ImportError:  # engine not installed
-                pass
-            else:
-                stats = tag_stats(obj)
-                labels = {v.get("code"): v.get("label") for v in obj.values or [] if isinstance(v, dict)}
-                total = sum(stats["distribution"].values()) if stats["distribution"] else 0
-                stats["rows"] = [
-                    (labels.get(str(value), value), count, count / total if total else 0)
-                    for value, count in stats["distribution"].items()
-                ]
-                if stats["coverage"] is not None:
-                    stats["coverage_pct"] = round(stats["coverage"] * 100, 1)
-                context["tag_stats"] = stats
+            context["tag_computation"] = computation_panel(obj)
             if request.user.has_perm("governance.add_changerequest") and may(request.user, obj, "change"):
                 try:
                     context["propose_url"] = reverse("governance:propose", args=[obj.pk])
@@ -471,7 +448,6 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         columns = {
             "category_path": category_path_column(request),
             "data_freshness": freshness_column(request),
-            "coverage": coverage_column(request),
         }
         return [columns.get(c, c) if isinstance(c, str) else c for c in self.list_display]
 
@@ -480,8 +456,20 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         return ""
 
     @admin.display(description=gettext_lazy("coverage"))
-    def coverage(self, obj):  # replaced per request by get_list_display
-        return ""
+    def coverage(self, obj):
+        """The coverage of the tag's current result, flagged when its distribution drifted."""
+        computation = hooks.computation_of(obj)
+        if computation is None or computation.coverage is None:
+            return "—"
+        text = f"{computation.coverage:.1%}"
+        if computation.drift_flag:
+            return format_html(
+                '{} <span class="tp-drift" title="{}">⚠ {}</span>',
+                text,
+                _("The value distribution moved (PSI) since the previous run"),
+                _("drift"),
+            )
+        return text
 
     @admin.display(description=CATEGORY_LABEL, ordering="category__name")
     def category_path(self, obj):  # replaced per request by get_list_display
