@@ -44,7 +44,7 @@ from tagportal.engine import bitmaps as bm
 
 from . import expressions as ex
 from . import services
-from .engine import select
+from .members import select
 from .models import Audience, AudienceKind, RefreshTrigger
 from .store import STORE, BitmapStore, NoResult
 

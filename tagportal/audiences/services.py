@@ -43,7 +43,7 @@ from tagportal.engine import bitmaps as bm
 from tagportal.notifications import services as notifications
 
 from . import expressions as ex
-from .engine import NoResult, Selection, select
+from .members import NoResult, Selection, select
 from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus, RefreshTrigger
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def _resolve_brand(brand):
 
 
 def _select(brand, expression) -> Selection:
-    """:func:`.engine.select` with its errors as a Django ``ValidationError`` that names
+    """:func:`.members.select` with its errors as a Django ``ValidationError`` that names
     the part at fault (an unknown tag or value, a syntax error, a tag not computed yet)."""
     try:
         return select(brand, expression)

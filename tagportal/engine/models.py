@@ -115,6 +115,11 @@ class TagComputation(models.Model):
     def __str__(self):
         return str(self.tag)
 
+    @classmethod
+    def table_name(cls) -> str:
+        """The database table of computation states, for the few queries written in SQL."""
+        return cls._meta.db_table
+
     @property
     def has_result(self) -> bool:
         return self.version is not None

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from tagportal.audiences import engine
 from tagportal.audiences import expressions as ex
+from tagportal.audiences.members import select
 from tagportal.audiences.store import STORE, NoResult
 
 from .conftest import CHURN, DAYS, PEOPLE, SKIN, VISITED, store_result
 
 
 def members(shop, expression) -> list[int]:
-    return sorted(engine.select(shop.brand, expression).members)
+    return sorted(select(shop.brand, expression).members)
 
 
 ALL = set(PEOPLE)
@@ -97,7 +97,7 @@ def test_text_form_is_parsed_by_the_engine_parser(shop):
 
 
 def test_selection_reports_size_share_and_versions(shop):
-    selection = engine.select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
+    selection = select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
     assert (selection.size, selection.population, selection.share) == (4, 10, 0.4)
     assert selection.tag_versions == {"yimei_visit_skin_type": 1}
     assert selection.tag_ids == {"yimei_visit_skin_type": shop.skin.pk}
@@ -137,7 +137,7 @@ def test_selection_reports_size_share_and_versions(shop):
 )
 def test_invalid_expressions_name_the_problem(shop, expression, path, message):
     with pytest.raises(ex.ExpressionInvalid) as caught:
-        engine.select(shop.brand, expression)
+        select(shop.brand, expression)
     errors = caught.value.as_dict()
     key = path or "expression"
     assert key in errors, errors
@@ -146,12 +146,12 @@ def test_invalid_expressions_name_the_problem(shop, expression, path, message):
 
 def test_another_brands_tag_is_unknown(shop, world):
     with pytest.raises(ex.ExpressionInvalid, match="unknown tag"):
-        engine.select(world.other_brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
+        select(world.other_brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
 
 
 def test_a_text_that_does_not_parse_says_where(shop):
     with pytest.raises(ex.ExpressionInvalid) as caught:
-        engine.select(shop.brand, '@yimei_visit_skin_type = "oily" and and')
+        select(shop.brand, '@yimei_visit_skin_type = "oily" and and')
     assert "text" in caught.value.as_dict()
 
 
@@ -160,7 +160,7 @@ def test_a_tag_without_result_is_named(shop):
 
     TagComputation.objects.filter(tag=shop.churn).delete()
     with pytest.raises(NoResult) as caught:
-        engine.select(shop.brand, {"tag": "yimei_visit_churn_risk", "op": "eq", "value": "high"})
+        select(shop.brand, {"tag": "yimei_visit_churn_risk", "op": "eq", "value": "high"})
     assert caught.value.codes == ["yimei_visit_churn_risk"]
 
 
