@@ -522,7 +522,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
             "opts": self.model._meta,
             "old": old,
             "new": new,
-            "changes": changes,
+            "changes": [change.as_dict() for change in changes],
             "changed_count": sum(1 for c in changes if c.changed),
             "show_all": request.GET.get("all") == "1",
         }
