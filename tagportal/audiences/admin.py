@@ -25,7 +25,8 @@ from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFil
 from tagportal.core.exceptions import Conflict
 
 from . import services
-from .models import Audience, AudienceSnapshot, AudienceStatus
+from .choices import AudienceStatus
+from .models import Audience, AudienceSnapshot
 
 EDITABLE = ("name", "description", "refresh_on_recompute", "refresh_every_hours")
 

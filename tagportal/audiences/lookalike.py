@@ -44,8 +44,9 @@ from tagportal.engine import bitmaps as bm
 
 from . import expressions as ex
 from . import services
+from .choices import AudienceKind, RefreshTrigger
 from .members import select
-from .models import Audience, AudienceKind, RefreshTrigger
+from .models import Audience
 from .store import STORE, BitmapStore, NoResult
 
 #: A seed smaller than this is refused: too few people to learn from.

@@ -43,8 +43,9 @@ from tagportal.engine import bitmaps as bm
 from tagportal.notifications import services as notifications
 
 from . import expressions as ex
+from .choices import AudienceKind, AudienceStatus, RefreshTrigger
 from .members import NoResult, Selection, select
-from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus, RefreshTrigger
+from .models import Audience, AudienceSnapshot
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,12 @@ from django.utils.translation import gettext_lazy as _
 from tagportal.core.permissions import tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
 
+from .choices import RunStatus
+
 #: A run whose distribution moved by more than this PSI against the previous run is flagged as drifting.
 DRIFT_PSI_THRESHOLD = 0.2
 
 TAG_SCOPE = tag_scope("tag")
-
-
-class RunStatus(models.TextChoices):
-    SUCCESS = "success", _("Success")
-    FAILED = "failed", _("Failed")
-    SUPERSEDED = "superseded", _("Superseded")
 
 
 def pack_numbers(numbers: pd.Series | None) -> bytes | None:

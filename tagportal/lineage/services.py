@@ -38,7 +38,8 @@ from tagportal.core.permissions import is_unrestricted, may
 from tagportal.profiles import schema
 from tagportal.rules.definitions import RuleValidationError, validate_definition
 
-from .models import DataField, DataSource, InputOrigin, TagInput, is_past_sla
+from .choices import InputOrigin
+from .models import DataField, DataSource, TagInput, is_past_sla
 
 log = logging.getLogger(__name__)
 
@@ -491,7 +492,8 @@ class Impact:
 
     def audiences(self):
         """The active audiences that read an affected tag (or the root tag), downstream only."""
-        from tagportal.audiences.models import Audience, AudienceStatus
+        from tagportal.audiences.choices import AudienceStatus
+        from tagportal.audiences.models import Audience
 
         if self.direction != "downstream":
             return Audience.objects.none()

@@ -51,7 +51,8 @@ from django.utils.translation import ngettext
 
 from tagportal.catalog.choices import TagStatus, ValueType
 from tagportal.catalog.models import TagVersion
-from tagportal.engine.models import RunStatus, TagComputation, TagRun
+from tagportal.engine.choices import RunStatus
+from tagportal.engine.models import TagComputation, TagRun
 from tagportal.lineage.models import TagInput
 from tagportal.lineage.services import stale_sources, stale_tag_ids
 
