@@ -12,9 +12,8 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from guardian.admin import GuardedModelAdmin
-from simple_history.admin import SimpleHistoryAdmin
 
-from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add, is_unrestricted, may
 from tagportal.usage import services as usage
 
@@ -56,7 +55,7 @@ class GrantManagementMixin:
 
 
 @admin.register(BusinessLine)
-class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, GuardedModelAdmin):
     list_display = ("code", "name", "name_en", "brand_count", "tag_count", "is_active", "last_updated")
     list_filter = ("is_active",)
     search_fields = ("code", "name", "name_en", "description")
@@ -78,7 +77,7 @@ class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistor
 
 
 @admin.register(Brand)
-class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, GuardedModelAdmin):
     list_display = ("code", "name", "name_en", "business_line", "tag_count", "is_active")
     list_filter = (("business_line", ScopedRelatedFieldListFilter), "is_active")
     list_select_related = ("business_line",)
@@ -124,7 +123,7 @@ class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin,
 
 
 @admin.register(Region)
-class RegionAdmin(SimpleHistoryAdmin):
+class RegionAdmin(HistoryAdmin):
     list_display = ("path_name", "code", "name_en", "level")
     list_filter = ("level",)
     list_select_related = ("parent__parent",)
@@ -134,7 +133,7 @@ class RegionAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(NamingRule)
-class NamingRuleAdmin(SimpleHistoryAdmin):
+class NamingRuleAdmin(HistoryAdmin):
     list_display = ("name", "pattern", "min_length", "max_length", "example_name")
     search_fields = ("name", "pattern", "description")
 
@@ -160,7 +159,7 @@ class CategoryTreeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Category)
-class CategoryAdmin(SimpleHistoryAdmin):
+class CategoryAdmin(HistoryAdmin):
     list_display = ("category_path", "code", "name_en", "naming_rule", "tag_count", "order")
     list_filter = ("naming_rule",)
     list_select_related = ("naming_rule",)
@@ -288,7 +287,7 @@ class TagChangeList(ChangeList):
 
 
 @admin.register(Tag)
-class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, GuardedModelAdmin):
     form = TagAdminForm
     change_form_template = "admin/catalog/tag/change_form.html"
     object_history_template = "admin/catalog/tag/object_history.html"
