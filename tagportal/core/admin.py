@@ -31,6 +31,20 @@ class RestrictedAdminMixin:
         return obj is None or may(request.user, obj, "delete")
 
 
+class ReadOnlyAdminMixin:
+    """An admin page (or inline) to look at: rows written only by services or tasks are
+    never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class HistoryAdmin(SimpleHistoryAdmin):
     """simple-history's admin (every change, who made it, each past version), whose past
     versions are only looked at when reverting is off (``SIMPLE_HISTORY_REVERT_DISABLED``)
