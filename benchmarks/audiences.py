@@ -1030,7 +1030,7 @@ def run(
         f"{api_vendor}; the first call per expression loads the tags' bitmaps into the per-process "
         "store (api_first_call_p50_ms) and is left out; customers inserted with raw SQL (no history). "
         "api_service_p50_ms is the took_ms the service reports (services.estimate: brand, permission, "
-        "engine.select); the rest is HTTP, session, DRF",
+        "members.select); the rest is HTTP, session, DRF",
         "cpu": "engine_cpu_p50_ms / api_cpu_p*_ms: CPU time of this process per call (process_time), "
         "the work done without the wait for a core on a busy machine; the targets are judged on "
         "wall time",

@@ -19,13 +19,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from simple_history.admin import SimpleHistoryAdmin
 
-from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.exceptions import Conflict
 
 from . import services
-from .models import Audience, AudienceSnapshot, AudienceStatus
+from .choices import AudienceStatus
+from .models import Audience, AudienceSnapshot
 
 EDITABLE = ("name", "description", "refresh_on_recompute", "refresh_every_hours")
 
@@ -51,7 +51,7 @@ class AudienceForm(forms.ModelForm):
 
 
 @admin.register(Audience)
-class AudienceAdmin(RestrictedAdminMixin, SimpleHistoryAdmin):
+class AudienceAdmin(RestrictedAdminMixin, HistoryAdmin):
     form = AudienceForm
     list_display = (
         "name",

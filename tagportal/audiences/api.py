@@ -32,7 +32,8 @@ from tagportal.core.api import RestrictedModelViewSet, ScopedRelatedField
 from tagportal.profiles.choices import IdentityType
 
 from . import services
-from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus
+from .choices import AudienceKind, AudienceStatus
+from .models import Audience, AudienceSnapshot
 
 #: At most this many OneIDs of each side in a diff.
 MAX_DIFF_IDS = 1000

@@ -45,8 +45,9 @@ from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from . import services
-from .engine import select
-from .models import Audience, AudienceKind, RefreshTrigger
+from .choices import AudienceKind, RefreshTrigger
+from .members import select
+from .models import Audience
 from .store import STORE, BitmapStore, NoResult
 
 #: A seed smaller than this is refused: too few people to learn from.

@@ -19,29 +19,12 @@ from tagportal.core.models import ComputationStateMixin, TimeStampedModel
 from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
 
+from .choices import AudienceKind, AudienceStatus, RefreshTrigger
+
 AUDIENCE_SCOPE = [
     Via("catalog.businessline", "business_line"),
     Via("catalog.brand", "brand"),
 ]
-
-
-class AudienceKind(models.TextChoices):
-    RULE = "rule", _("Rule")
-    LOOKALIKE = "lookalike", _("Lookalike")
-
-
-class AudienceStatus(models.TextChoices):
-    DRAFT = "draft", _("Draft")
-    ACTIVE = "active", _("Active")
-    ARCHIVED = "archived", _("Archived")
-
-
-class RefreshTrigger(models.TextChoices):
-    CREATED = "created", _("Created")
-    MANUAL = "manual", _("By hand")
-    SCHEDULE = "schedule", _("Schedule")
-    RECOMPUTE = "recompute", _("A tag it uses was recomputed")
-    REPIN = "repin", _("Re-pinned")
 
 
 class Audience(ComputationStateMixin, TimeStampedModel):

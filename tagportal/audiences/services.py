@@ -43,8 +43,9 @@ from tagportal.notifications import services as notifications
 from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
-from .engine import NoResult, Selection, select
-from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus, RefreshTrigger
+from .choices import AudienceKind, AudienceStatus, RefreshTrigger
+from .members import NoResult, Selection, select
+from .models import Audience, AudienceSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def _no_result_text(exc: NoResult) -> str:
 
 
 def _select(brand, expression) -> Selection:
-    """:func:`.engine.select` with its errors as a Django ``ValidationError`` that names
+    """:func:`.members.select` with its errors as a Django ``ValidationError`` that names
     the part at fault (an unknown tag or value, a syntax error, a tag not computed yet)."""
     try:
         return select(brand, expression)

@@ -45,7 +45,8 @@ from tagportal.rules.definitions import RuleValidationError
 
 from . import expressions as ex
 from . import services
-from .models import Audience, AudienceKind, AudienceSnapshot, AudienceStatus
+from .choices import AudienceKind, AudienceStatus
+from .models import Audience, AudienceSnapshot
 from .store import NoResult
 
 PAGE_SIZE = 50

@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR
+from django.contrib.admin.views.main import ERROR_FLAG, PAGE_VAR, ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import Http404
@@ -12,14 +12,13 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from guardian.admin import GuardedModelAdmin
-from simple_history.admin import SimpleHistoryAdmin
 
-from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add, is_unrestricted, may
 from tagportal.usage import services as usage
 
 from . import export as tag_export
-from . import services
+from . import hooks, services
 from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
 from .history import compare_records
@@ -56,7 +55,7 @@ class GrantManagementMixin:
 
 
 @admin.register(BusinessLine)
-class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, GuardedModelAdmin):
     list_display = ("code", "name", "name_en", "brand_count", "tag_count", "is_active", "last_updated")
     list_filter = ("is_active",)
     search_fields = ("code", "name", "name_en", "description")
@@ -78,7 +77,7 @@ class BusinessLineAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistor
 
 
 @admin.register(Brand)
-class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, GuardedModelAdmin):
     list_display = ("code", "name", "name_en", "business_line", "tag_count", "is_active")
     list_filter = (("business_line", ScopedRelatedFieldListFilter), "is_active")
     list_select_related = ("business_line",)
@@ -124,7 +123,7 @@ class BrandAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin,
 
 
 @admin.register(Region)
-class RegionAdmin(SimpleHistoryAdmin):
+class RegionAdmin(HistoryAdmin):
     list_display = ("path_name", "code", "name_en", "level")
     list_filter = ("level",)
     list_select_related = ("parent__parent",)
@@ -134,7 +133,7 @@ class RegionAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(NamingRule)
-class NamingRuleAdmin(SimpleHistoryAdmin):
+class NamingRuleAdmin(HistoryAdmin):
     list_display = ("name", "pattern", "min_length", "max_length", "example_name")
     search_fields = ("name", "pattern", "description")
 
@@ -160,7 +159,7 @@ class CategoryTreeFilter(admin.SimpleListFilter):
 
 
 @admin.register(Category)
-class CategoryAdmin(SimpleHistoryAdmin):
+class CategoryAdmin(HistoryAdmin):
     list_display = ("category_path", "code", "name_en", "naming_rule", "tag_count", "order")
     list_filter = ("naming_rule",)
     list_select_related = ("naming_rule",)
@@ -203,53 +202,34 @@ CATEGORY_LABEL = gettext_lazy("category")
 
 
 def stale_ids(request) -> set[int]:
-    """Tags reading a data source past its refresh SLA (lineage), once per request."""
+    """Tags reading a data source past its refresh SLA (as lineage judges), once per request."""
     if not hasattr(request, "_tp_stale_ids"):
-        try:
-            from tagportal.lineage.services import stale_tag_ids
-        except ImportError:  # lineage not installed
-            request._tp_stale_ids = set()
-        else:
-            request._tp_stale_ids = stale_tag_ids()
+        request._tp_stale_ids = hooks.stale_tag_ids()
     return request._tp_stale_ids
 
 
-def computation_stats(request) -> dict[int, tuple]:
-    """``{tag_id: (coverage, drift_flag, errors)}`` from the engine's results, once per request."""
-    if not hasattr(request, "_tp_computations"):
-        try:
-            from tagportal.engine.models import TagComputation
-        except ImportError:  # engine not installed
-            request._tp_computations = {}
-        else:
-            request._tp_computations = {
-                tag_id: (coverage, drift, errors)
-                for tag_id, coverage, drift, errors in TagComputation.objects.values_list(
-                    "tag_id", "coverage", "drift_flag", "errors_calculating"
-                )
-            }
-    return request._tp_computations
-
-
-def coverage_column(request):
-    stats = computation_stats(request)
-
-    def coverage(obj):
-        coverage, drift, _errors = stats.get(obj.pk, (None, False, 0))
-        if coverage is None:
-            return "—"
-        text = f"{coverage:.1%}"
-        if drift:
-            return format_html(
-                '{} <span class="tp-drift" title="{}">⚠ {}</span>',
-                text,
-                _("The value distribution moved (PSI) since the previous run"),
-                _("drift"),
-            )
-        return text
-
-    coverage.short_description = gettext_lazy("coverage")
-    return coverage
+def computation_panel(tag, runs: int = 10) -> dict | None:
+    """What the tag's page shows of its computation: the state its result carries
+    (through the reverse relation), the value distribution with the values' labels and
+    the latest ``runs`` runs. ``None`` when nothing computes tags."""
+    if Tag.related_model(hooks.COMPUTATION) is None:
+        return None
+    computation = hooks.computation_of(tag)
+    panel = {"computation": computation, "runs": [], "rows": [], "coverage_pct": None}
+    if Tag.related_model(hooks.RUNS) is not None:
+        panel["runs"] = list(getattr(tag, hooks.RUNS).order_by("-started_at", "-pk")[:runs])
+    if computation is None:
+        return panel
+    distribution = computation.distribution or {}
+    labels = {v.get("code"): v.get("label") for v in tag.values or [] if isinstance(v, dict)}
+    total = sum(distribution.values())
+    panel["rows"] = [
+        (labels.get(str(value), value), count, count / total if total else 0)
+        for value, count in distribution.items()
+    ]
+    if computation.coverage is not None:
+        panel["coverage_pct"] = round(computation.coverage * 100, 1)
+    return panel
 
 
 def freshness_column(request):
@@ -299,8 +279,15 @@ def category_path_column(request, id_attr="category_id", label=CATEGORY_LABEL, o
     return category_path
 
 
+class TagChangeList(ChangeList):
+    """The tag list, with each tag's computation state joined in (for the coverage column)."""
+
+    def apply_select_related(self, qs):
+        return super().apply_select_related(qs).with_computation()
+
+
 @admin.register(Tag)
-class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, GuardedModelAdmin):
+class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, GuardedModelAdmin):
     form = TagAdminForm
     change_form_template = "admin/catalog/tag/change_form.html"
     object_history_template = "admin/catalog/tag/object_history.html"
@@ -350,6 +337,9 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         ),
     )
 
+    def get_changelist(self, request, **kwargs):
+        return TagChangeList
+
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "category":
             kwargs["queryset"] = Category.objects.select_related("parent__parent__parent")
@@ -369,21 +359,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None:
             context["tag_locked"] = obj.status != TagStatus.DRAFT
-            try:
-                from tagportal.engine.results import tag_stats
-            except ImportError:  # engine not installed
-                pass
-            else:
-                stats = tag_stats(obj)
-                labels = {v.get("code"): v.get("label") for v in obj.values or [] if isinstance(v, dict)}
-                total = sum(stats["distribution"].values()) if stats["distribution"] else 0
-                stats["rows"] = [
-                    (labels.get(str(value), value), count, count / total if total else 0)
-                    for value, count in stats["distribution"].items()
-                ]
-                if stats["coverage"] is not None:
-                    stats["coverage_pct"] = round(stats["coverage"] * 100, 1)
-                context["tag_stats"] = stats
+            context["tag_computation"] = computation_panel(obj)
             if request.user.has_perm("governance.add_changerequest") and may(request.user, obj, "change"):
                 try:
                     context["propose_url"] = reverse("governance:propose", args=[obj.pk])
@@ -471,7 +447,6 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         columns = {
             "category_path": category_path_column(request),
             "data_freshness": freshness_column(request),
-            "coverage": coverage_column(request),
         }
         return [columns.get(c, c) if isinstance(c, str) else c for c in self.list_display]
 
@@ -480,8 +455,20 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
         return ""
 
     @admin.display(description=gettext_lazy("coverage"))
-    def coverage(self, obj):  # replaced per request by get_list_display
-        return ""
+    def coverage(self, obj):
+        """The coverage of the tag's current result, flagged when its distribution drifted."""
+        computation = hooks.computation_of(obj)
+        if computation is None or computation.coverage is None:
+            return "—"
+        text = f"{computation.coverage:.1%}"
+        if computation.drift_flag:
+            return format_html(
+                '{} <span class="tp-drift" title="{}">⚠ {}</span>',
+                text,
+                _("The value distribution moved (PSI) since the previous run"),
+                _("drift"),
+            )
+        return text
 
     @admin.display(description=CATEGORY_LABEL, ordering="category__name")
     def category_path(self, obj):  # replaced per request by get_list_display
@@ -534,7 +521,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, SimpleHistoryAdmin, G
             "opts": self.model._meta,
             "old": old,
             "new": new,
-            "changes": changes,
+            "changes": [change.as_dict() for change in changes],
             "changed_count": sum(1 for c in changes if c.changed),
             "show_all": request.GET.get("all") == "1",
         }

@@ -30,13 +30,13 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
 from tagportal.core import spreadsheets
+from tagportal.core.days import BEIJING
 from tagportal.core.permissions import model_permission
-from tagportal.engine.models import TagComputation
-from tagportal.engine.services import BEIJING
 from tagportal.usage import services as usage
 
+from . import hooks
 from .choices import TagStatus
-from .models import Brand, BusinessLine, Category, Region
+from .models import Brand, BusinessLine, Category, Region, Tag
 
 log = logging.getLogger(__name__)
 
@@ -203,15 +203,11 @@ def _fold_buffer() -> None:
         log.exception("could not fold the usage buffer before an export")
 
 
-def _computations(user, tag_ids: QuerySet) -> dict[int, tuple]:
-    """``{tag id: (coverage, last calculated)}`` of the results the user may view, in one query."""
-    rows = (
-        TagComputation.objects.restrict(user, "view")
-        .filter(tag__in=tag_ids)
-        .order_by()
-        .values_list("tag_id", "coverage", "last_calculated_at")
-    )
-    return {tag_id: (coverage, at) for tag_id, coverage, at in rows}
+def _may_view_computations(user) -> bool:
+    """Whether ``user`` may see the tags' computation state (coverage, last calculated):
+    the model permission of the model behind the reverse relation; the tags are scoped."""
+    computation_model = Tag.related_model(hooks.COMPUTATION)
+    return computation_model is not None and user.has_perm(model_permission(computation_model, "view"))
 
 
 def _usage_stats(user, tag_ids: QuerySet, as_of: dt.date) -> dict[int, dict] | None:
@@ -257,26 +253,6 @@ def _client_names(client_ids: set[int]) -> dict[int, str]:
     return {client: names.get(client, f"#{client}") for client in client_ids}
 
 
-def _data_sources(user, tag_ids: QuerySet) -> dict[int, list[str]]:
-    """``{tag id: [names of the data sources it reads]}`` from lineage, in one query. A
-    tag's inputs are part of the tag (``tag_ids`` are the tags the user may view); the
-    sources are those the user may view."""
-    try:
-        from tagportal.lineage.models import DataSource, TagInput
-    except ImportError:  # pragma: no cover - lineage not installed
-        return {}
-    rows = (
-        TagInput.objects.filter(tag__in=tag_ids, field__source__in=DataSource.objects.restrict(user, "view"))
-        .order_by("tag_id", "field__source__name")
-        .values_list("tag_id", "field__source__name")
-        .distinct()
-    )
-    sources: dict[int, list[str]] = defaultdict(list)
-    for tag_id, name in rows:
-        sources[tag_id].append(name)
-    return sources
-
-
 def dictionary_rows(
     user, tags_queryset: QuerySet, as_of_day: dt.date | None = None
 ) -> tuple[list[str], list[list]]:
@@ -291,20 +267,27 @@ def dictionary_rows(
     as_of = as_of_day or usage.beijing_today()
     _fold_buffer()
     scoped = tags_queryset.restrict(user, "view")
-    tags = list(scoped.select_related("brand", "business_line", "owner").prefetch_related("regions"))
+    tags = list(
+        scoped.with_computation()
+        .select_related("brand", "business_line", "owner")
+        .prefetch_related("regions")
+    )
     if not tags:
         return _headers(), []
     tag_ids = scoped.order_by().values("pk")
     separator = "、" if translation.get_language().startswith("zh") else ", "
     paths = Category.path_names()
-    computations = _computations(user, tag_ids)
+    show_computations = _may_view_computations(user)
     stats = _usage_stats(user, tag_ids, as_of)
     names = _client_names({s["top"] for s in (stats or {}).values() if s["top"] is not None})
-    sources = _data_sources(user, tag_ids)
+    sources = hooks.source_names(user, tag_ids)
 
     rows = []
     for tag in tags:
-        coverage, calculated = computations.get(tag.pk, (None, None))
+        computation = hooks.computation_of(tag) if show_computations else None
+        coverage, calculated = (
+            (computation.coverage, computation.last_calculated_at) if computation else (None, None)
+        )
         if stats is None:
             used = [None] * (len(USAGE_WINDOWS) + 2)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -15,7 +15,7 @@ from tagportal.core.models import TimeStampedModel
 from tagportal.core.permissions import Via, tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
 
-from . import naming
+from . import hooks, naming
 from .choices import REGION_PARENT_LEVEL, RefreshMode, RegionLevel, TagKind, TagStatus, ValueType
 
 code_validator = RegexValidator(
@@ -348,6 +348,16 @@ class TagQuerySet(RestrictedQuerySet):
     def for_list(self):
         return self.select_related("category", "business_line", "brand", "owner")
 
+    def with_computation(self):
+        """The tags with their computation state joined in through the reverse relation
+        :data:`.hooks.COMPUTATION` (one query, however many tags), leaving the result's
+        bulky per-person numbers and distribution to be read on demand. Unchanged when
+        nothing computes tags."""
+        if Tag.related_model(hooks.COMPUTATION) is None:
+            return self
+        bulky = (f"{hooks.COMPUTATION}__numbers", f"{hooks.COMPUTATION}__distribution")
+        return self.select_related(hooks.COMPUTATION).defer(*bulky)
+
 
 class Tag(TimeStampedModel):
     """A dictionary entry: what a tag means, how it is computed, who owns it."""
@@ -443,6 +453,34 @@ class Tag(TimeStampedModel):
 
     def __str__(self):
         return f"{self.name} ({self.code})"
+
+    @classmethod
+    def field_label(cls, name: str) -> str:
+        """The label of the field ``name`` in the active language (``name`` itself for a
+        key that is not a field of a tag, e.g. ``merged_into``)."""
+        try:
+            return str(cls._meta.get_field(name).verbose_name)
+        except (FieldDoesNotExist, AttributeError):  # not a field, or a reverse relation
+            return name
+
+    @classmethod
+    def field_labels(cls) -> dict[str, str]:
+        """``{field name: label}`` of every field of a tag, in the active language."""
+        return {f.name: str(f.verbose_name) for f in cls._meta.get_fields() if hasattr(f, "verbose_name")}
+
+    @classmethod
+    def table_name(cls) -> str:
+        """The database table of tags, for the few queries written in SQL."""
+        return cls._meta.db_table
+
+    @classmethod
+    def related_model(cls, name: str) -> type[models.Model] | None:
+        """The model of another app relating to tags by ``name`` (e.g. the engine's result,
+        :data:`.hooks.COMPUTATION`), or ``None`` when no installed app does."""
+        try:
+            return cls._meta.get_field(name).related_model
+        except FieldDoesNotExist:
+            return None
 
     def code_context(self) -> naming.CodeContext:
         return naming.CodeContext(

@@ -1,6 +1,9 @@
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
 
 from .models import User
 from .permissions import may
@@ -26,6 +29,37 @@ class RestrictedAdminMixin:
         if not super().has_delete_permission(request, obj):
             return False
         return obj is None or may(request.user, obj, "delete")
+
+
+class ReadOnlyAdminMixin:
+    """An admin page (or inline) to look at: rows written only by services or tasks are
+    never added, changed or deleted by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class HistoryAdmin(SimpleHistoryAdmin):
+    """simple-history's admin (every change, who made it, each past version), whose past
+    versions are only looked at when reverting is off (``SIMPLE_HISTORY_REVERT_DISABLED``)
+    or the user may not change the object.
+
+    simple-history saves a past version posted to its page after checking only that the
+    user may view the history: a reader could put a published tag back to a draft, or a
+    change request back to another state, past the services that own those changes."""
+
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        if request.method == "POST":
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None or self.revert_disabled(request, obj):
+                raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 class ScopedRelatedFieldListFilter(admin.RelatedFieldListFilter):

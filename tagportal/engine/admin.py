@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import ReadOnlyAdminMixin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 
 from . import services
 from .api import may_run_compute
@@ -26,15 +26,8 @@ def _percent(value) -> str:
     return "—" if value is None else f"{value:.1%}"
 
 
-class ReadOnlyAdmin(RestrictedAdminMixin, admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+class ReadOnlyAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    pass
 
 
 @admin.register(TagComputation)

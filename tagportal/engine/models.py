@@ -27,16 +27,12 @@ from tagportal.core.models import ComputationStateMixin
 from tagportal.core.permissions import tag_scope
 from tagportal.core.querysets import RestrictedQuerySet
 
+from .choices import RunStatus
+
 #: A run whose distribution moved by more than this PSI against the previous run is flagged as drifting.
 DRIFT_PSI_THRESHOLD = 0.2
 
 TAG_SCOPE = tag_scope("tag")
-
-
-class RunStatus(models.TextChoices):
-    SUCCESS = "success", _("Success")
-    FAILED = "failed", _("Failed")
-    SUPERSEDED = "superseded", _("Superseded")
 
 
 def pack_numbers(numbers: pd.Series | None) -> bytes | None:
@@ -103,6 +99,11 @@ class TagComputation(ComputationStateMixin):
 
     def __str__(self):
         return str(self.tag)
+
+    @classmethod
+    def table_name(cls) -> str:
+        """The database table of computation states, for the few queries written in SQL."""
+        return cls._meta.db_table
 
     @property
     def has_result(self) -> bool:

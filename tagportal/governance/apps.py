@@ -8,4 +8,4 @@ class GovernanceConfig(AppConfig):
     verbose_name = _("Governance")
 
     def ready(self):
-        from . import impact_tasks  # noqa: F401 - registers the impact preview task and its submit hook
+        from . import signals, tasks  # noqa: F401 - connects the submit hook, registers the tasks

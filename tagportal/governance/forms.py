@@ -166,9 +166,9 @@ class ProposeForm(forms.Form):
             field = editable[name]
             field.required = False
             self.fields[name] = field
-        self.fields["values"] = ValuesField(label=Tag._meta.get_field("values").verbose_name)
+        self.fields["values"] = ValuesField(label=Tag.field_label("values"))
         self.fields["definition"] = PrettyJSONField(
-            label=Tag._meta.get_field("definition").verbose_name,
+            label=Tag.field_label("definition"),
             required=False,
             widget=forms.Textarea(attrs={"rows": 14, "cols": 80, "class": "vLargeTextField tp-json"}),
         )
@@ -179,14 +179,14 @@ class ProposeForm(forms.Form):
         category.queryset = Category.objects.order_by("order", "code")
         category.label_from_instance = lambda c: paths.get(c.pk, c.name)
         self.fields["regions"] = forms.ModelMultipleChoiceField(
-            label=Tag._meta.get_field("regions").verbose_name,
+            label=Tag.field_label("regions"),
             queryset=Region.objects.order_by("code"),
             to_field_name="code",
             required=False,
             widget=forms.SelectMultiple(attrs={"size": 8}),
         )
         self.fields["owner"] = forms.ModelChoiceField(
-            label=Tag._meta.get_field("owner").verbose_name,
+            label=Tag.field_label("owner"),
             queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
             to_field_name="username",
             required=False,
@@ -306,15 +306,8 @@ class ProposeForm(forms.Form):
             else:
                 field = None
             if field is None and name not in ("__all__", "changes", "items", "tag"):
-                messages = [f"{_field_label(name)}: {m}" for m in messages]
+                messages = [f"{Tag.field_label(name)}: {m}" for m in messages]
             self.add_error(field, messages)
-
-
-def _field_label(name: str) -> str:
-    try:
-        return str(Tag._meta.get_field(name).verbose_name)
-    except Exception:  # not a tag field: show the key as it is
-        return name
 
 
 class TagSearchForm(forms.Form):

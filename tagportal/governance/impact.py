@@ -19,7 +19,7 @@ computation state. The answer compares it with the tag's current result:
 A preview is cached on its :class:`~.models.ChangeItem` (``impact``), keyed by the
 proposed changes and the tag's current result (``last_calculated_at``): it is computed
 again when either changes, or on request. With a broker it is computed by the task
-:func:`.impact_tasks.preview_impact` (queued on submit, or when a page or the API asks
+:func:`.tasks.preview_impact` (queued on submit, or when a page or the API asks
 for a preview that is missing); without one (eager mode) it is computed when asked.
 A preview that fails never blocks the review: the error is logged and shown.
 """
@@ -484,7 +484,7 @@ def request(cr: ChangeRequest, force: bool = False) -> str:
         )
         send = True
     if send:
-        from .impact_tasks import preview_impact
+        from .tasks import preview_impact
 
         cr_id = cr.pk
         transaction.on_commit(

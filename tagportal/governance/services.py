@@ -8,7 +8,6 @@ checks who may do it, records an audit event and notifies the people concerned.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from tagportal.catalog import services as catalog
 from tagportal.catalog.choices import TagStatus
-from tagportal.catalog.history import line_diff
+from tagportal.catalog.history import snapshot_changes
 from tagportal.catalog.models import BusinessLine, Category, Region, Tag, TagVersion
 from tagportal.core.exceptions import Conflict
 from tagportal.core.permissions import may
@@ -161,34 +160,11 @@ def _published_snapshot(tag: Tag) -> dict:
     return {}
 
 
-def _display(value) -> str:
-    if value is None or value == "" or value == []:
-        return "—"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
-    return str(value)
-
-
 def snapshot_diff(before: dict, after: dict) -> list[dict]:
     """Field-by-field differences between two tag snapshots (only the changed fields),
-    with a line diff for long values such as the rule definition."""
-    labels = {f.name: str(f.verbose_name) for f in Tag._meta.get_fields() if hasattr(f, "verbose_name")}
-    labels["status"] = str(Tag._meta.get_field("status").verbose_name)
-    rows = []
-    for key in [k for k in after if k not in ("category_id", "category_path")] + [
-        k for k in before if k not in after and k not in ("category_id", "category_path")
-    ]:
-        old, new = before.get(key), after.get(key)
-        if key == "category":
-            old, new = before.get("category_path", old), after.get("category_path", new)
-        if old == new:
-            continue
-        old_text, new_text = _display(old), _display(new)
-        row = {"field": key, "label": labels.get(key, key), "old": old_text, "new": new_text}
-        if "\n" in old_text or "\n" in new_text:
-            row["lines"] = [{"op": op, "text": text} for op, text in line_diff(old_text, new_text)]
-        rows.append(row)
-    return rows
+    with a line diff for long values such as the rule definition: the rows a change
+    item keeps as its ``diff``."""
+    return [change.as_dict(with_changed=False) for change in snapshot_changes(before, after, Tag.field_label)]
 
 
 def item_diff(item: ChangeItem | ItemSpec) -> list[dict]:

@@ -1,6 +1,7 @@
-"""Celery entry points of governance: building reports. They take ids or nothing, call
-services and are safe to run twice (a report run again rewrites the same row with the
-same data)."""
+"""Celery entry points of governance: building reports and the impact preview of a change
+request. They take ids or nothing, call services and are safe to run twice (a report run
+again rewrites the same row with the same data; a valid cached preview is kept unless
+``force``). The preview goes to the ``compute`` queue, beside the engine's computations."""
 
 from __future__ import annotations
 
@@ -40,3 +41,21 @@ def scheduled_reports(kinds: list[str] | None = None) -> list[int]:
     from .reports import service
 
     return [report.pk for report in service.schedule_all(kinds)]
+
+
+# Registered under its first module's name, which queued messages may still carry.
+@shared_task(name="tagportal.governance.impact_tasks.preview_impact", **RETRY)
+def preview_impact(change_request_id: int, force: bool = False) -> dict:
+    """Compute the impact previews of a change request's rule changes (see :mod:`.impact`)."""
+    from . import impact
+    from .models import ChangeRequest
+
+    cr = ChangeRequest.objects.filter(pk=change_request_id).first()
+    if cr is None:
+        log.warning("change request %s no longer exists", change_request_id)
+        return {"change_request": change_request_id, "status": "missing"}
+    previews = impact.preview(cr, force=force)
+    return {
+        "change_request": cr.pk,
+        "items": {p.get("item"): p.get("state") for p in previews if p},
+    }

@@ -4,10 +4,9 @@ from django.db.models import Count
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from simple_history.admin import SimpleHistoryAdmin
 
 from tagportal.catalog.models import BusinessLine
-from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add, is_unrestricted, may
 
 from . import services
@@ -56,7 +55,7 @@ class DependentInputsMixin:
 
 
 @admin.register(DataSource)
-class DataSourceAdmin(DependentInputsMixin, RestrictedAdminMixin, SimpleHistoryAdmin):
+class DataSourceAdmin(DependentInputsMixin, RestrictedAdminMixin, HistoryAdmin):
     list_display = (
         "code", "name", "name_en", "kind", "line", "owner", "refresh_sla_hours", "last_loaded_at",
         "stale", "field_count", "is_active",
@@ -141,7 +140,7 @@ class DataSourceAdmin(DependentInputsMixin, RestrictedAdminMixin, SimpleHistoryA
 
 
 @admin.register(DataField)
-class DataFieldAdmin(DependentInputsMixin, RestrictedAdminMixin, SimpleHistoryAdmin):
+class DataFieldAdmin(DependentInputsMixin, RestrictedAdminMixin, HistoryAdmin):
     list_display = ("__str__", "source", "name", "data_type", "maps_to", "tag_count")
     list_filter = (("source", ScopedRelatedFieldListFilter), "source__kind", "data_type")
     list_select_related = ("source",)

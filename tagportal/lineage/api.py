@@ -27,7 +27,8 @@ from tagportal.core.api import (
 from tagportal.core.permissions import may
 
 from . import services
-from .models import DataField, DataSource, DataType, SourceKind
+from .choices import DataType, SourceKind
+from .models import DataField, DataSource
 
 TRUE_VALUES = ("1", "true", "yes", "on")
 CONFIRM = OpenApiParameter(

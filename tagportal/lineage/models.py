@@ -18,37 +18,14 @@ from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
 from tagportal.profiles import schema
 
+from .choices import DataType, InputOrigin, SourceKind
+
 WRITE_ACTIONS = frozenset({"add", "change", "delete"})
 
 field_name_validator = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_.]*$",
     _("Use letters, digits, underscores and dots, starting with a letter or an underscore."),
 )
-
-
-class SourceKind(models.TextChoices):
-    CRM = "crm", _("CRM")
-    WECOM = "wecom", _("WeCom")
-    WECHAT_OA = "wechat_oa", _("WeChat official account")
-    MINIPROGRAM = "miniprogram", _("Mini-program")
-    DOUYIN = "douyin", _("Douyin")
-    XIAOHONGSHU = "xiaohongshu", _("Xiaohongshu")
-    JD = "jd", _("JD")
-    TMALL = "tmall", _("Tmall")
-    POS = "pos", _("POS / offline store")
-    OTHER = "other", _("Other")
-
-
-class DataType(models.TextChoices):
-    STRING = "string", _("Text")
-    NUMBER = "number", _("Number")
-    DATE = "date", _("Date")
-    BOOLEAN = "boolean", _("Yes / no")
-
-
-class InputOrigin(models.TextChoices):
-    DECLARED = "declared", _("Declared")
-    DEFINITION = "definition", _("From the definition")
 
 
 # ---------------------------------------------------------------------------

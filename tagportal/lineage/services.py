@@ -10,7 +10,9 @@ it reads; kept in sync whenever a tag, a field or a source is saved) and people
 (:func:`declare_inputs`, for what a definition cannot say, e.g. the fields an
 algorithm tag's model reads). Other apps use :func:`impact`,
 :func:`tag_dependents`, :func:`upstream`, :func:`stale_tag_ids` and
-:func:`stale_reasons`.
+:func:`stale_reasons`; the dictionary reads :func:`stale_tag_ids` and
+:func:`tag_source_names` through the hooks lineage registers in
+:mod:`tagportal.catalog.hooks`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from tagportal.core.permissions import is_unrestricted, may
 from tagportal.profiles import schema
 from tagportal.rules.definitions import RuleValidationError, validate_definition
 
-from .models import DataField, DataSource, InputOrigin, TagInput, is_past_sla
+from .choices import InputOrigin
+from .models import DataField, DataSource, TagInput, is_past_sla
 
 log = logging.getLogger(__name__)
 
@@ -490,7 +493,8 @@ class Impact:
 
     def audiences(self):
         """The active audiences that read an affected tag (or the root tag), downstream only."""
-        from tagportal.audiences.models import Audience, AudienceStatus
+        from tagportal.audiences.choices import AudienceStatus
+        from tagportal.audiences.models import Audience
 
         if self.direction != "downstream":
             return Audience.objects.none()
@@ -620,6 +624,23 @@ def stale_tag_ids(tag_queryset: QuerySet | None = None, now: dt.datetime | None 
     if tag_queryset is not None:
         found &= set(tag_queryset.values_list("pk", flat=True))
     return found
+
+
+def tag_source_names(user, tag_ids: QuerySet) -> dict[int, list[str]]:
+    """``{tag id: [names of the data sources it reads directly]}`` for the tags of the
+    ``tag_ids`` subquery, naming only the sources ``user`` may view: one query. (A tag's
+    inputs are part of the tag; the dictionary export shows them, see
+    :mod:`tagportal.catalog.hooks`.)"""
+    rows = (
+        TagInput.objects.filter(tag__in=tag_ids, field__source__in=DataSource.objects.restrict(user, "view"))
+        .order_by("tag_id", "field__source__name")
+        .values_list("tag_id", "field__source__name")
+        .distinct()
+    )
+    sources: dict[int, list[str]] = defaultdict(list)
+    for tag_id, name in rows:
+        sources[tag_id].append(name)
+    return dict(sources)
 
 
 def _local(value: dt.datetime) -> str:

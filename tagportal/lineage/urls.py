@@ -1,14 +1,12 @@
+"""The lineage page, mounted at ``/lineage/`` with the namespace ``lineage``."""
+
 from django.urls import path
-from rest_framework.routers import DefaultRouter
 
-from . import api
+from . import views
 
-router = DefaultRouter()
-router.register("sources", api.DataSourceViewSet)
-router.register("fields", api.DataFieldViewSet)
-router.register("tags", api.TagInputsViewSet, basename="lineage-tag")
+app_name = "lineage"
 
 urlpatterns = [
-    path("impact/", api.ImpactView.as_view(), name="lineage-impact"),
-    *router.urls,
+    path("", views.lineage, name="graph"),
+    path("impact/", views.lineage, name="impact"),
 ]

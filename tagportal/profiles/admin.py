@@ -13,10 +13,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from simple_history.admin import SimpleHistoryAdmin
 
 from tagportal.catalog.models import Brand
-from tagportal.core.admin import RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 from tagportal.core.permissions import containers_for_add
 
 from . import imports, pii, services
@@ -72,7 +71,7 @@ class MergedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Customer)
-class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, SimpleHistoryAdmin):
+class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, HistoryAdmin):
     list_display = (
         "oneid",
         "brand",
@@ -163,7 +162,7 @@ class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(MergeRecord)
-class MergeRecordAdmin(ReadOnlyMixin, RestrictedAdminMixin, SimpleHistoryAdmin):
+class MergeRecordAdmin(ReadOnlyMixin, RestrictedAdminMixin, HistoryAdmin):
     list_display = ("merged_oneid", "kept_oneid", "rule", "brand", "identity_count", "created", "undone_at")
     list_filter = (("brand", ScopedRelatedFieldListFilter), "rule", ("undone_at", admin.EmptyFieldListFilter))
     list_select_related = ("brand",)
@@ -212,7 +211,7 @@ class ImportUploadForm(forms.ModelForm):
 
 
 @admin.register(ImportJob)
-class ImportJobAdmin(RestrictedAdminMixin, SimpleHistoryAdmin):
+class ImportJobAdmin(RestrictedAdminMixin, HistoryAdmin):
     list_display = (
         "id", "brand", "kind", "file_name", "status", "progress_bar", "rows_total", "rows_ok", "rows_skipped",
         "rows_bad", "created_by", "created",

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone, translation
 
-from tagportal.audiences import engine
 from tagportal.audiences import expressions as ex
+from tagportal.audiences.members import select
 from tagportal.audiences.store import STORE, NoResult
 from tagportal.rules.definitions import RuleValidationError
 
@@ -15,7 +15,7 @@ from .conftest import CHURN, DAYS, PEOPLE, SKIN, VISITED, store_result
 
 
 def members(shop, expression) -> list[int]:
-    return sorted(engine.select(shop.brand, expression).members)
+    return sorted(select(shop.brand, expression).members)
 
 
 ALL = set(PEOPLE)
@@ -98,7 +98,7 @@ def test_text_form_is_parsed_by_the_engine_parser(shop):
 
 
 def test_selection_reports_size_share_and_versions(shop):
-    selection = engine.select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
+    selection = select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
     assert (selection.size, selection.population, selection.share) == (4, 10, 0.4)
     assert selection.tag_versions == {"yimei_visit_skin_type": 1}
     assert selection.tag_ids == {"yimei_visit_skin_type": shop.skin.pk}
@@ -138,7 +138,7 @@ def test_selection_reports_size_share_and_versions(shop):
 )
 def test_invalid_expressions_name_the_problem(shop, expression, path, message):
     with pytest.raises(RuleValidationError) as caught:
-        engine.select(shop.brand, expression)
+        select(shop.brand, expression)
     errors = caught.value.as_dict()
     key = path or "expression"
     assert key in errors, errors
@@ -147,28 +147,28 @@ def test_invalid_expressions_name_the_problem(shop, expression, path, message):
 
 def test_another_brands_tag_is_unknown(shop, world):
     with pytest.raises(RuleValidationError, match="unknown tag"):
-        engine.select(world.other_brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
+        select(world.other_brand, {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"})
 
 
 def test_a_text_that_does_not_parse_says_where(shop):
     with pytest.raises(RuleValidationError) as caught:
-        engine.select(shop.brand, '@yimei_visit_skin_type = "oily" and and')
+        select(shop.brand, '@yimei_visit_skin_type = "oily" and and')
     assert "text" in caught.value.as_dict()
 
 
 def test_the_rule_languages_error_names_the_whole_an_expression(shop):
     """The rule language's error class, keyed and worded for an expression."""
     with pytest.raises(RuleValidationError) as caught:
-        engine.select(shop.brand, {"all": [{"tag": "yimei_visit_skin_type", "op": "eq"}, 3]})
+        select(shop.brand, {"all": [{"tag": "yimei_visit_skin_type", "op": "eq"}, 3]})
     assert caught.value.as_dict() == {
         "all[0]": ["missing “value”"],
         "all[1]": ["expected a condition or a group"],
     }
     with pytest.raises(RuleValidationError) as caught:
-        engine.select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq"})
+        select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq"})
     assert str(caught.value) == "expression: missing “value”"
     with translation.override("zh-hans"), pytest.raises(RuleValidationError) as caught:
-        engine.select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq"})
+        select(shop.brand, {"tag": "yimei_visit_skin_type", "op": "eq"})
     assert str(caught.value) == "表达式: 缺少“value”"  # as the audiences' own error class said it
 
 
@@ -177,7 +177,7 @@ def test_a_tag_without_result_is_named(shop):
 
     TagComputation.objects.filter(tag=shop.churn).delete()
     with pytest.raises(NoResult) as caught:
-        engine.select(shop.brand, {"tag": "yimei_visit_churn_risk", "op": "eq", "value": "high"})
+        select(shop.brand, {"tag": "yimei_visit_churn_risk", "op": "eq", "value": "high"})
     assert caught.value.codes == ["yimei_visit_churn_risk"]
 
 

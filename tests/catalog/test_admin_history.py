@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tagportal.catalog.models import Tag, TagVersion
-from tagportal.catalog.services import publish_tag
+from tagportal.catalog.services import publish_tag, update_tag
 
 from ..factories import RegionFactory
 from .test_admin_forms import add_data, change_data, form_of, login
@@ -291,3 +291,21 @@ def test_published_version_of_another_business_line_is_hidden(world):
     assert "食品线发布" not in response.content.decode()
     listing = client.get("/admin/catalog/tagversion/").content.decode()
     assert world.other_tag.code not in listing
+
+
+@pytest.mark.parametrize("who", ["analyst", "operator"])
+def test_a_past_version_cannot_be_posted_back(world, who):
+    """The page of a past version is for looking: posting it would put a published tag
+    back to the draft it was, past the change requests that own every change."""
+    tag = world.own_tag
+    update_tag(None, tag, description="旧描述")
+    past = tag.history.order_by("history_date", "history_id").last()
+    update_tag(None, tag, description="新描述")
+    publish_tag(tag)
+    tag = Tag.objects.get(pk=tag.pk)
+    client = login(getattr(world, who))
+    url = f"{history_url(tag)}{past.history_id}/"
+    assert client.get(url).status_code == 200  # looking is allowed
+    assert client.post(url, change_data(tag, description="改回去")).status_code == 403
+    tag = Tag.objects.get(pk=tag.pk)
+    assert (tag.status, tag.description) == ("published", "新描述")

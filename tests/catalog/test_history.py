@@ -35,3 +35,25 @@ def test_diff_between_any_two_versions():
     assert last.history_user == user
     assert "definition" in changed_field_names(records[-2], last)
     assert records[1].history_change_reason == "修正描述"
+
+
+def test_the_module_examples_hold():
+    """The examples in :mod:`tagportal.catalog.history`'s docstring are what it does."""
+    import doctest
+
+    from tagportal.catalog import history
+
+    result = doctest.testmod(history)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+@pytest.mark.django_db
+def test_changed_fields_and_comparison_agree_with_simple_history():
+    tag = TagFactory(name="到店次数", unit="")
+    update_tag(None, tag, unit="次", name="近30天到店次数")
+    first, last = tag.history.order_by("history_date", "history_id")
+    assert set(last.diff_against(first).changed_fields) == {"unit", "name"}
+    assert changed_field_names(first, last) == ["name", "unit"]  # the model's order
+    changed = [c.name for c in compare_records(first, last) if c.changed]
+    assert changed == ["name", "unit"]
+    assert changed_field_names(None, first) == []

@@ -189,3 +189,17 @@ def test_tags_may_not_read_each_other_in_a_circle(world):
     assert "yimei_visit_jia → yimei_visit_bing → yimei_visit_yi → yimei_visit_jia" in message
     base.refresh_from_db()
     assert base.definition == {"type": "manual"}
+
+
+def test_field_labels_for_other_apps():
+    """Other apps label tag fields through these, not through ``Tag._meta``."""
+    from django.utils import translation
+
+    with translation.override("zh-hans"):
+        assert Tag.field_label("status") == "状态"
+        assert Tag.field_labels()["status"] == "状态"
+    with translation.override("en"):
+        assert Tag.field_label("name_en") == "English name"
+    assert Tag.field_label("merged_into") == "merged_into"  # not a field: the key itself
+    assert Tag.field_label("computation") == "computation"  # a reverse relation has no label
+    assert Tag.table_name() == "catalog_tag"

@@ -20,9 +20,9 @@ from tagportal.engine.services import compute_brand
 from tagportal.governance import impact
 from tagportal.governance import services as gov
 from tagportal.governance.choices import RequestState
-from tagportal.governance.impact_tasks import preview_impact
 from tagportal.governance.models import ChangeItem
 from tagportal.governance.services import ItemSpec
+from tagportal.governance.tasks import preview_impact
 from tagportal.profiles.models import Customer
 
 from ..conftest import client_for

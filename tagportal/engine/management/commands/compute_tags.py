@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.models import Brand, Tag
 from tagportal.engine import services
-from tagportal.engine.models import RunStatus
+from tagportal.engine.choices import RunStatus
 
 
 def _coverage(value) -> str:

@@ -17,15 +17,12 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404
 from django.template.response import TemplateResponse
-from django.urls import path
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, BusinessLine, Tag
 
 from . import services
 from .models import DataField, DataSource
-
-app_name = "lineage"
 
 COLORS = {
     services.SOURCE: "#2f6f9f",
@@ -352,9 +349,3 @@ def lineage(request):
         },
     }
     return TemplateResponse(request, "lineage/graph.html", context)
-
-
-urlpatterns = [
-    path("", lineage, name="graph"),
-    path("impact/", lineage, name="impact"),
-]

@@ -60,7 +60,7 @@ def _sql(connection) -> str:
         from tagportal.engine.models import TagComputation
 
         q = connection.ops.quote_name
-        tag, computation = q(Tag._meta.db_table), q(TagComputation._meta.db_table)
+        tag, computation = q(Tag.table_name()), q(TagComputation.table_name())
         _SQL[connection.vendor] = (
             f"SELECT t.{q('id')}, t.{q('code')}, t.{q('name')}, t.{q('value_type')}, t.{q('values')}, "
             f"t.{q('published_version')}, c.{q('id')}, c.{q('last_calculated_at')}, c.{q('version')}, "

@@ -1,0 +1,70 @@
+"""What the apps above the dictionary show in it, without the dictionary importing them.
+
+The dictionary sits below the engine and lineage (layers point down only). It
+shows what they know about a tag in two ways:
+
+- **Computation state** travels with the tag, as PostHog's cohort carries its own: the
+  engine's result model points at :class:`~.models.Tag` with the one-to-one reverse
+  relation :data:`COMPUTATION` (``tag.computation``). The dictionary joins it in by that
+  name (:meth:`~.models.TagQuerySet.with_computation`) and reads it with
+  :func:`computation_of`. A dictionary without the engine shows no coverage.
+- **Data freshness and sources** are lineage's to decide: lineage registers its
+  functions here when it starts (``LineageConfig.ready``) with
+  :func:`register_stale_flags` and :func:`register_source_names`. Without lineage the
+  dictionary flags nothing and names no sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+#: The reverse relation from a tag to its current result and computation state.
+COMPUTATION = "computation"
+#: The reverse relation from a tag to its computation runs, newest first.
+RUNS = "runs"
+
+StaleFlags = Callable[[], Iterable[int]]
+SourceNames = Callable[..., dict[int, list[str]]]
+
+_stale_flags: list[StaleFlags] = []
+_source_names: list[SourceNames] = []
+
+
+def _register(registry: list, fn):
+    if fn not in registry:
+        registry.append(fn)
+    return fn
+
+
+def register_stale_flags(fn: StaleFlags) -> StaleFlags:
+    """Register ``fn()``, the ids of the tags reading a data source past its refresh SLA."""
+    return _register(_stale_flags, fn)
+
+
+def register_source_names(fn: SourceNames) -> SourceNames:
+    """Register ``fn(user, tag_ids)``: ``{tag id: [names of the data sources it reads]}``
+    for the tags of the ``tag_ids`` subquery, naming only sources ``user`` may view."""
+    return _register(_source_names, fn)
+
+
+def stale_tag_ids() -> set[int]:
+    """The tags whose data is stale, by every registered judge (none: nothing is stale)."""
+    found: set[int] = set()
+    for fn in _stale_flags:
+        found.update(fn())
+    return found
+
+
+def source_names(user, tag_ids) -> dict[int, list[str]]:
+    """``{tag id: [source names]}`` from every registered provider (none: ``{}``)."""
+    names: dict[int, list[str]] = {}
+    for fn in _source_names:
+        for tag_id, found in fn(user, tag_ids).items():
+            names.setdefault(tag_id, []).extend(found)
+    return names
+
+
+def computation_of(tag):
+    """The tag's computation state (its engine result row), or ``None`` when it was never
+    computed or nothing computes tags."""
+    return getattr(tag, COMPUTATION, None)

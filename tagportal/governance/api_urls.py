@@ -1,0 +1,12 @@
+from rest_framework.routers import DefaultRouter
+
+from . import api
+
+router = DefaultRouter()
+router.register("change-requests", api.ChangeRequestViewSet)
+router.register("notifications", api.NotificationViewSet, basename="notification")
+router.register("recertification", api.RecertificationViewSet, basename="recertification")
+router.register("audit", api.AuditViewSet, basename="audit")
+router.register("reports", api.ReportViewSet)
+
+urlpatterns = router.urls

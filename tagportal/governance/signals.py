@@ -1,0 +1,21 @@
+"""Signal receivers of governance: a submitted change request queues its impact preview."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from .choices import RequestState
+from .models import ChangeRequest
+
+
+@receiver(post_save, sender=ChangeRequest, dispatch_uid="governance_impact_on_submit")
+def queue_preview_on_submit(sender, instance: ChangeRequest, created: bool, raw: bool = False, **kwargs):
+    """Once a submission commits, queue its previews (with a broker; see
+    :func:`.impact.queue_on_submit`)."""
+    if raw or instance.state != RequestState.SUBMITTED:
+        return
+    from . import impact
+
+    transaction.on_commit(lambda: impact.queue_on_submit(instance))

@@ -1,0 +1,14 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from . import api
+
+router = DefaultRouter()
+router.register("sources", api.DataSourceViewSet)
+router.register("fields", api.DataFieldViewSet)
+router.register("tags", api.TagInputsViewSet, basename="lineage-tag")
+
+urlpatterns = [
+    path("impact/", api.ImpactView.as_view(), name="lineage-impact"),
+    *router.urls,
+]
