@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy
 from tagportal.core.admin import ReadOnlyAdminMixin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 
 from . import services
-from .api import may_run_compute
+from .api.views import may_run_compute
 from .models import TagComputation, TagRun
 
 

@@ -61,9 +61,9 @@ def viewset_of(contract: type) -> type:
 
 def test_the_router_lists_the_api():
     """A sanity check of the walk itself: the well-known viewsets are found."""
-    from tagportal.audiences.api import AudienceViewSet
-    from tagportal.catalog.api import TagViewSet, TemplateViewSet
-    from tagportal.lineage.api import TagInputsViewSet
+    from tagportal.audiences.api.views import AudienceViewSet
+    from tagportal.catalog.api.views import TagViewSet, TemplateViewSet
+    from tagportal.lineage.api.views import TagInputsViewSet
 
     routes = registered_viewsets()
     assert {TagViewSet, TemplateViewSet, AudienceViewSet, TagInputsViewSet} <= set(routes)

@@ -21,7 +21,7 @@ from tagportal.core.models import User
 from tagportal.core.roles import ANALYST, OPERATOR
 from tagportal.engine import bitmaps as bm
 from tagportal.engine import realtime, realtime_specs, realtime_storing, results, services
-from tagportal.engine.api import RealtimeEventSerializer
+from tagportal.engine.api.serializers import RealtimeEventSerializer
 from tagportal.engine.models import TagComputation, TagValueBitmap
 from tagportal.profiles import imports as profile_imports
 from tagportal.profiles.models import Customer, Event, Identity

@@ -1,6 +1,6 @@
 from rest_framework.routers import DefaultRouter
 
-from . import api
+from . import views as api
 
 router = DefaultRouter()
 router.register("business-lines", api.BusinessLineViewSet)

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import django_filters
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Count
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -17,23 +15,23 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tagportal.catalog.models import BusinessLine, Tag
-from tagportal.core.api import (
-    RestrictedModelViewSet,
-    RestrictedViewSetMixin,
-    ScopedRelatedField,
-    ValidatedModelSerializer,
-)
+from tagportal.catalog.models import Tag
+from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
 from tagportal.core.permissions import may
 
-from . import services
-from .choices import DataType, SourceKind
-from .models import DataField, DataSource
+from .. import services
+from ..choices import SourceKind
+from ..models import DataField, DataSource
+from .serializers import DataFieldSerializer, DataSourceSerializer, InputsWriteSerializer, LoadSerializer
 
 TRUE_VALUES = ("1", "true", "yes", "on")
+
+
 CONFIRM = OpenApiParameter(
     "confirm", OpenApiTypes.BOOL, description="delete even though tags read it (they lose this input)"
 )
+
+
 DEPENDENTS_RESPONSE = inline_serializer(
     "Dependents",
     {
@@ -42,77 +40,6 @@ DEPENDENTS_RESPONSE = inline_serializer(
         "other_tags": serializers.IntegerField(),
     },
 )
-
-# ---------------------------------------------------------------------------
-# Serializers
-
-
-class DataSourceSerializer(ValidatedModelSerializer):
-    business_line = ScopedRelatedField(
-        slug_field="code",
-        queryset=BusinessLine.objects.all(),
-        allow_null=True,
-        required=False,
-        help_text=_("Business line code; empty (null) for a source shared by all business lines."),
-    )
-    owner = serializers.SlugRelatedField(
-        slug_field="username",
-        queryset=get_user_model().objects.filter(is_active=True),
-        required=False,
-        allow_null=True,
-    )
-    kind = serializers.ChoiceField(choices=SourceKind.choices)
-    is_stale = serializers.SerializerMethodField()
-    field_count = serializers.IntegerField(read_only=True)
-
-    class Meta:
-        model = DataSource
-        fields = [
-            "id", "code", "name", "name_en", "kind", "description", "owner", "business_line",
-            "refresh_sla_hours", "last_loaded_at", "is_active", "is_stale", "field_count", "created",
-            "last_updated",
-        ]  # fmt: skip
-        read_only_fields = ["last_loaded_at", "created", "last_updated"]
-
-    def get_is_stale(self, obj) -> bool:
-        now = self.context.setdefault("_now", timezone.now())
-        return obj.is_stale(now)
-
-
-class DataFieldSerializer(ValidatedModelSerializer):
-    source = ScopedRelatedField(
-        slug_field="code", queryset=DataSource.objects.all(), help_text=_("source code")
-    )
-    data_type = serializers.ChoiceField(choices=DataType.choices, required=False)
-    dependent_tags = serializers.IntegerField(read_only=True, help_text=_("tags reading this field directly"))
-
-    class Meta:
-        model = DataField
-        fields = [
-            "id", "source", "name", "description", "data_type", "maps_to", "dependent_tags", "created",
-            "last_updated",
-        ]  # fmt: skip
-        read_only_fields = ["created", "last_updated"]
-        validators = []  # uniqueness is checked by the model (full_clean) with a clear message
-
-
-class LoadSerializer(serializers.Serializer):
-    at = serializers.DateTimeField(required=False, help_text=_("when the load finished (default: now)"))
-
-
-class InputsWriteSerializer(serializers.Serializer):
-    fields = serializers.ListField(
-        child=serializers.JSONField(),
-        required=False,
-        default=list,
-        help_text=_("Data field ids or “source_code.field_name”."),
-    )
-    tags = serializers.ListField(
-        child=serializers.JSONField(),
-        required=False,
-        default=list,
-        help_text=_("Tag ids or codes (same brand)."),
-    )
 
 
 def _tag_ref(tag: Tag, depth: int | None = None, stale: set[int] | None = None) -> dict:
@@ -135,10 +62,6 @@ def _field_ref(data_field: DataField) -> dict:
 
 def _source_ref(source: DataSource) -> dict:
     return {"id": source.pk, "code": source.code, "name": source.name, "kind": source.kind}
-
-
-# ---------------------------------------------------------------------------
-# Filters
 
 
 class DataSourceFilterSet(django_filters.FilterSet):
@@ -170,10 +93,6 @@ class DataFieldFilterSet(django_filters.FilterSet):
     class Meta:
         model = DataField
         fields = ["data_type"]
-
-
-# ---------------------------------------------------------------------------
-# Viewsets
 
 
 def _confirmed(request) -> bool:
@@ -295,6 +214,8 @@ class DataFieldViewSet(RestrictedModelViewSet):
 
 
 TAG_ID = OpenApiParameter("tag_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="tag id")
+
+
 TAG_INPUTS_RESPONSE = inline_serializer(
     "TagInputs",
     {

@@ -6,14 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 import django_filters
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -22,7 +20,6 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from tagportal.catalog.api import TagSerializer
 from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
 from tagportal.core import spreadsheets
@@ -30,174 +27,21 @@ from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
 from tagportal.notifications import services as notifications
 from tagportal.notifications.models import Notification
 
-from . import audit, bulk, cleanup, impact, services
-from .choices import ChangeKind, ReportKind, ReportStatus, ReportTrigger, RequestState
-from .models import ChangeItem, ChangeRequest, Comment, Report
-from .reports import service as report_service
-
-
-class TagRefSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Tag
-        fields = ["id", "code", "name", "name_en", "status", "published_version"]
-
-
-class ChangeItemSerializer(serializers.ModelSerializer):
-    tag = TagRefSerializer(read_only=True)
-    merge_target = TagRefSerializer(read_only=True)
-    produced_version = serializers.IntegerField(
-        source="produced_version.version", read_only=True, default=None
-    )
-    impact = serializers.SerializerMethodField(help_text=_("The cached impact preview of a rule change."))
-
-    class Meta:
-        model = ChangeItem
-        fields = [
-            "id", "kind", "tag", "base_version", "changes", "merge_target", "rollback_to", "diff",
-            "dependents", "produced_version", "impact",
-        ]  # fmt: skip
-
-    def get_impact(self, obj) -> dict | None:
-        request = self.context.get("request")
-        return impact.for_user(obj.impact, request.user if request else None) if obj.impact else None
-
-
-class ItemInputSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=ChangeKind.choices)
-    tag = serializers.IntegerField(required=False, help_text=_("id of the tag (for create: a draft tag)"))
-    tag_data = serializers.JSONField(
-        required=False, help_text=_("create only: a new draft tag, as for POST /api/catalog/tags/")
-    )
-    changes = serializers.JSONField(required=False, help_text=_("update only: field → new value"))
-    merge_target = serializers.IntegerField(
-        required=False, help_text=_("merge only: id of the tag to merge into")
-    )
-    rollback_to = serializers.IntegerField(
-        required=False, min_value=1, help_text=_("update only: version number")
-    )
-
-
-class ChangeRequestSerializer(serializers.ModelSerializer):
-    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    proposer = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    kind = serializers.CharField(read_only=True)
-    items = ChangeItemSerializer(many=True, read_only=True)
-    item_input = ItemInputSerializer(many=True, write_only=True, source="items_input")
-    submit = serializers.BooleanField(write_only=True, required=False, default=False)
-    age_days = serializers.SerializerMethodField()
-
-    class Meta:
-        model = ChangeRequest
-        fields = [
-            "id", "title", "description", "state", "kind", "business_line", "brand", "proposer", "reviewer",
-            "decision_reason", "confirm_dependents", "is_bulk", "source_file", "submitted_at", "decided_at",
-            "applied_at", "created", "age_days", "items", "item_input", "submit",
-        ]  # fmt: skip
-        read_only_fields = [
-            "state", "decision_reason", "is_bulk", "source_file", "submitted_at", "decided_at", "applied_at",
-        ]  # fmt: skip
-        extra_kwargs = {"title": {"required": False}}
-
-    def get_fields(self):
-        fields = super().get_fields()
-        fields["items"] = ChangeItemSerializer(many=True, read_only=True)
-        return fields
-
-    def get_age_days(self, obj) -> int:
-        start = obj.submitted_at or obj.created
-        return (timezone.now() - start).days if start else 0
-
-    def to_internal_value(self, data):
-        # accept "items" on input too (the natural name); "item_input" stays for the schema
-        if hasattr(data, "get") and "items" in data and "item_input" not in data:
-            data = {**data, "item_input": data["items"]}
-        return super().to_internal_value(data)
-
-    def _specs(self, raw_items) -> list[services.ItemSpec]:
-        request = self.context["request"]
-        visible = Tag.objects.restrict(request.user, "view")
-        specs = []
-        for index, raw in enumerate(raw_items):
-            kind = raw["kind"]
-            if raw.get("tag_data") is not None:
-                if kind != ChangeKind.CREATE:
-                    raise ValidationError({f"items[{index}].tag_data": _("Only a create carries a new tag.")})
-                serializer = TagSerializer(data=raw["tag_data"], context=self.context)
-                if not serializer.is_valid():
-                    raise ValidationError({f"items[{index}].tag_data": serializer.errors})
-                tag = serializer.save()
-            else:
-                if raw.get("tag") is None:
-                    raise ValidationError({f"items[{index}].tag": _("Say which tag.")})
-                tag = visible.filter(pk=raw["tag"]).first()
-                if tag is None:
-                    raise ValidationError(
-                        {f"items[{index}].tag": _("Unknown tag %(id)s.") % {"id": raw["tag"]}}
-                    )
-            target = None
-            if raw.get("merge_target") is not None:
-                target = visible.filter(pk=raw["merge_target"]).first()
-                if target is None:
-                    raise ValidationError({f"items[{index}].merge_target": _("Unknown tag.")})
-            specs.append(
-                services.ItemSpec(
-                    kind=kind,
-                    tag=tag,
-                    changes=raw.get("changes") or {},
-                    merge_target=target,
-                    rollback_to=raw.get("rollback_to"),
-                )
-            )
-        return specs
-
-    @transaction.atomic
-    def create(self, validated_data):
-        raw_items = validated_data.pop("items_input", [])
-        return services.propose(
-            self.context["request"].user,
-            self._specs(raw_items),
-            title=validated_data.get("title", ""),
-            description=validated_data.get("description", ""),
-            submit_now=validated_data.get("submit", False),
-            confirm_dependents=validated_data.get("confirm_dependents", False),
-        )
-
-    @transaction.atomic
-    def update(self, instance, validated_data):
-        user = self.context["request"].user
-        raw_items = validated_data.pop("items_input", None)
-        if raw_items is not None:
-            instance = services.replace_items(
-                user, instance, self._specs(raw_items), validated_data.get("title")
-            )
-        elif instance.proposer_id != user.pk:
-            raise PermissionDenied(_("Only the proposer edits a change request."))
-        elif instance.state not in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED):
-            raise services.InvalidTransition(
-                _("Only drafts and requests sent back for changes can be edited."), state=instance.state
-            )
-        for name in ("title", "description", "confirm_dependents"):
-            if name in validated_data:
-                setattr(instance, name, validated_data[name])
-        instance.save()
-        if validated_data.get("submit"):
-            services.submit(user, instance)
-        return instance
-
-
-class CommentSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = Comment
-        fields = ["id", "author", "text", "created"]
-
-
-class DecisionSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
-    apply = serializers.BooleanField(required=False, default=False)
+from .. import audit, bulk, cleanup, impact, services
+from ..choices import ChangeKind, ReportStatus, ReportTrigger, RequestState
+from ..models import ChangeRequest, Report
+from ..reports import service as report_service
+from .serializers import (
+    ChangeRequestSerializer,
+    CleanupSerializer,
+    CommentSerializer,
+    DecisionSerializer,
+    NotificationSerializer,
+    ReportDetailSerializer,
+    ReportRequestSerializer,
+    ReportSerializer,
+    TagRefSerializer,
+)
 
 
 class ChangeRequestFilterSet(django_filters.FilterSet):
@@ -370,21 +214,6 @@ def _bool(value) -> bool:
     return str(value).strip().lower() in {"1", "true", "yes", "on"}
 
 
-class NotificationSerializer(serializers.ModelSerializer):
-    change_request = serializers.SerializerMethodField(
-        help_text=_("The change request the message is about, if any.")
-    )
-
-    class Meta:
-        model = Notification
-        fields = ["id", "subject", "body", "url", "change_request", "created", "read_at"]
-
-    @extend_schema_field(serializers.IntegerField(allow_null=True))
-    def get_change_request(self, note) -> int | None:
-        about = ContentType.objects.get_for_model(ChangeRequest)
-        return note.topic_id if note.topic_type_id == about.pk else None
-
-
 class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     """The caller's in-portal inbox."""
 
@@ -491,61 +320,6 @@ class AuditViewSet(viewsets.ViewSet):
         if request.query_params.get("format") == "csv" or request.accepted_renderer.format == "csv":
             return spreadsheets.attachment(audit.to_csv(rows), audit.csv_filename(start, end))
         return Response({"start": start, "end": end, "count": len(rows), "rows": rows})
-
-
-# ---------------------------------------------------------------------------
-# Reports and cleanup
-
-
-class ReportSerializer(serializers.ModelSerializer):
-    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    region = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    requested_by = serializers.StringRelatedField()
-
-    class Meta:
-        model = Report
-        fields = [
-            "id", "kind", "business_line", "brand", "region", "period_start", "period_end", "params",
-            "status", "trigger", "requested_by", "requested_at", "started_at", "finished_at",
-            "duration_s", "runs", "row_count", "error",
-        ]  # fmt: skip
-        read_only_fields = fields
-
-
-class ReportDetailSerializer(ReportSerializer):
-    meta = serializers.SerializerMethodField()
-    rows = serializers.SerializerMethodField()
-
-    class Meta(ReportSerializer.Meta):
-        fields = [*ReportSerializer.Meta.fields, "meta", "rows"]
-        read_only_fields = fields
-
-    def get_meta(self, report) -> dict:
-        return report.data.get("meta", {})
-
-    def get_rows(self, report) -> list[dict]:
-        return report_service.visible_rows(self.context["request"].user, report)
-
-
-class ReportRequestSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=ReportKind.choices)
-    period_start = serializers.DateField(required=False, help_text=_("first Beijing day; default by kind"))
-    period_end = serializers.DateField(required=False, help_text=_("last Beijing day; default yesterday"))
-    business_line = serializers.CharField(required=False, allow_blank=True, help_text=_("business line code"))
-    brand = serializers.CharField(required=False, allow_blank=True, help_text=_("brand code"))
-    region = serializers.CharField(required=False, allow_blank=True, help_text=_("region code"))
-
-
-class CleanupSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=[ChangeKind.DEPRECATE, ChangeKind.RETIRE, ChangeKind.MERGE])
-    findings = serializers.ListField(
-        child=serializers.CharField(),
-        allow_empty=False,
-        help_text=_("cold-tag report: tag ids; merge report: “a:b:kept” (the tag kept is a or b)"),
-    )
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
-    preview = serializers.BooleanField(required=False, default=False)
 
 
 class ReportFilterSet(django_filters.FilterSet):

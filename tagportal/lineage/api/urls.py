@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from . import api
+from . import views as api
 
 router = DefaultRouter()
 router.register("sources", api.DataSourceViewSet)

@@ -1,0 +1,1 @@
+"""The audiences REST API: serializers, viewsets and their URLs."""

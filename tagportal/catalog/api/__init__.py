@@ -1,0 +1,1 @@
+"""The catalog REST API: serializers, viewsets and their URLs."""

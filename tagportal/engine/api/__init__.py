@@ -1,0 +1,1 @@
+"""The engine REST API: serializers, viewsets and their URLs."""

@@ -1,0 +1,1 @@
+"""The governance REST API: serializers, viewsets and their URLs."""

@@ -1,0 +1,1 @@
+"""The lineage REST API: serializers, viewsets and their URLs."""

@@ -1,0 +1,1 @@
+"""The profiles REST API: serializers, viewsets and their URLs."""
