@@ -291,7 +291,7 @@ class AudienceViewSet(RestrictedModelViewSet):
     def lookalike(self, request, pk=None):
         """A new audience of the people who most resemble this one (members of this one
         excluded): the best ``size`` of them, or all scoring at least ``threshold``."""
-        from . import lookalike
+        from .. import lookalike
 
         seed = self.get_object()
         payload = LookalikeRequestSerializer(data=request.data)
