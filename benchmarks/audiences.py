@@ -42,9 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagportal.settings_test")
-
-from benchmarks import compute  # noqa: E402  (after the path is set)
+from benchmarks import compute, harness  # noqa: E402  (after the path is set)
 
 #: What the issue asks.
 TARGETS = {
@@ -314,37 +312,6 @@ def checked_expressions() -> list[dict]:
     return out
 
 
-# timing --------------------------------------------------------------------------
-def percentiles(timings_ms) -> dict:
-    import numpy as np
-
-    values = np.asarray(timings_ms, dtype="float64")
-    return {
-        "p50_ms": round(float(np.percentile(values, 50)), 4),
-        "p99_ms": round(float(np.percentile(values, 99)), 4),
-        "mean_ms": round(float(values.mean()), 4),
-        "max_ms": round(float(values.max()), 4),
-        "samples": len(values),
-    }
-
-
-def timed(fn) -> tuple[float, object]:
-    """``(wall milliseconds, result)`` of one call."""
-    started = time.perf_counter_ns()
-    out = fn()
-    return (time.perf_counter_ns() - started) / 1e6, out
-
-
-def timed_cpu(fn) -> tuple[float, float, object]:
-    """``(wall ms, CPU ms of this process, result)``: on a busy machine the CPU time
-    shows the work done, the wall time also the waiting for a core."""
-    cpu = time.process_time_ns()
-    started = time.perf_counter_ns()
-    out = fn()
-    wall = time.perf_counter_ns() - started
-    return wall / 1e6, (time.process_time_ns() - cpu) / 1e6, out
-
-
 # the computed tags ---------------------------------------------------------------
 def computed_tags(specs, engine: dict) -> dict:
     """``{template name: {"value_type", "bitmaps" {value text: BitMap}, "numbers"}}`` from
@@ -379,9 +346,9 @@ def tag_result(pk: int, code: str, tag: dict, stamp=None, version=None):
 def run_engine_alone(tags: dict, people, exprs: list[dict], runs: int, cold_runs: int) -> dict:
     from tagportal.audiences.store import evaluate
 
-    started = time.perf_counter()
-    results = {code: tag_result(i, code, tag) for i, (code, tag) in enumerate(tags.items(), 1)}
-    load_s = time.perf_counter() - started
+    load_s, results = harness.timed(
+        lambda: {code: tag_result(i, code, tag) for i, (code, tag) in enumerate(tags.items(), 1)}
+    )
     gc.collect()
     per, warm, cpu, cold, members = [], [], [], [], []
     for item in exprs:
@@ -390,19 +357,23 @@ def run_engine_alone(tags: dict, people, exprs: list[dict], runs: int, cold_runs
         def count(e=expression):
             return len(evaluate(e, results, people))
 
-        cold_ms = []
+        cold_s = []
         for _ in range(cold_runs):
             for result in results.values():
                 result.comparisons.clear()
-            cold_ms.append(timed(count)[0])
+            cold_s.append(harness.timed(count)[0])
         chosen = evaluate(expression, results, people)  # warm-up
-        timings = [timed_cpu(count) for _ in range(runs)]
+        timings = [harness.timed_cpu(count) for _ in range(runs)]
         warm += [t[0] for t in timings]
         cpu += [t[1] for t in timings]
-        cold += cold_ms
+        cold += cold_s
         members.append(chosen)
         per.append(
-            {"count": len(chosen), "cold": percentiles(cold_ms), **percentiles([t[0] for t in timings])}
+            {
+                "count": len(chosen),
+                "cold": harness.percentiles_ms(cold_s),
+                **harness.percentiles_ms([t[0] for t in timings]),
+            }
         )
     return {
         "per_expression": per,
@@ -415,29 +386,6 @@ def run_engine_alone(tags: dict, people, exprs: list[dict], runs: int, cold_runs
 
 
 # 2. through the API ----------------------------------------------------------------
-def create_database(tmpdir: str, postgres_db: str):
-    """A throwaway database for Django: SQLite in ``tmpdir``, else a database named after
-    ``postgres_db`` on ``DATABASE_URL``'s server. Returns the old name (to destroy it)."""
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    setup_test_environment(debug=False)
-    test = connection.settings_dict.setdefault("TEST", {})
-    if connection.vendor == "sqlite":
-        test["NAME"] = str(Path(tmpdir) / "audiences.sqlite3")
-    else:
-        test["NAME"] = f"{postgres_db}_api"
-    # tables straight from the models: the migrations add nothing else but beat schedules
-    test["MIGRATE"] = False
-    return connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-
-
-def destroy_database(old_name) -> None:
-    from django.db import connection
-
-    connection.creation.destroy_test_db(old_name, verbosity=0)
-
-
 def insert_customers(brand, oneids) -> None:
     """One customer per person, written in bulk (raw SQL: no history rows)."""
     from django.db import connection, transaction
@@ -551,7 +499,7 @@ def run_api(loaded: dict, exprs: list[dict], runs: int) -> dict:
     # as another system calls the API: a token (the builder page uses its session)
     token, _created = Token.objects.get_or_create(user=loaded["admin"])
     client = Client(HTTP_AUTHORIZATION=f"Token {token.key}")
-    per, timings_all, cpu_all, took_all, sizes = [], [], [], [], []
+    per, timings_all, cpu_all, took_all, first_all, sizes = [], [], [], [], [], []
     gc.collect()
     for item in exprs:
         body = json.dumps({"brand": BRAND, "expression": rename(item["expression"], loaded["codes"])})
@@ -562,27 +510,35 @@ def run_api(loaded: dict, exprs: list[dict], runs: int) -> dict:
                 raise RuntimeError(f"estimate answered {response.status_code}: {response.content[:500]!r}")
             return response.json()
 
-        first_ms, answer = timed(post)  # warm-up: loads the tags' bitmaps into the store
+        first_s, answer = harness.timed(post)  # warm-up: loads the tags' bitmaps into the store
         timings = []
         for _ in range(runs):
-            ms, cpu_ms, again = timed_cpu(post)
-            timings.append(ms)
-            cpu_all.append(cpu_ms)
-            took_all.append(again["took_ms"])
+            seconds, cpu_s, again = harness.timed_cpu(post)
+            timings.append(seconds)
+            cpu_all.append(cpu_s)
+            took_all.append(again["took_ms"] / 1000)
             if again["size"] != answer["size"]:
                 raise RuntimeError("the estimate changed between two calls")
         timings_all += timings
+        first_all.append(first_s)
         sizes.append(answer["size"])
         per.append(
             {
                 "count": answer["size"],
                 "population": answer["population"],
-                "first_call_ms": round(first_ms, 3),
+                "first_call_ms": round(first_s * 1000, 3),
                 "took_ms_reported": answer["took_ms"],
-                **percentiles(timings),
+                **harness.percentiles_ms(timings),
             }
         )
-    return {"per_expression": per, "timings": timings_all, "cpu": cpu_all, "took": took_all, "sizes": sizes}
+    return {
+        "per_expression": per,
+        "timings": timings_all,
+        "cpu": cpu_all,
+        "took": took_all,
+        "first": first_all,
+        "sizes": sizes,
+    }
 
 
 # 3. DuckDB over a wide boolean table ---------------------------------------------------
@@ -677,14 +633,14 @@ def run_duckdb(tags: dict, oneids, exprs: list[dict], runs: int, threads: int) -
         count = con.execute(query).fetchone()[0]  # warm-up
         timings = []
         for _ in range(runs):
-            ms, again = timed(lambda q=query: con.execute(q).fetchone()[0])
-            timings.append(ms)
+            seconds, again = harness.timed(lambda q=query: con.execute(q).fetchone()[0])
+            timings.append(seconds)
             if again != count:
                 raise RuntimeError("DuckDB's count changed between two runs")
         ids = con.execute(f"SELECT oneid FROM wide WHERE {where} ORDER BY oneid").fetchnumpy()["oneid"]
         member_sets.append(ids)
         timings_all += timings
-        per.append({"count": int(count), "sql": query, **percentiles(timings)})
+        per.append({"count": int(count), "sql": query, **harness.percentiles_ms(timings)})
     con.close()
     return {
         "per_expression": per,
@@ -825,12 +781,12 @@ def _postgres(con, tags: dict, oneids, exprs: list[dict], runs: int) -> dict:
         count = con.execute(query).fetchone()[0]  # warm-up
         timings = []
         for _ in range(runs):
-            ms, again = timed(lambda q=query: con.execute(q).fetchone()[0])
-            timings.append(ms)
+            seconds, again = harness.timed(lambda q=query: con.execute(q).fetchone()[0])
+            timings.append(seconds)
             if again != count:
                 raise RuntimeError("PostgreSQL's count changed between two runs")
         timings_all += timings
-        per.append({"count": int(count), "sql": query, **percentiles(timings)})
+        per.append({"count": int(count), "sql": query, **harness.percentiles_ms(timings)})
     return {
         "per_expression": per,
         "timings": timings_all,
@@ -843,11 +799,6 @@ def _postgres(con, tags: dict, oneids, exprs: list[dict], runs: int) -> dict:
 
 
 # the run -------------------------------------------------------------------------------
-def log(message: str, quiet: bool = False) -> None:
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
-
-
 def run(
     people: int = 1_000_000,
     events_per_person: float = 10,
@@ -866,22 +817,20 @@ def run(
 
     from tagportal.engine import bitmaps as bm
 
-    compute.setup_django()
+    harness.setup_django()
     # whitenoise warns once that collectstatic has not run; the API does not serve files
     warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
-    load_at_start = compute._load_average()
+    load_at_start = harness.load_average()
     exprs = checked_expressions()
     specs, _realtime = compute.tag_specs()
 
-    log(f"generating {people:,} people, {events_per_person} events each (seed {seed})", quiet)
-    started = time.perf_counter()
-    data = compute.generate_data(people, events_per_person, seed)
+    harness.log(f"generating {people:,} people, {events_per_person} events each (seed {seed})", quiet)
+    generate_s, data = harness.timed(lambda: compute.generate_data(people, events_per_person, seed))
     frames = compute.engine_frames(data)
-    generate_s = time.perf_counter() - started
 
-    log(f"computing {len(specs)} tags with the engine", quiet)
+    harness.log(f"computing {len(specs)} tags with the engine", quiet)
     engine = compute.run_engine(specs, frames, compute.END)
-    log(f"  {engine['seconds']:.1f} s", quiet)
+    harness.log(f"  {engine['seconds']:.1f} s", quiet)
     tags = computed_tags(specs, engine)
     oneids = np.sort(engine["result"].population.to_numpy(dtype="int64"))
     tag_errors = dict(engine["result"].errors)
@@ -890,43 +839,45 @@ def run(
     gc.collect()
     population = bm.bitmap(oneids)
 
-    log(f"engine alone: {len(exprs)} expressions x {engine_runs} runs", quiet)
+    harness.log(f"engine alone: {len(exprs)} expressions x {engine_runs} runs", quiet)
     alone = run_engine_alone(tags, population, exprs, engine_runs, cold_runs)
-    warm, cold = percentiles(alone["warm"]), percentiles(alone["cold"])
-    log(f"  p50 {warm['p50_ms']:.3f} ms, p99 {warm['p99_ms']:.3f} ms (cold p50 {cold['p50_ms']:.3f})", quiet)
+    warm, cold = harness.percentiles_ms(alone["warm"]), harness.percentiles_ms(alone["cold"])
+    harness.log(
+        f"  p50 {warm['p50_ms']:.3f} ms, p99 {warm['p99_ms']:.3f} ms (cold p50 {cold['p50_ms']:.3f})", quiet
+    )
 
-    log("API: building the database", quiet)
+    harness.log("API: building the database", quiet)
     with tempfile.TemporaryDirectory(prefix="tagportal-audiences-") as tmpdir:
-        from django.db import connection
-
         started = time.perf_counter()
-        old_name = create_database(tmpdir, postgres_db)
-        try:
+        # tables straight from the models: the migrations add nothing else but beat schedules
+        with harness.throwaway_database(f"{postgres_db}_api", tmpdir, migrate=False) as connection:
             migrate_s = time.perf_counter() - started
             loaded = load_api(tags, oneids)
             api_load_s = time.perf_counter() - started
-            log(
+            harness.log(
                 f"  {api_load_s:.1f} s on {connection.vendor}; {len(exprs)} expressions x {api_runs} calls",
                 quiet,
             )
             api = run_api(loaded, exprs, api_runs)
             api_vendor = connection.vendor
-        finally:
-            destroy_database(old_name)
-    api_stats = percentiles(api["timings"])
-    log(f"  p50 {api_stats['p50_ms']:.2f} ms, p99 {api_stats['p99_ms']:.2f} ms", quiet)
+    api_stats = harness.percentiles_ms(api["timings"])
+    harness.log(f"  p50 {api_stats['p50_ms']:.2f} ms, p99 {api_stats['p99_ms']:.2f} ms", quiet)
 
-    log(f"DuckDB: wide table, {len(exprs)} expressions x {duckdb_runs} runs", quiet)
+    harness.log(f"DuckDB: wide table, {len(exprs)} expressions x {duckdb_runs} runs", quiet)
     duck = run_duckdb(tags, oneids, exprs, duckdb_runs, duckdb_threads)
-    duck_stats = percentiles(duck["timings"])
-    log(f"  loaded in {duck['load_s']:.1f} s; p50 {duck_stats['p50_ms']:.2f} ms", quiet)
+    duck_stats = harness.percentiles_ms(duck["timings"])
+    harness.log(f"  loaded in {duck['load_s']:.1f} s; p50 {duck_stats['p50_ms']:.2f} ms", quiet)
 
     pg, pg_stats = None, None
     if postgres:
-        log(f"PostgreSQL: (person, tag, value, num), {len(exprs)} expressions x {postgres_runs} runs", quiet)
+        harness.log(
+            f"PostgreSQL: (person, tag, value, num), {len(exprs)} expressions x {postgres_runs} runs", quiet
+        )
         pg = run_postgres(tags, oneids, exprs, postgres_runs, postgres_url(), postgres_db)
-        pg_stats = percentiles(pg["timings"])
-        log(f"  {pg['rows']:,} rows loaded in {pg['load_s']:.1f} s; p50 {pg_stats['p50_ms']:.1f} ms", quiet)
+        pg_stats = harness.percentiles_ms(pg["timings"])
+        harness.log(
+            f"  {pg['rows']:,} rows loaded in {pg['load_s']:.1f} s; p50 {pg_stats['p50_ms']:.1f} ms", quiet
+        )
 
     # the same answers everywhere
     per_expression, differ = [], []
@@ -962,7 +913,6 @@ def run(
         per_expression.append(row)
 
     engine_p50 = warm["p50_ms"]
-    first_calls = [row["api_ms"]["first_call_ms"] for row in per_expression]
     results = {
         "benchmark": "audience estimates",
         "pack": compute.PACK,
@@ -979,17 +929,24 @@ def run(
         "engine_cold_p99_ms": cold["p99_ms"],
         "api_p50_ms": api_stats["p50_ms"],
         "api_p99_ms": api_stats["p99_ms"],
-        "api_first_call_p50_ms": percentiles(first_calls)["p50_ms"],
-        "api_service_p50_ms": percentiles(api["took"])["p50_ms"],
-        "engine_cpu_p50_ms": percentiles(alone["cpu"])["p50_ms"],
-        "api_cpu_p50_ms": percentiles(api["cpu"])["p50_ms"],
-        "api_cpu_p99_ms": percentiles(api["cpu"])["p99_ms"],
+        "api_first_call_p50_ms": harness.percentiles_ms(api["first"])["p50_ms"],
+        "api_service_p50_ms": harness.percentiles_ms(api["took"])["p50_ms"],
+        "engine_cpu_p50_ms": harness.percentiles_ms(alone["cpu"])["p50_ms"],
+        "api_cpu_p50_ms": harness.percentiles_ms(api["cpu"])["p50_ms"],
+        "api_cpu_p99_ms": harness.percentiles_ms(api["cpu"])["p99_ms"],
         "duckdb_p50_ms": duck_stats["p50_ms"],
         "duckdb_p99_ms": duck_stats["p99_ms"],
         "postgres_p50_ms": pg_stats["p50_ms"] if pg_stats else None,
         "postgres_p99_ms": pg_stats["p99_ms"] if pg_stats else None,
-        "speedup_vs_duckdb": round(duck_stats["p50_ms"] / engine_p50, 1) if engine_p50 else None,
-        "speedup_vs_postgres": round(pg_stats["p50_ms"] / engine_p50, 1) if pg_stats and engine_p50 else None,
+        # from the unrounded medians
+        "speedup_vs_duckdb": harness.speedup(
+            harness.median(duck["timings"]), harness.median(alone["warm"]), digits=1
+        ),
+        "speedup_vs_postgres": harness.speedup(
+            harness.median(pg["timings"]), harness.median(alone["warm"]), digits=1
+        )
+        if pg
+        else None,
         "identical_results": not differ,
         "differing_expressions": differ,
         "runs": {
@@ -1063,9 +1020,8 @@ def run(
     results["meets_targets"] = met
     results["all_targets_met"] = all(v is True for v in met.values())
     results["date"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    results["machine"] = compute.machine()
-    results["machine"]["load_average_at_start"] = load_at_start
-    results["process_peak_rss_mb"] = round(compute.process_peak_rss_mb())
+    results["machine"] = harness.machine(load_at_start=load_at_start)
+    results["process_peak_rss_mb"] = round(harness.process_peak_rss_mb())
     return results
 
 
@@ -1135,7 +1091,7 @@ def main(argv=None) -> dict:
         help="database created for the baseline and dropped at the end (server: BENCH_POSTGRES_URL, "
         f"else a postgres DATABASE_URL, else {POSTGRES_URL})",
     )
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "audiences.json"))
+    harness.add_output_argument(parser, "audiences")
     args = parser.parse_args(argv)
     results = run(
         people=args.people,
@@ -1150,9 +1106,7 @@ def main(argv=None) -> dict:
         postgres_db=args.postgres_db,
         duckdb_threads=args.duckdb_threads,
     )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    output = harness.write(results, args.output)
     print(table(results))
     print(f"written to {output}")
     return results

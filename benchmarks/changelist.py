@@ -1,8 +1,9 @@
 """Benchmark: the tag changelist renders with a constant number of queries.
 
-Builds a throwaway database (SQLite in memory, or ``DATABASE_URL``'s test database),
-fills it with 100 tags (the baseline) and then 10,000 tags, and renders the admin
-changelist for an admin and for an operator with filters and a Chinese search.
+Builds a throwaway database (SQLite in memory, or ``bench_changelist`` on
+``DATABASE_URL``'s server), fills it with 100 tags (the baseline) and then 10,000
+tags, and renders the admin changelist for an admin and for an operator with filters
+and a Chinese search.
 Writes ``benchmarks/results/changelist.json``.
 
     python benchmarks/changelist.py [--tags 10000]
@@ -12,46 +13,32 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagportal.settings_test")
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks import harness  # noqa: E402  (after the path is set)
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tags", type=int, default=10_000)
     parser.add_argument("--baseline", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "changelist.json"))
-    args = parser.parse_args()
+    harness.add_output_argument(parser, "changelist")
+    args = parser.parse_args(argv)
 
-    import django
-
-    django.setup()
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext, setup_test_environment
-
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0)
-    try:
-        results = run(args, CaptureQueriesContext)
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-    results["machine"] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "database": connection.vendor,
-    }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    harness.setup_django()
+    load_at_start = harness.load_average()
+    # in memory on SQLite (the test settings' database), else a database of its own
+    with harness.throwaway_database("bench_changelist") as connection:
+        results = run(args)
+        results["machine"] = harness.machine(connection, load_at_start)
+    harness.write(results, args.output)
     print(json.dumps(results, ensure_ascii=False, indent=2))
+    return results
 
 
 def fill(count, brands, categories, regions, owner, start):
@@ -84,24 +71,22 @@ def fill(count, brands, categories, regions, owner, start):
     )
 
 
-def measure(client, url, capture, repeat):
+def measure(client, url, repeat):
+    """Queries of one load and the median of ``repeat`` loads, after a warm-up load (the
+    first request of a session also loads its permissions)."""
     from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
-    client.get(url)  # warm up: the first request of a session also loads its permissions
-    with capture(connection) as queries:
+    client.get(url)
+    with CaptureQueriesContext(connection) as queries:
         response = client.get(url)
     assert response.status_code == 200, response.status_code
     count = len(queries)  # read now: the next request resets the query log
-    timings = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        client.get(url)
-        timings.append(time.perf_counter() - started)
-    timings.sort()
-    return {"queries": count, "median_ms": round(timings[len(timings) // 2] * 1000, 1)}
+    timings = harness.repeat(lambda: client.get(url), repeat, warmups=0)
+    return {"queries": count, "median_ms": round(harness.median(timings) * 1000, 1)}
 
 
-def run(args, capture):
+def run(args):
     from django.test import Client
 
     from tagportal.catalog.models import Brand, BusinessLine, Category, NamingRule, Region, Tag
@@ -143,14 +128,14 @@ def run(args, capture):
 
     fill(args.baseline, brands, categories, regions, admin, 0)
     baseline = {
-        f"{who}/{view}": measure(client, url, capture, args.repeat)
+        f"{who}/{view}": measure(client, url, args.repeat)
         for who, client in clients.items()
         for view, url in urls.items()
     }
     fill(args.tags - args.baseline, brands, categories, regions, admin, args.baseline)
     total = Tag.objects.count()
     large = {
-        f"{who}/{view}": measure(client, url, capture, args.repeat)
+        f"{who}/{view}": measure(client, url, args.repeat)
         for who, client in clients.items()
         for view, url in urls.items()
     }

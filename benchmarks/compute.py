@@ -26,17 +26,14 @@ import datetime as dt
 import gc
 import json
 import os
-import platform
-import resource
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagportal.settings_test")
+from benchmarks import harness  # noqa: E402  (after the path is set)
 
 SQL_FILE = Path(__file__).resolve().with_name("duckdb_tags.sql")
 PACK = "medical_aesthetics"
@@ -54,86 +51,6 @@ RTOL = 1e-9
 WARMUP = 20
 #: The end of the generated data and the moment of the computation (10:00 in Beijing).
 END = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)
-
-
-def setup_django():
-    import django
-    from django.apps import apps
-
-    if not apps.ready:
-        django.setup()
-
-
-# memory ------------------------------------------------------------------------
-def reset_peak() -> bool:
-    """Reset the kernel's peak RSS of this process (Linux: ``/proc/self/clear_refs``)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS in MB since the last :func:`reset_peak` (``VmHWM``), else since start."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
-
-
-def process_peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kb / 1024 / (1024 if sys.platform == "darwin" else 1)
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def machine() -> dict:
-    import duckdb
-    import numpy as np
-    import pandas as pd
-
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "duckdb": duckdb.__version__,
-    }
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    # other work on the machine while the benchmark ran (1, 5, 15 minutes)
-    info["load_average"] = _load_average()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["processor"] = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    info["memory_mb"] = round(int(line.split()[1]) / 1024)
-                    break
-    except OSError:
-        pass
-    return info
 
 
 # tags --------------------------------------------------------------------------
@@ -185,19 +102,22 @@ def run_engine(specs, frames: dict, as_of) -> dict:
     from tagportal.engine.evaluate import evaluate_tags
 
     gc.collect()
-    tracked = reset_peak()
-    started = time.perf_counter()
-    result = evaluate_tags(specs, frames["profiles"], frames["events"], frames["orders"], as_of)
-    evaluated = time.perf_counter()
-    bitmaps = {s.code: to_bitmaps(result.values[s.code], s.values) for s in specs if s.code in result.values}
-    finished = time.perf_counter()
+    tracked = harness.reset_peak()
+    evaluate_s, result = harness.timed(
+        lambda: evaluate_tags(specs, frames["profiles"], frames["events"], frames["orders"], as_of)
+    )
+    bitmaps_s, bitmaps = harness.timed(
+        lambda: {
+            s.code: to_bitmaps(result.values[s.code], s.values) for s in specs if s.code in result.values
+        }
+    )
     return {
         "result": result,
         "bitmaps": bitmaps,
-        "evaluate_s": evaluated - started,
-        "bitmaps_s": finished - evaluated,
-        "seconds": finished - started,
-        "peak_rss_mb": peak_rss_mb() if tracked else process_peak_rss_mb(),
+        "evaluate_s": evaluate_s,
+        "bitmaps_s": bitmaps_s,
+        "seconds": evaluate_s + bitmaps_s,
+        "peak_rss_mb": harness.peak_rss_mb() if tracked else harness.process_peak_rss_mb(),
     }
 
 
@@ -228,23 +148,26 @@ def run_duckdb(frames: dict, as_of, threads: int | None = None) -> dict:
     events = frames["events"].assign(row_no=np.arange(len(frames["events"]), dtype="int64"))
     orders = frames["orders"].assign(row_no=np.arange(len(frames["orders"]), dtype="int64"))
     statements = sql_statements()
+
+    def tag_values():
+        con = duckdb.connect()
+        if threads:
+            con.execute(f"SET threads = {int(threads)}")
+        con.register("profiles", frames["profiles"])
+        con.register("events", events)
+        con.register("orders", orders)
+        con.execute(f"SET VARIABLE today = DATE '{beijing_date(as_of).isoformat()}'")
+        for statement in statements[:-1]:
+            con.execute(statement)
+        query = con.sql(statements[-1])
+        # DuckDB 1.4+ calls it to_arrow_table(), older versions fetch_arrow_table()
+        table = query.to_arrow_table() if hasattr(query, "to_arrow_table") else query.fetch_arrow_table()
+        return con, table
+
     gc.collect()
-    tracked = reset_peak()
-    started = time.perf_counter()
-    con = duckdb.connect()
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    con.register("profiles", frames["profiles"])
-    con.register("events", events)
-    con.register("orders", orders)
-    con.execute(f"SET VARIABLE today = DATE '{beijing_date(as_of).isoformat()}'")
-    for statement in statements[:-1]:
-        con.execute(statement)
-    query = con.sql(statements[-1])
-    # DuckDB 1.4+ calls it to_arrow_table(), older versions fetch_arrow_table()
-    table = query.to_arrow_table() if hasattr(query, "to_arrow_table") else query.fetch_arrow_table()
-    seconds = time.perf_counter() - started
-    peak = peak_rss_mb() if tracked else process_peak_rss_mb()
+    tracked = harness.reset_peak()
+    seconds, (con, table) = harness.timed(tag_values)
+    peak = harness.peak_rss_mb() if tracked else harness.process_peak_rss_mb()
     con.close()
     return {"table": table.to_pandas(), "seconds": seconds, "peak_rss_mb": peak}
 
@@ -356,33 +279,29 @@ def realtime_latency(specs, realtime, frames: dict, as_of, batch, samples: int, 
     rng = np.random.default_rng(seed)
     event_ids = frames["events"]["oneid"].to_numpy(dtype="int64")
     people = event_ids[rng.integers(0, len(event_ids), samples + WARMUP)]
-    timings = np.empty(samples)
+    timings = []
     differ = 0
     for i, oneid in enumerate(people):
         oneid = int(oneid)
-        started = time.perf_counter()
-        result = evaluate_tags(
-            chosen,
-            index["profiles"].rows(oneid),
-            index["events"].rows(oneid),
-            index["orders"].rows(oneid),
-            as_of,
-            population=pd.Index([oneid]),
+        elapsed, result = harness.timed(
+            lambda oneid=oneid: evaluate_tags(
+                chosen,
+                index["profiles"].rows(oneid),
+                index["events"].rows(oneid),
+                index["orders"].rows(oneid),
+                as_of,
+                population=pd.Index([oneid]),
+            )
         )
-        elapsed = time.perf_counter() - started
         if i >= WARMUP:
-            timings[i - WARMUP] = elapsed
+            timings.append(elapsed)
             for spec in chosen:
                 now, then = result.values[spec.code].iloc[0], batch.values[spec.code].loc[oneid]
                 if not (pd.isna(now) and pd.isna(then)) and (pd.isna(now) or pd.isna(then) or now != then):
                     differ += 1
     return {
-        "samples": samples,
+        **harness.percentiles_ms(timings, digits=None),
         "tags": [s.code for s in chosen],
-        "p50_ms": float(np.percentile(timings, 50) * 1000),
-        "p99_ms": float(np.percentile(timings, 99) * 1000),
-        "mean_ms": float(timings.mean() * 1000),
-        "max_ms": float(timings.max() * 1000),
         "consistent_with_batch": differ == 0,
         "values_differing": differ,
     }
@@ -413,9 +332,7 @@ def run_oneid(links) -> dict:
     from tagportal.profiles.oneid import resolve
 
     gc.collect()
-    started = time.perf_counter()
-    resolution = resolve(links)
-    seconds = time.perf_counter() - started
+    seconds, resolution = harness.timed(lambda: resolve(links))
     return {
         "seconds": seconds,
         "links": len(links),
@@ -426,11 +343,6 @@ def run_oneid(links) -> dict:
 
 
 # the run ---------------------------------------------------------------------------
-def log(message: str, quiet: bool = False):
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
-
-
 def run(
     people: int = 1_000_000,
     events_per_person: float = 10,
@@ -440,32 +352,30 @@ def run(
     duckdb_threads: int | None = None,
     quiet: bool = False,
 ) -> dict:
-    setup_django()
-    load_at_start = _load_average()
+    harness.setup_django()
+    load_at_start = harness.load_average()
     specs, realtime = tag_specs()
 
-    log(f"generating {people:,} people, {events_per_person} events each (seed {seed})", quiet)
-    started = time.perf_counter()
-    data = generate_data(people, events_per_person, seed)
+    harness.log(f"generating {people:,} people, {events_per_person} events each (seed {seed})", quiet)
+    generate_s, data = harness.timed(lambda: generate_data(people, events_per_person, seed))
     frames = engine_frames(data)
-    generate_s = time.perf_counter() - started
     as_of = END
-    log(f"  {generate_s:.1f} s; as_of {as_of.isoformat()}", quiet)
+    harness.log(f"  {generate_s:.1f} s; as_of {as_of.isoformat()}", quiet)
 
-    log(f"engine: {len(specs)} tags", quiet)
+    harness.log(f"engine: {len(specs)} tags", quiet)
     engine = run_engine(specs, frames, as_of)
-    log(f"  {engine['seconds']:.1f} s, peak {engine['peak_rss_mb']:.0f} MB", quiet)
+    harness.log(f"  {engine['seconds']:.1f} s, peak {engine['peak_rss_mb']:.0f} MB", quiet)
 
-    log("duckdb: hand-written SQL", quiet)
+    harness.log("duckdb: hand-written SQL", quiet)
     duck = run_duckdb(frames, as_of, duckdb_threads)
-    log(f"  {duck['seconds']:.1f} s, peak {duck['peak_rss_mb']:.0f} MB", quiet)
+    harness.log(f"  {duck['seconds']:.1f} s, peak {duck['peak_rss_mb']:.0f} MB", quiet)
     check = compare(engine, duck, specs)
-    log(f"  identical: {check['identical']} {check['mismatches'] or ''}", quiet)
+    harness.log(f"  identical: {check['identical']} {check['mismatches'] or ''}", quiet)
     del duck["table"]
 
-    log(f"realtime: {realtime_samples:,} events", quiet)
+    harness.log(f"realtime: {realtime_samples:,} events", quiet)
     live = realtime_latency(specs, realtime, frames, as_of, engine["result"], realtime_samples, seed)
-    log(f"  p50 {live['p50_ms']:.2f} ms, p99 {live['p99_ms']:.2f} ms", quiet)
+    harness.log(f"  p50 {live['p50_ms']:.2f} ms, p99 {live['p99_ms']:.2f} ms", quiet)
 
     counts = {
         "people": len(engine["result"].population),
@@ -475,9 +385,9 @@ def run(
     }
     links = identity_links(data["identities"], links_per_person, seed)
     del frames, data, engine["bitmaps"]
-    log(f"oneid: {len(links):,} links", quiet)
+    harness.log(f"oneid: {len(links):,} links", quiet)
     oneid = run_oneid(links)
-    log(f"  {oneid['seconds']:.1f} s", quiet)
+    harness.log(f"  {oneid['seconds']:.1f} s", quiet)
 
     result = engine["result"]
     results = {
@@ -498,7 +408,7 @@ def run(
         "tag_errors": result.errors,
         "duckdb_s": round(duck["seconds"], 2),
         "duckdb_threads": duckdb_threads or os.cpu_count(),
-        "recompute_vs_duckdb": round(engine["seconds"] / duck["seconds"], 2),
+        "recompute_vs_duckdb": harness.speedup(engine["seconds"], duck["seconds"]),
         "peak_rss_mb": round(engine["peak_rss_mb"]),
         "duckdb_peak_rss_mb": round(duck["peak_rss_mb"]),
         "identical_results": check["identical"],
@@ -527,9 +437,8 @@ def run(
     results["targets"] = TARGETS
     results["passed"] = passed
     results["all_passed"] = all(passed.values())
-    results["process_peak_rss_mb"] = round(process_peak_rss_mb())
-    results["machine"] = machine()
-    results["machine"]["load_average_at_start"] = load_at_start
+    results["process_peak_rss_mb"] = round(harness.process_peak_rss_mb())
+    results["machine"] = harness.machine(load_at_start=load_at_start)
     return results
 
 
@@ -576,7 +485,7 @@ def main(argv=None):
     parser.add_argument("--realtime-samples", type=int, default=10_000)
     parser.add_argument("--links-per-person", type=float, default=3, help="OneID identity links per person")
     parser.add_argument("--duckdb-threads", type=int, default=None, help="default: DuckDB's (all cores)")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "compute.json"))
+    harness.add_output_argument(parser, "compute")
     args = parser.parse_args(argv)
     results = run(
         people=args.people,
@@ -586,9 +495,7 @@ def main(argv=None):
         links_per_person=args.links_per_person,
         duckdb_threads=args.duckdb_threads,
     )
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
+    output = harness.write(results, args.output)
     print(table(results))
     print(f"written to {output}")
     return results

@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gc
 import itertools
 import json
 import math
 import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -57,9 +56,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tagportal.settings_test")
-
-from benchmarks.compute import _load_average, peak_rss_mb, process_peak_rss_mb, reset_peak  # noqa: E402
+from benchmarks import harness  # noqa: E402  (after the path is set)
 
 #: What the issue asks of a 2-core machine.
 TARGETS = {"report_s": 60, "page_s": 1}
@@ -82,54 +79,6 @@ PLANTED_SHARE = 0.01
 OVERLAP_NOISE = 0.01
 #: Rows per add_rows call while filling the usage counters.
 USAGE_BATCH = 20_000
-
-
-def log(message: str, quiet: bool = False):
-    if not quiet:
-        print(message, file=sys.stderr, flush=True)
-
-
-def setup_django():
-    import django
-    from django.apps import apps
-
-    if not apps.ready:
-        django.setup()
-
-
-# the throwaway database ------------------------------------------------------------
-@contextmanager
-def throwaway_database(workdir: Path):
-    """A migrated database of its own: a SQLite file in ``workdir``, or on the server of
-    ``DATABASE_URL`` a database named after the process (never the configured one).
-    SQLite skips fsync until :func:`durable` (the file is thrown away anyway)."""
-    from django.db import connection
-    from django.test.utils import setup_test_environment, teardown_test_environment
-
-    test = connection.settings_dict.setdefault("TEST", {})
-    if connection.vendor == "sqlite":
-        test["NAME"] = str(workdir / "reports.sqlite3")
-        connection.settings_dict.setdefault("OPTIONS", {})["init_command"] = "PRAGMA synchronous = OFF"
-    else:
-        test["NAME"] = f"bench_reports_{os.getpid()}"
-    setup_test_environment()
-    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        yield connection
-    finally:
-        connection.creation.destroy_test_db(old_name, verbosity=0)
-        teardown_test_environment()
-
-
-def durable(connection) -> None:
-    """Back to the database's usual settings before anything is measured: SQLite
-    reconnects without the ``synchronous = OFF`` of the fill; PostgreSQL analyses."""
-    if connection.vendor == "sqlite":
-        connection.settings_dict.get("OPTIONS", {}).pop("init_command", None)
-        connection.close()
-    elif connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
 
 
 @contextmanager
@@ -995,37 +944,26 @@ def fill_history(world: World, seed: int) -> dict:
 
 
 # the reports -----------------------------------------------------------------------------
-def current_rss_mb() -> float:
-    """This process's resident memory now (Linux ``VmRSS``), else its peak so far."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return process_peak_rss_mb()
-
-
 def _canonical(data) -> str:
     return json.dumps(data, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def time_reports(world: World, quiet: bool = True) -> dict:
+def time_reports(world: World, quiet: bool = True) -> tuple[dict, dict]:
     """Build each kind for every tag twice (as the schedule would): seconds, findings,
-    peak memory, and whether the second run stored the same data."""
+    peak memory, and whether the second run stored the same data; and the unrounded
+    seconds of each kind's first run (to compare the baselines with)."""
     from tagportal.governance.reports.service import request_report
 
-    out = {}
+    out, seconds_of = {}, {}
     for kind in KINDS:
         runs = []
         for _attempt in range(2):
             gc.collect()
-            before = current_rss_mb()
-            tracked = reset_peak()
-            started = time.perf_counter()
-            report = request_report(None, kind, run_now=True, end=world.end)
-            seconds = time.perf_counter() - started
+            before = harness.current_rss_mb()
+            tracked = harness.reset_peak()
+            seconds, report = harness.timed(
+                lambda kind=kind: request_report(None, kind, run_now=True, end=world.end)
+            )
             runs.append(
                 {
                     "seconds": seconds,
@@ -1033,12 +971,13 @@ def time_reports(world: World, quiet: bool = True) -> dict:
                     "error": report.error,
                     "rows": report.row_count,
                     "data": _canonical(report.data),
-                    "peak_rss_mb": peak_rss_mb() if tracked else process_peak_rss_mb(),
+                    "peak_rss_mb": harness.peak_rss_mb() if tracked else harness.process_peak_rss_mb(),
                     "rss_before_mb": before,
                     "report": report,
                 }
             )
         first, second = runs
+        seconds_of[kind] = first["seconds"]
         out[kind] = {
             "seconds": round(first["seconds"], 3),
             "seconds_second_run": round(second["seconds"], 3),
@@ -1060,13 +999,13 @@ def time_reports(world: World, quiet: bool = True) -> dict:
         if kind == "merge":
             out[kind]["planted_found"] = planted_found(world, first["report"].data)
             out[kind]["evidence"] = evidence_kinds(first["report"].data)
-        log(
+        harness.log(
             f"  {kind}: {first['seconds']:.2f} s, again {second['seconds']:.2f} s, {first['rows']} rows, "
             f"identical {out[kind]['identical_second_run']}, peak {out[kind]['peak_rss_mb']:.0f} MB (+{out[kind]['peak_added_mb']:.0f})"
             + (f" ERROR {out[kind]['error']}" if out[kind]["error"] else ""),
             quiet,
         )
-    return out
+    return out, seconds_of
 
 
 def merge_pairs(data: dict) -> set[tuple[int, int]]:
@@ -1113,23 +1052,19 @@ def time_pages(world: World, repeat: int, quiet: bool = True) -> dict:
             with CaptureQueriesContext(connection) as queries:
                 response = client.get(path)
             query_count = len(queries)
-            timings = []
-            for _ in range(repeat):
-                started = time.perf_counter()
-                response = client.get(path)
-                timings.append(time.perf_counter() - started)
+            timings = harness.repeat(functools.partial(client.get, path), repeat, warmups=0)
             key = path if who == "admin" else f"{path} (operator)"
             out[key] = {
                 "viewer": who,
                 "path": path,
                 "status": response.status_code,
                 "first_status": first.status_code,
-                "median_s": round(statistics.median(timings), 4),
+                "median_s": round(harness.median(timings), 4),
                 "max_s": round(max(timings), 4),
                 "queries": query_count,
                 "kb": round(len(response.content) / 1024, 1),
             }
-            log(
+            harness.log(
                 f"  {key}: {out[key]['median_s'] * 1000:.0f} ms, {query_count} queries, "
                 f"{out[key]['kb']:.0f} KB, HTTP {response.status_code}",
                 quiet,
@@ -1304,8 +1239,9 @@ def naive_merge_brand(brand_id: int) -> dict:
     return {"tags": len(tags), "pairs": len(tags) * (len(tags) - 1) // 2, "found": found}
 
 
-def baselines(world: World, reports: dict, seed: int, sample: int, quiet: bool = True) -> dict:
-    """Naive versions timed on a sample, extrapolated to every tag, against the reports."""
+def baselines(world: World, reports: dict, ours: dict, seed: int, sample: int, quiet: bool = True) -> dict:
+    """Naive versions timed on a sample, extrapolated to every tag, against the reports
+    (``ours``: each kind's unrounded seconds)."""
     from django.db.models import Count
 
     from tagportal.catalog.models import Tag
@@ -1317,31 +1253,27 @@ def baselines(world: World, reports: dict, seed: int, sample: int, quiet: bool =
     for kind, naive in (("usage", naive_usage), ("cold", naive_cold), ("activity", naive_activity)):
         if kind not in reports or reports[kind]["status"] != "success":
             continue
-        started = time.perf_counter()
-        naive(tags, world.end, DEFAULT_DAYS[kind])
-        sampled = time.perf_counter() - started
+        sampled, _rows = harness.timed(
+            lambda naive=naive, kind=kind: naive(tags, world.end, DEFAULT_DAYS[kind])
+        )
         naive_s = sampled * scale
-        ours = reports[kind]["seconds"]
         out[kind] = {
             "naive": f"per-tag ORM queries in a loop over {len(tags)} sampled tags, extrapolated ×{scale:.1f}",
             "naive_sample_s": round(sampled, 3),
             "naive_s": round(naive_s, 2),
-            "ours_s": ours,
-            "speedup": round(naive_s / ours, 2) if ours else None,
+            "ours_s": reports[kind]["seconds"],
+            "speedup": harness.speedup(naive_s, ours[kind]),
         }
-        log(f"  {kind}: naive {naive_s:.1f} s vs {ours:.2f} s", quiet)
+        harness.log(f"  {kind}: naive {naive_s:.1f} s vs {ours[kind]:.2f} s", quiet)
     if "merge" in reports and reports["merge"]["status"] == "success":
         from tagportal.governance.reports.merge import STATUSES
 
         compared = Tag.objects.filter(status__in=STATUSES).order_by()
         sizes = dict(compared.values_list("brand_id").annotate(n=Count("pk")))
         brand_id = max(sizes, key=lambda b: (sizes[b], -b))
-        started = time.perf_counter()
-        result = naive_merge_brand(brand_id)
-        sampled = time.perf_counter() - started
+        sampled, result = harness.timed(lambda: naive_merge_brand(brand_id))
         all_pairs = sum(n * (n - 1) // 2 for n in sizes.values())
         naive_s = sampled * all_pairs / max(1, result["pairs"])
-        ours = reports["merge"]["seconds"]
         out["merge"] = {
             "naive": "every pair of the largest brand compared one at a time: the report's name "
             "keys and scorers without process.cdist, its normalised definitions, and the Jaccard "
@@ -1350,45 +1282,14 @@ def baselines(world: World, reports: dict, seed: int, sample: int, quiet: bool =
             "naive_sample_s": round(sampled, 3),
             "naive_pairs": all_pairs,
             "naive_s": round(naive_s, 2),
-            "ours_s": ours,
-            "speedup": round(naive_s / ours, 2) if ours else None,
+            "ours_s": reports["merge"]["seconds"],
+            "speedup": harness.speedup(naive_s, ours["merge"]),
         }
-        log(f"  merge: naive {naive_s:.1f} s vs {ours:.2f} s", quiet)
+        harness.log(f"  merge: naive {naive_s:.1f} s vs {ours['merge']:.2f} s", quiet)
     return out
 
 
 # the run -----------------------------------------------------------------------------------
-def machine(connection) -> dict:
-    import django
-
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "django": django.get_version(),
-        "cpus": os.cpu_count(),
-        "database": connection.vendor,
-    }
-    try:
-        info["cpus_usable"] = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
-    # other work on the machine while the benchmark ran (1, 5, 15 minutes)
-    info["load_average"] = _load_average()
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    info["memory_mb"] = round(int(line.split()[1]) / 1024)
-                    break
-    except OSError:
-        pass
-    if connection.vendor == "sqlite":
-        import sqlite3
-
-        info["sqlite"] = sqlite3.sqlite_version
-    return info
-
-
 def run(
     tags: int = 10_000,
     days: int = 120,
@@ -1401,35 +1302,36 @@ def run(
 ) -> dict:
     """Generate, measure and answer the results. ``throwaway=False`` fills the current
     (already migrated, empty) database instead, as the smoke test does in its test database."""
-    setup_django()
+    harness.setup_django()
     options = {"tags": tags, "days": days, "people": people, "seed": seed, "repeat": repeat, "sample": sample}
     if not throwaway:
         from django.db import connection
 
         return measure(connection, fresh=False, quiet=quiet, **options)
     with tempfile.TemporaryDirectory(prefix="bench-reports-") as workdir:
-        with throwaway_database(Path(workdir)) as connection:
+        # SQLite skips fsync while filling (the file is thrown away): durable() before measuring
+        with harness.throwaway_database(f"bench_reports_{os.getpid()}", workdir, fast=True) as connection:
             return measure(connection, fresh=True, quiet=quiet, **options)
 
 
 def measure(connection, *, tags, days, people, seed, repeat, sample, fresh, quiet) -> dict:
     from tagportal.core.days import beijing_today
 
-    load_at_start = _load_average()
+    load_at_start = harness.load_average()
 
-    log(f"database: {connection.vendor} {connection.settings_dict['NAME']}", quiet)
+    harness.log(f"database: {connection.vendor} {connection.settings_dict['NAME']}", quiet)
     end = beijing_today() - dt.timedelta(days=1)
     timings = {}
     started = time.perf_counter()
-    log(f"catalog: {tags:,} tags", quiet)
+    harness.log(f"catalog: {tags:,} tags", quiet)
     world = build_catalog(tags, end, seed)
     timings["catalog_s"] = time.perf_counter() - started
-    log(f"usage: {days} days", quiet)
+    harness.log(f"usage: {days} days", quiet)
     mark = time.perf_counter()
     world.counts.update(fill_usage(world, days, seed))
     timings["usage_s"] = time.perf_counter() - mark
-    log(f"  {world.counts['usage_rows']:,} counters in {timings['usage_s']:.1f} s", quiet)
-    log(f"results: {people:,} people per brand", quiet)
+    harness.log(f"  {world.counts['usage_rows']:,} counters in {timings['usage_s']:.1f} s", quiet)
+    harness.log(f"results: {people:,} people per brand", quiet)
     mark = time.perf_counter()
     world.counts.update(fill_results(world, people, seed))
     timings["results_s"] = time.perf_counter() - mark
@@ -1438,18 +1340,17 @@ def measure(connection, *, tags, days, people, seed, repeat, sample, fresh, quie
     world.counts.update(fill_history(world, seed))
     timings["history_s"] = time.perf_counter() - mark
     if fresh:
-        durable(connection)
+        harness.durable(connection)
     generate_s = time.perf_counter() - started
-    log(f"  generated in {generate_s:.1f} s", quiet)
+    harness.log(f"  generated in {generate_s:.1f} s", quiet)
 
-    log("reports (each twice)", quiet)
-    reports = time_reports(world, quiet)
-    log(f"pages (median of {repeat})", quiet)
+    harness.log("reports (each twice)", quiet)
+    reports, report_seconds = time_reports(world, quiet)
+    harness.log(f"pages (median of {repeat})", quiet)
     pages = time_pages(world, repeat, quiet)
-    log(f"baselines (sample of {sample} tags / one brand)", quiet)
-    base = baselines(world, reports, seed, sample, quiet)
-    info = machine(connection)
-    info["load_average_at_start"] = load_at_start
+    harness.log(f"baselines (sample of {sample} tags / one brand)", quiet)
+    base = baselines(world, reports, report_seconds, seed, sample, quiet)
+    info = harness.machine(connection, load_at_start)
 
     report_ok = all(
         r["status"] == "success" and r["seconds"] <= TARGETS["report_s"] for r in reports.values()
@@ -1479,7 +1380,7 @@ def measure(connection, *, tags, days, people, seed, repeat, sample, fresh, quie
         "database": info["database"],
         "cpus": info["cpus"],
         "machine": info,
-        "process_peak_rss_mb": round(process_peak_rss_mb()),
+        "process_peak_rss_mb": round(harness.process_peak_rss_mb()),
         "notes": {
             "reports": "request_report(None, kind, run_now=True, end=period_end): the schedule's call, "
             "every business line, the kind's default period; seconds include storing the report. "
@@ -1542,13 +1443,6 @@ def table(results: dict) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def write(results: dict, path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, ensure_ascii=False, indent=2, default=str) + "\n", encoding="utf-8")
-    return out
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1560,7 +1454,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeat", type=int, default=5, help="loads of each page")
     parser.add_argument("--sample", type=int, default=BASELINE_SAMPLE, help="tags of the per-tag baselines")
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reports.json"))
+    harness.add_output_argument(parser, "reports")
     args = parser.parse_args(argv)
     results = run(
         tags=args.tags,
@@ -1571,7 +1465,7 @@ def main(argv=None) -> dict:
         sample=args.sample,
         quiet=args.quiet,
     )
-    out = write(results, args.out)
+    out = harness.write(results, args.output)
     if not args.quiet:
         print(table(results))
         print(f"written to {out}")

@@ -63,13 +63,17 @@ def test_every_store_gives_the_same_counts(tmp_path):
         assert len(set(row["counts"].values())) == 1, row
         assert row["engine_members_equal_duckdb_members"], row["name"]
     assert any(row["counts"]["engine"] for row in results["per_expression"])  # not all empty
+    # timings are there; how fast they are is the benchmark's business, not the test's
     for key in ("engine_p50_ms", "api_p50_ms", "duckdb_p50_ms"):
-        assert results[key] > 0
+        assert isinstance(results[key], float) and results[key] >= 0, key
+    assert isinstance(results["speedup_vs_duckdb"], float) and results["speedup_vs_duckdb"] >= 0
     if ON_POSTGRES:
-        assert results["postgres_p50_ms"] > 0
+        assert isinstance(results["postgres_p50_ms"], float) and results["postgres_p50_ms"] >= 0
+        assert isinstance(results["speedup_vs_postgres"], float) and results["speedup_vs_postgres"] >= 0
         assert set(results["per_expression"][0]["counts"]) == {"engine", "api", "duckdb", "postgres"}
     else:
         assert results["postgres_p50_ms"] is None
+        assert results["speedup_vs_postgres"] is None
         assert results["meets_targets"]["speedup_vs_postgres"] is None
 
 

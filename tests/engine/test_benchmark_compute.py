@@ -58,7 +58,7 @@ def test_every_sql_statement_is_found(compute):
 
 def test_a_mismatch_is_reported(compute):
     """The comparison is not vacuous: a changed member shows up as a mismatch."""
-    compute.setup_django()
+    compute.harness.setup_django()
     specs, _realtime = compute.tag_specs()
     frames = compute.engine_frames(compute.generate_data(300, 5, 2))
     engine = compute.run_engine(specs, frames, compute.END)
