@@ -93,13 +93,7 @@ class AudienceAdmin(RestrictedAdminMixin, HistoryAdmin):
         "size",
         "population",
         "share_display",
-        "pending_version",
-        "is_calculating",
-        "calculation_started_at",
-        "last_calculated_at",
-        "errors_calculating",
-        "last_error_at",
-        "last_error",
+        *Audience.STATE_FIELDS,
         "snapshots_link",
     )
     fieldsets = (

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from tagportal.rules.definitions import RuleError, RuleValidationError
+from tagportal.rules.definitions import RuleError, RuleValidationError, is_number, join_path
 from tagportal.rules.syntax import RuleSyntaxError, format_condition, parse_condition
 
 MAX_DEPTH = 12
@@ -133,16 +133,6 @@ def count_conditions(expression) -> int:
     return 1
 
 
-def _join(path: str, part: str) -> str:
-    if part.startswith("["):
-        return f"{path}{part}"
-    return f"{path}.{part}" if path else part
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 class _Validator:
     def __init__(self, tags: dict[str, TagInfo]):
         self.tags = tags
@@ -165,16 +155,16 @@ class _Validator:
                     return
                 items = node[key]
                 if not isinstance(items, list) or not items:
-                    self.error(_join(path, key), _("expected a non-empty list of conditions"))
+                    self.error(join_path(path, key), _("expected a non-empty list of conditions"))
                     return
                 for i, child in enumerate(items):
-                    self.node(child, _join(_join(path, key), f"[{i}]"), depth + 1)
+                    self.node(child, join_path(join_path(path, key), f"[{i}]"), depth + 1)
                 return
         if "not" in node:
             if set(node) != {"not"}:
                 self.error(path, _("“not” holds one condition and nothing else"))
                 return
-            self.node(node["not"], _join(path, "not"), depth + 1)
+            self.node(node["not"], join_path(path, "not"), depth + 1)
             return
         if "tag" in node:
             self.condition(node, path)
@@ -190,7 +180,7 @@ class _Validator:
         tag = self.tags.get(code) if isinstance(code, str) else None
         if tag is None:
             self.error(
-                _join(path, "tag"),
+                join_path(path, "tag"),
                 _("unknown tag “%(code)s”: no published tag of this brand has that code") % {"code": code},
             )
             return
@@ -198,12 +188,12 @@ class _Validator:
         ops = {"boolean": BOOLEAN_OPS, "enum": ENUM_OPS, "number": NUMBER_OPS}.get(tag.value_type, ENUM_OPS)
         if op not in ops:
             self.error(
-                _join(path, "op"),
+                join_path(path, "op"),
                 _("“%(op)s” does not apply to the %(type)s tag “%(code)s”; use %(ops)s")
                 % {"op": op, "type": tag.value_type, "code": code, "ops": ", ".join(ops)},
             )
             return
-        value, vpath = node.get("value"), _join(path, "value")
+        value, vpath = node.get("value"), join_path(path, "value")
         if op == "is_set":
             if "value" in node and not isinstance(value, bool):
                 self.error(vpath, _("expected true or false"))
@@ -223,7 +213,7 @@ class _Validator:
             self.error(vpath, _("expected a non-empty list of values"))
             return
         for i, item in enumerate(items):
-            self.value_code(tag, item, _join(vpath, f"[{i}]") if op in ("in", "not_in") else vpath)
+            self.value_code(tag, item, join_path(vpath, f"[{i}]") if op in ("in", "not_in") else vpath)
 
     def value_code(self, tag: TagInfo, value, path: str) -> None:
         if not isinstance(value, str) or value not in tag.values:
@@ -235,7 +225,7 @@ class _Validator:
 
     def number(self, tag: TagInfo, op: str, value, path: str) -> None:
         if op == "between":
-            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+            if not (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)):
                 self.error(path, _("expected two numbers [low, high]"))
             elif value[0] > value[1]:
                 self.error(path, _("the low end is greater than the high end"))
@@ -246,9 +236,9 @@ class _Validator:
                 self.error(path, _("expected a non-empty list of bucket codes"))
                 return
             for i, item in enumerate(items):
-                self.value_code(tag, item, _join(path, f"[{i}]") if op == "in" else path)
+                self.value_code(tag, item, join_path(path, f"[{i}]") if op == "in" else path)
             return
-        if not _is_number(value):
+        if not is_number(value):
             self.error(path, _("expected a number, got %(got)r") % {"got": value})
 
 

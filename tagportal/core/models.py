@@ -63,5 +63,16 @@ class ComputationStateMixin(models.Model):
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
 
+    #: The state fields, in the order pages and the API show them.
+    STATE_FIELDS = (
+        "pending_version",
+        "is_calculating",
+        "calculation_started_at",
+        "last_calculated_at",
+        "errors_calculating",
+        "last_error_at",
+        "last_error",
+    )
+
     class Meta:
         abstract = True

@@ -101,13 +101,15 @@ def _error_text(exc: RuleValidationError) -> str:
     )
 
 
-def _join(path: str, part: str) -> str:
+def join_path(path: str, part: str) -> str:
+    """The path of a child node: ``join_path("condition", "all[1]")`` is ``condition.all[1]``."""
     if part.startswith("["):
         return f"{path}{part}"
     return f"{path}.{part}" if path else part
 
 
-def _is_number(value) -> bool:
+def is_number(value) -> bool:
+    """A JSON number (not a boolean)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -130,7 +132,8 @@ class _Validator:
         allowed = set(keys)
         for key in sorted(set(node) - allowed):
             self.error(
-                _join(path, key), _("unknown key; allowed: %(keys)s") % {"keys": ", ".join(sorted(allowed))}
+                join_path(path, key),
+                _("unknown key; allowed: %(keys)s") % {"keys": ", ".join(sorted(allowed))},
             )
         for key in required:
             if key not in node:
@@ -187,19 +190,19 @@ class _Validator:
             path = f"buckets[{i}]"
             if not self.expect_object(bucket, path, ("value", "min", "max"), ("value",)):
                 continue
-            self.value_code(bucket.get("value"), _join(path, "value"))
+            self.value_code(bucket.get("value"), join_path(path, "value"))
             low, high = bucket.get("min"), bucket.get("max")
             for key, bound in (("min", low), ("max", high)):
-                if bound is not None and not _is_number(bound):
-                    self.error(_join(path, key), _("expected a number"))
+                if bound is not None and not is_number(bound):
+                    self.error(join_path(path, key), _("expected a number"))
             if low is None and high is None:
                 self.error(path, _("a bucket needs a 'min', a 'max' or both"))
-            elif _is_number(low) and _is_number(high) and low >= high:
+            elif is_number(low) and is_number(high) and low >= high:
                 self.error(path, _("'min' must be less than 'max'"))
         bounds = [
             (b.get("min"), b.get("max"))
             for b in buckets or []
-            if isinstance(b, dict) and all(v is None or _is_number(v) for v in (b.get("min"), b.get("max")))
+            if isinstance(b, dict) and all(v is None or is_number(v) for v in (b.get("min"), b.get("max")))
         ]
         if len(bounds) == len(buckets or []):
             for i in range(1, len(bounds)):
@@ -218,9 +221,9 @@ class _Validator:
         for i, case in enumerate(cases or []):
             path = f"cases[{i}]"
             if self.expect_object(case, path, ("value", "when"), ("value", "when")):
-                self.value_code(case.get("value"), _join(path, "value"))
+                self.value_code(case.get("value"), join_path(path, "value"))
                 if "when" in case:
-                    self.cond(case["when"], _join(path, "when"), 0)
+                    self.cond(case["when"], join_path(path, "when"), 0)
         if doc.get("default") is not None:
             self.value_code(doc["default"], "default")
 
@@ -256,7 +259,7 @@ class _Validator:
             self.error(path, _("expected an object mapping raw values to value codes"))
             return
         for raw, code in mapping.items():
-            self.value_code(code, _join(path, str(raw)))
+            self.value_code(code, join_path(path, str(raw)))
 
     def value_code(self, code, path):
         if self.value_type == "boolean":
@@ -285,28 +288,28 @@ class _Validator:
                     return
                 items = node[group]
                 if not isinstance(items, list) or not items:
-                    self.error(_join(path, group), _("expected a non-empty list of conditions"))
+                    self.error(join_path(path, group), _("expected a non-empty list of conditions"))
                     return
                 for i, child in enumerate(items):
-                    self.cond(child, _join(_join(path, group), f"[{i}]"), depth + 1)
+                    self.cond(child, join_path(join_path(path, group), f"[{i}]"), depth + 1)
                 return
         if "not" in node:
             if self.expect_object(node, path, ("not",)):
-                self.cond(node["not"], _join(path, "not"), depth + 1)
+                self.cond(node["not"], join_path(path, "not"), depth + 1)
             return
         if "attribute" in node:
             if self.expect_object(node, path, ("attribute", "op", "value"), ("op",)):
-                kind = self.attribute(node["attribute"], _join(path, "attribute"))
+                kind = self.attribute(node["attribute"], join_path(path, "attribute"))
                 self.comparison(node, path, kind)
             return
         if "metric" in node:
             if self.expect_object(node, path, ("metric", "op", "value"), ("op",)):
-                self.metric(node["metric"], _join(path, "metric"))
+                self.metric(node["metric"], join_path(path, "metric"))
                 self.comparison(node, path, vocabulary.NUMBER)
             return
         if "tag" in node:
             if self.expect_object(node, path, ("tag", "op", "value"), ("op",)):
-                kind = self.tag(node["tag"], _join(path, "tag"))
+                kind = self.tag(node["tag"], join_path(path, "tag"))
                 self.comparison(node, path, kind)
             return
         self.error(
@@ -320,9 +323,9 @@ class _Validator:
             NUMBER_OPS if kind == vocabulary.NUMBER else STRING_OPS if kind == vocabulary.STRING else ALL_OPS
         )
         if op not in ops:
-            self.error(_join(path, "op"), _("expected one of %(ops)s") % {"ops": ", ".join(ops)})
+            self.error(join_path(path, "op"), _("expected one of %(ops)s") % {"ops": ", ".join(ops)})
             return
-        value, vpath = node.get("value"), _join(path, "value")
+        value, vpath = node.get("value"), join_path(path, "value")
         if op == "is_set":
             if "value" in node and not isinstance(value, bool):
                 self.error(vpath, _("expected true or false"))
@@ -331,7 +334,7 @@ class _Validator:
             self.error(path, _("missing 'value'"))
             return
         if op == "between":
-            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
+            if not (isinstance(value, list) and len(value) == 2 and all(is_number(v) for v in value)):
                 self.error(vpath, _("expected two numbers [low, high]"))
             elif value[0] > value[1]:
                 self.error(vpath, _("the low end is greater than the high end"))
@@ -341,7 +344,7 @@ class _Validator:
                 self.error(vpath, _("expected a non-empty list"))
                 return
             for i, item in enumerate(value):
-                self.scalar(item, kind, _join(vpath, f"[{i}]"))
+                self.scalar(item, kind, join_path(vpath, f"[{i}]"))
             return
         if op == "contains":
             if not isinstance(value, str) or not value:
@@ -350,7 +353,7 @@ class _Validator:
         self.scalar(value, kind if op in ("eq", "ne") else vocabulary.NUMBER, vpath)
 
     def scalar(self, value, kind, path):
-        if kind == vocabulary.NUMBER and not _is_number(value):
+        if kind == vocabulary.NUMBER and not is_number(value):
             self.error(path, _("expected a number, got %(got)r") % {"got": value})
         elif kind == vocabulary.STRING and not isinstance(value, str):
             self.error(path, _("expected a text, got %(got)r") % {"got": value})
@@ -410,25 +413,29 @@ class _Validator:
             return
         if "attribute" in node:
             if self.expect_object(node, path, ("attribute",)):
-                if self.attribute(node["attribute"], _join(path, "attribute")) not in (
+                if self.attribute(node["attribute"], join_path(path, "attribute")) not in (
                     vocabulary.NUMBER,
                     None,
                 ):
-                    self.error(_join(path, "attribute"), _("a metric needs a numeric attribute"))
+                    self.error(join_path(path, "attribute"), _("a metric needs a numeric attribute"))
             return
         if "tag" in node:
             if self.expect_object(node, path, ("tag",)):
-                if self.tag(node["tag"], _join(path, "tag")) not in (vocabulary.NUMBER, vocabulary.ANY, None):
-                    self.error(_join(path, "tag"), _("a metric needs a number tag"))
+                if self.tag(node["tag"], join_path(path, "tag")) not in (
+                    vocabulary.NUMBER,
+                    vocabulary.ANY,
+                    None,
+                ):
+                    self.error(join_path(path, "tag"), _("a metric needs a number tag"))
             return
         if "days_since" in node:
             if not self.expect_object(node, path, ("days_since", "source", "where"), ("source",)):
                 return
             if node["days_since"] not in ("first", "last"):
-                self.error(_join(path, "days_since"), _("expected 'first' or 'last'"))
-            source = self.source(node.get("source"), _join(path, "source"))
+                self.error(join_path(path, "days_since"), _("expected 'first' or 'last'"))
+            source = self.source(node.get("source"), join_path(path, "source"))
             if source and "where" in node:
-                self.where(source, node["where"], _join(path, "where"))
+                self.where(source, node["where"], join_path(path, "where"))
             return
         if "agg" not in node:
             self.error(
@@ -440,37 +447,40 @@ class _Validator:
         agg = node["agg"]
         if agg not in AGGREGATIONS:
             self.error(
-                _join(path, "agg"), _("expected one of %(choices)s") % {"choices": ", ".join(AGGREGATIONS)}
+                join_path(path, "agg"),
+                _("expected one of %(choices)s") % {"choices": ", ".join(AGGREGATIONS)},
             )
-        source = self.source(node.get("source"), _join(path, "source"))
+        source = self.source(node.get("source"), join_path(path, "source"))
         if source:
             if agg != "count":
                 if "field" not in node:
                     self.error(path, _("%(agg)r needs a 'field'") % {"agg": agg})
                 else:
-                    kind = self.field(source, node["field"], _join(path, "field"))
+                    kind = self.field(source, node["field"], join_path(path, "field"))
                     if agg in ("sum", "avg", "min", "max") and kind not in (
                         vocabulary.NUMBER,
                         vocabulary.ANY,
                         None,
                     ):
-                        self.error(_join(path, "field"), _("%(agg)r needs a numeric field") % {"agg": agg})
+                        self.error(
+                            join_path(path, "field"), _("%(agg)r needs a numeric field") % {"agg": agg}
+                        )
             elif "field" in node:
-                self.error(_join(path, "field"), _("'count' counts records and takes no field"))
+                self.error(join_path(path, "field"), _("'count' counts records and takes no field"))
             if "where" in node:
-                self.where(source, node["where"], _join(path, "where"))
+                self.where(source, node["where"], join_path(path, "where"))
         if "window" in node:
-            self.window(node["window"], _join(path, "window"))
+            self.window(node["window"], join_path(path, "window"))
 
     def where(self, source, preds, path):
         if not isinstance(preds, list):
             self.error(path, _("expected a list of field conditions"))
             return
         for i, pred in enumerate(preds):
-            ppath = _join(path, f"[{i}]")
+            ppath = join_path(path, f"[{i}]")
             if not self.expect_object(pred, ppath, ("field", "op", "value"), ("field", "op")):
                 continue
-            kind = self.field(source, pred.get("field"), _join(ppath, "field"))
+            kind = self.field(source, pred.get("field"), join_path(ppath, "field"))
             if kind is None:
                 continue
             if pred.get("field") == "type":
@@ -480,7 +490,7 @@ class _Validator:
                 ]
                 if source == "events" and unknown:
                     self.error(
-                        _join(ppath, "value"),
+                        join_path(ppath, "value"),
                         _("unknown event type(s): %(types)s") % {"types": ", ".join(map(str, unknown))},
                     )
             if pred.get("field") == "channel":
@@ -488,7 +498,7 @@ class _Validator:
                 unknown = [v for v in values if isinstance(v, str) and v not in vocabulary.current().channels]
                 if unknown:
                     self.error(
-                        _join(ppath, "value"),
+                        join_path(ppath, "value"),
                         _("unknown channel(s): %(channels)s; known: %(known)s")
                         % {"channels": ", ".join(unknown), "known": ", ".join(vocabulary.current().channels)},
                     )
@@ -501,20 +511,22 @@ class _Validator:
         if "last_days" in node:
             days = node["last_days"]
             if not isinstance(days, int) or isinstance(days, bool) or days < 1:
-                self.error(_join(path, "last_days"), _("expected a whole number of days, at least 1"))
+                self.error(join_path(path, "last_days"), _("expected a whole number of days, at least 1"))
             return
         bounds = node["between"]
         if not isinstance(bounds, list) or len(bounds) != 2:
-            self.error(_join(path, "between"), _("expected two dates [start, end]"))
+            self.error(join_path(path, "between"), _("expected two dates [start, end]"))
             return
         dates = []
         for i, value in enumerate(bounds):
             try:
                 dates.append(dt.date.fromisoformat(value))
             except (TypeError, ValueError):
-                self.error(_join(_join(path, "between"), f"[{i}]"), _("expected a date like 2026-01-31"))
+                self.error(
+                    join_path(join_path(path, "between"), f"[{i}]"), _("expected a date like 2026-01-31")
+                )
         if len(dates) == 2 and dates[0] > dates[1]:
-            self.error(_join(path, "between"), _("the start date is after the end date"))
+            self.error(join_path(path, "between"), _("the start date is after the end date"))
 
 
 @dataclass
