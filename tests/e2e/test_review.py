@@ -10,7 +10,7 @@ from django.utils import timezone
 from tagportal.catalog.models import Tag
 from tagportal.governance.models import ChangeRequest, Notification
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 NEW_DESCRIPTION = "按皮肤检测仪结果与问卷综合判定的肤质（干性、油性、混合、敏感）"
 
