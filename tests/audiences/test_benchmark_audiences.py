@@ -32,6 +32,7 @@ def load_benchmark():
     return module
 
 
+@pytest.mark.slow
 def test_every_store_gives_the_same_counts(tmp_path):
     output = tmp_path / "audiences.json"
     args = ["--people", "1500", "--events-per-person", "5", "--output", str(output)]

@@ -153,6 +153,7 @@ def test_admin_gets_the_intermediate_page(world, pack):
     assert not Tag.objects.filter(brand=world.own_brand, template=pack.key).exists()
 
 
+@pytest.mark.slow
 def test_admin_applies_a_template_and_applying_twice_creates_nothing(world, pack):
     client = login(world.admin)
     brand = world.own_brand
@@ -201,6 +202,7 @@ def test_operator_does_not_get_the_action(world, pack):
     assert Tag.objects.count() == before
 
 
+@pytest.mark.slow
 def test_steward_applies_a_template_to_an_own_brand(world, pack):
     """Stewards own templates (their role holds catalog.apply_template) and are granted the business line."""
     client = login(world.steward)

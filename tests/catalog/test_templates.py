@@ -52,6 +52,7 @@ def test_apply_twice_changes_nothing(key):
                       NamingRule.objects.count(), TagVersion.objects.count())  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_templates_share_categories_and_composites_resolve():
     line = BusinessLineFactory(code="yimei")
@@ -98,6 +99,7 @@ def test_management_command(capsys):
         call_command("apply_template", "food_beverage", brand="no_such_brand")
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_api_apply(world):
     steward = client_for(world.steward)
@@ -120,6 +122,7 @@ def test_api_apply(world):
     assert {p["key"] for p in listing} >= set(PACKS)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_bootstrap_demo_is_idempotent(capsys):
     call_command("bootstrap_demo", "--people", "120")

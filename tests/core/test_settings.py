@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,7 @@ def test_refuses_debug_off_with_development_key():
     assert "Refusing to start" in result.stderr and "SECRET_KEY" in result.stderr
 
 
+@pytest.mark.slow
 def test_starts_with_a_real_key_or_in_debug():
     assert (
         start(DEBUG="false", SECRET_KEY="a-real-production-secret-key-0123456789").stdout.strip() == "False"
@@ -40,6 +43,7 @@ def test_starts_with_a_real_key_or_in_debug():
     assert start(DEBUG="true").stdout.strip() == "True"
 
 
+@pytest.mark.slow
 def test_configuration_by_environment():
     code = (
         "import django; django.setup(); from django.conf import settings as s; "

@@ -1,6 +1,6 @@
 """Shared set-up for the dashboards tests: stored reports with hand-written data in the
 formats of :mod:`tagportal.governance.reports` (not built by the builders), and the
-``world`` of tests/conftest.py with its two tags published."""
+``world`` of tests/conftest.py with its two tags published, made once per test module."""
 
 from __future__ import annotations
 
@@ -16,8 +16,18 @@ from tagportal.governance.choices import ReportStatus
 from tagportal.governance.models import Report
 from tagportal.governance.reports import tag_brief
 
+from ..conftest import World, in_module_transaction, make_world
 from ..factories import CategoryFactory, TagFactory
 
+PAGES = [
+    "/dashboards/",
+    "/dashboards/activity/",
+    "/dashboards/usage/",
+    "/dashboards/cold/",
+    "/dashboards/quality/",
+    "/dashboards/duplicates/",
+    "/dashboards/reports/",
+]
 END = dt.date(2026, 3, 29)
 WEEKS = ["2026-03-09", "2026-03-16", "2026-03-23"]
 WEIGHTS = {"usage": 0.40, "coverage": 0.20, "computation": 0.15, "lineage": 0.15, "cost": 0.10}
@@ -148,21 +158,30 @@ def activity_row(week, line, brand=None, region=None, **counts) -> dict:
     return row
 
 
-@pytest.fixture
-def dash(world):
-    """``world`` with its two tags published, a third tag in the own line in another
-    category, and a client that logs in as a given user."""
-    w = world
+def make_dash() -> World:
+    """:func:`make_world` with its two tags published, and a third tag in the own line
+    in another category."""
+    w = make_world()
     for tag in (w.own_tag, w.other_tag):
         publish_tag(tag)
-        tag.refresh_from_db()
     w.category2 = CategoryFactory(code="buy", name="购买行为")
     w.own_tag2 = TagFactory(
         brand=w.own_brand, category=w.category2, name="复购意向", code="yimei_buy_fu_gou_yi_xiang"
     )
     publish_tag(w.own_tag2)
-    w.own_tag2.refresh_from_db()
     return w
+
+
+@pytest.fixture(scope="module")
+def dash_of_module(django_db_setup, django_db_blocker):
+    """:func:`make_dash`, made once for the test module (see tests/conftest.py)."""
+    yield from in_module_transaction(django_db_blocker, lambda: make_dash().references())
+
+
+@pytest.fixture
+def dash(dash_of_module, db):
+    """:func:`make_dash`: the module's, read again for the test."""
+    return World.read(dash_of_module)
 
 
 @pytest.fixture

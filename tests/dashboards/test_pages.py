@@ -6,6 +6,7 @@ import pytest
 from tagportal.governance.choices import ReportKind
 
 from .conftest import (
+    PAGES,
     WEEKS,
     activity_row,
     cold_meta,
@@ -17,16 +18,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.django_db
-
-PAGES = [
-    "/dashboards/",
-    "/dashboards/activity/",
-    "/dashboards/usage/",
-    "/dashboards/cold/",
-    "/dashboards/quality/",
-    "/dashboards/duplicates/",
-    "/dashboards/reports/",
-]
 
 
 def text(response) -> str:

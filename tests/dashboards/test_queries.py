@@ -13,6 +13,7 @@ from tagportal.governance.choices import ReportKind
 from ..factories import TagFactory
 from .conftest import (
     END,
+    PAGES,
     WEEKS,
     activity_row,
     cold_meta,
@@ -24,16 +25,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.django_db
-
-PAGES = [
-    "/dashboards/",
-    "/dashboards/activity/",
-    "/dashboards/usage/",
-    "/dashboards/cold/",
-    "/dashboards/quality/",
-    "/dashboards/duplicates/",
-    "/dashboards/reports/",
-]
 
 
 def reports_for(w, tags, end):
@@ -81,6 +72,7 @@ def counts(client):
     return found
 
 
+@pytest.mark.slow
 def test_query_count_does_not_grow_with_rows(dash, login):
     client = login(dash.steward)
     for url in PAGES:  # warm the caches (content types) once

@@ -7,6 +7,8 @@ from django.contrib.messages import get_messages
 from tagportal.governance.choices import ReportKind, ReportStatus
 from tagportal.governance.models import Report
 
+from .conftest import PAGES
+
 pytestmark = pytest.mark.django_db
 
 URL = "/dashboards/run/"
@@ -57,15 +59,7 @@ def test_run_every_report_then_read_the_pages(dash, login):
     assert set(Report.objects.values_list("kind", "status")) == {
         (k, ReportStatus.SUCCESS) for k in ReportKind.values
     }
-    for url in (
-        "/dashboards/",
-        "/dashboards/activity/",
-        "/dashboards/usage/",
-        "/dashboards/cold/",
-        "/dashboards/quality/",
-        "/dashboards/duplicates/",
-        "/dashboards/reports/",
-    ):
+    for url in PAGES:
         page = client.get(url)
         assert page.status_code == 200, url
         assert "购买次数" not in page.content.decode(), url

@@ -11,7 +11,7 @@ from tagportal.audiences.models import Audience
 from ..audiences.conftest import shop  # noqa: F401  (the brand with 10 people and 4 computed tags)
 from .test_review import login
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = "#tp-tree > fieldset.tp-group-root"
 

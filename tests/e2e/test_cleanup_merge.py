@@ -14,7 +14,7 @@ from tagportal.governance.models import ChangeRequest
 
 from .test_review import login
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ORIGINAL = "yimei_spend_high_ticket_buyer"
 COPY = "yimei_spend_da_dan_gu_ke"

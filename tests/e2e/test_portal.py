@@ -9,7 +9,7 @@ from django.core.management import call_command
 from tagportal.catalog.models import Tag
 from tagportal.catalog.services import apply_changes
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def login(page, live_server, username, password):

@@ -11,7 +11,7 @@ from tagportal.catalog.models import Tag
 from tagportal.governance.models import ChangeRequest
 from tagportal.notifications.models import Notification
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 NEW_DESCRIPTION = "按皮肤检测仪结果与问卷综合判定的肤质（干性、油性、混合、敏感）"
 

@@ -28,6 +28,7 @@ def compute():
     return load_benchmark()
 
 
+@pytest.mark.slow
 def test_the_sql_and_the_engine_give_the_same_members(compute, tmp_path):
     output = tmp_path / "compute.json"
     results = compute.main(

@@ -20,8 +20,6 @@ REQUIRED = {
     "meets_targets", "python", "django", "database", "cpus", "date", "machine",
 }  # fmt: skip
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db]
-
 
 def load_benchmark():
     spec = importlib.util.spec_from_file_location("benchmark_reports", ROOT / "benchmarks" / "reports.py")
@@ -52,6 +50,8 @@ def test_a_speedup_is_checked_against_the_rounding_of_its_times():
     assert not agrees(0.5, slow=1.0, fast=1.0, slow_digits=2, fast_digits=3, digits=2)
 
 
+@pytest.mark.slow
+@pytest.mark.django_db
 def test_every_report_and_page_at_a_tiny_size(tmp_path):
     bench = load_benchmark()
     results = bench.run(tags=60, days=10, people=500, repeat=1, sample=10, quiet=True, throwaway=False)

@@ -392,6 +392,7 @@ def test_bulk_removing_a_tag_others_read_needs_confirmation(bw):
 # The template
 
 
+@pytest.mark.slow
 def test_template_is_valid_for_the_demo_data(bw):
     catalog.apply_template(bw.own_brand, "medical_aesthetics", owner=bw.steward)
     response = client_for(bw.operator).get(f"{CR_URL}bulk-template/")

@@ -36,6 +36,7 @@ def test_reading_both_formats():
         cdnow.read(io.StringIO("1 2 3\n"))
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_importing_the_sample(world):
     brand = world.own_brand
