@@ -133,10 +133,6 @@ def apply_scope(queryset: QuerySet, condition) -> QuerySet:
     return queryset.filter(condition)
 
 
-def restrict(queryset: QuerySet, user, action: str = "view") -> QuerySet:
-    return queryset.restrict(user, action)
-
-
 def may(user, obj: Model, action: str, check_model_permission: bool = True) -> bool:
     """Whether ``user`` may ``action`` this object (one query at most, none when the
     user's scope does not restrict)."""

@@ -14,7 +14,7 @@ inputs and outputs (ids, codes, dicts, bitmaps, Series).
   tags), :func:`result_stamps`, :func:`newest_result_at`, :func:`result_bitmaps` and
   :func:`result_numbers` (a result's bitmaps and numbers, for set algebra),
   :func:`value_counts` and :func:`value_bitmaps` (reports over many tags).
-- **Quality**: :func:`tag_stats`, :func:`mean_run_seconds`, :func:`drift_threshold`.
+- **Quality**: :func:`mean_run_seconds`, :func:`drift_threshold`.
 
 Deserialized bitmaps and numbers are kept in one per-process cache: :data:`BITMAPS`
 under (bitmap row pk, its result's ``last_calculated_at``), :data:`NUMBERS` under
@@ -78,7 +78,6 @@ __all__ = [
     "result_states",
     "spec_of",
     "stored_bitmaps",
-    "tag_stats",
     "typed_value",
     "value_bitmaps",
     "value_counts",
@@ -321,47 +320,6 @@ def values_for(
 
 # ---------------------------------------------------------------------------
 # Quality
-
-
-def tag_stats(tag: Tag, runs: int = 10) -> dict:
-    """A tag's computation state, current quality numbers and recent runs."""
-    computation = TagComputation.objects.filter(tag=tag).first()
-    recent = TagRun.objects.filter(tag=tag).order_by("-started_at", "-pk")[:runs]
-    state = {
-        "tag": tag.code,
-        "published_version": tag.published_version,
-        "version": None,
-        "pending_version": 0,
-        "is_calculating": False,
-        "last_calculated_at": None,
-        "errors_calculating": 0,
-        "last_error": "",
-        "last_error_at": None,
-        "population": None,
-        "coverage": None,
-        "distribution": {},
-        "psi": None,
-        "drift_flag": False,
-    }
-    if computation is not None:
-        for name in list(state)[2:]:
-            state[name] = getattr(computation, name)
-    state["runs"] = [
-        {
-            "started_at": run.started_at,
-            "status": run.status,
-            "tag_version": run.tag_version,
-            "population": run.population,
-            "coverage": run.coverage,
-            "psi": run.psi,
-            "duration_s": run.duration_s,
-            "rows_read": run.rows_read,
-            "peak_memory_mb": run.peak_memory_mb,
-            "error": run.error,
-        }
-        for run in recent
-    ]
-    return state
 
 
 def mean_run_seconds(tag_ids, since: dt.datetime, until: dt.datetime) -> dict[int, float]:

@@ -433,13 +433,13 @@ def test_reset_stuck_gives_up_on_hung_computations(tags):
     assert services.reset_stuck() == 0
 
 
-def test_tag_stats(tags):
+def test_stored_state_and_runs(tags):
     services.compute_brand(tags.vip.brand, frames=FRAMES, as_of=AS_OF)
-    stats = results.tag_stats(tags.vip)
-    assert stats["tag"] == tags.vip.code and stats["version"] == 1
-    assert stats["coverage"] == pytest.approx(3 / 14)
-    assert stats["distribution"] == {"true": 3, "false": 11}
-    assert [r["status"] for r in stats["runs"]] == [RunStatus.SUCCESS]
+    state = computation(tags.vip)
+    assert state.tag.code == tags.vip.code and state.version == 1
+    assert state.coverage == pytest.approx(3 / 14)
+    assert state.distribution == {"true": 3, "false": 11}
+    assert [r.status for r in runs(tags.vip)] == [RunStatus.SUCCESS]
 
 
 def test_numbers_round_trip():
