@@ -111,6 +111,18 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Writers wait for each other (up to 20 s) instead of failing with "database is
+    # locked", and a transaction takes the write lock when it begins, so of two
+    # simultaneous approvals the second one sees the first and gets a 409, as on
+    # PostgreSQL. WAL lets readers go on while one request writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 
 AUTH_USER_MODEL = "core.User"
 AUTHENTICATION_BACKENDS = [
@@ -155,6 +167,23 @@ MEDIA_URL = "media/"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 20000
+#: A request body that is not a file upload (JSON, a form) may be at most this big.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
+#: Uploaded files bigger than this go to a temporary file, not memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+#: The largest file a user may upload (an import, a bulk change file), in bytes.
+TAGPORTAL_MAX_UPLOAD_BYTES = int(os.environ.get("TAGPORTAL_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+
+# One cache for throttling, brute-force counters and tokens: Redis when CACHE_URL is
+# set (several server processes share it), else this process's memory.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tagportal"}
+    )
+}
 
 # django-guardian: no anonymous user object, direct foreign-key permission tables.
 ANONYMOUS_USER_NAME = None
@@ -179,6 +208,22 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tagportal.core.api.exception_handler",
+    # Per-scope rates (requests per second/minute/hour/day); each can be set from the
+    # environment, e.g. THROTTLE_LOOKUP=60/hour.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": os.environ.get("THROTTLE_ANON", "60/min"),
+        "user": os.environ.get("THROTTLE_USER", "1200/min"),
+        # finding a person by a raw identity value (phone, openid …)
+        "lookup": os.environ.get("THROTTLE_LOOKUP", "120/hour"),
+        # audience size estimates and impact previews (they compute)
+        "estimate": os.environ.get("THROTTLE_ESTIMATE", "120/min"),
+        # file imports and bulk uploads
+        "import": os.environ.get("THROTTLE_IMPORT", "30/hour"),
+    },
     "UNICODE_JSON": True,
 }
 
