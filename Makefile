@@ -39,10 +39,12 @@ check: install-dev
 	DEBUG=true $(BIN)/python manage.py check_templates
 
 # The browser tests drive Debian's Chromium (never a downloaded browser build).
+# fonts-noto-cjk: without it Chinese renders as boxes in screenshots.
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "Installing Debian's chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then \
+	  echo "Installing Debian's chromium and fonts-noto-cjk for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
 
 # Integration tests (a real Celery worker on PostgreSQL and Redis) run in .ci/run's PostgreSQL pass.
 PYTEST_ARGS ?= -n 2 -m "not integration"
