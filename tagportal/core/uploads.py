@@ -149,6 +149,7 @@ class ZipLimits:
 
 
 ZIP_LIMITS = ZipLimits()
+_SHEETS = re.compile(r"^xl/worksheets/[^/]+\.xml$", re.IGNORECASE)
 _BIG_PARTS = re.compile(r"^xl/(worksheets/[^/]+\.xml|sharedStrings\.xml)$", re.IGNORECASE)
 
 
@@ -227,9 +228,19 @@ def _column_number(reference: str) -> int | None:
     return number
 
 
-def _scan_sheet(stream, *, max_rows: int, max_columns: int) -> tuple[int, int]:
+@dataclass
+class _Budget:
+    """Row and cell elements left to read in all sheets of a workbook (values or not:
+    openpyxl parses every one of them)."""
+
+    rows: int
+    cells: int
+
+
+def _scan_sheet(stream, *, max_rows: int, max_columns: int, budget: _Budget) -> tuple[int, int]:
     """The real extent of a worksheet's XML (last row and last column holding a value),
-    refusing it as soon as a value lies past the caps. Streams; keeps no rows."""
+    refusing it as soon as a value lies past the caps or the workbook holds more row or
+    cell elements than the caps allow. Streams; keeps no rows."""
     from defusedxml.ElementTree import iterparse
 
     last_row = last_column = 0
@@ -245,12 +256,16 @@ def _scan_sheet(stream, *, max_rows: int, max_columns: int) -> tuple[int, int]:
                 if name == "sheetData":
                     parent = element
                 elif name == "row":
+                    budget.rows -= 1
+                    if budget.rows < 0:
+                        raise UploadError(too_many_rows_message(max_rows - 1), code="too_many_rows")
                     given = element.get("r")
                     row_number = int(given) if given and given.isdigit() else row_number + 1
                     column = cells = 0
                 elif name == "c":
                     cells += 1
-                    if cells > EXCEL_MAX_COLUMNS:
+                    budget.cells -= 1
+                    if cells > EXCEL_MAX_COLUMNS or budget.cells < 0:
                         raise UploadError(too_many_columns_message(max_columns), code="too_many_columns")
                     given = _column_number(element.get("r", ""))
                     column = given if given is not None else column + 1
@@ -313,6 +328,13 @@ def xlsx_rows(source, *, max_rows: int, max_columns: int, limits: ZipLimits = ZI
     if "xl/sharedStrings.xml" in names:
         with archive.open("xl/sharedStrings.xml") as stream:
             _scan_strings(stream, max_strings=max_rows * max_columns)
+    # Every sheet before openpyxl opens the workbook: opening parses each sheet whole
+    # when it has no <dimension>.
+    budget = _Budget(rows=max_rows, cells=max_rows * max_columns)
+    extents = {}
+    for name in sorted(n for n in names if _SHEETS.match(n)):
+        with archive.open(name) as stream:
+            extents[name] = _scan_sheet(stream, max_rows=max_rows, max_columns=max_columns, budget=budget)
     from openpyxl import load_workbook
 
     try:
@@ -326,12 +348,11 @@ def xlsx_rows(source, *, max_rows: int, max_columns: int, limits: ZipLimits = ZI
             return []
         sheet = book.worksheets[0]
         path = getattr(sheet, "_worksheet_path", None)
-        if not path or path not in names:
+        if path not in extents:
             raise UploadError(
                 _("The Excel file cannot be read: %(error)s") % {"error": "worksheet"}, code="bad_xlsx"
             )
-        with archive.open(path) as stream:
-            last_row, last_column = _scan_sheet(stream, max_rows=max_rows, max_columns=max_columns)
+        last_row, last_column = extents[path]
         if not last_row:
             return []
         sheet.reset_dimensions()  # never the declared <dimension>

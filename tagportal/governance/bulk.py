@@ -26,7 +26,7 @@ MAX_ROWS = 5000
 #: Rows read at most (the header and blank rows included) before the file is refused.
 READ_ROWS = 2 * MAX_ROWS + 1
 #: Columns read at most (the known columns are fewer; the rest may be blank).
-MAX_COLUMNS = 64
+MAX_COLUMNS = 32
 #: Column names, with the Chinese headers accepted for each.
 COLUMNS = {
     "action": ("操作",),
