@@ -173,6 +173,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 #: The largest file a user may upload (an import, a bulk change file), in bytes.
 TAGPORTAL_MAX_UPLOAD_BYTES = int(os.environ.get("TAGPORTAL_MAX_UPLOAD_BYTES", str(20 * 1024 * 1024)))
+#: ... enforced while the file arrives: past it nothing more is stored and the form says so.
+FILE_UPLOAD_HANDLERS = [
+    "tagportal.core.uploads.MaxUploadSizeHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+#: Caps of an uploaded profile import (rows below the header, columns).
+TAGPORTAL_IMPORT_MAX_ROWS = int(os.environ.get("TAGPORTAL_IMPORT_MAX_ROWS", "500000"))
+TAGPORTAL_IMPORT_MAX_COLUMNS = int(os.environ.get("TAGPORTAL_IMPORT_MAX_COLUMNS", "200"))
 
 # One cache for throttling, brute-force counters and tokens: Redis when CACHE_URL is
 # set (several server processes share it), else this process's memory.

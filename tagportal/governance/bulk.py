@@ -7,8 +7,6 @@ its column and what is wrong.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 
@@ -18,12 +16,17 @@ from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, Category, Region, Tag
 from tagportal.catalog.services import create_tag
-from tagportal.core import spreadsheets
+from tagportal.core import spreadsheets, uploads
 
 from . import services
 from .choices import ChangeKind
 
+#: Changes per file.
 MAX_ROWS = 5000
+#: Rows read at most (the header and blank rows included) before the file is refused.
+READ_ROWS = 2 * MAX_ROWS + 1
+#: Columns read at most (the known columns are fewer; the rest may be blank).
+MAX_COLUMNS = 32
 #: Column names, with the Chinese headers accepted for each.
 COLUMNS = {
     "action": ("操作",),
@@ -105,13 +108,23 @@ def template_csv() -> bytes:
 
 
 def read_rows(upload) -> list[dict]:
-    """Rows of a CSV (UTF-8, UTF-8 with BOM, or GB18030 as saved by Chinese Excel) or an .xlsx file."""
+    """Rows of a CSV (UTF-8, UTF-8 with BOM, or GB18030 as saved by Chinese Excel) or an .xlsx file.
+
+    The file is read as a stream and refused as soon as it passes the caps: the upload
+    size, :data:`MAX_ROWS` rows, :data:`MAX_COLUMNS` columns (an Excel file by its real
+    extent, never its declared dimension; its zip entries by their unpacked size)."""
     name = (getattr(upload, "name", "") or "").lower()
-    data = upload.read()
-    if name.endswith((".xlsx", ".xlsm")) or data[:2] == b"PK":
-        table = _read_xlsx(data)
-    else:
-        table = _read_csv(data)
+    try:
+        uploads.check_size(upload)
+        source = upload.open("rb") if hasattr(upload, "open") else upload
+        if name.endswith((".xlsx", ".xlsm")) or uploads.is_zip(uploads.head(source, 4)):
+            table = uploads.xlsx_rows(source, max_rows=READ_ROWS, max_columns=MAX_COLUMNS)
+        else:
+            table = uploads.csv_rows(source, max_rows=READ_ROWS, max_columns=MAX_COLUMNS)
+    except uploads.UploadError as exc:
+        if exc.code == "too_many_rows":
+            raise BulkFileError(message=_("At most %(n)s rows per file.") % {"n": MAX_ROWS}) from exc
+        raise BulkFileError(message=exc.message) from exc
     if not table:
         raise BulkFileError(message=_("The file is empty."))
     header = [_column_name(h) for h in table[0]]
@@ -146,32 +159,6 @@ def _column_name(header) -> str | None:
         if text == name or text in aliases:
             return name
     return None
-
-
-def _read_csv(data: bytes) -> list[list]:
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            text = data.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:  # pragma: no cover - gb18030 decodes any byte string
-        raise BulkFileError(message=_("The file is not text in UTF-8 or GB18030."))
-    try:
-        return [row for row in csv.reader(io.StringIO(text))]
-    except csv.Error as exc:
-        raise BulkFileError(message=_("The CSV file cannot be read: %(error)s") % {"error": exc}) from exc
-
-
-def _read_xlsx(data: bytes) -> list[list]:
-    from openpyxl import load_workbook
-
-    try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:
-        raise BulkFileError(message=_("The Excel file cannot be read: %(error)s") % {"error": exc}) from exc
-    sheet = book.worksheets[0]
-    return [list(row) for row in sheet.iter_rows(values_only=True)]
 
 
 def parse_values(text: str):

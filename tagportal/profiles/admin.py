@@ -209,6 +209,18 @@ class ImportUploadForm(forms.ModelForm):
         model = ImportJob
         fields = ["brand", "kind"]
 
+    def clean(self):
+        """The cheap checks of the file (size, format, header, row and column caps) as a
+        form error, before anything is stored."""
+        data = super().clean()
+        upload, kind = data.get("file"), data.get("kind")
+        if upload is not None and kind:
+            try:
+                imports.check_upload(kind, upload)
+            except imports.UploadRefused as exc:
+                self.add_error("file", exc.messages)
+        return data
+
 
 @admin.register(ImportJob)
 class ImportJobAdmin(RestrictedAdminMixin, HistoryAdmin):

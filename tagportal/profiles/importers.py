@@ -45,9 +45,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from tagportal.core import uploads
 from tagportal.core.days import BEIJING_ZONE
 from tagportal.profiles.schema import CHANNELS, NUMBER, PROFILE_ATTRIBUTES, event_types
 
@@ -104,37 +106,153 @@ class ImportFileError(Exception):
 # Reading
 
 
+@dataclass(frozen=True)
+class Caps:
+    """The most rows (below the header) and columns a file may have; ``None``: no cap."""
+
+    rows: int | None = None
+    columns: int | None = None
+
+
+NO_CAPS = Caps()
+
+
+def upload_caps() -> Caps:
+    """The caps of an uploaded import (``TAGPORTAL_IMPORT_MAX_ROWS`` / ``_COLUMNS``)."""
+    return Caps(
+        rows=int(getattr(settings, "TAGPORTAL_IMPORT_MAX_ROWS", 500_000)),
+        columns=int(getattr(settings, "TAGPORTAL_IMPORT_MAX_COLUMNS", 200)),
+    )
+
+
 def file_format(name: str | None, head: bytes = b"") -> str:
     if head.startswith(b"PAR1") or (name or "").lower().endswith((".parquet", ".pq")):
         return "parquet"
+    if uploads.is_zip(head) or (name or "").lower().endswith((".xlsx", ".xlsm", ".xls", ".zip")):
+        return "excel"
     return "csv"
 
 
-def read_table(source, name: str | None = None) -> pd.DataFrame:
+def _file_error(exc: Exception) -> ImportFileError:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    line = re.search(r"line (\d+)", message)
+    return ImportFileError(
+        _("The file could not be read: %(error)s") % {"error": message},
+        row=int(line.group(1)) if line else None,
+    )
+
+
+def _too_many_rows(caps: Caps) -> ImportFileError:
+    return ImportFileError(uploads.too_many_rows_message(caps.rows))
+
+
+def _too_many_columns(caps: Caps) -> ImportFileError:
+    return ImportFileError(uploads.too_many_columns_message(caps.columns), row=1)
+
+
+def _excel_refused() -> ImportFileError:
+    return ImportFileError(_("Excel files are not imported here: save the sheet as CSV (UTF-8) or Parquet."))
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What an upload shows without being read: its format, columns and rows (for a CSV,
+    the lines below the header, an upper bound when cells hold line breaks)."""
+
+    format: str
+    columns: list[str]
+    rows: int
+
+
+def inspect(source, name: str | None = None, caps: Caps = NO_CAPS) -> Inspection:
+    """Check a file cheaply, before it is stored and imported: its format, its header,
+    and its size against ``caps`` (a Parquet file by its metadata, a CSV by its line
+    count). Raises :class:`ImportFileError`."""
+    head = uploads.head(source, 8)
+    kind = file_format(name, head)
+    if kind == "excel":
+        raise _excel_refused()
+    if kind == "parquet":
+        parquet = _parquet_file(source)
+        metadata = parquet.metadata
+        columns = list(parquet.schema_arrow.names)
+        if caps.columns is not None and metadata.num_columns > caps.columns:
+            raise _too_many_columns(caps)
+        if caps.rows is not None and metadata.num_rows > caps.rows:
+            raise _too_many_rows(caps)
+        return Inspection("parquet", columns, int(metadata.num_rows))
+    try:
+        columns = uploads.csv_header(source)
+    except uploads.UploadError as exc:
+        raise ImportFileError(exc.message, row=1) from exc
+    if caps.columns is not None and len(columns) > caps.columns:
+        raise _too_many_columns(caps)
+    stop = None if caps.rows is None else caps.rows + 1
+    lines = max(0, uploads.count_lines(source, stop_after=stop) - 1)
+    if caps.rows is not None and lines > caps.rows:
+        raise _too_many_rows(caps)
+    return Inspection("csv", columns, lines)
+
+
+def _parquet_file(source):
+    import pyarrow.parquet as pq
+
+    source.seek(0)
+    try:
+        return pq.ParquetFile(source)
+    except Exception as exc:  # not Parquet, truncated, corrupt footer
+        raise _file_error(exc) from exc
+
+
+def read_table(source, name: str | None = None, caps: Caps = NO_CAPS) -> pd.DataFrame:
     """A CSV or Parquet file (a path or a binary file object) as a DataFrame; CSV cells
-    are read as text (an empty cell is the empty text)."""
+    are read as text (an empty cell is the empty text). Past ``caps`` it stops reading
+    and raises :class:`ImportFileError`: a Parquet file by its metadata before any row is
+    read, a CSV as soon as the row after the last allowed one is parsed."""
     if isinstance(source, str | Path):
         name = name or str(source)
         with open(source, "rb") as handle:
-            return read_table(handle, name)
-    head = source.read(4)
-    source.seek(0)
+            return read_table(handle, name, caps)
+    head = uploads.head(source, 8)
     try:
-        if file_format(name, head) == "parquet":
-            return pd.read_parquet(source)
-        return _read_csv(source)
+        kind = file_format(name, head)
+        if kind == "excel":
+            raise _excel_refused()
+        if kind == "parquet":
+            return _read_parquet(source, caps)
+        return _read_csv(source, caps)
     except ImportFileError:
         raise
     except Exception as exc:  # pandas / pyarrow parser errors
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        line = re.search(r"line (\d+)", message)
-        raise ImportFileError(
-            _("The file could not be read: %(error)s") % {"error": message},
-            row=int(line.group(1)) if line else None,
-        ) from exc
+        raise _file_error(exc) from exc
 
 
-def _read_csv(source) -> pd.DataFrame:
+def _read_parquet(source, caps: Caps) -> pd.DataFrame:
+    import pyarrow as pa
+
+    parquet = _parquet_file(source)
+    metadata = parquet.metadata
+    if caps.columns is not None and metadata.num_columns > caps.columns:
+        raise _too_many_columns(caps)
+    if caps.rows is not None and metadata.num_rows > caps.rows:
+        raise _too_many_rows(caps)
+    batches = list(parquet.iter_batches(batch_size=65_536))
+    table = (
+        pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+        if batches
+        else parquet.schema_arrow.empty_table()
+    )
+    return table.to_pandas()
+
+
+def _read_csv(source, caps: Caps) -> pd.DataFrame:
+    if caps.columns is not None or caps.rows is not None:
+        try:
+            columns = uploads.csv_header(source)
+        except uploads.UploadError as exc:
+            raise ImportFileError(exc.message, row=1) from exc
+        if caps.columns is not None and len(columns) > caps.columns:
+            raise _too_many_columns(caps)
     last = None
     for encoding in ("utf-8-sig", "gb18030"):
         source.seek(0)
@@ -146,10 +264,13 @@ def _read_csv(source) -> pd.DataFrame:
                 na_filter=False,
                 encoding=encoding,
                 skip_blank_lines=True,
+                nrows=None if caps.rows is None else caps.rows + 1,
             )
         except UnicodeDecodeError as exc:
             last = exc
             continue
+        if caps.rows is not None and len(frame) > caps.rows:
+            raise _too_many_rows(caps)
         frame.columns = [str(c).strip() for c in frame.columns]
         return frame
     raise ImportFileError(_("The file is neither UTF-8 nor GB18030 text.")) from last
@@ -215,6 +336,41 @@ def _texts(column: pd.Series) -> pd.Series:
     return column.astype("string").fillna("").str.strip().astype(object)
 
 
+def header_errors(kind: str, columns: list[str]) -> list[dict]:
+    """The problems of a header (row 1) for an import of ``kind``: unknown, repeated and
+    missing columns, no identity column."""
+    if kind not in FIELDS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    columns = [str(c).strip() for c in columns]
+    errors: list[dict] = []
+    required, optional = FIELDS[kind]
+    allowed = set(required) | set(optional) | set(IDENTITY_COLUMNS) | {APP_COLUMN}
+    takes_properties = PROPERTIES in optional
+    for column in columns:
+        if column in allowed or (
+            takes_properties and column.startswith(PROPERTY_PREFIX) and len(column) > 11
+        ):
+            continue
+        hint = _(" Free properties go in “properties.<key>” columns.") if takes_properties else ""
+        errors.append({"row": 1, "column": column, "message": _("Unknown column.") + hint})
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    for column in duplicated:
+        errors.append({"row": 1, "column": column, "message": _("The column appears twice.")})
+    for column in required:
+        if column not in columns:
+            errors.append({"row": 1, "column": column, "message": _("Missing required column.")})
+    if not any(c in columns for c in IDENTITY_COLUMNS):
+        errors.append(
+            {
+                "row": 1,
+                "column": "",
+                "message": _("No identity column: give at least one of %(columns)s.")
+                % {"columns": ", ".join(IDENTITY_COLUMNS)},
+            }
+        )
+    return errors
+
+
 def prepare(kind: str, frame: pd.DataFrame, *, now: dt.datetime | None = None) -> Prepared:
     """Check ``frame`` as an import of ``kind``; see the module docstring for the columns."""
     if kind not in FIELDS:
@@ -223,31 +379,7 @@ def prepare(kind: str, frame: pd.DataFrame, *, now: dt.datetime | None = None) -
     frame.columns = [str(c).strip() for c in frame.columns]
     n = len(frame)
     errors = _Errors()
-    required, optional = FIELDS[kind]
-    allowed = set(required) | set(optional) | set(IDENTITY_COLUMNS) | {APP_COLUMN}
-    takes_properties = PROPERTIES in optional
-    for column in frame.columns:
-        if column in allowed or (
-            takes_properties and column.startswith(PROPERTY_PREFIX) and len(column) > 11
-        ):
-            continue
-        hint = _(" Free properties go in “properties.<key>” columns.") if takes_properties else ""
-        errors.header.append({"row": 1, "column": column, "message": _("Unknown column.") + hint})
-    duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
-    for column in duplicated:
-        errors.header.append({"row": 1, "column": column, "message": _("The column appears twice.")})
-    for column in required:
-        if column not in frame.columns:
-            errors.header.append({"row": 1, "column": column, "message": _("Missing required column.")})
-    if not any(c in frame.columns for c in IDENTITY_COLUMNS):
-        errors.header.append(
-            {
-                "row": 1,
-                "column": "",
-                "message": _("No identity column: give at least one of %(columns)s.")
-                % {"columns": ", ".join(IDENTITY_COLUMNS)},
-            }
-        )
+    errors.header = header_errors(kind, list(frame.columns))
     if errors.header:
         listed, _bad = errors.result()
         return Prepared(kind, n, pd.DataFrame(index=range(n)), _empty_links(), listed, n)

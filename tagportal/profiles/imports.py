@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand
+from tagportal.core import uploads
 from tagportal.core.permissions import may_add_into
 
 from . import importers, services
@@ -114,12 +115,15 @@ def import_frame(
         return report
     data, links = prepared.data, prepared.links
     keep = np.ones(len(data), dtype=bool)
-    if kind in (ImportKind.EVENTS, ImportKind.ORDERS):
-        model = Event if kind == ImportKind.EVENTS else Order
-        seen = services.existing_client_ids(model, brand, data["client_id"].tolist())
-        keep = ~data["client_id"].isin(seen).to_numpy(dtype=bool)
-        report.rows_skipped = int((~keep).sum())
     with transaction.atomic():
+        # One import of a brand at a time: a file sent twice at once (or two files
+        # sharing client ids) writes each client id once and the others skip it.
+        services.lock_brand(brand)
+        if kind in (ImportKind.EVENTS, ImportKind.ORDERS):
+            model = Event if kind == ImportKind.EVENTS else Order
+            seen = services.existing_client_ids(model, brand, data["client_id"].tolist())
+            keep = ~data["client_id"].isin(seen).to_numpy(dtype=bool)
+            report.rows_skipped = int((~keep).sum())
         progress(0, 1, "linking")
         kept_links = links[keep[links["pos"].to_numpy()]] if len(links) else links
         resolved = services.resolve_identities(brand, kept_links.rename(columns={"pos": "record"}), job=job)
@@ -175,9 +179,15 @@ def create_job(
     return job
 
 
-def run_job(job: ImportJob, source, *, progress: Progress | None = None) -> ImportJob:
+def run_job(
+    job: ImportJob,
+    source,
+    *,
+    progress: Progress | None = None,
+    caps: importers.Caps = importers.NO_CAPS,
+) -> ImportJob:
     """Run an import job on ``source`` (a path, a binary file object or a DataFrame) and
-    store its report on the job."""
+    store its report on the job. A file past ``caps`` fails the job unread."""
     writer = ProgressWriter(job, progress)
     ImportJob.objects.filter(pk=job.pk).update(
         status=ImportStatus.RUNNING, started_at=timezone.now(), progress=0, stage="reading"
@@ -185,7 +195,9 @@ def run_job(job: ImportJob, source, *, progress: Progress | None = None) -> Impo
     started = _time.perf_counter()
     try:
         writer(0, 1, "reading")
-        frame = source if isinstance(source, pd.DataFrame) else importers.read_table(source, job.file_name)
+        frame = (
+            source if isinstance(source, pd.DataFrame) else importers.read_table(source, job.file_name, caps)
+        )
         writer(1, 1, "reading")
         report = import_frame(job.brand, job.kind, frame, job=job, progress=writer)
     except importers.ImportFileError as exc:
@@ -234,9 +246,49 @@ def import_file(
     return run_job(job, source, progress=progress)
 
 
+class UploadRefused(ValidationError):
+    """An upload refused before it is stored: ``errors`` lists ``{row, column, message}``."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None):
+        super().__init__(message, code="invalid_file")
+        self.errors = errors or [{"row": None, "column": "", "message": message}]
+
+
+def check_upload(kind: str, upload) -> importers.Inspection:
+    """The cheap checks of an upload, in the request, before anything is stored: its size,
+    its format, its header, its rows and columns against the caps (a Parquet file by its
+    metadata, a CSV by its lines). Raises :class:`UploadRefused`."""
+    try:
+        uploads.check_size(upload)
+    except uploads.UploadError as exc:
+        raise UploadRefused(exc.message) from exc
+    name = getattr(upload, "name", "") or ""
+    source = upload.open("rb") if hasattr(upload, "open") else upload
+    try:
+        inspection = importers.inspect(source, name, importers.upload_caps())
+    except importers.ImportFileError as exc:
+        raise UploadRefused(str(exc), [{"row": exc.row, "column": "", "message": str(exc)}]) from exc
+    finally:
+        source.seek(0)
+    problems = importers.header_errors(kind, inspection.columns)
+    if problems:
+        raise UploadRefused(
+            _("The header of the file is wrong; nothing was imported: %(problems)s")
+            % {"problems": "; ".join(f"{p['column'] or '—'}: {p['message']}" for p in problems[:10])},
+            problems,
+        )
+    return inspection
+
+
 def queue_import(brand: Brand, kind: str, upload, *, user=None, job: ImportJob | None = None) -> ImportJob:
-    """Store an uploaded file and run its import in the background (a Celery task;
-    in-process when no broker is configured). The file is deleted once imported."""
+    """Check an upload cheaply (:func:`check_upload`), store it and run its import in the
+    background (a Celery task; in-process, once the transaction commits, when no broker is
+    configured). The file is deleted once imported."""
+    check_may_import(user, brand)
+    inspection = check_upload(kind, upload)
+    if job is None:
+        job = ImportJob()
+    job.rows_total = inspection.rows
     job = create_job(brand, kind, file_name=getattr(upload, "name", ""), user=user, upload=upload, job=job)
     from .tasks import run_import_job
 
@@ -253,7 +305,7 @@ def run_stored_job(job_id: int) -> ImportJob | None:
         if not job.upload:
             raise importers.ImportFileError(_("The uploaded file is missing."))
         with job.upload.open("rb") as handle:
-            job = run_job(job, handle)
+            job = run_job(job, handle, caps=importers.upload_caps())
     except importers.ImportFileError as exc:
         ImportJob.objects.filter(pk=job.pk).update(status=ImportStatus.FAILED, message=str(exc))
     finally:

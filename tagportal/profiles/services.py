@@ -150,8 +150,13 @@ def resolve_identities(
         return _resolve_identities(brand, links, rules=rules or oneid_rules(), job=job, reason=reason)
 
 
-def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason: str) -> Resolved:
+def lock_brand(brand: Brand) -> None:
+    """Hold the brand's row (its OneID sequence, its imports) until the transaction ends."""
     Brand.objects.select_for_update().filter(pk=brand.pk).first()
+
+
+def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason: str) -> Resolved:
+    lock_brand(brand)
     if len(links) == 0:
         empty = pd.DataFrame(
             {"record": [], "oneid": [], "customer_id": [], "identity_id": [], "new": []}, dtype="int64"
@@ -345,6 +350,14 @@ def existing_client_ids(model, brand: Brand, client_ids: list[str]) -> set[str]:
     return found
 
 
+def _insert_new(model, objects: list) -> int:
+    """Insert-or-ignore on the brand's ``client_id``: a row whose client id another writer
+    stored in the meantime is left out, not an error (imports take the brand's lock and
+    skip known client ids first, so this is the last guard)."""
+    model.objects.bulk_create(objects, batch_size=BATCH, ignore_conflicts=True)
+    return len(objects)
+
+
 def _datetimes(times: pd.Series) -> list:
     return list(pd.DatetimeIndex(times).tz_convert("UTC").to_pydatetime())
 
@@ -364,6 +377,7 @@ def write_events(brand: Brand, rows: pd.DataFrame, *, progress: Progress | None 
     ``channel``, ``store``, ``value``, ``properties``) in batches."""
     progress = progress or no_progress
     total = len(rows)
+    written = 0
     for start in range(0, total, CHUNK):
         part = rows.iloc[start : start + CHUNK]
         identities = (
@@ -396,9 +410,9 @@ def write_events(brand: Brand, rows: pd.DataFrame, *, progress: Progress | None 
                 strict=True,
             )
         ]
-        Event.objects.bulk_create(objects, batch_size=BATCH)
+        written += _insert_new(Event, objects)
         progress(min(start + CHUNK, total), total, "writing")
-    return total
+    return written
 
 
 def write_orders(brand: Brand, rows: pd.DataFrame, *, progress: Progress | None = None) -> int:
@@ -407,6 +421,7 @@ def write_orders(brand: Brand, rows: pd.DataFrame, *, progress: Progress | None 
     ``properties``) in batches."""
     progress = progress or no_progress
     total = len(rows)
+    written = 0
     blank = pd.Series("", index=rows.index)
     for start in range(0, total, CHUNK):
         part = rows.iloc[start : start + CHUNK]
@@ -451,9 +466,9 @@ def write_orders(brand: Brand, rows: pd.DataFrame, *, progress: Progress | None 
                 strict=True,
             )
         ]  # fmt: skip
-        Order.objects.bulk_create(objects, batch_size=BATCH)
+        written += _insert_new(Order, objects)
         progress(min(start + CHUNK, total), total, "writing")
-    return total
+    return written
 
 
 def set_attributes(brand: Brand, rows: pd.DataFrame, *, progress: Progress | None = None) -> set[int]:

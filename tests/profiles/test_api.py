@@ -80,32 +80,40 @@ def test_lookup_by_identity(world, people):
     assert bad.status_code == 400 and "type" in bad.json()
 
 
-def test_bulk_import_endpoint(world):
-    client = client_for(world.steward)
-    response = client.post(
-        f"{URL}import/", {"brand": "ruiyan", "kind": "events", "file": upload()}, format="multipart"
-    )
-    assert response.status_code == 201, response.json()
-    job = response.json()
-    assert job["status"] == "succeeded" and job["rows_ok"] == 4 and job["created_counts"]["events"] == 4
-    assert job["brand"] == "ruiyan" and job["created_by"] == "st"
-    again = client.post(
-        f"{URL}import/", {"brand": "ruiyan", "kind": "events", "file": upload()}, format="multipart"
-    )
-    assert again.status_code == 201 and again.json()["rows_skipped"] == 4
-    assert Event.objects.count() == 4
+@pytest.fixture
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    return tmp_path
 
-    bad = client.post(
-        f"{URL}import/",
-        {
-            "brand": "ruiyan",
-            "kind": "events",
-            "file": upload("client_id,time,type,phone\nx,2024-05-01,nope,1\n"),
-        },
-        format="multipart",
+
+def post_import(client, file, capture, kind="events", brand="ruiyan"):
+    with capture(execute=True):
+        return client.post(f"{URL}import/", {"brand": brand, "kind": kind, "file": file}, format="multipart")
+
+
+def test_bulk_import_endpoint(world, media, django_capture_on_commit_callbacks):
+    client = client_for(world.steward)
+    response = post_import(client, upload(), django_capture_on_commit_callbacks)
+    assert response.status_code == 202, response.json()
+    accepted = response.json()
+    assert (
+        accepted["status"] == "pending" and accepted["rows_total"] == 4
+    )  # the lines, counted in the request
+    assert response["Location"].endswith(f"{URL}import-jobs/{accepted['id']}/")
+    # without a broker the job runs once the request's transaction commits
+    job = client.get(response["Location"]).json()
+    assert job["status"] == "succeeded" and job["rows_ok"] == 4 and job["created_counts"]["events"] == 4
+    assert job["brand"] == "ruiyan" and job["created_by"] == "st" and job["progress"] == 100
+    again = post_import(client, upload(), django_capture_on_commit_callbacks)
+    assert again.status_code == 202 and client.get(again["Location"]).json()["rows_skipped"] == 4
+    assert Event.objects.count() == 4
+    assert not list(media.rglob("*.csv"))  # stored files are deleted once imported
+
+    bad = post_import(
+        client, upload("client_id,time,type,phone\nx,2024-05-01,nope,1\n"), django_capture_on_commit_callbacks
     )
-    assert bad.status_code == 400
-    body = bad.json()
+    assert bad.status_code == 202
+    body = client.get(bad["Location"]).json()
     assert body["status"] == "failed" and {(e["row"], e["column"]) for e in body["errors"]} == {
         (2, "type"),
         (2, "phone"),
@@ -115,6 +123,20 @@ def test_bulk_import_endpoint(world):
     jobs = client.get(f"{URL}import-jobs/").json()["results"]
     assert [j["status"] for j in jobs] == ["failed", "succeeded", "succeeded"]
     assert client.get(f"{URL}import-jobs/{jobs[0]['id']}/").json()["errors"] == body["errors"]
+
+
+def test_bulk_import_refuses_a_bad_header_in_the_request(world, media, django_capture_on_commit_callbacks):
+    client = client_for(world.steward)
+    response = post_import(
+        client,
+        upload("client_id,time,colour,phone\nx,2024-05-01,red,1\n"),
+        django_capture_on_commit_callbacks,
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert {(e["row"], e["column"]) for e in body["errors"]} == {(1, "colour"), (1, "type")}
+    assert "colour" in body["file"][0]
+    assert not ImportJob.objects.exists() and not list(media.rglob("*"))  # nothing stored
 
 
 def test_bulk_import_needs_the_permission_and_the_brand(world):

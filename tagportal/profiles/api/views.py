@@ -15,12 +15,13 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from tagportal.core.api import RestrictedReadOnlyViewSet
 
 from .. import imports, services
-from ..choices import IdentityType, ImportStatus
+from ..choices import IdentityType
 from ..models import Customer, ImportJob, MergeRecord
 from .serializers import (
     CustomerSerializer,
@@ -144,29 +145,38 @@ class ImportJobViewSet(RestrictedReadOnlyViewSet):
 
 class ImportView(APIView):
     """Bulk import of customers, identities, events or orders from a CSV or Parquet file
-    (multipart: ``brand``, ``kind``, ``file``). All or nothing: 201 with the finished
-    job, or 400 with the job and its row report when a row is bad (nothing written).
-    Rows whose ``client_id`` was imported before are skipped."""
+    (multipart: ``brand``, ``kind``, ``file``).
+
+    The request only checks the file cheaply (its size, format, header, and rows and
+    columns against the caps) and answers 400 with ``file`` (messages) and ``errors``
+    (``row``, ``column``, ``message``) when it is refused; nothing is stored then.
+    Otherwise the file is stored and imported by a background job: 202 with the job
+    (``Location``: the job's URL, to follow its ``status``, ``progress`` and report).
+    The job is all or nothing (a bad row fails it, nothing written), and rows whose
+    ``client_id`` was imported before, even by an import running at the same time, are
+    skipped, so sending a file again adds nothing."""
 
     queryset = ImportJob.objects.all()  # the permission class checks profiles.add_importjob
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
         request={"multipart/form-data": ImportRequestSerializer},
-        responses={201: ImportJobSerializer, 400: ImportJobSerializer},
+        responses={202: ImportJobSerializer, 400: OpenApiTypes.OBJECT},
     )
     def post(self, request):
         payload = ImportRequestSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
         upload = payload.validated_data["file"]
-        job = imports.import_file(
-            payload.validated_data["brand"],
-            payload.validated_data["kind"],
-            upload,
-            file_name=upload.name,
-            user=request.user,
+        try:
+            job = imports.queue_import(
+                payload.validated_data["brand"], payload.validated_data["kind"], upload, user=request.user
+            )
+        except imports.UploadRefused as exc:
+            return Response({"file": exc.messages, "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        job.refresh_from_db()  # without a broker the job has run by now
+        location = reverse("importjob-detail", args=[job.pk], request=request)
+        return Response(
+            ImportJobSerializer(job, context={"request": request}).data,
+            status=status.HTTP_202_ACCEPTED,
+            headers={"Location": location},
         )
-        code = (
-            status.HTTP_201_CREATED if job.status == ImportStatus.SUCCEEDED else status.HTTP_400_BAD_REQUEST
-        )
-        return Response(ImportJobSerializer(job, context={"request": request}).data, status=code)
