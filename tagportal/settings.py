@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # a locked database or an out-of-range number: a page that says so, not a 500
+    "tagportal.core.middleware.DatabaseErrorPageMiddleware",
 ]
 
 ROOT_URLCONF = "tagportal.urls"
@@ -209,7 +211,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tagportal.core.api_permissions.RestrictedObjectPermissions"],
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend",
+        "tagportal.core.filters.FilterBackend",  # numbers bounded to what the database holds
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],

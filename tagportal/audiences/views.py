@@ -38,6 +38,7 @@ from tagportal.catalog.models import Brand, BusinessLine, Category, Tag
 from tagportal.core import pinyin, spreadsheets
 from tagportal.core.days import beijing_text
 from tagportal.core.exceptions import Conflict, error_text
+from tagportal.core.filters import id_or_none
 from tagportal.core.permissions import containers_for_add, may
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.pii import can_view_pii
@@ -82,7 +83,7 @@ def _visible(user, pk) -> Audience:
 
 
 def _int(value) -> int | None:
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    return id_or_none(value) if isinstance(value, str) else None
 
 
 def error_messages(exc: Exception) -> dict[str, list[str]]:

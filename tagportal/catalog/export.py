@@ -31,6 +31,7 @@ from django.utils.translation import gettext as _
 
 from tagportal.core import spreadsheets
 from tagportal.core.days import BEIJING
+from tagportal.core.filters import INT64_MAX
 from tagportal.core.permissions import model_permission
 from tagportal.usage import services as usage
 
@@ -82,7 +83,8 @@ def _param_values(params: Mapping, name: str) -> list[str]:
 
 def _ids_or_codes(values: Iterable[str]) -> Q:
     values = list(values)
-    return Q(pk__in=[int(v) for v in values if v.isdigit()]) | Q(code__in=values)
+    ids = [int(v) for v in values if v.isdigit() and len(v) <= 19]
+    return Q(pk__in=[pk for pk in ids if pk <= INT64_MAX]) | Q(code__in=values)
 
 
 def _category_ids(values: list[str]) -> set[int]:

@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
+from .filters import out_of_range
 from .models import User
 from .permissions import may
 
@@ -29,6 +30,28 @@ class RestrictedAdminMixin:
         if not super().has_delete_permission(request, obj):
             return False
         return obj is None or may(request.user, obj, "delete")
+
+    def get_changeform_initial_data(self, request):
+        """The add form's values from the query string, without the related ids that
+        are not ids at all (``?owner=abc``, ``?owner=1e309``, a number too large): the
+        form starts empty there instead of failing to draw."""
+        initial = super().get_changeform_initial_data(request)
+        for name, value in list(initial.items()):
+            try:
+                field = self.model._meta.get_field(name)
+            except FieldDoesNotExist:
+                continue
+            if not field.is_relation or field.target_field is None:
+                continue
+            try:
+                ids = [
+                    field.target_field.to_python(v) for v in (value if isinstance(value, list) else [value])
+                ]
+            except ValidationError:
+                ids = None
+            if ids is None or out_of_range(ids):
+                del initial[name]
+        return initial
 
 
 class ReadOnlyAdminMixin:

@@ -16,10 +16,11 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -117,6 +118,20 @@ def _messages(error: DjangoValidationError):
     return {"non_field_errors": [str(m) for m in error.messages]}
 
 
+#: What a request that waited too long for the database's write lock is told (a 503).
+BUSY_MESSAGE = gettext_lazy(
+    "The database is busy with another change; nothing was saved. Try again in a few seconds."
+)
+RETRY_AFTER_SECONDS = 5
+
+
+def is_database_busy(exc: Exception) -> bool:
+    """Whether ``exc`` says the database was locked by another writer for longer than
+    the busy timeout (SQLite's "database is locked", PostgreSQL's lock timeout)."""
+    text = str(exc).lower()
+    return "database is locked" in text or "database table is locked" in text or "lock timeout" in text
+
+
 def exception_handler(exc, context):
     """DRF's handler, plus clear 4xx answers for Django's own exceptions."""
     from .exceptions import Conflict
@@ -132,6 +147,18 @@ def exception_handler(exc, context):
         return Response(
             {"detail": _("Still in use; remove or move these first."), "used_by": objects},
             status=status.HTTP_409_CONFLICT,
+        )
+    if isinstance(exc, OverflowError):
+        # a number no database column holds, from a parameter no check bounded (the
+        # filtersets and :func:`~tagportal.core.filters.parse_int` refuse it earlier)
+        log.warning("number out of range on an API request: %s", exc)
+        return Response({"detail": _("A number in the request is out of range.")}, status=400)
+    if isinstance(exc, OperationalError) and is_database_busy(exc):
+        log.warning("database busy on an API request: %s", exc)
+        return Response(
+            {"detail": str(BUSY_MESSAGE)},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         )
     if isinstance(exc, IntegrityError):
         log.warning("integrity error on API write: %s", exc)

@@ -22,6 +22,7 @@ from django.utils.translation import gettext_lazy
 from tagportal.catalog.models import Brand, BusinessLine, Region, Tag
 from tagportal.core import graphs
 from tagportal.core.caches import LRU
+from tagportal.core.filters import id_or_none
 from tagportal.core.permissions import is_unrestricted
 from tagportal.governance.choices import ReportKind, ReportStatus
 from tagportal.governance.models import Report
@@ -63,8 +64,7 @@ class PageError(Exception):
 
 
 def _int(value) -> int | None:
-    value = str(value or "").strip()
-    return int(value) if value.isdigit() else None
+    return id_or_none(value)
 
 
 def region_paths(rows: Iterable[tuple[int, str, int | None]]) -> dict[int, str]:

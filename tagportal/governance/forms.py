@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.forms import PrettyJSONField, ValuesField
 from tagportal.catalog.models import BusinessLine, Category, Region, Tag
+from tagportal.core.filters import MAX_DAYS
 
 from . import services
 from .choices import ChangeKind, RequestState
@@ -60,6 +61,7 @@ class RequestFilterForm(forms.Form):
         label=gettext_lazy("Waiting at least (days)"),
         required=False,
         min_value=0,
+        max_value=MAX_DAYS,
         widget=forms.NumberInput(attrs={"style": "width: 5em"}),
     )
 

@@ -55,6 +55,11 @@ class StaleChangeRequest(Conflict):
     """The request was made on a version that is no longer the published one."""
 
 
+class OutOfDateChangeRequest(StaleChangeRequest):
+    """An action refused because a version newer than the one the request was made on
+    has been published: nothing was recorded."""
+
+
 class DependentsNeedConfirmation(Conflict):
     """The change removes a tag that other tags read; the proposer must confirm."""
 
@@ -254,7 +259,68 @@ def _validate_item(user, spec: ItemSpec) -> None:
 # Proposing
 
 
+#: States in which a request is still open: it can go stale while it waits.
+OPEN_STATES = (
+    RequestState.DRAFT,
+    RequestState.SUBMITTED,
+    RequestState.CHANGES_REQUESTED,
+    RequestState.APPROVED,
+)
+#: States that close a request without applying it: still allowed once it is stale.
+CLOSING_STATES = (RequestState.REJECTED, RequestState.WITHDRAWN)
+
+
+def item_is_stale(item: ChangeItem) -> bool:
+    """Whether the change was made on a version of its tag that is no longer the
+    published one (a create has no version to go stale)."""
+    return item.kind != ChangeKind.CREATE and item.tag.published_version != item.base_version
+
+
+def stale_changes(cr: ChangeRequest, items=None) -> list[ChangeItem]:
+    """The changes of an open request made on a version that is no longer the published
+    one: the request is out of date (an applied or closed request never is). ``items``
+    are the request's changes with their tags, if already read."""
+    if cr.state not in OPEN_STATES:
+        return []
+    if items is None:
+        items = cr.items.select_related("tag").order_by("position", "pk")
+    return [item for item in items if item_is_stale(item)]
+
+
+def stale_conflict(cr: ChangeRequest, stale: list[ChangeItem]) -> OutOfDateChangeRequest:
+    """What refuses an action on an out-of-date request (a 409 in the API)."""
+    first = stale[0]
+    return OutOfDateChangeRequest(
+        _(
+            "The request was made on version %(base)s of “%(code)s”, but version %(current)s has been "
+            "published since: the request is out of date. It cannot be approved, sent back for changes "
+            "or applied, and nothing was recorded. Reject or withdraw it, and propose the change again "
+            "on the current version."
+        )
+        % {"base": first.base_version, "code": first.tag.code, "current": first.tag.published_version},
+        tag=first.tag.code,
+        base_version=first.base_version,
+        current_version=first.tag.published_version,
+        stale=[
+            {
+                "tag": item.tag.code,
+                "base_version": item.base_version,
+                "current_version": item.tag.published_version,
+            }
+            for item in stale
+        ],
+    )
+
+
+def _refuse_if_stale(cr: ChangeRequest) -> None:
+    stale = stale_changes(cr)
+    if stale:
+        raise stale_conflict(cr, stale)
+
+
 def _ensure_transition(cr: ChangeRequest, state: str) -> None:
+    if state in CLOSING_STATES and cr.state == RequestState.APPROVED and stale_changes(cr):
+        return  # an approved request gone stale can only be closed
     if state not in REQUEST_TRANSITIONS[RequestState(cr.state)]:
         raise InvalidTransition(
             _("A change request that is “%(current)s” cannot become “%(new)s”.")
@@ -493,9 +559,11 @@ def _check_reviewer(user, cr: ChangeRequest) -> None:
         )
 
 
+@transaction.atomic
 def approve(user, cr: ChangeRequest, reason: str = "", apply_now: bool = False) -> ChangeRequest:
-    """Approve a submitted request; with ``apply_now`` also apply it. The approval stands
-    even when applying then fails (e.g. a stale version): the conflict is raised after."""
+    """Approve a submitted request; with ``apply_now`` also apply it, all in one: when
+    applying fails, the approval is not recorded either. An out-of-date request (made on
+    a version no longer published) is refused with nothing recorded."""
     cr = _approve(user, cr, reason)
     if apply_now:
         cr = apply(user, cr)
@@ -507,6 +575,7 @@ def _approve(user, cr: ChangeRequest, reason: str) -> ChangeRequest:
     cr = ChangeRequest.objects.select_for_update().get(pk=cr.pk)
     _check_reviewer(user, cr)
     _ensure_transition(cr, RequestState.APPROVED)
+    _refuse_if_stale(cr)
     cr.state = RequestState.APPROVED
     cr.reviewer = user
     cr.decision_reason = reason
@@ -547,6 +616,8 @@ def _send_back(user, cr, reason, state, action, label) -> ChangeRequest:
     if not (reason or "").strip():
         raise ValidationError({"reason": _("Say why, so the proposer knows what to do.")})
     _ensure_transition(cr, state)
+    if state not in CLOSING_STATES:
+        _refuse_if_stale(cr)  # sending back an out-of-date request: reject it instead
     _set_create_drafts(cr, TagStatus.DRAFT, user, f"{label}: #{cr.pk}")
     cr.state = state
     cr.reviewer = user
@@ -575,6 +646,7 @@ def apply(user, cr: ChangeRequest) -> ChangeRequest:
     ):
         raise PermissionDenied(_("Only the proposer or a steward of the business line applies a request."))
     _ensure_transition(cr, RequestState.APPLIED)
+    _refuse_if_stale(cr)
     reason = _("Change request #%(n)s: %(title)s") % {"n": cr.pk, "title": cr.title}
     items = list(cr.items.select_related("tag", "merge_target").order_by("position", "pk"))
     tags = {t.pk: t for t in Tag.objects.select_for_update().filter(pk__in=[i.tag_id for i in items])}

@@ -163,6 +163,7 @@ def _request_list(request, which: str):
     for cr in requests:
         items = list(cr.items.all())
         stale_items = [item.tag for item in items if item.tag_id in stale]
+        out_of_date = services.stale_changes(cr, items)
         rows.append(
             {
                 "cr": cr,
@@ -171,6 +172,7 @@ def _request_list(request, which: str):
                 "age": _age_days(cr),
                 "stale_tags": stale_items,
                 "stale_reasons": sorted({r for item in stale_items for r in stale[item.pk]}),
+                "out_of_date": out_of_date,
                 "impact": impact.summary(items),
             }
         )
@@ -231,8 +233,8 @@ def _act(request, cr: ChangeRequest):
             try:
                 cr = services.approve(user, cr, reason, apply_now=apply_now)
             except services.StaleChangeRequest as exc:
-                if not apply_now:
-                    raise
+                if not apply_now or isinstance(exc, services.OutOfDateChangeRequest):
+                    raise  # its message says nothing was recorded
                 messages.error(
                     request,
                     _("%(error)s The approval was not recorded either: the request is still in review.")
@@ -273,10 +275,12 @@ def change_request(request, pk: int):
         cr.items.select_related("tag", "merge_target", "produced_version").order_by("position", "pk")
     )
     stale = stale_flags({item.tag_id for item in items} | {item.merge_target_id for item in items})
+    out_of_date = services.stale_changes(cr, items)
     is_proposer = cr.proposer_id == user.pk
     is_reviewer = not is_proposer and services.may_review(user, cr)
     state = RequestState(cr.state)
     editable = state in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED)
+    closable_when_stale = bool(out_of_date) and state == RequestState.APPROVED
     context = {
         "title": cr.title,
         "cr": cr,
@@ -288,6 +292,7 @@ def change_request(request, pk: int):
                 "kind": kind_label(ROLLBACK) if item.rollback_to else str(ChangeKind(item.kind).label),
                 "stale": stale.get(item.tag_id, []),
                 "target_stale": stale.get(item.merge_target_id, []) if item.merge_target_id else [],
+                "out_of_date": item in out_of_date,
                 "dependents": [
                     {**dep, "status_label": _status_label(dep.get("status"))} for dep in item.dependents
                 ],
@@ -295,6 +300,7 @@ def change_request(request, pk: int):
             for item in items
         ],
         "any_stale": bool(stale),
+        "out_of_date": out_of_date,
         "any_dependents": any(item.dependents for item in items),
         "comments": cr.comments.select_related("author"),
         "events": cr.audit_events.select_related("actor", "tag").order_by("at", "pk"),
@@ -302,9 +308,13 @@ def change_request(request, pk: int):
         "is_reviewer": is_reviewer,
         "can_submit": is_proposer and editable,
         "can_edit": is_proposer and editable and len(items) == 1 and not cr.is_bulk,
-        "can_withdraw": is_proposer and RequestState.WITHDRAWN in REQUEST_TRANSITIONS[state],
-        "can_review": is_reviewer and state == RequestState.SUBMITTED,
+        "can_withdraw": is_proposer
+        and (RequestState.WITHDRAWN in REQUEST_TRANSITIONS[state] or closable_when_stale),
+        # an out-of-date request can only be rejected or withdrawn (see services.stale_changes)
+        "can_review": is_reviewer and (state == RequestState.SUBMITTED or closable_when_stale),
+        "can_approve": is_reviewer and state == RequestState.SUBMITTED and not out_of_date,
         "can_apply": state == RequestState.APPROVED
+        and not out_of_date
         and (user.pk in (cr.proposer_id, cr.reviewer_id) or is_reviewer),
         "needs_confirm": any(item.dependents or item.kind in services.REMOVING_KINDS for item in items),
         "own_request_in_review": is_proposer and state == RequestState.SUBMITTED,

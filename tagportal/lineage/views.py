@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, BusinessLine, Tag
+from tagportal.core.filters import id_or_none
 
 from . import services
 from .models import DataField, DataSource
@@ -55,7 +56,7 @@ class Drawing:
 
 
 def _int(value) -> int | None:
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    return id_or_none(value) if isinstance(value, str) else None
 
 
 def _focus(request) -> Focus | None:

@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 
 from tagportal.core import spreadsheets
 from tagportal.core.api import RestrictedModelViewSet
+from tagportal.core.filters import FilterSet
 from tagportal.profiles.choices import IdentityType
 
 from .. import services
@@ -51,7 +52,7 @@ MAX_DIFF_IDS = 1000
 DEFAULT_DIFF_IDS = 100
 
 
-class AudienceFilterSet(django_filters.FilterSet):
+class AudienceFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
     business_line = django_filters.CharFilter(
         field_name="business_line__code", label=gettext_lazy("business line code")

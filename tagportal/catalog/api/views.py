@@ -5,6 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -16,6 +17,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from tagportal.core.api import RestrictedModelViewSet, RestrictedReadOnlyViewSet
+from tagportal.core.filters import FilterSet, IdFilter, parse_int
 from tagportal.core.permissions import may_add_into
 from tagportal.usage import services as usage
 
@@ -40,13 +42,11 @@ from .serializers import (
 )
 
 
-class TagFilterSet(django_filters.FilterSet):
+class TagFilterSet(FilterSet):
     business_line = django_filters.CharFilter(field_name="business_line__code")
     brand = django_filters.CharFilter(field_name="brand__code")
     region = django_filters.CharFilter(field_name="regions__code", distinct=True)
-    category = django_filters.NumberFilter(
-        method="filter_category", label=_("category (and its subcategories)")
-    )
+    category = IdFilter(method="filter_category", label=_("category (and its subcategories)"))
     owner = django_filters.CharFilter(field_name="owner__username")
     code = django_filters.CharFilter()
     kind = django_filters.MultipleChoiceFilter(choices=TagKind.choices)
@@ -64,7 +64,7 @@ class TagFilterSet(django_filters.FilterSet):
         return queryset.filter(category__in=Category.descendant_ids(int(value)))
 
 
-class BrandFilterSet(django_filters.FilterSet):
+class BrandFilterSet(FilterSet):
     business_line = django_filters.CharFilter(field_name="business_line__code")
 
     class Meta:
@@ -72,7 +72,7 @@ class BrandFilterSet(django_filters.FilterSet):
         fields = ["is_active"]
 
 
-class RegionFilterSet(django_filters.FilterSet):
+class RegionFilterSet(FilterSet):
     parent = django_filters.CharFilter(field_name="parent__code")
 
     class Meta:
@@ -80,7 +80,7 @@ class RegionFilterSet(django_filters.FilterSet):
         fields = ["level"]
 
 
-class VersionFilterSet(django_filters.FilterSet):
+class VersionFilterSet(FilterSet):
     tag_code = django_filters.CharFilter(field_name="tag__code")
     brand = django_filters.CharFilter(field_name="tag__brand__code")
 
@@ -295,9 +295,11 @@ class TagViewSet(RestrictedModelViewSet):
     def diff(self, request, pk=None):
         tag = self.get_object()
         try:
-            first, second = int(request.query_params["from"]), int(request.query_params["to"])
-        except (KeyError, ValueError) as exc:
-            raise ValidationError({"detail": _("Give 'from' and 'to' as history ids of this tag.")}) from exc
+            first = parse_int(request.query_params.get("from"), "from", min_value=1)
+            second = parse_int(request.query_params.get("to"), "to", min_value=1)
+        except DjangoValidationError as exc:
+            message = _("Give 'from' and 'to' as history ids of this tag.")
+            raise ValidationError({"detail": " ".join([message, *exc.messages])}) from exc
         records = {r.history_id: r for r in tag.history.filter(history_id__in=[first, second])}
         missing = [str(h) for h in (first, second) if h not in records]
         if missing:

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from tagportal.catalog.models import Brand, Tag
 from tagportal.core.api import RestrictedReadOnlyViewSet
+from tagportal.core.filters import FilterSet
 from tagportal.core.permissions import may, may_add_into
 from tagportal.profiles import pii
 from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType
@@ -38,7 +39,7 @@ from .serializers import (
 )
 
 
-class ComputationFilterSet(django_filters.FilterSet):
+class ComputationFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="tag__brand__code", label=gettext_lazy("brand code"))
     tag = django_filters.CharFilter(field_name="tag__code", label=gettext_lazy("tag code"))
     drift_flag = django_filters.BooleanFilter()
@@ -49,7 +50,7 @@ class ComputationFilterSet(django_filters.FilterSet):
         fields = []
 
 
-class RunFilterSet(django_filters.FilterSet):
+class RunFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
     tag = django_filters.CharFilter(field_name="tag__code", label=gettext_lazy("tag code"))
     status = django_filters.MultipleChoiceFilter(choices=RunStatus.choices)

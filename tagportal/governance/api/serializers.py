@@ -34,13 +34,22 @@ class ChangeItemSerializer(serializers.ModelSerializer):
         source="produced_version.version", read_only=True, default=None
     )
     impact = serializers.SerializerMethodField(help_text=_("The cached impact preview of a rule change."))
+    stale = serializers.SerializerMethodField(
+        help_text=_(
+            "Out of date: the request is open and the tag's published version is no longer "
+            "the one the change was made on (base_version)."
+        )
+    )
 
     class Meta:
         model = ChangeItem
         fields = [
             "id", "kind", "tag", "base_version", "changes", "merge_target", "rollback_to", "diff",
-            "dependents", "produced_version", "impact",
+            "dependents", "produced_version", "impact", "stale",
         ]  # fmt: skip
+
+    def get_stale(self, obj) -> bool:
+        return obj.change_request.state in services.OPEN_STATES and services.item_is_stale(obj)
 
     def get_impact(self, obj) -> dict | None:
         request = self.context.get("request")
@@ -72,13 +81,25 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
     item_input = ItemInputSerializer(many=True, write_only=True, source="items_input")
     submit = serializers.BooleanField(write_only=True, required=False, default=False)
     age_days = serializers.SerializerMethodField()
+    stale = serializers.SerializerMethodField(
+        help_text=_(
+            "Out of date: a version newer than the one the request was made on has been published. "
+            "It can no longer be approved, sent back or applied (409); reject or withdraw it."
+        )
+    )
+    current_version = serializers.SerializerMethodField(
+        help_text=_(
+            "The published version now of the tag the request changes (of its first out-of-date "
+            "tag when it changes several); null when there is none."
+        )
+    )
 
     class Meta:
         model = ChangeRequest
         fields = [
             "id", "title", "description", "state", "kind", "business_line", "brand", "proposer", "reviewer",
             "decision_reason", "confirm_dependents", "is_bulk", "source_file", "submitted_at", "decided_at",
-            "applied_at", "created", "age_days", "items", "item_input", "submit",
+            "applied_at", "created", "age_days", "stale", "current_version", "items", "item_input", "submit",
         ]  # fmt: skip
         read_only_fields = [
             "state", "decision_reason", "is_bulk", "source_file", "submitted_at", "decided_at", "applied_at",
@@ -89,6 +110,23 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
         fields = super().get_fields()
         fields["items"] = ChangeItemSerializer(many=True, read_only=True)
         return fields
+
+    def _items(self, obj) -> list:
+        return sorted(obj.items.all(), key=lambda item: (item.position, item.pk))
+
+    def get_stale(self, obj) -> bool:
+        return bool(services.stale_changes(obj, self._items(obj)))
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_current_version(self, obj) -> int | None:
+        items = self._items(obj)
+        stale = services.stale_changes(obj, items)
+        if stale:
+            return stale[0].tag.published_version
+        versions = {item.tag.published_version for item in items if item.kind != ChangeKind.CREATE}
+        if len({item.tag_id for item in items}) == 1 and versions:
+            return versions.pop()
+        return None
 
     def get_age_days(self, obj) -> int:
         start = obj.submitted_at or obj.created

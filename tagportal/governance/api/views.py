@@ -24,6 +24,7 @@ from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.catalog.services import recertification_due
 from tagportal.core import spreadsheets
 from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
+from tagportal.core.filters import DaysFilter, FilterSet, IdFilter
 from tagportal.notifications import services as notifications
 from tagportal.notifications.models import Notification
 
@@ -44,14 +45,14 @@ from .serializers import (
 )
 
 
-class ChangeRequestFilterSet(django_filters.FilterSet):
+class ChangeRequestFilterSet(FilterSet):
     business_line = django_filters.CharFilter(field_name="business_line__code")
     brand = django_filters.CharFilter(field_name="brand__code")
     state = django_filters.MultipleChoiceFilter(choices=RequestState.choices)
     kind = django_filters.ChoiceFilter(choices=ChangeKind.choices, method="filter_kind")
     proposer = django_filters.CharFilter(field_name="proposer__username")
-    tag = django_filters.NumberFilter(field_name="items__tag", distinct=True)
-    min_age_days = django_filters.NumberFilter(method="filter_age", label=_("waiting at least N days"))
+    tag = IdFilter(field_name="items__tag", distinct=True)
+    min_age_days = DaysFilter(method="filter_age", label=_("waiting at least N days"))
 
     class Meta:
         model = ChangeRequest
@@ -322,7 +323,7 @@ class AuditViewSet(viewsets.ViewSet):
         return Response({"start": start, "end": end, "count": len(rows), "rows": rows})
 
 
-class ReportFilterSet(django_filters.FilterSet):
+class ReportFilterSet(FilterSet):
     business_line = django_filters.CharFilter(field_name="business_line__code")
     brand = django_filters.CharFilter(field_name="brand__code")
 

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 
 from tagportal.catalog.models import Tag
 from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
+from tagportal.core.filters import FilterSet
 from tagportal.core.permissions import may
 
 from .. import services
@@ -64,7 +65,7 @@ def _source_ref(source: DataSource) -> dict:
     return {"id": source.pk, "code": source.code, "name": source.name, "kind": source.kind}
 
 
-class DataSourceFilterSet(django_filters.FilterSet):
+class DataSourceFilterSet(FilterSet):
     kind = django_filters.MultipleChoiceFilter(choices=SourceKind.choices)
     business_line = django_filters.CharFilter(
         method="filter_business_line", label=_("business line code (“shared” for shared sources)")
@@ -86,7 +87,7 @@ class DataSourceFilterSet(django_filters.FilterSet):
         return queryset.filter(pk__in=stale) if value else queryset.exclude(pk__in=stale)
 
 
-class DataFieldFilterSet(django_filters.FilterSet):
+class DataFieldFilterSet(FilterSet):
     source = django_filters.CharFilter(field_name="source__code")
     maps_to = django_filters.CharFilter()
 

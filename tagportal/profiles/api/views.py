@@ -19,6 +19,7 @@ from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from tagportal.core.api import RestrictedReadOnlyViewSet
+from tagportal.core.filters import FilterSet, IntegerFilter
 
 from .. import imports, services
 from ..choices import IdentityType
@@ -34,7 +35,7 @@ from .serializers import (
 TRUE_VALUES = ("1", "true", "yes", "on")
 
 
-class CustomerFilterSet(django_filters.FilterSet):
+class CustomerFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
     include_merged = django_filters.BooleanFilter(
         method="filter_include_merged", label=gettext_lazy("also list people merged into others")
@@ -48,9 +49,9 @@ class CustomerFilterSet(django_filters.FilterSet):
         return queryset  # applied by the viewset (lists only)
 
 
-class MergeRecordFilterSet(django_filters.FilterSet):
+class MergeRecordFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code")
-    oneid = django_filters.NumberFilter(method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
+    oneid = IntegerFilter(min_value=0, method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
     undone = django_filters.BooleanFilter(field_name="undone_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
@@ -61,7 +62,7 @@ class MergeRecordFilterSet(django_filters.FilterSet):
         return queryset.filter(kept_oneid=value) | queryset.filter(merged_oneid=value)
 
 
-class ImportJobFilterSet(django_filters.FilterSet):
+class ImportJobFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code")
 
     class Meta:
