@@ -62,7 +62,9 @@ def brands(gw):
     gw.other_brand2 = BrandFactory(code="qingquan2", name="清泉二号", business_line=gw.other_line)
     gw.brand_operator = UserFactory(username="brand-op", role="operator")
     assign_perm("catalog.view_brand", gw.brand_operator, gw.own_brand2)
-    gw.cold_tag = publish(bool_tag(gw.own_brand, gw.category, "leng_qing", name="冷清标签", owner=gw.operator))
+    gw.cold_tag = publish(
+        bool_tag(gw.own_brand, gw.category, "leng_qing", name="冷清标签", owner=gw.operator)
+    )
     rows = [cold_row(gw.cold_tag)]
     gw.reports = {}
     number = 0
@@ -99,9 +101,7 @@ def test_a_brand_operator_sees_the_line_reports_once(brands):
     ids = listed(brands.brand_operator)
     reports = brands.reports
     assert sorted(ids) == sorted(
-        r.pk
-        for key, r in reports.items()
-        if key[1] in (None, brands.own_line.code, brands.own_brand2.code)
+        r.pk for key, r in reports.items() if key[1] in (None, brands.own_line.code, brands.own_brand2.code)
     )
 
 
