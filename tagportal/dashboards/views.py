@@ -21,7 +21,6 @@ from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -714,12 +713,8 @@ def download(request, pk: int):
             "meta": meta,
             "rows": rows,
         }
-        response = HttpResponse(
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-            content_type="application/json; charset=utf-8",
-        )
-        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
-        return response
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return spreadsheets.attachment(content, f"{name}.json")
     names = None
     if kind == ReportKind.ACTIVITY:
         names = {
