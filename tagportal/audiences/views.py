@@ -13,7 +13,6 @@ and a redirect; a refused action is a message, never a server error.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from itertools import islice
@@ -24,7 +23,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -798,16 +797,11 @@ def export(request, pk: int):
         return _back(audience)
     identity_type = form.cleaned_data["identity_type"] or None
     try:
-        data = services.export_csv(user, audience, identity_type=identity_type)
+        chunks = services.export_csv_chunks(user, audience, identity_type=identity_type)
     except (ValidationError, PermissionDenied, NoResult, Conflict) as exc:
         messages.error(request, error_text(exc))
         return _back(audience)
-    return FileResponse(
-        io.BytesIO(data),
-        as_attachment=True,
-        filename=_filename(audience, identity_type),
-        content_type=spreadsheets.CSV,
-    )
+    return spreadsheets.streaming_attachment(chunks, _filename(audience, identity_type))
 
 
 @login_required

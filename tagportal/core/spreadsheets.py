@@ -10,7 +10,8 @@ Numbers stay numbers (``-1`` is a number, ``"-1+2"`` is text):
 >>> csv_bytes(["name", "n"], [["@SUM(1)", -1], [None, 0.5]]).decode("utf-8-sig")
 "name,n\\r\\n'@SUM(1),-1\\r\\n,0.5\\r\\n"
 
-CSV is UTF-8 with a byte order mark, so that Excel opens Chinese correctly. Workbooks
+CSV is UTF-8 with a byte order mark, so that Excel opens Chinese correctly; a large one
+is streamed a piece at a time (:func:`csv_chunks`, :func:`streaming_attachment`). Workbooks
 are written by openpyxl in write-only mode (memory does not grow with the rows): each
 sheet with a bold, frozen header row and an autofilter, its columns as wide as the
 content of the first rows. Cells are typed: :class:`Percent` shows as a percentage,
@@ -29,12 +30,13 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 
 CSV = "text/csv; charset=utf-8"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CONTENT_TYPES = {"csv": CSV, "xlsx": XLSX}
+JSON = "application/json; charset=utf-8"
+CONTENT_TYPES = {"csv": CSV, "xlsx": XLSX, "json": JSON}
 #: What a formula may start with (OWASP, "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -80,16 +82,29 @@ def _csv_cell(value):
     return guard(str(value))
 
 
-def csv_bytes(headers: Sequence | None, rows: Iterable[Sequence]) -> bytes:
-    """A CSV file of ``headers`` (``None``: no header row) and ``rows``, in UTF-8 with
-    a byte order mark; text that could be a formula is guarded."""
+def csv_chunks(headers: Sequence | None, rows: Iterable[Sequence], rows_per_chunk: int = 1000):
+    """:func:`csv_bytes` a piece at a time (the byte order mark and header first, then
+    ``rows_per_chunk`` rows a piece), for a download streamed as ``rows`` are read:
+    the same guard on every text cell, memory that does not grow with the rows."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     if headers is not None:
         writer.writerow([_csv_cell(value) for value in headers])
-    writer.writerows([_csv_cell(value) for value in row] for row in rows)
-    return out.getvalue().encode("utf-8")
+    for count, row in enumerate(rows, start=1):
+        writer.writerow([_csv_cell(value) for value in row])
+        if count % rows_per_chunk == 0:
+            yield out.getvalue().encode("utf-8")
+            out.seek(0)
+            out.truncate()
+    if out.tell():
+        yield out.getvalue().encode("utf-8")
+
+
+def csv_bytes(headers: Sequence | None, rows: Iterable[Sequence]) -> bytes:
+    """A CSV file of ``headers`` (``None``: no header row) and ``rows``, in UTF-8 with
+    a byte order mark; text that could be a formula is guarded."""
+    return b"".join(csv_chunks(headers, rows))
 
 
 def _display_width(value) -> int:
@@ -185,9 +200,21 @@ def xlsx_bytes(*sheets: Sheet) -> bytes:
     return out.getvalue()
 
 
-def attachment(content: bytes, filename: str) -> HttpResponse:
-    """``content`` as a file download named ``filename`` (``.csv`` or ``.xlsx``; names
-    that are not ASCII are encoded as RFC 6266 says)."""
-    response = HttpResponse(content, content_type=CONTENT_TYPES[filename.rsplit(".", 1)[-1]])
+def _content_type(filename: str) -> str:
+    return CONTENT_TYPES[filename.rsplit(".", 1)[-1]]
+
+
+def _disposition(response, filename: str):
     response["Content-Disposition"] = content_disposition_header(True, filename)
     return response
+
+
+def attachment(content: bytes, filename: str) -> HttpResponse:
+    """``content`` as a file download named ``filename`` (``.csv``, ``.xlsx`` or ``.json``;
+    names that are not ASCII are encoded as RFC 6266 says)."""
+    return _disposition(HttpResponse(content, content_type=_content_type(filename)), filename)
+
+
+def streaming_attachment(chunks: Iterable[bytes], filename: str) -> StreamingHttpResponse:
+    """:func:`attachment` of content sent as it is made (``chunks``: :func:`csv_chunks`)."""
+    return _disposition(StreamingHttpResponse(chunks, content_type=_content_type(filename)), filename)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from django.db.models import Case, IntegerField, Q, TextField, Value, When
@@ -26,8 +26,7 @@ from tagportal.core.filters import id_or_none
 from tagportal.core.permissions import is_unrestricted
 from tagportal.governance.choices import ReportKind, ReportStatus
 from tagportal.governance.models import Report
-
-from .figures import MEASURES
+from tagportal.governance.reports.service import visible_meta as visible_report_meta
 
 #: The dimensions a page is filtered by, as GET parameters.
 DIMENSIONS = ("business_line", "brand", "region")
@@ -354,18 +353,17 @@ def pick_report(viewer: Viewer, kind: str, report_id=None) -> Source | None:
 
 
 def visible_meta(kind: str, meta: Mapping, rows: list[dict], viewer: Viewer) -> dict:
-    """The report's meta with its counts recomputed over the visible rows and the names
-    of business lines and brands the viewer may not see left out."""
-    meta = dict(meta or {})
-    if kind == ReportKind.COLD:
-        meta["cold_count"] = sum(1 for row in rows if row.get("cold"))
-    elif kind == ReportKind.MERGE:
-        meta["pairs"] = len(rows)
-    elif kind == ReportKind.ACTIVITY:
-        for name, known in (("business_lines", viewer.lines), ("brands", viewer.brands)):
-            meta[name] = {k: v for k, v in (meta.get(name) or {}).items() if _int(k) in known}
-        meta["totals"] = {measure: sum(int(row.get(measure) or 0) for row in rows) for measure in MEASURES}
-    return meta
+    """The report's meta recomputed over the rows the viewer is shown (see
+    ``tagportal.governance.reports.service.visible_meta``)."""
+    return visible_report_meta(kind, meta, rows, whole_brands=viewer.filters.region_ids is None)
+
+
+def finding_count(viewer: Viewer, report: Report) -> int:
+    """How many findings of ``report`` the viewer may see, whatever the page's filters."""
+    if viewer.unrestricted:
+        return report.row_count
+    unfiltered = replace(viewer, filters=Filters())
+    return len(unfiltered.visible_rows(report.kind, report_data(report).get("rows") or []))
 
 
 def psi_threshold(meta: Mapping) -> float:

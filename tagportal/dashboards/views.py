@@ -21,7 +21,6 @@ from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -43,6 +42,7 @@ from .data import (
     TREND_LABELS,
     PageError,
     Source,
+    finding_count,
     pair_evidence,
     pick_report,
     psi_threshold,
@@ -347,7 +347,7 @@ def run_reports(request):
                     "start": report.period_start,
                     "end": report.period_end,
                     "seconds": report.duration_s,
-                    "n": report.row_count,
+                    "n": len(service.visible_rows(user, report)),
                 },
             )
         elif report.status == ReportStatus.FAILED:
@@ -635,10 +635,11 @@ def reports(request):
         raise PageError(_("Unknown report kind “%(kind)s”.") % {"kind": kind})
     queryset = (
         Report.objects.restrict(request.user, "view")
-        .defer("data")
         .select_related("business_line", "brand", "requested_by")
         .order_by("-period_end", "-requested_at", "-pk")
     )
+    # The stored count is every finding; others count the findings they may see.
+    queryset = queryset.defer("data") if viewer.unrestricted else with_data_text(queryset)
     if kind:
         queryset = queryset.filter(kind=kind)
     f = viewer.filters
@@ -648,7 +649,7 @@ def reports(request):
         queryset = queryset.filter(brand=f.brand.pk)
     if f.region_ids is not None:
         queryset = queryset.filter(region__in=f.region_ids)
-    page = _page(request, queryset.distinct())
+    page = _page(request, queryset)
     pages = {
         ReportKind.ACTIVITY: "activity",
         ReportKind.USAGE: "usage",
@@ -660,8 +661,7 @@ def reports(request):
             "report": report,
             "scope": viewer.scope_label(report),
             "url": reverse(f"dashboards:{pages[report.kind]}") + f"?report={report.pk}",
-            # An all-lines report's count includes lines the viewer may not see.
-            "findings": report.row_count if viewer.unrestricted or report.business_line_id else None,
+            "findings": finding_count(viewer, report),
         }
         for report in page.object_list
     ]
@@ -713,12 +713,8 @@ def download(request, pk: int):
             "meta": meta,
             "rows": rows,
         }
-        response = HttpResponse(
-            json.dumps(body, ensure_ascii=False, separators=(",", ":")),
-            content_type="application/json; charset=utf-8",
-        )
-        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
-        return response
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return spreadsheets.attachment(content, f"{name}.json")
     names = None
     if kind == ReportKind.ACTIVITY:
         names = {

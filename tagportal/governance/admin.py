@@ -24,6 +24,7 @@ from tagportal.core.permissions import may, model_permission
 
 from .choices import ReportStatus
 from .models import ChangeItem, ChangeRequest, Comment, Report
+from .reports import service as report_service
 
 #: The formats a finished report downloads in (the dashboards' download page).
 DOWNLOAD_FORMATS = (("xlsx", "Excel"), ("csv", "CSV"), ("json", "JSON"))
@@ -139,7 +140,46 @@ class ReportAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).defer("data")  # the findings: downloaded, not shown
+        reports = super().get_queryset(request)
+        if self._tag_ids(request) is None:
+            return reports.defer("data")  # the findings: downloaded, not shown
+        return reports  # counted for the viewer (see _findings)
+
+    @staticmethod
+    def _tag_ids(request) -> set[int] | None:
+        """The tags the user may view (``None``: every tag), once per request."""
+        if not hasattr(request, "_report_tag_ids"):
+            request._report_tag_ids = report_service.visible_tag_ids(request.user)
+        return request._report_tag_ids
+
+    def _findings(self, request):
+        """The ``row_count`` column as the user may see it: the findings about tags they
+        may view (a report of every business line counts every line). One per request,
+        so that the list, the fields and the read-only fields name the same column."""
+        if not hasattr(request, "_report_findings"):
+
+            def findings(report):
+                tag_ids = self._tag_ids(request)
+                if tag_ids is None:
+                    return report.row_count
+                return len(report_service.visible_rows(request.user, report, tag_ids))
+
+            findings.short_description = Report._meta.get_field("row_count").verbose_name
+            request._report_findings = findings
+        return request._report_findings
+
+    def _with_findings(self, request, names):
+        counted = self._findings(request)
+        return type(names)(counted if name == "row_count" else name for name in names)
+
+    def get_list_display(self, request):
+        return self._with_findings(request, super().get_list_display(request))
+
+    def get_fields(self, request, obj=None):
+        return self._with_findings(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self._with_findings(request, super().get_readonly_fields(request, obj))
 
     @admin.display(description=_("download"))
     def download(self, obj):

@@ -286,7 +286,12 @@ class Report(models.Model):
             lambda granted: (
                 Q(business_line__isnull=True)
                 | Q(brand__in=granted)
-                | Q(brand__isnull=True, business_line__brands__in=granted)
+                # The lines of the granted brands as a subquery: joining a line's brands
+                # would repeat a report once per brand.
+                | Q(
+                    brand__isnull=True,
+                    business_line__in=Brand.objects.filter(pk__in=granted).values("business_line_id"),
+                )
             ),
         ),
         Via("catalog.tag", lambda granted: Q(business_line__isnull=True)),

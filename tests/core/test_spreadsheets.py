@@ -129,3 +129,22 @@ def test_attachment():
     chinese = spreadsheets.attachment(b"x", "油皮近访客-oneid.csv")
     assert chinese["Content-Type"] == "text/csv; charset=utf-8"
     assert "filename*=utf-8''" in chinese["Content-Disposition"]
+
+
+def test_csv_chunks_stream_the_same_guarded_file_in_pieces():
+    rows = [[number, HOSTILE[number % len(HOSTILE)]] for number in range(2_500)]
+    chunks = list(spreadsheets.csv_chunks(["n", "text"], iter(rows), rows_per_chunk=1000))
+    assert len(chunks) == 3  # the header and 1,000 rows, 1,000 rows, 500 rows
+    assert b"".join(chunks) == csv_bytes(["n", "text"], rows)
+    assert_csv_guarded(b"".join(chunks))
+    assert list(spreadsheets.csv_chunks(None, [])) == ["\ufeff".encode()]
+
+
+def test_streaming_attachment_and_json():
+    response = spreadsheets.streaming_attachment(spreadsheets.csv_chunks(["编码"], [["=x"]]), "人群.csv")
+    assert response.streaming and response["Content-Type"] == spreadsheets.CSV
+    assert "filename*=utf-8''" in response["Content-Disposition"]
+    assert_csv_guarded(b"".join(response.streaming_content), ["=x"])
+    data = spreadsheets.attachment(b"{}", "report.json")
+    assert data["Content-Type"] == "application/json; charset=utf-8"
+    assert data["Content-Disposition"] == 'attachment; filename="report.json"'

@@ -259,8 +259,8 @@ class AudienceViewSet(RestrictedModelViewSet):
         """The members at the latest snapshot as a CSV (UTF-8 with a byte order mark)."""
         audience = self.get_object()
         identity_type = request.query_params.get("identity_type") or None
-        content = services.export_csv(request.user, audience, identity_type)
-        return spreadsheets.attachment(content, f"{audience.name}-{identity_type or 'oneid'}.csv")
+        chunks = services.export_csv_chunks(request.user, audience, identity_type)
+        return spreadsheets.streaming_attachment(chunks, f"{audience.name}-{identity_type or 'oneid'}.csv")
 
     @extend_schema(
         request=None,

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
@@ -239,10 +240,13 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class ReportSerializer(serializers.ModelSerializer):
+    """A report; ``row_count`` counts the findings the caller may see."""
+
     business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
     brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
     region = serializers.SlugRelatedField(slug_field="code", read_only=True)
     requested_by = serializers.StringRelatedField()
+    row_count = serializers.SerializerMethodField(help_text=gettext_lazy("findings the caller may see"))
 
     class Meta:
         model = Report
@@ -253,8 +257,33 @@ class ReportSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         read_only_fields = fields
 
+    def _tag_ids(self) -> set[int] | None:
+        """The tags the caller may view (``None``: every tag), once per response."""
+        context = self.context
+        if "visible_tag_ids" not in context:
+            request = context.get("request")
+            context["visible_tag_ids"] = report_service.visible_tag_ids(getattr(request, "user", None))
+        return context["visible_tag_ids"]
+
+    def visible(self, report: Report) -> tuple[dict, list[dict]]:
+        """``(meta, rows)`` of the report as the caller may see them, once per report."""
+        found = self.context.setdefault("visible_reports", {})
+        if report.pk not in found:
+            request = self.context.get("request")
+            found[report.pk] = report_service.visible_report(
+                getattr(request, "user", None), report, self._tag_ids()
+            )
+        return found[report.pk]
+
+    def get_row_count(self, report) -> int:
+        if self._tag_ids() is None:  # the caller sees every finding
+            return report.row_count
+        return len(self.visible(report)[1])
+
 
 class ReportDetailSerializer(ReportSerializer):
+    """A report with its meta and rows, both limited to what the caller may see."""
+
     meta = serializers.SerializerMethodField()
     rows = serializers.SerializerMethodField()
 
@@ -263,10 +292,10 @@ class ReportDetailSerializer(ReportSerializer):
         read_only_fields = fields
 
     def get_meta(self, report) -> dict:
-        return report.data.get("meta", {})
+        return self.visible(report)[0]
 
     def get_rows(self, report) -> list[dict]:
-        return report_service.visible_rows(self.context["request"].user, report)
+        return self.visible(report)[1]
 
 
 class ReportRequestSerializer(serializers.Serializer):

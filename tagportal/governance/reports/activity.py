@@ -15,7 +15,8 @@ region, the number of tags:
 A tag counts under each of its regions (within the report's region when it has one);
 a tag without a region under region ``null``. Rows only exist for non-zero counts,
 sorted by week, business line, brand and region (``null`` first). ``meta.totals``
-counts each tag once, whatever its number of regions.
+counts each tag once, whatever its number of regions, and ``meta.brand_totals`` the
+same per brand (a viewer who may see some brands only is shown the sum of theirs).
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def build(scope: ReportScope) -> dict:
 
     cells: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
     totals = dict.fromkeys(MEASURES, 0)
+    brand_totals: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
     for measure, found in counts.items():
         for (pk, week), n in found.items():
             if not n or pk not in owners:
@@ -132,6 +134,7 @@ def build(scope: ReportScope) -> dict:
             for region in tag_regions_:
                 cells[(week, line, brand, region)][measure] += n
             totals[measure] += n
+            brand_totals[brand][measure] += n
 
     rows = [
         {
@@ -164,6 +167,8 @@ def build(scope: ReportScope) -> dict:
             "regions": region_names(row["region"] for row in rows),
             "period": period_json(scope),
             "totals": totals,
+            # Per brand, each tag once: the totals of the brands a viewer may see.
+            "brand_totals": {str(brand): brand_totals[brand] for brand in sorted(brand_totals)},
         },
         "rows": rows,
     }

@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -30,6 +31,7 @@ from tagportal.usage import services as usage
 from ..choices import ReportKind, ReportStatus, ReportTrigger
 from ..models import Report
 from . import ReportScope, build
+from .activity import MEASURES
 
 log = logging.getLogger(__name__)
 
@@ -331,3 +333,40 @@ def visible_rows(user, report: Report, tag_ids: set[int] | bool | None = False) 
         brands |= set(Tag.objects.filter(pk__in=tag_ids).values_list("brand_id", flat=True).distinct())
         return [r for r in rows if r.get("brand") in brands]
     return [r for r in rows if r.get("tag") in tag_ids]
+
+
+def visible_meta(kind: str, meta: Mapping | None, rows: list[dict], whole_brands: bool = True) -> dict:
+    """The meta of a report for a viewer of ``rows`` (the rows they may see): counts and
+    totals over these rows only, and only the business lines, brands, regions and
+    clients these rows name. ``whole_brands``: ``rows`` hold every activity row of their
+    brands (not narrowed by region), so the totals are their brands' totals, each tag
+    counted once; else the sums of the rows."""
+    meta = dict(meta or {})
+    if kind == ReportKind.COLD:
+        meta["cold_count"] = sum(1 for row in rows if row.get("cold"))
+    elif kind == ReportKind.MERGE:
+        meta["pairs"] = len(rows)
+    elif kind == ReportKind.USAGE:
+        clients = {str(client) for row in rows for client in row.get("by_client") or {}}
+        meta["clients"] = {k: v for k, v in (meta.get("clients") or {}).items() if k in clients}
+    elif kind == ReportKind.ACTIVITY:
+        named = {"business_lines": "business_line", "brands": "brand", "regions": "region"}
+        for name, key in named.items():
+            seen = {str(row.get(key)) for row in rows}
+            meta[name] = {k: v for k, v in (meta.get(name) or {}).items() if k in seen}
+        brands = {str(row.get("brand")) for row in rows}
+        by_brand = {k: v for k, v in (meta.get("brand_totals") or {}).items() if k in brands}
+        if "brand_totals" in meta:
+            meta["brand_totals"] = by_brand
+        if whole_brands and "brand_totals" in meta:
+            meta["totals"] = {m: sum(int(t.get(m) or 0) for t in by_brand.values()) for m in MEASURES}
+        else:
+            meta["totals"] = {m: sum(int(row.get(m) or 0) for row in rows) for m in MEASURES}
+    return meta
+
+
+def visible_report(user, report: Report, tag_ids: set[int] | bool | None = False) -> tuple[dict, list[dict]]:
+    """``(meta, rows)`` of ``report`` as ``user`` may see them (see :func:`visible_rows`
+    and :func:`visible_meta`)."""
+    rows = visible_rows(user, report, tag_ids)
+    return visible_meta(report.kind, report.data.get("meta"), rows), rows
