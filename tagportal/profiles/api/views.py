@@ -1,11 +1,13 @@
 """REST API of profiles: customers (with their identities, masked unless the caller
-holds ``core.view_pii``), a lookup by identity, OneID merges (and their split), import
-jobs, and the bulk import endpoint. Everything is scoped by brand through
-``restrict``; another brand's objects answer 404."""
+holds ``core.view_pii``), a lookup by identity (its own permission, throttled and
+recorded: see :mod:`..lookups`), OneID merges (and their split), import jobs, and the
+bulk import endpoint. Everything is scoped by brand through ``restrict``; another
+brand's objects answer 404."""
 
 from __future__ import annotations
 
 import django_filters
+from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -19,9 +21,9 @@ from rest_framework.views import APIView
 
 from tagportal.core.api import RestrictedReadOnlyViewSet
 
-from .. import imports, services
-from ..choices import IdentityType, ImportStatus
-from ..models import Customer, ImportJob, MergeRecord
+from .. import imports, lookups, services
+from ..choices import IdentityType, ImportStatus, LookupEndpoint
+from ..models import MAX_ONEID, Customer, ImportJob, MergeRecord
 from .serializers import (
     CustomerSerializer,
     ImportJobSerializer,
@@ -33,8 +35,20 @@ from .serializers import (
 TRUE_VALUES = ("1", "true", "yes", "on")
 
 
+class OneIdFilter(django_filters.NumberFilter):
+    """A OneID: a whole number that fits a 64-bit integer (else 400, not a database error)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ONEID)
+        super().__init__(*args, **kwargs)
+
+
 class CustomerFilterSet(django_filters.FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
+    oneid = OneIdFilter()
     include_merged = django_filters.BooleanFilter(
         method="filter_include_merged", label=gettext_lazy("also list people merged into others")
     )
@@ -49,7 +63,7 @@ class CustomerFilterSet(django_filters.FilterSet):
 
 class MergeRecordFilterSet(django_filters.FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code")
-    oneid = django_filters.NumberFilter(method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
+    oneid = OneIdFilter(method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
     undone = django_filters.BooleanFilter(field_name="undone_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
@@ -94,16 +108,34 @@ class CustomerViewSet(RestrictedReadOnlyViewSet):
                 queryset = queryset.filter(merged_into__isnull=True)
         return queryset
 
-    @extend_schema(parameters=LOOKUP_PARAMETERS, responses=CustomerSerializer)
+    def get_throttles(self):
+        if self.action == "lookup":
+            return [*super().get_throttles(), lookups.LookupThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(
+        parameters=LOOKUP_PARAMETERS,
+        responses={200: CustomerSerializer, 403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
     @action(detail=False, methods=["get"])
     def lookup(self, request):
-        """The person holding an identity (compared by its keyed hash)."""
+        """The person holding an identity (compared by its keyed hash). Needs the
+        permission to look people up by identity value (403 without it, whatever the
+        value); throttled per user and recorded (who, how many, found or not)."""
         params = request.query_params
+        lookups.check(request.user, LookupEndpoint.CUSTOMER_LOOKUP, 1)
         queryset = self.get_queryset()
         if params.get("brand"):
             queryset = queryset.filter(brand__code=params["brand"])
         customer = services.lookup_customer(
             queryset, params.get("type", ""), params.get("value", ""), params.get("app", "")
+        )
+        lookups.record(
+            request.user,
+            LookupEndpoint.CUSTOMER_LOOKUP,
+            1,
+            found=int(customer is not None),
+            brand=customer.brand if customer is not None else None,
         )
         if customer is None:
             raise NotFound(_("Nobody holds this identity."))
