@@ -3,6 +3,7 @@ people up by a raw identity value is a permission of its own (operators and anal
 trying 10,000 completions of a masked number learn nothing), throttled per user and
 recorded without the values; OneIDs out of range answer 400."""
 
+import importlib
 import random
 import string
 
@@ -14,7 +15,7 @@ from django.test import override_settings
 from tagportal.core.roles import API_CLIENT
 from tagportal.profiles import pii, services
 from tagportal.profiles.choices import IdentityType
-from tagportal.profiles.models import MAX_ONEID, Customer, IdentityLookup
+from tagportal.profiles.models import MAX_ONEID, Customer, Identity, IdentityLookup
 
 from ..conftest import client_for
 from ..factories import UserFactory
@@ -304,3 +305,31 @@ def test_absurdly_many_candidates_answer_400_with_the_limit(world, crm):
         many = client_for(user).post(BATCH, {"brand": "ruiyan", "identities": identities}, format="json")
         assert many.status_code == 400 and "1000" in str(many.json()["identities"])
     assert not IdentityLookup.objects.exists()  # refused before anything was looked up
+
+
+def test_stored_masks_are_cut_down_by_the_migration(world):
+    """Masks stored before: a phone's new mask comes from its old one (the number is not
+    kept), other identifiers are masked again from their value."""
+    from django.apps import apps
+
+    remask = importlib.import_module("tagportal.profiles.migrations.0004_remask_identities").remask
+    services.resolve_identities(
+        world.own_brand,
+        links(("a", "phone", PHONE), ("a", "wechat_unionid", "oUnion123"), ("a", "jd_pin", "=1")),
+    )
+    old = {"phone": "138****5678", "wechat_unionid": "oUn****23", "jd_pin": "=****"}
+    for type_, masked in old.items():
+        Identity.objects.filter(type=type_).update(masked=masked)
+    remask(apps, None)
+    assert dict(Identity.objects.values_list("type", "masked")) == {
+        "phone": "138******78",
+        "wechat_unionid": "oU****3",
+        "jd_pin": "****",
+    }
+
+
+def test_refusals_speak_chinese(world, person):
+    response = client_for(world.operator).get(
+        CUSTOMER_LOOKUP, {"type": "phone", "value": PHONE}, HTTP_ACCEPT_LANGUAGE="zh-hans"
+    )
+    assert response.status_code == 403 and "无权按身份标识值查找用户" in response.json()["detail"]
