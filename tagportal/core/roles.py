@@ -1,4 +1,4 @@
-"""The four roles, as groups with model permissions. Grants (which business lines,
+"""The roles, as groups with model permissions. Grants (which business lines,
 brands and tags a person reaches) are separate: see :mod:`tagportal.core.permissions`."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ OPERATOR = "operator"
 STEWARD = "data_steward"
 ANALYST = "analyst"
 ADMIN = "admin"
+API_CLIENT = "api_client"
 
 _VIEW_DICTIONARY = [
     "catalog.view_businessline",
@@ -116,6 +117,19 @@ ROLES: dict[str, dict] = {
             "governance.view_changerequest",
             *_VIEW_PROFILES,
             *_VIEW_AUDIENCES,
+        ],
+    },
+    API_CLIENT: {
+        "label": _("API client"),
+        "description": _(
+            "A service account (a CRM sync, a store system) that reads tag values and looks people "
+            "up by the identity values it already holds."
+        ),
+        "permissions": [
+            *_VIEW_DICTIONARY,
+            *_VIEW_RESULTS,
+            *_VIEW_PROFILES,
+            "profiles.lookup_identity",
         ],
     },
     ADMIN: {

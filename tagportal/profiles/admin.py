@@ -15,12 +15,17 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.models import Brand
-from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.admin import (
+    HistoryAdmin,
+    ReadOnlyAdminMixin,
+    RestrictedAdminMixin,
+    ScopedRelatedFieldListFilter,
+)
 from tagportal.core.permissions import containers_for_add
 
-from . import imports, pii, services
-from .choices import IdentityType
-from .models import Customer, Identity, ImportJob, MergeRecord
+from . import imports, lookups, pii, services
+from .choices import IdentityType, LookupEndpoint
+from .models import Customer, Identity, IdentityLookup, ImportJob, MergeRecord
 
 #: Bad rows listed on an import job's page.
 REPORT_ROWS = 200
@@ -85,7 +90,10 @@ class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, HistoryAdmin):
     list_filter = (("brand", ScopedRelatedFieldListFilter), MergedFilter)
     list_select_related = ("brand", "merged_into")
     search_fields = ("=oneid",)
-    search_help_text = gettext_lazy("A OneID, or an identifier such as a phone number or a unionid (exact).")
+    search_help_text = gettext_lazy(
+        "A OneID; with the permission to look people up by identity value, also an identifier "
+        "such as a phone number or a unionid (exact)."
+    )
     fields = (
         "brand",
         "oneid",
@@ -102,20 +110,28 @@ class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, HistoryAdmin):
         return super().get_queryset(request).annotate(_identities=Count("identities"))
 
     def get_search_results(self, request, queryset, search_term):
-        """Searching by an identifier compares its keyed hash; values are never searched in clear."""
+        """Searching by an identifier compares its keyed hash; values are never searched in
+        clear. It is a lookup by identity value (:mod:`.lookups`): only with its permission,
+        at its rate, and recorded; without the permission only OneIDs are searched."""
         found, distinct = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
-        if not term:
+        if not term or not lookups.may_look_up(request.user):
             return found, distinct
         hashes = []
         for type_ in IdentityType.values:
             value, problem = pii.normalise_one(type_, term)
             if value and not problem:
                 hashes.append(pii.hash_value(type_, value))
-        if hashes:
-            holders = Identity.objects.filter(value_hash__in=hashes).values("customer_id")
-            found = found | queryset.filter(pk__in=holders)
-        return found, distinct
+        if not hashes:
+            return found, distinct
+        if not lookups.LookupThrottle().allow_request(request, None):
+            self.message_user(
+                request, _("Too many lookups by identity value; only OneIDs were searched."), messages.WARNING
+            )
+            return found, distinct
+        holders = queryset.filter(pk__in=Identity.objects.filter(value_hash__in=hashes).values("customer_id"))
+        lookups.record(request.user, LookupEndpoint.ADMIN_SEARCH, 1, found=int(holders.exists()), brand=None)
+        return found | holders, distinct
 
     def _attribute(self, obj, name):
         return (obj.attributes or {}).get(name, "")
@@ -321,3 +337,17 @@ class ImportJobAdmin(RestrictedAdminMixin, HistoryAdmin):
             rows,
             more,
         )
+
+
+@admin.register(IdentityLookup)
+class IdentityLookupAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Who looked people up by identity value, where, how many values, how many found
+    (the values are never kept)."""
+
+    list_display = ("at", "user", "endpoint", "brand", "candidates", "found", "refused")
+    list_filter = ("endpoint", "refused", ("at", admin.DateFieldListFilter))
+    list_select_related = ("user", "brand")
+    search_fields = ("user__username", "user__display_name")
+    date_hierarchy = "at"
+    fields = list_display
+    readonly_fields = list_display

@@ -35,3 +35,12 @@ class ImportStatus(models.TextChoices):
     RUNNING = "running", _("Running")
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
+
+
+class LookupEndpoint(models.TextChoices):
+    """Where a person was looked up by a raw identity value."""
+
+    CUSTOMER_LOOKUP = "customer_lookup", _("Customer lookup (API)")
+    PROFILE_LOOKUP = "profile_lookup", _("Profile lookup (API)")
+    PROFILE_BATCH = "profile_batch", _("Profile batch (API)")
+    ADMIN_SEARCH = "admin_search", _("Customer search (admin)")

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from tagportal.catalog.models import Brand
@@ -23,7 +24,10 @@ from tagportal.core.querysets import RestrictedQuerySet
 from tagportal.profiles.schema import NUMBER, PROFILE_ATTRIBUTES
 
 from . import pii
-from .choices import HASHED_ONLY_TYPES, PER_APP_TYPES, IdentityType, ImportKind, ImportStatus
+from .choices import HASHED_ONLY_TYPES, PER_APP_TYPES, IdentityType, ImportKind, ImportStatus, LookupEndpoint
+
+#: The largest OneID (what a 64-bit signed integer holds, as every database stores it).
+MAX_ONEID = 2**63 - 1
 
 BRAND_SCOPE = [Via("catalog.businessline", "brand__business_line"), Via("catalog.brand", "brand")]
 
@@ -127,6 +131,7 @@ class Identity(models.Model):
         ordering = ["customer", "type", "app", "pk"]
         verbose_name = _("identity")
         verbose_name_plural = _("identities")
+        permissions = [("lookup_identity", _("Can look up people by identity value"))]
         constraints = [
             models.UniqueConstraint(
                 fields=["brand", "type", "app", "value_hash"], name="identity_unique_per_brand"
@@ -364,3 +369,44 @@ class ImportJob(TimeStampedModel):
     @property
     def is_finished(self) -> bool:
         return self.status in (ImportStatus.SUCCEEDED, ImportStatus.FAILED)
+
+
+class IdentityLookup(models.Model):
+    """One call that looked people up by raw identity values: who, where, how many values
+    and how many were found. The values themselves are never kept, not even hashed.
+    Calls refused for want of the permission are recorded too."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    endpoint = models.CharField(_("endpoint"), max_length=30, choices=LookupEndpoint.choices)
+    brand = models.ForeignKey(
+        Brand, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("brand")
+    )
+    candidates = models.PositiveIntegerField(_("values looked up"))
+    found = models.PositiveIntegerField(_("people found"), default=0)
+    refused = models.BooleanField(
+        _("refused"), default=False, help_text=_("The caller may not look people up by identity value.")
+    )
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = _("identity lookup")
+        verbose_name_plural = _("identity lookups")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(found__lte=F("candidates")), name="identity_lookup_found_le_asked"
+            ),
+            models.CheckConstraint(
+                condition=Q(endpoint__in=LookupEndpoint.values), name="identity_lookup_endpoint_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["user", "at"], name="identity_lookup_user_at")]
+
+    def __str__(self):
+        return f"{self.user} {self.get_endpoint_display()} {self.candidates} @ {self.at:%Y-%m-%d %H:%M}"

@@ -2,7 +2,7 @@
 
 Every identity is stored under ``HMAC-SHA256(TAGPORTAL_PII_KEY, "<type>:<value>")``
 of its normalised value, which is what lookups and OneID resolution compare. Phone
-numbers are stored *only* that way plus a masked display form (``138****5678``);
+numbers are stored *only* that way plus a masked display form (``138******78``);
 other identifiers also keep their value in clear, shown only to holders of
 ``core.view_pii``.
 """
@@ -71,17 +71,43 @@ def hash_values(type_: str, values) -> list[str]:
     return [hmac.new(key, (prefix + v).encode(), hashlib.sha256).hexdigest() for v in values]
 
 
+#: What a spreadsheet reads as the start of a formula; a masked value never starts with one.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: Values shorter than this are masked whole.
+SHORT_VALUE = 8
+
+
 def mask(type_: str, value: str) -> str:
-    """The display form: ``138****5678`` for phones, ``oAb****yz`` for other identifiers."""
+    """The display form of an identity value for whoever may not see it in clear.
+
+    A phone number keeps at most its first 3 and last 2 digits, too few to find the
+    number by trying the rest (a million candidates, and looking people up by
+    identity needs its own permission). Other identifiers keep about a quarter of
+    their characters in front (at most 4) and one or two at the end; short ones are
+    masked whole. A masked value never starts with a formula character.
+
+    >>> mask("phone", "15812345601")
+    '158******01'
+    >>> mask("wechat_unionid", "oUnion123"), mask("wechat_openid", "o6_bmjrPTlm6_2sgVt7hMZOPfL2M")
+    ('oU****3', 'o6_b****2M')
+    >>> mask("jd_pin", "jd_b"), mask("crm_member_id", "M0012345"), mask("device_id", "")
+    ('****', 'M0****5', '')
+    >>> mask("crm_member_id", "=HYPERLINK(1)"), mask("jd_pin", "-1+2-3+4")
+    ('*HY****1)', '*1****4')
+    """
     if not value:
         return ""
+    n = len(value)
+    if n < SHORT_VALUE:
+        return "****"
     if type_ == IdentityType.PHONE:
-        return f"{value[:3]}****{value[-4:]}"
-    if len(value) <= 4:
-        return value[:1] + "****"
-    if len(value) <= 8:
-        return f"{value[:2]}****{value[-1:]}"
-    return f"{value[:3]}****{value[-2:]}"
+        shown = f"{value[:3]}{'*' * (n - 5)}{value[-2:]}"
+    else:
+        lead, tail = min(n // 4, 4), (2 if n >= 12 else 1)
+        shown = f"{value[:lead]}****{value[-tail:]}"
+    if shown.startswith(FORMULA_STARTS):
+        shown = "*" + shown[1:]
+    return shown
 
 
 def stored_value(type_: str, value: str) -> str:

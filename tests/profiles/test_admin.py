@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tagportal.profiles import services
-from tagportal.profiles.models import Customer, Event, ImportJob, MergeRecord
+from tagportal.profiles.models import Customer, Event, IdentityLookup, ImportJob, MergeRecord
 
 from .conftest import EVENTS_CSV, OTHER_PHONE, PHONE, links
 
@@ -34,7 +34,7 @@ def test_customer_changelist_is_scoped(client, world, people):
 def test_customer_page_masks_identities_without_the_pii_permission(client, world, people):
     client.force_login(world.analyst)
     html = client.get(f"/admin/profiles/customer/{people.pk}/change/").content.decode()
-    assert "138****5678" in html and "oUn****23" in html
+    assert "138******78" in html and "oU****3" in html
     assert PHONE not in html and "oUnion123" not in html
     client.force_login(world.admin)
     html = client.get(f"/admin/profiles/customer/{people.pk}/change/").content.decode()
@@ -42,13 +42,38 @@ def test_customer_page_masks_identities_without_the_pii_permission(client, world
 
 
 def test_customer_search_by_identifier_compares_hashes(client, world, people):
-    client.force_login(world.analyst)
+    client.force_login(world.admin)  # holds the permission to look people up by identity value
     found = client.get("/admin/profiles/customer/", {"q": f"+86 {PHONE}"}).context["cl"].result_list
     assert list(found) == [people]
-    assert list(client.get("/admin/profiles/customer/", {"q": OTHER_PHONE}).context["cl"].result_list) == []
+    assert list(client.get("/admin/profiles/customer/", {"q": "13999999999"}).context["cl"].result_list) == []
+    lookups = IdentityLookup.objects.filter(user=world.admin, endpoint="admin_search").order_by("pk")
+    assert [(row.candidates, row.found, row.refused) for row in lookups] == [(1, 1, False), (1, 0, False)]
+
+
+def test_customer_search_by_identifier_needs_the_lookup_permission(client, world, people):
+    client.force_login(world.analyst)
+    assert (
+        list(client.get("/admin/profiles/customer/", {"q": f"+86 {PHONE}"}).context["cl"].result_list) == []
+    )
+    assert list(client.get("/admin/profiles/customer/", {"q": "oUnion123"}).context["cl"].result_list) == []
     assert list(client.get("/admin/profiles/customer/", {"q": "2"}).context["cl"].result_list) == [
         Customer.objects.get(brand=world.own_brand, oneid=2)
-    ]
+    ]  # OneIDs are searched
+    assert not IdentityLookup.objects.exists()  # nothing was looked up by identity
+
+
+def test_identity_lookups_are_listed_read_only_for_admins(client, world, people):
+    client.force_login(world.admin)
+    client.get("/admin/profiles/customer/", {"q": PHONE})
+    row = IdentityLookup.objects.get()
+    page = client.get("/admin/profiles/identitylookup/")
+    assert page.status_code == 200 and list(page.context["cl"].result_list) == [row]
+    assert PHONE not in page.content.decode()
+    change = client.get(f"/admin/profiles/identitylookup/{row.pk}/change/")
+    assert change.status_code == 200 and b'name="candidates"' not in change.content  # read-only
+    assert client.get("/admin/profiles/identitylookup/add/").status_code == 403
+    client.force_login(world.operator)
+    assert client.get("/admin/profiles/identitylookup/").status_code == 403
 
 
 def test_split_action(client, world, people):

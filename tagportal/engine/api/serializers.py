@@ -15,6 +15,7 @@ from rest_framework.settings import api_settings
 
 from tagportal.profiles import pii, schema
 from tagportal.profiles.choices import PER_APP_TYPES, IdentityType
+from tagportal.profiles.models import MAX_ONEID
 
 from .. import realtime
 from ..models import TagComputation, TagRun
@@ -427,12 +428,25 @@ class ProfileSerializer(serializers.Serializer):
     tags = TagValueSerializer(many=True)
 
 
+class BoundedListField(serializers.ListField):
+    """A list refused at once when longer than ``max_length``, before any item is
+    checked (DRF checks every item first)."""
+
+    def to_internal_value(self, data):
+        if self.max_length is not None and isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
 class BatchRequestSerializer(serializers.Serializer):
     brand = serializers.CharField(help_text=gettext_lazy("brand code"))
-    oneids = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), required=False, allow_empty=False, max_length=MAX_BATCH
+    oneids = BoundedListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ONEID),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_BATCH,
     )
-    identities = serializers.ListField(
+    identities = BoundedListField(
         child=IdentityInputSerializer(), required=False, allow_empty=False, max_length=MAX_BATCH
     )
 

@@ -20,8 +20,9 @@ from tagportal.catalog.models import Brand, Tag
 from tagportal.core.api import RestrictedReadOnlyViewSet
 from tagportal.core.filters import FilterSet
 from tagportal.core.permissions import may, may_add_into
-from tagportal.profiles import pii
-from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType
+from tagportal.profiles import lookups, pii
+from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType, LookupEndpoint
+from tagportal.profiles.models import MAX_ONEID
 from tagportal.usage import services as usage
 
 from .. import realtime, services
@@ -318,6 +319,8 @@ class ProfileView(_ProfileReadView):
         from tagportal.profiles.models import Customer
 
         _check_may_read(request.user)
+        if oneid > MAX_ONEID:
+            raise ValidationError({"oneid": [_("Not a OneID: at most %(max)d.") % {"max": MAX_ONEID}]})
         brand = _granted_brand(request.user, request.query_params.get("brand"))
         customer = Customer.objects.filter(brand=brand, oneid=oneid).first()
         if customer is None:
@@ -328,9 +331,17 @@ class ProfileView(_ProfileReadView):
 class ProfileLookupView(_ProfileReadView):
     """All tag values of the person holding an identity (``type``, ``value`` in clear,
     ``app`` for WeChat openids), compared by its keyed hash. Identity values are masked
-    unless the caller may see personal data (phones always)."""
+    unless the caller may see personal data (phones always). Needs the permission to
+    look people up by identity value (403 without it, whatever the value); throttled
+    per user and recorded."""
 
-    @extend_schema(parameters=LOOKUP_PARAMETERS, responses=ProfileSerializer)
+    def get_throttles(self):
+        return [*super().get_throttles(), lookups.LookupThrottle()]
+
+    @extend_schema(
+        parameters=LOOKUP_PARAMETERS,
+        responses={200: ProfileSerializer, 403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
     def get(self, request):
         from tagportal.profiles import services as profile_services
         from tagportal.profiles.models import Customer
@@ -338,11 +349,15 @@ class ProfileLookupView(_ProfileReadView):
         _check_may_read(request.user)
         params = request.query_params
         brand = _granted_brand(request.user, params.get("brand"))
+        lookups.check(request.user, LookupEndpoint.PROFILE_LOOKUP, 1, brand=brand)
         customer = profile_services.lookup_customer(
             Customer.objects.filter(brand=brand),
             params.get("type", ""),
             params.get("value", ""),
             params.get("app", ""),
+        )
+        lookups.record(
+            request.user, LookupEndpoint.PROFILE_LOOKUP, 1, found=int(customer is not None), brand=brand
         )
         if customer is None:
             raise NotFound(_("Nobody holds this identity."))
@@ -352,12 +367,24 @@ class ProfileLookupView(_ProfileReadView):
 class ProfileBatchView(APIView):
     """Tag values of up to 1,000 people at once, by ``oneids`` or by ``identities``
     (``[{type, value, app}]``): one result per item, in order, ``found: false`` for
-    unknown people. 400 over 1,000 items."""
+    unknown people. 400 over 1,000 items or for a OneID out of range. By identities it
+    needs the permission to look people up by identity value (403 without it, whatever
+    the values); such a call is throttled per user (one call, whatever its size) and
+    recorded."""
 
     permission_classes = [IsAuthenticated]
     parser_classes = [JSONParser]
 
-    @extend_schema(request=BatchRequestSerializer, responses=BatchResultSerializer)
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if isinstance(self.request.data, dict) and "identities" in self.request.data:
+            throttles.append(lookups.LookupThrottle())
+        return throttles
+
+    @extend_schema(
+        request=BatchRequestSerializer,
+        responses={200: BatchResultSerializer, 400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
+    )
     def post(self, request):
         user = request.user
         _check_may_read(user)
@@ -369,7 +396,11 @@ class ProfileBatchView(APIView):
             active = _active_oneids(brand, data["oneids"])
             items = [{"requested_oneid": o, "oneid": active.get(o)} for o in data["oneids"]]
         else:
+            asked = len(data["identities"])
+            lookups.check(user, LookupEndpoint.PROFILE_BATCH, asked, brand=brand)
             items = self.by_identity(brand, data["identities"], user)
+            found = sum(item["oneid"] is not None for item in items)
+            lookups.record(user, LookupEndpoint.PROFILE_BATCH, asked, found=found, brand=brand)
         visible = _visible_tags(user, brand)
         people = sorted({item["oneid"] for item in items if item["oneid"] is not None})
         values = values_for(brand, people, codes=list(visible)) if people else {}

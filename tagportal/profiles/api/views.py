@@ -1,7 +1,8 @@
 """REST API of profiles: customers (with their identities, masked unless the caller
-holds ``core.view_pii``), a lookup by identity, OneID merges (and their split), import
-jobs, and the bulk import endpoint. Everything is scoped by brand through
-``restrict``; another brand's objects answer 404."""
+holds ``core.view_pii``), a lookup by identity (its own permission, throttled and
+recorded: see :mod:`..lookups`), OneID merges (and their split), import jobs, and the
+bulk import endpoint. Everything is scoped by brand through ``restrict``; another
+brand's objects answer 404."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ from rest_framework.views import APIView
 from tagportal.core.api import RestrictedReadOnlyViewSet
 from tagportal.core.filters import FilterSet, IntegerFilter
 
-from .. import imports, services
-from ..choices import IdentityType
-from ..models import Customer, ImportJob, MergeRecord
+from .. import imports, lookups, services
+from ..choices import IdentityType, LookupEndpoint
+from ..models import MAX_ONEID, Customer, ImportJob, MergeRecord
 from .serializers import (
     CustomerSerializer,
     ImportJobSerializer,
@@ -35,8 +36,16 @@ from .serializers import (
 TRUE_VALUES = ("1", "true", "yes", "on")
 
 
+class OneIdFilter(IntegerFilter):
+    """A OneID: a whole number from 1 that fits a 64-bit integer (else 400, not a database error)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, min_value=1, max_value=MAX_ONEID, **kwargs)
+
+
 class CustomerFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
+    oneid = OneIdFilter()
     include_merged = django_filters.BooleanFilter(
         method="filter_include_merged", label=gettext_lazy("also list people merged into others")
     )
@@ -51,7 +60,7 @@ class CustomerFilterSet(FilterSet):
 
 class MergeRecordFilterSet(FilterSet):
     brand = django_filters.CharFilter(field_name="brand__code")
-    oneid = IntegerFilter(min_value=0, method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
+    oneid = OneIdFilter(method="filter_oneid", label=gettext_lazy("kept or merged OneID"))
     undone = django_filters.BooleanFilter(field_name="undone_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
@@ -96,16 +105,34 @@ class CustomerViewSet(RestrictedReadOnlyViewSet):
                 queryset = queryset.filter(merged_into__isnull=True)
         return queryset
 
-    @extend_schema(parameters=LOOKUP_PARAMETERS, responses=CustomerSerializer)
+    def get_throttles(self):
+        if self.action == "lookup":
+            return [*super().get_throttles(), lookups.LookupThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(
+        parameters=LOOKUP_PARAMETERS,
+        responses={200: CustomerSerializer, 403: OpenApiTypes.OBJECT, 404: OpenApiTypes.OBJECT},
+    )
     @action(detail=False, methods=["get"])
     def lookup(self, request):
-        """The person holding an identity (compared by its keyed hash)."""
+        """The person holding an identity (compared by its keyed hash). Needs the
+        permission to look people up by identity value (403 without it, whatever the
+        value); throttled per user and recorded (who, how many, found or not)."""
         params = request.query_params
+        lookups.check(request.user, LookupEndpoint.CUSTOMER_LOOKUP, 1)
         queryset = self.get_queryset()
         if params.get("brand"):
             queryset = queryset.filter(brand__code=params["brand"])
         customer = services.lookup_customer(
             queryset, params.get("type", ""), params.get("value", ""), params.get("app", "")
+        )
+        lookups.record(
+            request.user,
+            LookupEndpoint.CUSTOMER_LOOKUP,
+            1,
+            found=int(customer is not None),
+            brand=customer.brand if customer is not None else None,
         )
         if customer is None:
             raise NotFound(_("Nobody holds this identity."))
