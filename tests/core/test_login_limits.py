@@ -152,3 +152,18 @@ def test_estimates_and_imports_have_their_own_rates(world, rates, scope, method,
     assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
     # the rest of the API is not held to that scope's rate
     assert api.get("/api/catalog/business-lines/").status_code == 200
+
+
+def test_an_administrator_sees_the_lockout_and_lifts_it(world):
+    for n in range(5):
+        admin_login(Client(), "op", f"guess-{n}")
+    attempt = AccessAttempt.objects.get(username="op")
+    admin = Client()
+    admin.force_login(world.admin)
+    listing = admin.get("/admin/axes/accessattempt/", **CHINESE)
+    assert listing.status_code == 200
+    assert "登录尝试" in listing.content.decode() and ">op<" in listing.content.decode()
+    deleted = admin.post(f"/admin/axes/accessattempt/{attempt.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302 and not AccessAttempt.objects.exists()
+    client = Client()
+    assert admin_login(client, "op", "pw").status_code == 302 and logged_in(client)
