@@ -55,6 +55,7 @@ def test_deploy_check_warns_when_https_is_turned_off():
         "ab" * 40,  # long, but two different characters
         "django-insecure-" + secrets.token_urlsafe(50),
     ],
+    ids=["short", "few-characters", "django-insecure"],  # the same names in every xdist worker
 )
 def test_weak_secret_key_is_refused_when_debug_is_off(key):
     result = deploy_check(SECRET_KEY=key)
