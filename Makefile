@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint check pytest browser bench clean messages
+.PHONY: run serve test install install-dev lint check pytest browser bench clean messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ run: install
 	DEBUG=true $(BIN)/python manage.py bootstrap_demo
 	@echo "TagPortal: http://$(HOST):$(PORT)/admin/   API docs: http://$(HOST):$(PORT)/api/docs/"
 	DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
+
+## make serve: production (DEBUG off; set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL …): collectstatic,
+## migrate, gunicorn on $(HOST):$(PORT), plus a Celery worker and beat when CELERY_BROKER_URL is set.
+serve: install
+	HOST=$(HOST) PORT=$(PORT) PYTHON=$(BIN)/python bin/serve
 
 lint: install-dev
 	$(BIN)/ruff check .

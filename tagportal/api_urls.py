@@ -1,8 +1,9 @@
 from django.urls import include, path
-from rest_framework.authtoken.views import obtain_auth_token
+
+from tagportal.core.auth import obtain_token
 
 urlpatterns = [
-    path("token/", obtain_auth_token, name="api-token"),
+    path("token/", obtain_token, name="api-token"),
     path("catalog/", include("tagportal.catalog.api.urls")),
     path("lineage/", include("tagportal.lineage.api.urls")),
     path("governance/", include("tagportal.governance.api.urls")),

@@ -3,9 +3,18 @@
 Variables: ``DATABASE_URL``, ``CELERY_BROKER_URL``, ``SECRET_KEY``, ``DEBUG``,
 ``ALLOWED_HOSTS`` (comma separated), ``CSRF_TRUSTED_ORIGINS`` (comma separated),
 ``TIME_ZONE`` (display zone, default Asia/Shanghai), ``LANGUAGE_CODE``.
+
+Production (``DEBUG`` off) is secure by default: HTTPS redirect, HSTS, secure cookies,
+hashed and compressed static files. Each can be set from the environment:
+``SECURE_SSL_REDIRECT``, ``SECURE_HSTS_SECONDS``, ``SECURE_HSTS_INCLUDE_SUBDOMAINS``,
+``SECURE_HSTS_PRELOAD``, ``SESSION_COOKIE_SECURE``, ``CSRF_COOKIE_SECURE``,
+``SECURE_PROXY_SSL_HEADER`` (``HTTP_X_FORWARDED_PROTO,https`` behind a proxy that ends
+TLS), ``TRUSTED_PROXY_COUNT`` (proxies in front that append to X-Forwarded-For).
+Logins: ``AXES_FAILURE_LIMIT``, ``AXES_COOLOFF_MINUTES``; API rates: ``THROTTLE_*``.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +46,18 @@ if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY:
         "Refusing to start: DEBUG is off and SECRET_KEY is the development key. "
         "Set SECRET_KEY to a long random value (or DEBUG=true for local development)."
     )
+#: What Django's deployment check (security.W009) asks of a production key.
+SECRET_KEY_MIN_LENGTH, SECRET_KEY_MIN_UNIQUE = 50, 5
+if not DEBUG and (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE
+    or SECRET_KEY.startswith("django-insecure-")
+):
+    raise ImproperlyConfigured(
+        f"Refusing to start: DEBUG is off and SECRET_KEY is weak ({len(SECRET_KEY)} characters). "
+        f"Use at least {SECRET_KEY_MIN_LENGTH} random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(64))'."
+    )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -57,6 +78,7 @@ INSTALLED_APPS = [
     "guardian",
     "simple_history",
     "django_celery_beat",
+    "axes",
     # TagPortal's apps, lowest layer first (an app imports only apps above it in this
     # list; see docs/architecture.md).
     "tagportal.core",
@@ -85,6 +107,8 @@ MIDDLEWARE = [
     "simple_history.middleware.HistoryRequestMiddleware",
     # a locked database or an out-of-range number: a page that says so, not a 500
     "tagportal.core.middleware.DatabaseErrorPageMiddleware",
+    # last: turns a login refused for too many failures into the lockout answer
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tagportal.urls"
@@ -128,6 +152,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 
 AUTH_USER_MODEL = "core.User"
 AUTHENTICATION_BACKENDS = [
+    # first: refuses a username that failed too often from the same address
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -139,6 +165,22 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "admin:login"
 
+# Brute-force protection (django-axes) on every login, the admin's and the API token's:
+# after AXES_FAILURE_LIMIT failures for one username from one address, that pair is
+# refused (429) for AXES_COOLOFF_MINUTES, even with the right password. Attempts are
+# kept in the database (shared by every server process; listed in the admin).
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_CALLABLE = "tagportal.core.auth.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "tagportal.core.auth.client_ip"
+#: Proxies in front of the server that append the client's address to X-Forwarded-For
+#: (0: the connection's own address is the client's). Used by login lockouts and throttles.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+
 # Internationalisation: the portal ships in Simplified Chinese and English.
 # Times are stored in UTC and shown (and reasoned about as days) in Beijing time.
 LANGUAGE_CODE = os.environ.get("LANGUAGE_CODE", "zh-hans")
@@ -149,7 +191,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+#: Where ``collectstatic`` gathers the files that WhiteNoise serves.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 
 
 def _plotly_js_dir() -> Path:
@@ -162,8 +205,16 @@ def _plotly_js_dir() -> Path:
 STATICFILES_DIRS = [BASE_DIR / "static", ("plotly", _plotly_js_dir())]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # In production the files are collected (``make serve`` does it) with hashed names
+    # and gzip/brotli copies, and WhiteNoise serves them with far-future caching.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
+#: Files served at the site's root (``/favicon.ico``).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 MEDIA_ROOT = BASE_DIR / "media"
 MEDIA_URL = "media/"
 
@@ -221,9 +272,11 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "tagportal.core.api.exception_handler",
     # Per-scope rates (requests per second/minute/hour/day); each can be set from the
     # environment, e.g. THROTTLE_LOOKUP=60/hour.
+    # A view with a ``throttle_scope`` is also held to that scope's rate.
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",
+        "rest_framework.throttling.ScopedRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": os.environ.get("THROTTLE_ANON", "60/min"),
@@ -236,6 +289,7 @@ REST_FRAMEWORK = {
         "import": os.environ.get("THROTTLE_IMPORT", "30/hour"),
     },
     "UNICODE_JSON": True,
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
 }
 
 SPECTACULAR_SETTINGS = {
@@ -246,6 +300,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Swagger UI's validator badge would load an image from another host.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
@@ -291,10 +347,26 @@ TAGPORTAL_AUTO_DEPRECATE_COLD = env_bool("TAGPORTAL_AUTO_DEPRECATE_COLD", False)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
-if not DEBUG:
-    SECURE_CONTENT_TYPE_NOSNIFF = True
-    SESSION_COOKIE_HTTPONLY = True
-    X_FRAME_OPTIONS = "DENY"
+# HTTPS: on by default when DEBUG is off (``manage.py check --deploy`` is clean), each
+# setting can be turned off from the environment, e.g. behind a proxy that redirects.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600)))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+#: Behind a proxy that ends TLS: ``SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https``
+#: (only if the proxy always sets or strips that header).
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    _header, _, _value = os.environ["SECURE_PROXY_SSL_HEADER"].partition(",")
+    if not _header.strip() or not _value.strip():
+        raise ImproperlyConfigured(
+            "SECURE_PROXY_SSL_HEADER must read HEADER,value, e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {
     "version": 1,

@@ -2,7 +2,7 @@
 
 import os
 
-os.environ.setdefault("SECRET_KEY", "tagportal-test-suite-key")
+os.environ.setdefault("SECRET_KEY", "tagportal-test-suite-key-" + "0123456789abcdef" * 3)
 
 from .settings import *  # noqa: F403
 
@@ -15,6 +15,18 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["NAME"] = ":memory:"  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": ":memory:"}  # noqa: F405
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+# The suite speaks plain HTTP to the test client and the browser's live server, and
+# reads static files where they lie (no collectstatic).
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+SECURE_PROXY_SSL_HEADER = None
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+AXES_ENABLED = True
+AXES_FAILURE_LIMIT = 5
 # Rates far above what a test sends; the throttling tests set their own.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405

@@ -2,7 +2,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
+
+from tagportal.core.api_docs import RedocView, SwaggerView
 
 admin.site.site_header = "TagPortal 标签中台"
 admin.site.site_title = "TagPortal"
@@ -18,8 +20,8 @@ urlpatterns = [
     path("dashboards/", include(("tagportal.dashboards.urls", "dashboards"))),
     path("api/", include("tagportal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", RedocView.as_view(url_name="schema"), name="redoc"),
 ]
 
 if settings.DEBUG:

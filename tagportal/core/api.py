@@ -41,6 +41,9 @@ class RestrictedViewSetMixin:
     action_permissions: dict[str, str | None] = {}
     #: The action the queryset is restricted by (set once the request is authenticated).
     scope_action: str | None = None
+    #: The rate scope (a key of ``DEFAULT_THROTTLE_RATES``) the view is also held to, or
+    #: an action's own with ``@action(throttle_scope=…)``; none by default.
+    throttle_scope: str | None = None
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication, model permissions, throttling

@@ -154,6 +154,7 @@ ADMIN_APPS = (
     "engine",
     "audiences",
     "django_celery_beat",
+    "axes",  # failed logins and lockouts: an admin lifts one by deleting the attempt
 )
 
 

@@ -38,7 +38,10 @@ def test_refuses_debug_off_with_development_key():
 @pytest.mark.slow
 def test_starts_with_a_real_key_or_in_debug():
     assert (
-        start(DEBUG="false", SECRET_KEY="a-real-production-secret-key-0123456789").stdout.strip() == "False"
+        start(
+            DEBUG="false", SECRET_KEY="a-real-production-secret-key-0123456789-abcdefghijklmnopq"
+        ).stdout.strip()
+        == "False"
     )
     assert start(DEBUG="true").stdout.strip() == "True"
 
@@ -53,7 +56,7 @@ def test_configuration_by_environment():
     environment.update(
         DJANGO_SETTINGS_MODULE="tagportal.settings",
         DEBUG="false",
-        SECRET_KEY="another-real-secret-key-abcdefghijklmnop",
+        SECRET_KEY="another-real-secret-key-abcdefghijklmnop-0123456789abcdef",
         DATABASE_URL="postgres://u@127.0.0.1:5432/x",
         ALLOWED_HOSTS="tags.example.cn,api.example.cn",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",

@@ -71,7 +71,7 @@ def _env() -> dict:
         CELERY_BROKER_URL=BROKER,
         CELERY_RESULT_BACKEND=BROKER,  # chords need one
         CELERY_TASK_ALWAYS_EAGER="false",
-        SECRET_KEY="tagportal-integration-test-key",
+        SECRET_KEY="tagportal-integration-test-key-" + "0123456789abcdef" * 3,
         DEBUG="false",
         LOG_LEVEL="INFO",
     )

@@ -72,6 +72,7 @@ class EstimateView(APIView):
     nothing is saved. An unknown tag or value answers 400 naming it."""
 
     permission_classes = [IsAuthenticated]
+    throttle_scope = "estimate"
 
     @extend_schema(request=EstimateRequestSerializer, responses={200: EstimateSerializer})
     def post(self, request):

@@ -157,7 +157,12 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
         },
         responses={201: ChangeRequestSerializer, 400: OpenApiTypes.OBJECT},
     )
-    @action(detail=False, methods=["post"], parser_classes=[MultiPartParser, FormParser, JSONParser])
+    @action(
+        detail=False,
+        methods=["post"],
+        parser_classes=[MultiPartParser, FormParser, JSONParser],
+        throttle_scope="import",
+    )
     def bulk(self, request):
         upload = request.FILES.get("file")
         if upload is None:
@@ -196,7 +201,7 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
         return self.get_paginated_response(data) if page is not None else Response(data)
 
     @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
-    @action(detail=True, methods=["get", "post"])
+    @action(detail=True, methods=["get", "post"], throttle_scope="estimate")
     def impact(self, request, pk=None):
         """The impact preview of the request's rule changes: per changed tag its coverage
         and values before → after, and each audience reading it, size before → after with
@@ -372,7 +377,7 @@ class ReportViewSet(
         request=CleanupSerializer,
         responses={201: ChangeRequestSerializer(many=True), 200: OpenApiTypes.OBJECT},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_scope="estimate")
     def cleanup(self, request, pk=None):
         report = self.get_object()
         payload = CleanupSerializer(data=request.data)

@@ -186,6 +186,7 @@ class ImportView(APIView):
 
     queryset = ImportJob.objects.all()  # the permission class checks profiles.add_importjob
     parser_classes = [MultiPartParser, FormParser]
+    throttle_scope = "import"
 
     @extend_schema(
         request={"multipart/form-data": ImportRequestSerializer},
