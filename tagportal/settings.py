@@ -176,6 +176,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_LOCKOUT_CALLABLE = "tagportal.core.auth.lockout_response"
+# no start-up banner on every manage.py command
+AXES_VERBOSE = env_bool("AXES_VERBOSE", False)
 AXES_CLIENT_IP_CALLABLE = "tagportal.core.auth.client_ip"
 #: Proxies in front of the server that append the client's address to X-Forwarded-For
 #: (0: the connection's own address is the client's). Used by login lockouts and throttles.
