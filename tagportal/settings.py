@@ -377,3 +377,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+#: Without a broker, run queued background work (profile imports) on a thread of the web
+#: process rather than inside the request that queued it (tagportal.core.background).
+TAGPORTAL_EAGER_IN_THREAD = env_bool("TAGPORTAL_EAGER_IN_THREAD", True)

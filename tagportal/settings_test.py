@@ -35,3 +35,5 @@ REST_FRAMEWORK = {
         for scope in REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]  # noqa: F405
     },
 }
+# Queued tasks run in place, in the test's own transaction and connection.
+TAGPORTAL_EAGER_IN_THREAD = False

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand
-from tagportal.core import uploads
+from tagportal.core import background, uploads
 from tagportal.core.permissions import may_add_into
 
 from . import importers, services
@@ -282,8 +282,9 @@ def check_upload(kind: str, upload) -> importers.Inspection:
 
 def queue_import(brand: Brand, kind: str, upload, *, user=None, job: ImportJob | None = None) -> ImportJob:
     """Check an upload cheaply (:func:`check_upload`), store it and run its import in the
-    background (a Celery task; in-process, once the transaction commits, when no broker is
-    configured). The file is deleted once imported."""
+    background once the transaction commits (a Celery task; on a thread of this process
+    when no broker is configured, see :mod:`tagportal.core.background`). The file is
+    deleted once imported."""
     check_may_import(user, brand)
     inspection = check_upload(kind, upload)
     if job is None:
@@ -292,7 +293,7 @@ def queue_import(brand: Brand, kind: str, upload, *, user=None, job: ImportJob |
     job = create_job(brand, kind, file_name=getattr(upload, "name", ""), user=user, upload=upload, job=job)
     from .tasks import run_import_job
 
-    transaction.on_commit(lambda: run_import_job.delay(job.pk))
+    background.queue_after_commit(run_import_job, job.pk)
     return job
 
 

@@ -191,3 +191,30 @@ def test_merges_list_and_split(world, people):
     assert client_for(world.admin).post(f"{URL}merges/{merge.pk}/split/").status_code == 400
     active = client_for(world.analyst).get(f"{URL}customers/").json()["results"]
     assert [c["oneid"] for c in active] == [1, 2]
+
+
+def test_without_a_broker_the_import_runs_after_the_answer_on_a_thread(
+    world, media, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """With no broker, the request answers 202 at once and the import runs on a thread of
+    the process — never inside the request (a long import would hold it for minutes)."""
+    import threading
+
+    from tagportal.profiles import tasks
+
+    settings.TAGPORTAL_EAGER_IN_THREAD = True
+    release, ran = threading.Event(), []
+
+    def blocked(task_self=None, args=(), **kwargs):
+        release.wait(10)  # the import "takes long": until the test releases it
+        ran.append((threading.current_thread().name, args))
+
+    monkeypatch.setattr(tasks.run_import_job, "apply", blocked)
+    response = post_import(client_for(world.steward), upload(), django_capture_on_commit_callbacks)
+    assert response.status_code == 202 and response.json()["status"] == "pending"
+    assert ran == []  # the request answered while the import had not run
+    release.set()
+    for thread in threading.enumerate():
+        if thread.name == "task:profiles.run_import_job":
+            thread.join(10)
+    assert ran == [("task:profiles.run_import_job", (response.json()["id"],))]

@@ -1,0 +1,55 @@
+"""Work that must not run inside a request: a Celery task, queued once the transaction
+commits.
+
+With a broker (``CELERY_BROKER_URL``) the task goes to a worker. Without one, Celery runs
+tasks eagerly — in the request that queued them — so a long import would hold the
+request (and SQLite's write lock) for minutes. Then :func:`queue_after_commit` runs the
+task on a daemon thread of this process instead (``TAGPORTAL_EAGER_IN_THREAD``, on by
+default; the test suite turns it off to run tasks in place): the request answers at
+once, and the job's own row tells its progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connections, transaction
+
+log = logging.getLogger(__name__)
+
+
+def runs_in_thread() -> bool:
+    """Whether a queued task runs on a thread of this process (no broker configured)."""
+    return bool(settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "TAGPORTAL_EAGER_IN_THREAD", True))
+
+
+def _run(task, args: tuple) -> None:
+    close_old_connections()
+    try:
+        task.apply(args=args, throw=False)
+    except Exception:  # the job records its own failure; never kill the process
+        log.exception("background task %s%r failed", task.name, args)
+    finally:
+        connections.close_all()
+
+
+def start_thread(task, *args) -> threading.Thread:
+    """Run ``task(*args)`` on a new daemon thread with its own database connection."""
+    thread = threading.Thread(target=_run, args=(task, args), name=f"task:{task.name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def queue_after_commit(task, *args) -> None:
+    """Queue ``task(*args)`` once the current transaction commits: to the broker, or on a
+    thread of this process when there is none (:func:`runs_in_thread`)."""
+
+    def send():
+        if runs_in_thread():
+            start_thread(task, *args)
+        else:
+            task.delay(*args)
+
+    transaction.on_commit(send)
