@@ -642,11 +642,14 @@ def test_comments_api(gw):
     assert response.status_code == 201
     listing = client_for(gw.steward).get(url(cr, "comments"))
     assert listing.status_code == 200
-    assert [(c["author"], c["text"]) for c in listing.json()] == [
+    assert listing.json()["count"] == 2
+    assert [(c["author"], c["text"]) for c in listing.json()["results"]] == [
         ("an", "口径和 BI 一致吗？"),
         ("op", "一致"),
     ]
     assert post(gw.steward, url(cr, "comments"), {"text": "  "}).status_code == 400
+    assert post(gw.steward, url(cr, "comments"), [None, None]).status_code == 400
+    assert post(gw.steward, url(cr, "comments"), {"text": 3}).status_code == 400
     assert post(gw.other_steward, url(cr, "comments"), {"text": "越权"}).status_code == 404
     assert client_for(gw.other_steward).get(url(cr, "comments")).status_code == 404
     assert cr.comments.count() == 2

@@ -29,9 +29,9 @@ class TagRefSerializer(serializers.ModelSerializer):
 
 class ChangeItemSerializer(serializers.ModelSerializer):
     tag = TagRefSerializer(read_only=True)
-    merge_target = TagRefSerializer(read_only=True)
+    merge_target = TagRefSerializer(read_only=True, allow_null=True)
     produced_version = serializers.IntegerField(
-        source="produced_version.version", read_only=True, default=None
+        source="produced_version.version", read_only=True, default=None, allow_null=True
     )
     impact = serializers.SerializerMethodField(help_text=_("The cached impact preview of a rule change."))
 
@@ -64,9 +64,9 @@ class ItemInputSerializer(serializers.Serializer):
 
 class ChangeRequestSerializer(serializers.ModelSerializer):
     business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     proposer = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     kind = serializers.CharField(read_only=True)
     items = ChangeItemSerializer(many=True, read_only=True)
     item_input = ItemInputSerializer(many=True, write_only=True, source="items_input")
@@ -201,10 +201,10 @@ class NotificationSerializer(serializers.ModelSerializer):
 
 
 class ReportSerializer(serializers.ModelSerializer):
-    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    region = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    requested_by = serializers.StringRelatedField()
+    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    region = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    requested_by = serializers.StringRelatedField(allow_null=True)
 
     class Meta:
         model = Report
