@@ -736,6 +736,27 @@ def test_recertification_certify(gw, due):
     assert results(history)[0]["history_user"] == "st"
 
 
+def test_a_body_that_is_not_an_object_is_400(gw, due):
+    """Fuzzing sent ``[null, null]``: each action reading the body names the problem
+    (it was a 500), and nothing changes."""
+    cr = request_in_state(gw, S.DRAFT, proposer=gw.operator)
+    certified_at = fresh(gw.own_tag).certified_at
+    for user, path in (
+        (gw.operator, url(cr, "submit")),
+        (gw.steward, url(cr, "comments")),
+        (gw.steward, "/api/governance/notifications/mark-read/"),
+        (gw.steward, f"/api/governance/recertification/{gw.own_tag.pk}/certify/"),
+    ):
+        response = post(user, path, [None, None])
+        assert response.status_code == 400, (path, response.content)
+        assert "non_field_errors" in response.json()
+    assert fresh(cr).state == S.DRAFT
+    assert not cr.comments.exists()
+    assert fresh(gw.own_tag).certified_at == certified_at
+    refused = post(gw.steward, f"/api/governance/recertification/{gw.own_tag.pk}/certify/", {"note": ["x"]})
+    assert refused.status_code == 400 and "note" in refused.json()
+
+
 def test_certify_unpublished_tag_is_400(gw):
     tag = draft_tag(gw.own_brand, gw.category, "cao_gao")
     response = client_for(gw.steward).post(
