@@ -757,6 +757,17 @@ def test_a_body_that_is_not_an_object_is_400(gw, due):
     assert refused.status_code == 400 and "note" in refused.json()
 
 
+@pytest.mark.parametrize("ids", [[{}], [-310762959834757411635200], [2**63], ["x"], None, "1"])
+def test_mark_read_refuses_bad_ids(gw, ids):
+    request_in_state(gw, S.SUBMITTED)  # the stewards are told
+    assert Notification.objects.filter(read_at__isnull=True).exists()
+    unread = Notification.objects.filter(read_at__isnull=True).count()
+    response = post(gw.steward, "/api/governance/notifications/mark-read/", {"ids": ids})
+    assert response.status_code == 400, response.content
+    assert "ids" in response.json()
+    assert Notification.objects.filter(read_at__isnull=True).count() == unread
+
+
 def test_certify_unpublished_tag_is_400(gw):
     tag = draft_tag(gw.own_brand, gw.category, "cao_gao")
     response = client_for(gw.steward).post(

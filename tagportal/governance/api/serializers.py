@@ -185,6 +185,14 @@ class DecisionSerializer(serializers.Serializer):
     apply = serializers.BooleanField(required=False, default=False)
 
 
+class MarkReadSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        help_text=_("ids of the messages; all of yours when left out"),
+    )
+
+
 class NotificationSerializer(serializers.ModelSerializer):
     change_request = serializers.SerializerMethodField(
         help_text=_("The change request the message is about, if any.")

@@ -37,6 +37,7 @@ from .serializers import (
     CleanupSerializer,
     CommentSerializer,
     DecisionSerializer,
+    MarkReadSerializer,
     NotificationSerializer,
     ReportDetailSerializer,
     ReportRequestSerializer,
@@ -256,15 +257,15 @@ class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return queryset
 
     @extend_schema(
-        request=inline_serializer(
-            "MarkRead", {"ids": serializers.ListField(child=serializers.IntegerField(), required=False)}
-        ),
+        request=MarkReadSerializer,
         responses=inline_serializer("MarkedRead", {"marked": serializers.IntegerField()}),
     )
     @action(detail=False, methods=["post"], url_path="mark-read")
     def mark_read(self, request):
-        ids = _body(request).get("ids")
-        count = notifications.mark_read(request.user, ids if isinstance(ids, list) else None)
+        """Mark the messages ``ids`` read (all of the caller's when left out)."""
+        payload = MarkReadSerializer(data=_body(request))
+        payload.is_valid(raise_exception=True)
+        count = notifications.mark_read(request.user, payload.validated_data.get("ids"))
         return Response({"marked": count})
 
 
