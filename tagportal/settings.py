@@ -306,6 +306,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # the standard 4xx answers of every operation (tagportal/core/api_schema.py)
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tagportal.core.api_schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TagKindEnum": "tagportal.catalog.choices.TagKind",
         "TagStatusEnum": "tagportal.catalog.choices.TagStatus",

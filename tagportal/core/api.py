@@ -169,4 +169,8 @@ def exception_handler(exc, context):
             {"detail": _("The change conflicts with existing data (a duplicate or a broken reference).")},
             status=status.HTTP_409_CONFLICT,
         )
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code == 400 and isinstance(response.data, list):
+        # ValidationError("…") about the request as a whole: the same shape as a serializer's
+        response.data = {"non_field_errors": response.data}
+    return response

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: How far in the future a reported load time may be (clock skew between machines).
 LOAD_CLOCK_SKEW = dt.timedelta(minutes=5)
+#: Loads are dated from 1970 on (older times are typos, and render with odd local-mean-time offsets).
+EARLIEST_LOAD = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 SOURCE, FIELD, TAG = "source", "field", "tag"
 Node = tuple[str, int]
@@ -699,6 +701,8 @@ def record_load(source: DataSource, at: dt.datetime | None = None, user=None) ->
         at = timezone.make_aware(at)
     if at > now + LOAD_CLOCK_SKEW:
         raise ValidationError({"at": [_("A load cannot have happened in the future.")]})
+    if at < EARLIEST_LOAD:
+        raise ValidationError({"at": [_("A load cannot have happened before 1970.")]})
     source = DataSource.objects.select_for_update().get(pk=source.pk)
     if source.last_loaded_at is None or at > source.last_loaded_at:
         source.last_loaded_at = at

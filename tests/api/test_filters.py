@@ -461,7 +461,8 @@ def test_versions_endpoint(world):
     client = client_for(world.analyst)
     response = client.get(f"{URL}{world.own_tag.pk}/versions/")
     assert response.status_code == 200
-    rows = response.json()
+    assert response.json()["count"] == 2
+    rows = response.json()["results"]
     assert [row["version"] for row in rows] == [2, 1]
     assert [row["note"] for row in rows] == ["第二版", "首次发布"]
     assert {row["tag_code"] for row in rows} == {world.own_tag.code}
@@ -475,7 +476,7 @@ def test_versions_endpoint_without_versions_and_out_of_scope(world):
     client = client_for(world.steward)
     response = client.get(f"{URL}{world.own_tag.pk}/versions/")
     assert response.status_code == 200
-    assert response.json() == []
+    assert response.json() == {"count": 0, "next": None, "previous": None, "results": []}
     publish_tag(world.other_tag)
     assert client.get(f"{URL}{world.other_tag.pk}/versions/").status_code == 404
 

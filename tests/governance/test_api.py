@@ -642,11 +642,14 @@ def test_comments_api(gw):
     assert response.status_code == 201
     listing = client_for(gw.steward).get(url(cr, "comments"))
     assert listing.status_code == 200
-    assert [(c["author"], c["text"]) for c in listing.json()] == [
+    assert listing.json()["count"] == 2
+    assert [(c["author"], c["text"]) for c in listing.json()["results"]] == [
         ("an", "口径和 BI 一致吗？"),
         ("op", "一致"),
     ]
     assert post(gw.steward, url(cr, "comments"), {"text": "  "}).status_code == 400
+    assert post(gw.steward, url(cr, "comments"), [None, None]).status_code == 400
+    assert post(gw.steward, url(cr, "comments"), {"text": 3}).status_code == 400
     assert post(gw.other_steward, url(cr, "comments"), {"text": "越权"}).status_code == 404
     assert client_for(gw.other_steward).get(url(cr, "comments")).status_code == 404
     assert cr.comments.count() == 2
@@ -731,6 +734,38 @@ def test_recertification_certify(gw, due):
     history = client_for(gw.steward).get(f"/api/catalog/tags/{gw.own_tag.pk}/history/")
     assert results(history)[0]["change_reason"] == "已复核"
     assert results(history)[0]["history_user"] == "st"
+
+
+def test_a_body_that_is_not_an_object_is_400(gw, due):
+    """Fuzzing sent ``[null, null]``: each action reading the body names the problem
+    (it was a 500), and nothing changes."""
+    cr = request_in_state(gw, S.DRAFT, proposer=gw.operator)
+    certified_at = fresh(gw.own_tag).certified_at
+    for user, path in (
+        (gw.operator, url(cr, "submit")),
+        (gw.steward, url(cr, "comments")),
+        (gw.steward, "/api/governance/notifications/mark-read/"),
+        (gw.steward, f"/api/governance/recertification/{gw.own_tag.pk}/certify/"),
+    ):
+        response = post(user, path, [None, None])
+        assert response.status_code == 400, (path, response.content)
+        assert "non_field_errors" in response.json()
+    assert fresh(cr).state == S.DRAFT
+    assert not cr.comments.exists()
+    assert fresh(gw.own_tag).certified_at == certified_at
+    refused = post(gw.steward, f"/api/governance/recertification/{gw.own_tag.pk}/certify/", {"note": ["x"]})
+    assert refused.status_code == 400 and "note" in refused.json()
+
+
+@pytest.mark.parametrize("ids", [[{}], [-310762959834757411635200], [2**63], ["x"], None, "1"])
+def test_mark_read_refuses_bad_ids(gw, ids):
+    request_in_state(gw, S.SUBMITTED)  # the stewards are told
+    assert Notification.objects.filter(read_at__isnull=True).exists()
+    unread = Notification.objects.filter(read_at__isnull=True).count()
+    response = post(gw.steward, "/api/governance/notifications/mark-read/", {"ids": ids})
+    assert response.status_code == 400, response.content
+    assert "ids" in response.json()
+    assert Notification.objects.filter(read_at__isnull=True).count() == unread
 
 
 def test_certify_unpublished_tag_is_400(gw):

@@ -214,7 +214,17 @@ def test_audit_rows_service_matches_api(trail):
     ],
 )
 def test_bad_parameters_are_400(trail, params):
-    assert get(trail.steward, **params).status_code == 400
+    response = get(trail.steward, **params)
+    assert response.status_code == 400
+    # the problem is named in JSON, also when a CSV was asked for
+    assert response["Content-Type"] == "application/json"
+    assert response.json()
+
+
+def test_a_refused_csv_request_by_accept_header_names_its_problem(trail):
+    response = client_for(trail.steward).get(URL, {"start": "yesterday"}, HTTP_ACCEPT="text/csv")
+    assert response.status_code == 400
+    assert "start" in response.json()
 
 
 @pytest.mark.parametrize("role", ["operator", "analyst", "nobody"])

@@ -174,6 +174,10 @@ def test_only_admins_create_or_change_shared_sources(world, lin):
     created = client_for(world.admin).post(SOURCES, data, format="json")
     assert created.status_code == 201, created.content
     assert created.json()["business_line"] is None
+    assert created.json()["field_count"] == 0  # as documented (the list's annotation)
+    field = client_for(world.admin).post(FIELDS, {"source": "group-crm", "name": "mobile"}, format="json")
+    assert field.status_code == 201, field.content
+    assert field.json()["dependent_tags"] == 0
 
 
 @pytest.mark.django_db
@@ -232,6 +236,12 @@ def test_record_a_successful_load(world, lin, now):
     assert client.post(f"{SOURCES}{lin.pos.pk}/loaded/", {"at": earlier}, format="json").status_code == 200
     future = client.post(f"{SOURCES}{lin.pos.pk}/loaded/", {"at": "2026-11-22T12:00:00+08:00"}, format="json")
     assert future.status_code == 400 and "future" in future.json()["at"][0]
+    ancient = client.post(
+        f"{SOURCES}{lin.pos.pk}/loaded/", {"at": "0619-08-16T12:18:00+08:00"}, format="json"
+    )
+    assert ancient.status_code == 400 and "1970" in ancient.json()["at"][0]
+    lin.pos.refresh_from_db()
+    assert lin.pos.last_loaded_at == NOW
     assert client.post(f"{SOURCES}{lin.tmall.pk}/loaded/").status_code == 404
     assert client.post(f"{SOURCES}{lin.crm.pk}/loaded/").status_code == 403  # shared: admins only
     assert client_for(world.operator).post(f"{SOURCES}{lin.pos.pk}/loaded/").status_code == 403

@@ -31,11 +31,11 @@ class StalePinSerializer(serializers.Serializer):
 class AudienceSerializer(serializers.ModelSerializer):
     brand = serializers.CharField(source="brand.code", read_only=True)
     business_line = serializers.CharField(source="business_line.code", read_only=True)
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None, allow_null=True)
     tags = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
     share = serializers.FloatField(read_only=True, allow_null=True)
     repin_requested_by = serializers.CharField(
-        source="repin_requested_by.username", read_only=True, default=None
+        source="repin_requested_by.username", read_only=True, default=None, allow_null=True
     )
 
     class Meta:

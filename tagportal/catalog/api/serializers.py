@@ -158,7 +158,7 @@ class TagSerializer(serializers.ModelSerializer):
 class TagVersionSerializer(serializers.ModelSerializer):
     tag = serializers.PrimaryKeyRelatedField(read_only=True)
     tag_code = serializers.CharField(source="tag.code", read_only=True)
-    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    published_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = TagVersion

@@ -251,7 +251,7 @@ class TagViewSet(RestrictedModelViewSet):
             response["Warning"] = '299 - "tag code merged"'
         return response
 
-    @extend_schema(responses=HistoryRecordSerializer(many=True))
+    @extend_schema(responses=HistoryRecordSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"])
     def history(self, request, pk=None):
         tag = self.get_object()
@@ -323,13 +323,16 @@ class TagViewSet(RestrictedModelViewSet):
             }
         )
 
-    @extend_schema(responses=TagVersionSerializer(many=True))
+    @extend_schema(responses=TagVersionSerializer(many=True), filters=False)
     @action(detail=True, methods=["get"])
     def versions(self, request, pk=None):
+        """The tag's published versions, newest first (paginated as every list)."""
         tag = self.get_object()
-        data = TagVersionSerializer(tag.versions.select_related("published_by", "tag"), many=True).data
+        rows = tag.versions.select_related("published_by", "tag").order_by("-version")
+        page = self.paginate_queryset(rows)
+        data = TagVersionSerializer(page if page is not None else rows, many=True).data
         self._count_read(tag)
-        return Response(data)
+        return self.get_paginated_response(data) if page is not None else Response(data)
 
     @extend_schema(
         parameters=EXPORT_PARAMETERS,

@@ -27,7 +27,9 @@ class TagComputationSerializer(serializers.ModelSerializer):
     tag = serializers.CharField(source="tag.code", read_only=True)
     tag_name = serializers.CharField(source="tag.name", read_only=True)
     brand = serializers.CharField(source="tag.brand.code", read_only=True)
-    published_version = serializers.IntegerField(source="tag.published_version", read_only=True)
+    published_version = serializers.IntegerField(
+        source="tag.published_version", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = TagComputation
@@ -387,8 +389,10 @@ class TagValueSerializer(serializers.Serializer):
     name = serializers.CharField()
     value = serializers.JSONField(help_text=gettext_lazy("true/false, a value code, or a number"))
     bucket = serializers.CharField(required=False, help_text=gettext_lazy("number tags: the bucket's code"))
-    version = serializers.IntegerField(help_text=gettext_lazy("the published version the value comes from"))
-    computed_at = serializers.DateTimeField()
+    version = serializers.IntegerField(
+        allow_null=True, help_text=gettext_lazy("the published version the value comes from")
+    )
+    computed_at = serializers.DateTimeField(allow_null=True)
 
 
 class TagChangeSerializer(serializers.Serializer):

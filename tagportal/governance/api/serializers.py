@@ -30,9 +30,9 @@ class TagRefSerializer(serializers.ModelSerializer):
 
 class ChangeItemSerializer(serializers.ModelSerializer):
     tag = TagRefSerializer(read_only=True)
-    merge_target = TagRefSerializer(read_only=True)
+    merge_target = TagRefSerializer(read_only=True, allow_null=True)
     produced_version = serializers.IntegerField(
-        source="produced_version.version", read_only=True, default=None
+        source="produced_version.version", read_only=True, default=None, allow_null=True
     )
     impact = serializers.SerializerMethodField(help_text=_("The cached impact preview of a rule change."))
     stale = serializers.SerializerMethodField(
@@ -74,9 +74,9 @@ class ItemInputSerializer(serializers.Serializer):
 
 class ChangeRequestSerializer(serializers.ModelSerializer):
     business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
     proposer = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     kind = serializers.CharField(read_only=True)
     items = ChangeItemSerializer(many=True, read_only=True)
     item_input = ItemInputSerializer(many=True, write_only=True, source="items_input")
@@ -224,6 +224,14 @@ class DecisionSerializer(serializers.Serializer):
     apply = serializers.BooleanField(required=False, default=False)
 
 
+class MarkReadSerializer(serializers.Serializer):
+    ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        help_text=_("ids of the messages; all of yours when left out"),
+    )
+
+
 class NotificationSerializer(serializers.ModelSerializer):
     change_request = serializers.SerializerMethodField(
         help_text=_("The change request the message is about, if any.")
@@ -242,10 +250,10 @@ class NotificationSerializer(serializers.ModelSerializer):
 class ReportSerializer(serializers.ModelSerializer):
     """A report; ``row_count`` counts the findings the caller may see."""
 
-    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    region = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    requested_by = serializers.StringRelatedField()
+    business_line = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    region = serializers.SlugRelatedField(slug_field="code", read_only=True, allow_null=True)
+    requested_by = serializers.StringRelatedField(allow_null=True)
     row_count = serializers.SerializerMethodField(help_text=gettext_lazy("findings the caller may see"))
 
     class Meta:

@@ -4,6 +4,7 @@ comments, re-certification, the inbox and the audit export."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import django_filters
 from django.core.exceptions import PermissionDenied
@@ -37,6 +38,7 @@ from .serializers import (
     CleanupSerializer,
     CommentSerializer,
     DecisionSerializer,
+    MarkReadSerializer,
     NotificationSerializer,
     ReportDetailSerializer,
     ReportRequestSerializer,
@@ -95,7 +97,7 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
     )
     @action(detail=True, methods=["post"])
     def submit(self, request, pk=None):
-        confirm = request.data.get("confirm_dependents")
+        confirm = _body(request).get("confirm_dependents")
         return self._decide(
             request, pk, lambda cr, data: services.submit(request.user, cr, confirm_dependents=_bool(confirm))
         )
@@ -131,17 +133,27 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
     def apply(self, request, pk=None):
         return self._decide(request, pk, lambda cr, data: services.apply(request.user, cr))
 
+    @extend_schema(methods=["GET"], responses=CommentSerializer(many=True), filters=False)
     @extend_schema(
+        methods=["POST"],
         request=inline_serializer("NewComment", {"text": serializers.CharField()}),
-        responses=CommentSerializer(many=True),
+        responses={201: CommentSerializer},
+        filters=False,
     )
     @action(detail=True, methods=["get", "post"])
     def comments(self, request, pk=None):
+        """The request's comments, oldest first (paginated as every list); POST adds one."""
         cr = self.get_object()
         if request.method == "POST":
-            note = services.comment(request.user, cr, request.data.get("text", ""))
+            text = _body(request).get("text", "")
+            if not isinstance(text, str):
+                raise ValidationError({"text": [_("Expected a text.")]})
+            note = services.comment(request.user, cr, text)
             return Response(CommentSerializer(note).data, status=status.HTTP_201_CREATED)
-        return Response(CommentSerializer(cr.comments.select_related("author"), many=True).data)
+        rows = cr.comments.select_related("author")
+        page = self.paginate_queryset(rows)
+        data = CommentSerializer(page if page is not None else rows, many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
 
     @extend_schema(
         request={
@@ -184,14 +196,7 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
     def bulk_template(self, request):
         return spreadsheets.attachment(bulk.template_csv(), bulk.TEMPLATE_NAME)
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("business_line", OpenApiTypes.STR),
-            OpenApiParameter("brand", OpenApiTypes.STR),
-            OpenApiParameter("kind", OpenApiTypes.STR),
-            OpenApiParameter("min_age_days", OpenApiTypes.INT),
-        ]
-    )
+    @extend_schema(responses=ChangeRequestSerializer(many=True))
     @action(detail=False, methods=["get"])
     def queue(self, request):
         """The caller's review queue: submitted requests in business lines they steward."""
@@ -200,7 +205,20 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
         data = self.get_serializer(page if page is not None else queryset, many=True).data
         return self.get_paginated_response(data) if page is not None else Response(data)
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        responses={
+            200: {"type": "array", "items": {"type": "object", "additionalProperties": {}}},
+            202: inline_serializer(
+                "ImpactComputing",
+                {
+                    "state": serializers.CharField(),
+                    "items": serializers.ListField(child=serializers.DictField()),
+                },
+            ),
+        },
+        filters=False,
+    )
     @action(detail=True, methods=["get", "post"], throttle_scope="estimate")
     def impact(self, request, pk=None):
         """The impact preview of the request's rule changes: per changed tag its coverage
@@ -212,6 +230,13 @@ class ChangeRequestViewSet(RestrictedModelViewSet):
         if state == impact.COMPUTING:
             return Response({"state": state, "items": previews}, status=status.HTTP_202_ACCEPTED)
         return Response(previews)
+
+
+def _body(request) -> Mapping:
+    """The request's body as field → value; a body that is not an object answers 400."""
+    if not isinstance(request.data, Mapping):
+        raise ValidationError({"non_field_errors": [_("Expected an object of fields and values.")]})
+    return request.data
 
 
 def _bool(value) -> bool:
@@ -238,14 +263,15 @@ class NotificationViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return queryset
 
     @extend_schema(
-        request=inline_serializer(
-            "MarkRead", {"ids": serializers.ListField(child=serializers.IntegerField(), required=False)}
-        )
+        request=MarkReadSerializer,
+        responses=inline_serializer("MarkedRead", {"marked": serializers.IntegerField()}),
     )
     @action(detail=False, methods=["post"], url_path="mark-read")
     def mark_read(self, request):
-        ids = request.data.get("ids")
-        count = notifications.mark_read(request.user, ids if isinstance(ids, list) else None)
+        """Mark the messages ``ids`` read (all of the caller's when left out)."""
+        payload = MarkReadSerializer(data=_body(request))
+        payload.is_valid(raise_exception=True)
+        count = notifications.mark_read(request.user, payload.validated_data.get("ids"))
         return Response({"marked": count})
 
 
@@ -269,7 +295,10 @@ class RecertificationViewSet(viewsets.ViewSet):
     @action(detail=True, methods=["post"])
     def certify(self, request, pk=None):
         tag = get_object_or_404(Tag.objects.restrict(request.user, "view"), pk=pk)
-        tag = services.certify(request.user, tag, note=request.data.get("note", ""))
+        note = _body(request).get("note", "")
+        if not isinstance(note, str):
+            raise ValidationError({"note": [_("Expected a text.")]})
+        tag = services.certify(request.user, tag, note=note)
         return Response({**TagRefSerializer(tag).data, "certified_at": tag.certified_at})
 
 
@@ -289,6 +318,16 @@ class AuditViewSet(viewsets.ViewSet):
 
     permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, CSVRenderer]
+    wants_csv = False
+
+    def perform_content_negotiation(self, request, force=False):
+        renderer, media_type = super().perform_content_negotiation(request, force)
+        if renderer.format == "csv":
+            # the view writes the CSV itself; errors still answer JSON (not an empty body)
+            self.wants_csv = True
+            renderer = JSONRenderer()
+            media_type = renderer.media_type
+        return renderer, media_type
 
     @extend_schema(
         parameters=[
@@ -323,7 +362,7 @@ class AuditViewSet(viewsets.ViewSet):
             if business_line is None:
                 raise ValidationError({"business_line": _("Unknown business line.")})
         rows = audit.audit_rows(request.user, start, end, business_line)
-        if request.query_params.get("format") == "csv" or request.accepted_renderer.format == "csv":
+        if request.query_params.get("format") == "csv" or self.wants_csv:
             return spreadsheets.attachment(audit.to_csv(rows), audit.csv_filename(start, end))
         return Response({"start": start, "end": end, "count": len(rows), "rows": rows})
 

@@ -144,7 +144,7 @@ class DataSourceViewSet(RestrictedModelViewSet):
 
     def perform_create(self, serializer):
         self._check_business_line(serializer)
-        serializer.save()
+        serializer.save().field_count = 0  # as the list annotates it: a new source has no fields
 
     def perform_update(self, serializer):
         if "business_line" in serializer.validated_data:
@@ -194,7 +194,7 @@ class DataFieldViewSet(RestrictedModelViewSet):
 
     def perform_create(self, serializer):
         self._check_source(serializer)
-        serializer.save()
+        serializer.save().dependent_tags = 0  # as the list annotates it: no tag reads a new field yet
 
     def perform_update(self, serializer):
         source = serializer.validated_data.get("source")

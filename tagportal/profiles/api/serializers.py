@@ -28,7 +28,7 @@ class IdentitySerializer(serializers.ModelSerializer):
 
 class CustomerSerializer(serializers.ModelSerializer):
     brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    merged_into = serializers.SlugRelatedField(slug_field="oneid", read_only=True)
+    merged_into = serializers.SlugRelatedField(slug_field="oneid", read_only=True, allow_null=True)
     identities = IdentitySerializer(many=True, read_only=True)
 
     class Meta:
@@ -47,7 +47,7 @@ class CustomerSerializer(serializers.ModelSerializer):
 
 class MergeRecordSerializer(serializers.ModelSerializer):
     brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    undone_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = MergeRecord
@@ -63,7 +63,7 @@ class SplitSerializer(serializers.Serializer):
 
 class ImportJobSerializer(serializers.ModelSerializer):
     brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
 
     class Meta:
         model = ImportJob
