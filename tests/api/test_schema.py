@@ -414,7 +414,7 @@ def test_error_responses_use_the_shared_shapes(schema):
     # an operation's own 400 answer (the import job with its row report) is widened, not replaced
     own = response_schema(schema, "/api/profiles/import/", "post", "400")
     assert own["anyOf"] == [
-        {"$ref": "#/components/schemas/ImportJob"},
+        {"$ref": "#/components/schemas/ImportRefused"},
         {"$ref": "#/components/schemas/ValidationError"},
     ]
 

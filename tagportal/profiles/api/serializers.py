@@ -80,3 +80,17 @@ class ImportRequestSerializer(serializers.Serializer):
     )
     kind = serializers.ChoiceField(choices=ImportKind.choices)
     file = serializers.FileField(help_text=gettext_lazy("A CSV (UTF-8 or GB18030) or Parquet file."))
+
+
+class RowErrorSerializer(serializers.Serializer):
+    row = serializers.IntegerField(help_text=gettext_lazy("row number in the file (the header is row 1)"))
+    column = serializers.CharField(allow_blank=True)
+    message = serializers.CharField()
+
+
+class ImportRefusedSerializer(serializers.Serializer):
+    """A file refused in the request (too big, wrong format or header, too many rows):
+    nothing was stored."""
+
+    file = serializers.ListField(child=serializers.CharField())
+    errors = RowErrorSerializer(many=True)

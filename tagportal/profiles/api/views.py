@@ -28,6 +28,7 @@ from ..models import MAX_ONEID, Customer, ImportJob, MergeRecord
 from .serializers import (
     CustomerSerializer,
     ImportJobSerializer,
+    ImportRefusedSerializer,
     ImportRequestSerializer,
     MergeRecordSerializer,
     SplitSerializer,
@@ -190,7 +191,7 @@ class ImportView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": ImportRequestSerializer},
-        responses={202: ImportJobSerializer, 400: OpenApiTypes.OBJECT},
+        responses={202: ImportJobSerializer, 400: ImportRefusedSerializer},
     )
     def post(self, request):
         payload = ImportRequestSerializer(data=request.data, context={"request": request})
@@ -202,7 +203,7 @@ class ImportView(APIView):
             )
         except imports.UploadRefused as exc:
             return Response({"file": exc.messages, "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
-        job.refresh_from_db()  # without a broker the job has run by now
+        job.refresh_from_db()  # run in place when tasks run eagerly (the test suite)
         location = reverse("importjob-detail", args=[job.pk], request=request)
         return Response(
             ImportJobSerializer(job, context={"request": request}).data,
