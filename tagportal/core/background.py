@@ -6,7 +6,8 @@ tasks eagerly — in the request that queued them — so a long import would hol
 request (and SQLite's write lock) for minutes. Then :func:`queue_after_commit` runs the
 task on a daemon thread of this process instead (``TAGPORTAL_EAGER_IN_THREAD``, on by
 default; the test suite turns it off to run tasks in place): the request answers at
-once, and the job's own row tells its progress.
+once, and the job's own row tells its progress. Profile imports and tag computations
+requested through the API go this way.
 """
 
 from __future__ import annotations
@@ -25,31 +26,32 @@ def runs_in_thread() -> bool:
     return bool(settings.CELERY_TASK_ALWAYS_EAGER and getattr(settings, "TAGPORTAL_EAGER_IN_THREAD", True))
 
 
-def _run(task, args: tuple) -> None:
+def _run(task, args: tuple, kwargs: dict) -> None:
     close_old_connections()
     try:
-        task.apply(args=args, throw=False)
+        task.apply(args=args, kwargs=kwargs, throw=False)
     except Exception:  # the job records its own failure; never kill the process
         log.exception("background task %s%r failed", task.name, args)
     finally:
         connections.close_all()
 
 
-def start_thread(task, *args) -> threading.Thread:
-    """Run ``task(*args)`` on a new daemon thread with its own database connection."""
-    thread = threading.Thread(target=_run, args=(task, args), name=f"task:{task.name}", daemon=True)
+def start_thread(task, *args, **kwargs) -> threading.Thread:
+    """Run ``task(*args, **kwargs)`` on a new daemon thread with its own database connection."""
+    thread = threading.Thread(target=_run, args=(task, args, kwargs), name=f"task:{task.name}", daemon=True)
     thread.start()
     return thread
 
 
-def queue_after_commit(task, *args) -> None:
-    """Queue ``task(*args)`` once the current transaction commits: to the broker, or on a
-    thread of this process when there is none (:func:`runs_in_thread`)."""
+def send(task, *args, queue: str | None = None, **kwargs) -> None:
+    """Queue ``task(*args, **kwargs)`` now: to the broker (on ``queue``), or on a thread of
+    this process when there is none (:func:`runs_in_thread`)."""
+    if runs_in_thread():
+        start_thread(task, *args, **kwargs)
+    else:
+        task.apply_async(args=args, kwargs=kwargs, **({"queue": queue} if queue else {}))
 
-    def send():
-        if runs_in_thread():
-            start_thread(task, *args)
-        else:
-            task.delay(*args)
 
-    transaction.on_commit(send)
+def queue_after_commit(task, *args, queue: str | None = None, **kwargs) -> None:
+    """:func:`send` ``task(*args, **kwargs)`` once the current transaction commits."""
+    transaction.on_commit(lambda: send(task, *args, queue=queue, **kwargs))

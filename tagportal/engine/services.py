@@ -45,6 +45,7 @@ from pyroaring import BitMap
 
 from tagportal.catalog.choices import RefreshMode
 from tagportal.catalog.models import Brand, Tag, TagVersion
+from tagportal.core import background
 from tagportal.core.days import BEIJING
 from tagportal.profiles import loaders
 from tagportal.rules.definitions import tag_references
@@ -528,17 +529,19 @@ def enqueue_compute(brand, tag_ids=None, partitions: int = 1) -> int | None:
         pending = _bump(brand, tags)
         ids = [t.pk for t in tags]
 
-        def send():
-            if partitions > 1:
-                tasks.compute_brand_chord.apply_async(
-                    args=(brand.pk, pending, partitions), kwargs={"tag_ids": ids}, queue=tasks.COMPUTE_QUEUE
-                )
-            else:
-                tasks.compute_brand_task.apply_async(
-                    args=(brand.pk, pending), kwargs={"tag_ids": ids}, queue=tasks.COMPUTE_QUEUE
-                )
-
-        transaction.on_commit(send)
+        if partitions > 1:
+            background.queue_after_commit(
+                tasks.compute_brand_chord,
+                brand.pk,
+                pending,
+                partitions,
+                tag_ids=ids,
+                queue=tasks.COMPUTE_QUEUE,
+            )
+        else:
+            background.queue_after_commit(
+                tasks.compute_brand_task, brand.pk, pending, tag_ids=ids, queue=tasks.COMPUTE_QUEUE
+            )
     log.info("compute of %s requested as version %s (%s tags)", brand.code, pending, len(ids))
     return pending
 

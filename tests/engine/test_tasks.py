@@ -12,6 +12,8 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from tagportal.engine import services, tasks
 from tagportal.engine.models import RunStatus, TagComputation, TagRun
+from tests.conftest import client_for
+from tests.core.test_background import Blocked
 from tests.engine.test_compute import AS_OF, FRAMES, stored
 from tests.engine.test_compute import tags as tags  # the fixture
 
@@ -170,3 +172,24 @@ def test_periodic_task_names_are_registered_tasks():
 
     for entry in services.DEFAULT_SCHEDULES:
         assert entry["task"] in app.tasks
+
+
+def test_without_a_broker_a_computation_runs_on_a_thread_after_the_request(
+    tags, world, settings, django_capture_on_commit_callbacks
+):
+    """POST /api/engine/compute/ answers 202 while the computation has not run; it runs
+    on a thread, with the brand, version and tags it was asked for."""
+    settings.TAGPORTAL_EAGER_IN_THREAD = True
+    brand = tags.vip.brand
+    blocked = Blocked()
+    with (
+        mock.patch.object(tasks.compute_brand_task, "apply", blocked),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client_for(world.admin).post("/api/engine/compute/", {"brand": brand.code}, format="json")
+    assert response.status_code == 202, response.content
+    assert blocked.calls == []  # answered before the computation ran
+    blocked.finish("task:tagportal.engine.tasks.compute_brand_task")
+    [(thread, args, kwargs)] = blocked.calls
+    assert thread.startswith("task:") and args == (brand.pk, response.json()["pending_version"])
+    assert tags.vip.pk in kwargs["tag_ids"]
