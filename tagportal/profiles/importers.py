@@ -181,17 +181,23 @@ def inspect(source, name: str | None = None, caps: Caps = NO_CAPS) -> Inspection
         if caps.rows is not None and metadata.num_rows > caps.rows:
             raise _too_many_rows(caps)
         return Inspection("parquet", columns, int(metadata.num_rows))
+    columns = _csv_header(source, caps)
+    stop = None if caps.rows is None else caps.rows + 1
+    lines = max(0, uploads.count_lines(source, stop_after=stop) - 1)
+    if caps.rows is not None and lines > caps.rows:
+        raise _too_many_rows(caps)
+    return Inspection("csv", columns, lines)
+
+
+def _csv_header(source, caps: Caps) -> list[str]:
+    """A CSV file's column names, read with a bound; too many of them are refused."""
     try:
         columns = uploads.csv_header(source)
     except uploads.UploadError as exc:
         raise ImportFileError(exc.message, row=1) from exc
     if caps.columns is not None and len(columns) > caps.columns:
         raise _too_many_columns(caps)
-    stop = None if caps.rows is None else caps.rows + 1
-    lines = max(0, uploads.count_lines(source, stop_after=stop) - 1)
-    if caps.rows is not None and lines > caps.rows:
-        raise _too_many_rows(caps)
-    return Inspection("csv", columns, lines)
+    return columns
 
 
 def _parquet_file(source):
@@ -247,12 +253,7 @@ def _read_parquet(source, caps: Caps) -> pd.DataFrame:
 
 def _read_csv(source, caps: Caps) -> pd.DataFrame:
     if caps.columns is not None or caps.rows is not None:
-        try:
-            columns = uploads.csv_header(source)
-        except uploads.UploadError as exc:
-            raise ImportFileError(exc.message, row=1) from exc
-        if caps.columns is not None and len(columns) > caps.columns:
-            raise _too_many_columns(caps)
+        _csv_header(source, caps)
     last = None
     for encoding in ("utf-8-sig", "gb18030"):
         source.seek(0)
