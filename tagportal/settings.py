@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "tagportal.catalog",
     "tagportal.profiles",
     "tagportal.engine",
+    "tagportal.predictive",
     "tagportal.audiences",
     "tagportal.lineage",
     "tagportal.governance",
