@@ -117,7 +117,8 @@ def summary_from_orders(
 
     Returns a frame indexed by customer (sorted) with ``frequency``, ``recency``, ``T``,
     ``monetary_value`` and, when ``holdout_end`` is given, ``holdout_frequency``. Customers
-    whose first order is after the calibration end are not in it."""
+    whose first order is after the calibration end are not in it. Read ``T`` as
+    ``summary["T"]`` (``summary.T`` is the transpose)."""
     end = to_day(calibration_end)
     stop = None if holdout_end is None else to_day(holdout_end)
     if stop is not None and stop <= end:
