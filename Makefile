@@ -64,6 +64,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/compute.py
 	$(BIN)/python benchmarks/reports.py
 	$(BIN)/python benchmarks/audiences.py
+	$(BIN)/python benchmarks/predictive.py
 
 messages: install-dev
 	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles
