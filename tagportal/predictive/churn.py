@@ -46,6 +46,21 @@ Conventions
   ``as_of``; ``probability`` float64, ``bucket`` a :class:`ChurnRisk` value), a JSON-able
   ``report`` and the fitted :class:`ChurnModel` (which scores later frames alike).
   A run is ``publishable`` only when its validation AUC reaches ``auc_floor``.
+- **Report** keys: ``config``, ``as_of``, ``cutoffs``, ``features``, ``event_types``,
+  ``candidates`` (``{name: {auc, fit_s}}``, the raw models on ``V``), ``chosen``,
+  ``calibration``, ``validation`` (the calibrated model on ``V``: ``auc``, ``pr_auc``,
+  ``brier``, ``brier_base_rate``, ``lift_top_decile``, ``base_rate``, ``rows``,
+  ``calibration_curve`` of ten quantile bins), ``permutation_importances`` (top 15 by
+  the drop in AUC on up to 5,000 rows of ``V``), ``labelled_rows``, ``sample_share``,
+  ``training_rows`` (the final model's), ``selection_rows``, ``validation_rows``,
+  ``base_rate`` (of the training rows), ``scored``, ``buckets``, ``auc_floor``,
+  ``publishable`` and ``seconds``. Everything but ``seconds`` and ``fit_s`` is the
+  same for the same inputs and ``seed``.
+- **Measured** (synthetic, 1,000,000 people, 20.2 M events, 1.6 M orders over 100
+  days, on a shared 2-core machine, one thread): 24.5 s and 27.7 s in all on two runs —
+  8.4–10.6 s for the activity and features, 12.4–12.8 s to select, calibrate, explain
+  and refit on 200,000 rows, 3.6–4.3 s to score 549,000 eligible people; peak RSS
+  3.5 GB with the input frames; validation AUC 0.86.
 """
 
 from __future__ import annotations
@@ -538,7 +553,6 @@ def _train(events, orders, as_of, config: ChurnConfig, extra_features) -> ChurnR
     ]
 
     # Final: refitted on every training cut-off, calibrated on the validation cut-off.
-    tick = time.perf_counter()
     base = _candidate(chosen, config, int((group < last).sum())).fit(X[group < last], y[group < last])
     final = _calibrate(base, X_val, y_val, config)
     model = ChurnModel(config, final, features, types, extra_columns or [])
@@ -629,6 +643,11 @@ def _with_extras(frame: pd.DataFrame, extra_features, cutoff: dt.date, columns: 
     extra = extra_features(cutoff)
     if "oneid" in extra.columns:
         extra = extra.set_index("oneid")
+    if extra.index.has_duplicates:
+        raise ChurnDataError(
+            _("The extra features at %(day)s have more than one row for a OneID.")
+            % {"day": cutoff.isoformat()}
+        )
     if columns is not None:
         missing = [c for c in columns if c not in extra.columns]
         if missing:

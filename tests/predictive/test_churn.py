@@ -3,6 +3,7 @@ on a planted signal, an honest 0.5 without one, determinism, bad parameters."""
 
 import datetime as dt
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -185,8 +186,9 @@ def test_the_current_population_is_scored_with_buckets(planted):
     expected = risk_buckets(scores["probability"], run.model.config)
     assert (scores["bucket"].to_numpy() == expected).all()
     assert run.report["buckets"] == scores["bucket"].value_counts().to_dict()
-    # The model scores later frames alike (here: the same ones).
+    # The model scores later frames alike (here: the same ones), also once stored and read back.
     pd.testing.assert_frame_equal(run.model.score(ev, od, AS_OF), scores)
+    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(run.model)).score(ev, od, AS_OF), scores)
 
 
 @pytest.mark.slow
@@ -229,6 +231,8 @@ def test_the_same_seed_gives_the_same_run_and_extra_features_are_taken_per_cutof
     assert first.report["features"][-1] == "noise"
     with pytest.raises(ChurnDataError, match="extra features"):
         first.model.score(ev, od, AS_OF)
+    with pytest.raises(ChurnDataError, match="more than one row for a OneID"):
+        first.model.score(ev, od, AS_OF, extra_features=lambda c: pd.concat([noise, noise]))
 
 
 # ---------------------------------------------------------------------------
