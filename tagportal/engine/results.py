@@ -50,6 +50,7 @@ from .evaluate import TagSpec
 from .models import RunStatus, TagComputation, TagRun, TagValueBitmap, unpack_numbers
 from .services import (
     PartialResult,
+    PeakMemory,
     TagOutcome,
     ValuesRefused,
     drift_threshold,
@@ -66,6 +67,7 @@ __all__ = [
     "BITMAPS",
     "NUMBERS",
     "PartialResult",
+    "PeakMemory",
     "TagOutcome",
     "TagSpec",
     "ValuesRefused",

@@ -1082,15 +1082,16 @@ DEFAULT_SCHEDULES = [
 ]
 
 
-def ensure_default_schedules(periodic_task_model=None, interval_model=None) -> list[str]:
-    """Create the engine's periodic tasks if they do not exist (existing ones, possibly
-    edited in the admin, are left alone). Returns the names created."""
+def ensure_default_schedules(periodic_task_model=None, interval_model=None, entries=None) -> list[str]:
+    """Create the engine's periodic tasks (or ``entries`` in the shape of
+    :data:`DEFAULT_SCHEDULES`, another app's) if they do not exist (existing ones,
+    possibly edited in the admin, are left alone). Returns the names created."""
     if periodic_task_model is None or interval_model is None:
         from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
         periodic_task_model, interval_model = PeriodicTask, IntervalSchedule
     created = []
-    for entry in DEFAULT_SCHEDULES:
+    for entry in DEFAULT_SCHEDULES if entries is None else entries:
         if periodic_task_model.objects.filter(name=entry["name"]).exists():
             continue
         interval, _new = interval_model.objects.get_or_create(every=entry["every_minutes"], period="minutes")
