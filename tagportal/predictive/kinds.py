@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from tagportal.core.days import beijing_date
 
-from . import aipl, clv, rfm
+from . import aipl, churn, clv, rfm
 from .choices import AiplStage, ModelKind, RfmSegment
 
 #: 高 / 中 / 低 as value codes.
@@ -83,6 +83,9 @@ class Fit:
     window: dict[str, Any] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
     artefact: Any = None
+    #: False when the kind's own guard refuses publishing (``hold_reason`` says why).
+    publishable: bool = True
+    hold_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -293,27 +296,47 @@ AIPL = Kind(
 
 
 # ---------------------------------------------------------------------------------------------
-# Churn (tagportal.predictive.churn)
+# Churn
 
 
-def _churn():
-    try:
-        from . import churn
-    except ImportError as exc:  # pragma: no cover - until the churn module is installed
-        raise ParametersRefused(_("The churn warning is not available in this installation.")) from exc
-    return churn
+def _parse_churn(params) -> churn.ChurnConfig:
+    unknown = sorted(set(params) - {f.name for f in dataclasses.fields(churn.ChurnConfig)})
+    if unknown:
+        raise ParametersRefused(_("Unknown churn parameters: %(names)s.") % {"names": ", ".join(unknown)})
+    return churn.ChurnConfig(**params)
 
 
-def _parse_churn(params):
-    return _churn().ChurnConfig.from_dict(params)
-
-
-def _fit_churn(frames, config, as_of) -> Fit:
-    return _churn_fit(_churn(), frames, config, as_of)
-
-
-def _churn_fit(churn, frames, config, as_of) -> Fit:  # adapted to churn's API below
-    raise NotImplementedError
+def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
+    run = churn.train_churn(frames.get("events"), frames.get("orders"), as_of, config)
+    report = run.report
+    validation = report.get("validation") or {}
+    scores = pd.DataFrame(
+        {"churn_probability": run.scores["probability"], "churn_level": run.scores["bucket"].astype(str)}
+    )
+    cutoffs = report.get("cutoffs") or {}
+    return Fit(
+        scores=scores,
+        parameters={
+            "config": config.as_dict(),
+            "chosen": report.get("chosen"),
+            "calibration": report.get("calibration"),
+        },
+        metrics={k: v for k, v in report.items() if k not in ("config", "features")},
+        key_metric=validation.get("auc"),
+        charts={
+            "calibration_curve": validation.get("calibration_curve"),
+            "permutation_importances": report.get("permutation_importances"),
+            "candidates": report.get("candidates"),
+        },
+        window=cutoffs if isinstance(cutoffs, dict) else {"cutoffs": cutoffs},
+        features=list(report.get("features") or run.model.features),
+        artefact=run.model,
+        publishable=bool(report.get("publishable", True)),
+        hold_reason=""
+        if report.get("publishable", True)
+        else _("The validation AUC %(auc)s is below the run's own floor %(floor)s.")
+        % {"auc": validation.get("auc"), "floor": report.get("auc_floor")},
+    )
 
 
 CHURN = Kind(

@@ -208,6 +208,8 @@ def run_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames=N
     run.status = ModelRunStatus.SUCCEEDED
     run.save()
     reason = hold_reason(model, kind, fit.key_metric, last_published(model, before=run))
+    if not reason and not fit.publishable:
+        reason = fit.hold_reason or _("The run is not publishable.")
     if reason:
         _tell_stewards(model, run, reason)
         return _finish(run, began, ModelRunStatus.HELD, error=reason)
