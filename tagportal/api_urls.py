@@ -9,5 +9,6 @@ urlpatterns = [
     path("governance/", include("tagportal.governance.api.urls")),
     path("profiles/", include("tagportal.profiles.api.urls")),
     path("engine/", include("tagportal.engine.api.urls")),
+    path("predictive/", include("tagportal.predictive.api.urls")),
     path("audiences/", include("tagportal.audiences.api.urls")),
 ]

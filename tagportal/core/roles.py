@@ -40,6 +40,13 @@ _VIEW_RESULTS = [
     "usage.view_tagusage",
     "governance.view_report",
 ]
+_VIEW_MODELS = ["predictive.view_predictivemodel", "predictive.view_modeloutput", "predictive.view_modelrun"]
+_MANAGE_MODELS = [
+    *_VIEW_MODELS,
+    "predictive.add_predictivemodel",
+    "predictive.change_predictivemodel",
+    "predictive.run_predictivemodel",
+]
 _VIEW_AUDIENCES = ["audiences.view_audience", "audiences.view_audiencesnapshot"]
 _BUILD_AUDIENCES = [
     *_VIEW_AUDIENCES,
@@ -73,6 +80,7 @@ ROLES: dict[str, dict] = {
             *_VIEW_PROFILES,
             *_BUILD_AUDIENCES,
             "audiences.export_identities",
+            *_VIEW_MODELS,
         ],
     },
     STEWARD: {
@@ -105,6 +113,7 @@ ROLES: dict[str, dict] = {
             *_BUILD_AUDIENCES,
             "audiences.export_identities",
             "audiences.approve_repin",
+            *_MANAGE_MODELS,
         ],
     },
     ANALYST: {
@@ -117,6 +126,7 @@ ROLES: dict[str, dict] = {
             "governance.view_changerequest",
             *_VIEW_PROFILES,
             *_VIEW_AUDIENCES,
+            *_VIEW_MODELS,
         ],
     },
     API_CLIENT: {
@@ -153,6 +163,7 @@ ADMIN_APPS = (
     "guardian",
     "engine",
     "audiences",
+    "predictive",
     "django_celery_beat",
     "axes",  # failed logins and lockouts: an admin lifts one by deleting the attempt
 )

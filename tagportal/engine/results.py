@@ -14,6 +14,10 @@ inputs and outputs (ids, codes, dicts, bitmaps, Series).
   tags), :func:`result_stamps`, :func:`newest_result_at`, :func:`result_bitmaps` and
   :func:`result_numbers` (a result's bitmaps and numbers, for set algebra),
   :func:`value_counts` and :func:`value_bitmaps` (reports over many tags).
+- **Writing values computed elsewhere**: :func:`store_values` stores a Series of
+  values (a model's scores) as a published tag's current result, as a run would;
+  :class:`ValuesRefused` when the tag cannot hold them.
+- **Scheduling**: :func:`last_fire`, the latest moment a cron expression names.
 - **Quality**: :func:`mean_run_seconds`, :func:`drift_threshold`.
 
 Deserialized bitmaps and numbers are kept in one per-process cache: :data:`BITMAPS`
@@ -46,11 +50,15 @@ from .evaluate import TagSpec
 from .models import RunStatus, TagComputation, TagRun, TagValueBitmap, unpack_numbers
 from .services import (
     PartialResult,
+    PeakMemory,
     TagOutcome,
+    ValuesRefused,
     drift_threshold,
     known_values,
+    last_fire,
     published_snapshots,
     spec_of,
+    store_values,
     typed_value,
     value_text,
 )
@@ -59,13 +67,16 @@ __all__ = [
     "BITMAPS",
     "NUMBERS",
     "PartialResult",
+    "PeakMemory",
     "TagOutcome",
     "TagSpec",
+    "ValuesRefused",
     "coverage",
     "declared_values",
     "drift_threshold",
     "evaluate_specs",
     "known_values",
+    "last_fire",
     "mean_run_seconds",
     "newest_result_at",
     "published_snapshots",
@@ -77,6 +88,7 @@ __all__ = [
     "result_stamps",
     "result_states",
     "spec_of",
+    "store_values",
     "stored_bitmaps",
     "typed_value",
     "value_bitmaps",

@@ -718,6 +718,108 @@ def _swap(computation, claim: Claim, outcome: TagOutcome, population: int, run: 
     run.evaluate_s = outcome.seconds
 
 
+class ValuesRefused(ValueError):
+    """Values that cannot be a tag's result (:func:`store_values`); nothing was written."""
+
+
+def _checked_values(values: pd.Series, spec: TagSpec) -> pd.Series:
+    """``values`` as the tag's value type, indexed by valid, distinct OneIDs, without
+    missing values; :class:`ValuesRefused` naming the first problem otherwise."""
+    if not isinstance(values, pd.Series):
+        raise ValuesRefused(_("The values must be a Series indexed by OneID."))
+    try:
+        ids = pd.Index(values.index).astype("int64")
+    except (TypeError, ValueError) as exc:
+        raise ValuesRefused(_("The values must be indexed by whole-number OneIDs.")) from exc
+    if len(ids) and (ids.min() < 0 or ids.max() > bm.MAX_ONEID):
+        raise ValuesRefused(_("OneIDs must be between 0 and %(max)s.") % {"max": bm.MAX_ONEID})
+    if ids.has_duplicates:
+        raise ValuesRefused(_("A OneID has more than one value."))
+    series = pd.Series(values.to_numpy(), index=pd.Index(ids, name="oneid"))
+    series = series[series.notna()]
+    if spec.value_type == "number":
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.isna().any() or not np.isfinite(numbers.to_numpy(dtype="float64")).all():
+            bad = series[numbers.isna() | ~np.isfinite(numbers.fillna(0).to_numpy(dtype="float64"))]
+            raise ValuesRefused(
+                _("The value %(value)r of OneID %(oneid)s is not a finite number.")
+                % {"value": bad.iloc[0], "oneid": bad.index[0]}
+            )
+        return numbers.astype("float64").sort_index()
+    if spec.value_type == "boolean":
+        bad = series[~series.map(lambda v: isinstance(v, bool | np.bool_))]
+        if len(bad):
+            raise ValuesRefused(
+                _("The value %(value)r of OneID %(oneid)s is not yes or no.")
+                % {"value": bad.iloc[0], "oneid": bad.index[0]}
+            )
+        return series.astype(bool).sort_index()
+    codes = set(bm.declared_values(spec.value_type, spec.values))
+    texts = series.astype(str)
+    bad = texts[~texts.isin(codes)]
+    if len(bad):
+        raise ValuesRefused(
+            _("The value %(value)r of OneID %(oneid)s is not one of the tag's values (%(codes)s).")
+            % {"value": bad.iloc[0], "oneid": bad.index[0], "codes": ", ".join(sorted(codes))}
+        )
+    return texts.sort_index()
+
+
+def store_values(tag: Tag, values: pd.Series, *, population: int | None = None, started_at=None) -> TagRun:
+    """Write values computed outside the engine (a fitted model's scores, an uploaded
+    score file) as the current result of a published tag, atomically, as a batch run
+    would: one bitmap per value (number tags: per bucket, plus the numbers), coverage
+    over ``population`` people (default: those with a value), distribution, PSI and
+    drift against the previous result, and a successful :class:`TagRun`. Readers are
+    told with ``results_updated`` once the transaction commits.
+
+    ``values``: a Series indexed by OneID — numbers for a number tag, value codes for an
+    enum tag, booleans for a yes/no tag; missing values mean no value. Values the tag
+    cannot hold raise :class:`ValuesRefused` and nothing is written."""
+    started_at = started_at or timezone.now()
+    tag = Tag.objects.get(pk=tag.pk)
+    if tag.published_version is None:
+        raise ValuesRefused(_("The tag “%(code)s” is not published.") % {"code": tag.code})
+    version = published_snapshots([tag]).get(tag.pk)
+    if version is None:
+        raise ValuesRefused(
+            _("Published version %(n)s of the tag is missing.") % {"n": tag.published_version}
+        )
+    spec = spec_of(version)
+    series = _checked_values(values, spec)
+    began = time.perf_counter()
+    maps = {value_text(k): b for k, b in bm.to_bitmaps(series, spec.values).items()}
+    numbers = bm.numbers(series) if spec.value_type == "number" else None
+    outcome = TagOutcome(maps, numbers, time.perf_counter() - began, version.version)
+    population = len(series) if population is None else int(population)
+    if population < len(series):
+        raise ValuesRefused(
+            _("The population (%(population)s) is smaller than the people with a value (%(n)s).")
+            % {"population": population, "n": len(series)}
+        )
+    finished_at = timezone.now()
+    with transaction.atomic():
+        _ensure_computations([tag])
+        computation = TagComputation.objects.select_for_update().defer("numbers").get(tag=tag)
+        run = TagRun(
+            tag=tag,
+            brand_id=tag.brand_id,
+            tag_version=version.version,
+            pending_version=computation.pending_version,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration_s=(finished_at - started_at).total_seconds(),
+            population=population,
+        )
+        _swap(computation, Claim(tag, computation.pk, version, spec), outcome, population, run, finished_at)
+        run.save()
+        brand_id, tag_ids = tag.brand_id, [tag.pk]
+        transaction.on_commit(
+            lambda: results_updated.send_robust(sender=TagComputation, brand_id=brand_id, tag_ids=tag_ids)
+        )
+    return run
+
+
 def fail_plan(plan: Plan, message: str) -> list[TagRun]:
     """Record a run that failed as a whole (data could not be loaded, a worker died):
     every claimed tag gets a failed run and keeps its previous result."""
@@ -980,15 +1082,16 @@ DEFAULT_SCHEDULES = [
 ]
 
 
-def ensure_default_schedules(periodic_task_model=None, interval_model=None) -> list[str]:
-    """Create the engine's periodic tasks if they do not exist (existing ones, possibly
-    edited in the admin, are left alone). Returns the names created."""
+def ensure_default_schedules(periodic_task_model=None, interval_model=None, entries=None) -> list[str]:
+    """Create the engine's periodic tasks (or ``entries`` in the shape of
+    :data:`DEFAULT_SCHEDULES`, another app's) if they do not exist (existing ones,
+    possibly edited in the admin, are left alone). Returns the names created."""
     if periodic_task_model is None or interval_model is None:
         from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
         periodic_task_model, interval_model = PeriodicTask, IntervalSchedule
     created = []
-    for entry in DEFAULT_SCHEDULES:
+    for entry in DEFAULT_SCHEDULES if entries is None else entries:
         if periodic_task_model.objects.filter(name=entry["name"]).exists():
             continue
         interval, _new = interval_model.objects.get_or_create(every=entry["every_minutes"], period="minutes")

@@ -29,3 +29,23 @@ class AiplStage(models.TextChoices):
 #: The stage of nobody in the AIPL stage flows: a person with nothing in the windows.
 NO_STAGE = "none"
 NO_STAGE_LABEL = _("No stage")
+
+
+class ModelKind(models.TextChoices):
+    """What a registered model fits (see :mod:`.kinds`)."""
+
+    RFM = "rfm", _("RFM")
+    CLV = "clv", _("Lifetime value and purchase intent (BG/NBD + Gamma-Gamma)")
+    CHURN = "churn", _("Churn warning")
+    AIPL = "aipl", _("AIPL stage")
+
+
+class ModelRunStatus(models.TextChoices):
+    """Where a model run got to: held runs fitted but were not published (below the
+    metric floor, or dropped too far against the last published run)."""
+
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    HELD = "held", _("Held for review")
+    PUBLISHED = "published", _("Published")

@@ -1,0 +1,94 @@
+"""Serializers of the model registry's API. A model's parameters are validated by its
+kind's configuration (a 400 naming the problem); a run never carries its artefact's
+bytes, only their SHA-256."""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy
+from rest_framework import serializers
+
+from tagportal.catalog.models import Brand
+from tagportal.core.api import ScopedRelatedField, ValidatedModelSerializer
+
+from ..models import ModelOutput, ModelRun, PredictiveModel
+
+
+class ModelOutputSerializer(serializers.ModelSerializer):
+    tag = serializers.SlugRelatedField(slug_field="code", read_only=True, help_text=gettext_lazy("tag code"))
+
+    class Meta:
+        model = ModelOutput
+        fields = ["key", "tag"]
+
+
+class PredictiveModelSerializer(ValidatedModelSerializer):
+    brand = ScopedRelatedField(
+        slug_field="code", queryset=Brand.objects.all(), help_text=gettext_lazy("brand code")
+    )
+    outputs = ModelOutputSerializer(many=True, read_only=True)
+    created_by = serializers.StringRelatedField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = PredictiveModel
+        fields = [
+            "id",
+            "brand",
+            "kind",
+            "name",
+            "parameters",
+            "schedule",
+            "metric_floor",
+            "max_drop",
+            "is_active",
+            "outputs",
+            "created_by",
+            "created",
+            "last_updated",
+        ]
+        read_only_fields = ["created", "last_updated"]
+
+
+class PredictiveModelUpdateSerializer(PredictiveModelSerializer):
+    """The brand and the kind of a model never change."""
+
+    brand = serializers.SlugRelatedField(slug_field="code", read_only=True)
+
+    class Meta(PredictiveModelSerializer.Meta):
+        read_only_fields = ["kind", "created", "last_updated"]
+
+
+class ModelRunSerializer(serializers.ModelSerializer):
+    model = serializers.PrimaryKeyRelatedField(read_only=True)
+    model_name = serializers.CharField(source="model.name", read_only=True)
+    brand = serializers.CharField(source="model.brand.code", read_only=True)
+
+    class Meta:
+        model = ModelRun
+        fields = [
+            "id",
+            "model",
+            "model_name",
+            "brand",
+            "status",
+            "as_of",
+            "started_at",
+            "finished_at",
+            "duration_s",
+            "peak_memory_mb",
+            "window",
+            "features",
+            "parameters",
+            "metrics",
+            "key_metric",
+            "charts",
+            "artefact_sha256",
+            "people_scored",
+            "error",
+        ]
+        read_only_fields = fields
+
+
+class RunRequestSerializer(serializers.Serializer):
+    as_of = serializers.DateTimeField(
+        required=False, help_text=gettext_lazy("fit as of this moment; now if left out")
+    )

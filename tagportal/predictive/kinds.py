@@ -1,0 +1,360 @@
+"""What each kind of model is, for the registry: its configuration (parsed from the
+stored parameters), its outputs (the tags it fills) and how it fits and scores a brand's
+frames. Pure: frames in, a :class:`Fit` out; no ORM (the registry, :mod:`.services`,
+stores runs and writes tags).
+
+Key metrics (what a model's floor and largest drop are measured on): RFM, lifetime
+value and AIPL have none (they are descriptive or have no labelled truth at scoring
+time) and always publish; the churn warning's is the validation ROC AUC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.utils.translation import gettext_lazy as _
+
+from tagportal.core.days import beijing_date
+
+from . import aipl, churn, clv, rfm
+from .choices import AiplStage, ModelKind, RfmSegment
+
+#: 高 / 中 / 低 as value codes.
+LEVELS = [
+    {"code": "high", "label": "高"},
+    {"code": "medium", "label": "中"},
+    {"code": "low", "label": "低"},
+]
+_LEVEL_CODES = {"高": "high", "中": "medium", "低": "low"}
+#: The Chinese names of the RFM segments and AIPL stages (tag value labels are data).
+SEGMENT_LABELS = {
+    RfmSegment.IMPORTANT_VALUE: "重要价值客户",
+    RfmSegment.IMPORTANT_DEVELOPMENT: "重要发展客户",
+    RfmSegment.IMPORTANT_RETENTION: "重要保持客户",
+    RfmSegment.IMPORTANT_WINBACK: "重要挽留客户",
+    RfmSegment.GENERAL_VALUE: "一般价值客户",
+    RfmSegment.GENERAL_DEVELOPMENT: "一般发展客户",
+    RfmSegment.GENERAL_RETENTION: "一般保持客户",
+    RfmSegment.GENERAL_WINBACK: "一般挽留客户",
+}
+STAGE_LABELS = {
+    AiplStage.AWARENESS: "认知",
+    AiplStage.INTEREST: "兴趣",
+    AiplStage.PURCHASE: "购买",
+    AiplStage.LOYALTY: "忠诚",
+}
+#: Buckets of a 1–5 score.
+SCORE_BUCKETS = [{"code": f"s{n}", "label": str(n), "min": n, "max": n + 1} for n in range(1, 6)]
+
+
+class ParametersRefused(ValueError):
+    """Stored parameters the kind's configuration refuses."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One tag a model fills: its key, names and value type (values: enum codes or
+    number buckets)."""
+
+    key: str
+    name: str
+    name_en: str
+    value_type: str
+    values: list = field(default_factory=list)
+    unit: str = ""
+
+
+@dataclass
+class Fit:
+    """What fitting and scoring gives: ``scores`` indexed by OneID with one column per
+    output key; plain JSON-able dicts for the run; the fitted object to store."""
+
+    scores: pd.DataFrame
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    key_metric: float | None = None
+    charts: dict[str, Any] = field(default_factory=dict)
+    window: dict[str, Any] = field(default_factory=dict)
+    features: list[str] = field(default_factory=list)
+    artefact: Any = None
+    #: False when the kind's own guard refuses publishing (``hold_reason`` says why).
+    publishable: bool = True
+    hold_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Kind:
+    key: str
+    parse: Callable[[Mapping], Any]
+    outputs: tuple[Output, ...]
+    fit: Callable[[Mapping, Any, dt.datetime], Fit]
+    key_metric: str | None = None
+
+    def config(self, parameters) -> Any:
+        """The configuration of stored parameters, or :class:`ParametersRefused`."""
+        if not isinstance(parameters, Mapping):
+            raise ParametersRefused(_("The parameters must be a JSON object."))
+        try:
+            return self.parse(dict(parameters))
+        except ParametersRefused:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ParametersRefused(str(exc)) from exc
+
+
+def _from_dict(cls):
+    def parse(params):
+        return cls.from_dict(params)
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------
+# RFM
+
+
+def _fit_rfm(frames, config: rfm.RfmConfig, as_of) -> Fit:
+    result = rfm.compute_rfm(frames.get("orders"), config, as_of)
+    scores = result.scores[["r", "f", "m"]].astype("float64")
+    scores["segment"] = result.scores["segment"].astype(str)
+    day = beijing_date(as_of)
+    return Fit(
+        scores=scores,
+        parameters=config.to_dict(),
+        metrics={k: v for k, v in result.summary.items() if k != "config"},
+        charts={"segments": result.summary.get("segments", {})},
+        window={
+            "start": (day - dt.timedelta(days=config.window_days - 1)).isoformat(),
+            "end": day.isoformat(),
+        },
+        features=["recency_days", "frequency", "monetary"],
+        artefact={"config": config.to_dict(), "cut_points": result.summary.get("cut_points")},
+    )
+
+
+RFM = Kind(
+    key=ModelKind.RFM,
+    parse=_from_dict(rfm.RfmConfig),
+    outputs=(
+        Output("r", "R 最近购买分", "RFM recency score", "number", SCORE_BUCKETS),
+        Output("f", "F 购买频次分", "RFM frequency score", "number", SCORE_BUCKETS),
+        Output("m", "M 消费金额分", "RFM monetary score", "number", SCORE_BUCKETS),
+        Output(
+            "segment",
+            "RFM 客户分层",
+            "RFM segment",
+            "enum",
+            [{"code": str(code), "label": SEGMENT_LABELS[code]} for code in RfmSegment],
+        ),
+    ),
+    fit=_fit_rfm,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lifetime value and purchase intent
+
+
+@dataclass(frozen=True)
+class ClvConfig:
+    """A brand's lifetime value parameters: orders of the last ``window_days`` days are
+    the calibration period; CLV over ``clv_months`` with ``monthly_discount``; purchase
+    intent over ``intent_days``, 高 from ``high``, 低 below ``low``."""
+
+    window_days: int = 730
+    clv_months: int = 12
+    monthly_discount: float = 0.01
+    intent_days: int = 30
+    high: float = 0.5
+    low: float = 0.2
+
+    def __post_init__(self):
+        for name in ("window_days", "clv_months", "intent_days"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a whole number ≥ 1, got {value!r}")
+        for name in ("monthly_discount", "high", "low"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not np.isfinite(value):
+                raise ValueError(f"{name} must be a number, got {value!r}")
+        if self.monthly_discount <= -1:
+            raise ValueError("monthly_discount must be above -1")
+        if not 0 <= self.low <= self.high <= 1:
+            raise ValueError("the purchase intent thresholds need 0 ≤ low ≤ high ≤ 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> ClvConfig:
+        unknown = sorted(set(params) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown lifetime value parameters: {', '.join(unknown)}")
+        return cls(**params)
+
+
+def _fit_clv(frames, config: ClvConfig, as_of) -> Fit:
+    orders = frames.get("orders")
+    day = beijing_date(as_of)
+    start = day - dt.timedelta(days=config.window_days - 1)
+    if orders is None or orders.empty:
+        raise clv.ClvError(_("The brand has no orders to fit."))
+    times = pd.to_datetime(orders["time"], utc=True)
+    orders = orders[times >= pd.Timestamp(start.isoformat(), tz="Asia/Shanghai")]
+    summary = clv.summary_from_orders(orders[["oneid", "time", "amount"]].dropna(subset=["oneid"]), day)
+    bgnbd = clv.fit_bgnbd(summary["frequency"], summary["recency"], summary["T"])
+    gamma_gamma = clv.fit_gamma_gamma(summary["frequency"], summary["monetary_value"])
+    out = clv.score(
+        summary,
+        bgnbd,
+        gamma_gamma,
+        clv_months=config.clv_months,
+        monthly_discount=config.monthly_discount,
+        intent_days=config.intent_days,
+        high=config.high,
+        low=config.low,
+    )
+    out.index = pd.Index(out.index.astype("int64"), name="oneid")
+    out["purchase_intent_level"] = out["purchase_intent_level"].map(_LEVEL_CODES)
+    customers = len(summary)
+    return Fit(
+        scores=out[["p_alive", "purchase_intent", "purchase_intent_level", "expected_order_value", "clv"]],
+        parameters={"bgnbd": bgnbd.to_dict(), "gamma_gamma": gamma_gamma.to_dict(), **config.to_dict()},
+        metrics={
+            "customers": customers,
+            "repeat_buyers": int((summary["frequency"] > 0).sum()),
+            "bgnbd_log_likelihood": bgnbd.log_likelihood,
+            "bgnbd_log_likelihood_per_customer": bgnbd.log_likelihood / customers if customers else None,
+            "purchase_intent_levels": {
+                k: int(v) for k, v in out["purchase_intent_level"].value_counts().items()
+            },
+        },
+        window={"start": start.isoformat(), "end": day.isoformat()},
+        features=["frequency", "recency", "T", "monetary_value"],
+        artefact={"bgnbd": bgnbd, "gamma_gamma": gamma_gamma, "config": config.to_dict()},
+    )
+
+
+CLV = Kind(
+    key=ModelKind.CLV,
+    parse=_from_dict(ClvConfig),
+    outputs=(
+        Output("p_alive", "活跃概率", "Probability alive", "number"),
+        Output("purchase_intent", "购买意向概率", "Purchase intent (probability)", "number"),
+        Output("purchase_intent_level", "购买意向", "Purchase intent", "enum", LEVELS),
+        Output("expected_order_value", "预期客单价", "Expected order value", "number", unit="元"),
+        Output("clv", "客户终身价值", "Customer lifetime value", "number", unit="元"),
+    ),
+    fit=_fit_clv,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# AIPL
+
+#: Weeks of stage flows drawn for a run (the Sankey).
+FLOW_WEEKS = 4
+
+
+def _fit_aipl(frames, config: aipl.AiplConfig, as_of) -> Fit:
+    staged = aipl.stages(frames, config, as_of)
+    day = beijing_date(as_of)
+    weeks = [day - dt.timedelta(days=7 * k) for k in range(FLOW_WEEKS, -1, -1)]
+    flows = aipl.stage_flows(frames, config, weeks)
+    counts = staged.astype(str).value_counts()
+    return Fit(
+        scores=pd.DataFrame({"aipl_stage": staged.astype(str)}),
+        parameters=config.to_dict(),
+        metrics={"people": len(staged), "stages": {s: int(counts.get(s, 0)) for s in AiplStage.values}},
+        charts={"flows": flows.to_dict("records")},
+        window={"start": weeks[0].isoformat(), "end": day.isoformat()},
+        features=["events", "orders"],
+        artefact={"config": config.to_dict()},
+    )
+
+
+AIPL = Kind(
+    key=ModelKind.AIPL,
+    parse=_from_dict(aipl.AiplConfig),
+    outputs=(
+        Output(
+            "aipl_stage",
+            "AIPL 阶段",
+            "AIPL stage",
+            "enum",
+            [{"code": str(code), "label": STAGE_LABELS[code]} for code in AiplStage],
+        ),
+    ),
+    fit=_fit_aipl,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Churn
+
+
+def _parse_churn(params) -> churn.ChurnConfig:
+    unknown = sorted(set(params) - {f.name for f in dataclasses.fields(churn.ChurnConfig)})
+    if unknown:
+        raise ParametersRefused(_("Unknown churn parameters: %(names)s.") % {"names": ", ".join(unknown)})
+    return churn.ChurnConfig(**params)
+
+
+def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
+    run = churn.train_churn(frames.get("events"), frames.get("orders"), as_of, config)
+    report = run.report
+    validation = report.get("validation") or {}
+    scores = pd.DataFrame(
+        {"churn_probability": run.scores["probability"], "churn_level": run.scores["bucket"].astype(str)}
+    )
+    cutoffs = report.get("cutoffs") or {}
+    return Fit(
+        scores=scores,
+        parameters={
+            "config": config.as_dict(),
+            "chosen": report.get("chosen"),
+            "calibration": report.get("calibration"),
+        },
+        metrics={k: v for k, v in report.items() if k not in ("config", "features")},
+        key_metric=validation.get("auc"),
+        charts={
+            "calibration_curve": validation.get("calibration_curve"),
+            "permutation_importances": report.get("permutation_importances"),
+            "candidates": report.get("candidates"),
+        },
+        window=cutoffs if isinstance(cutoffs, dict) else {"cutoffs": cutoffs},
+        features=list(report.get("features") or run.model.features),
+        artefact=run.model,
+        publishable=bool(report.get("publishable", True)),
+        hold_reason=""
+        if report.get("publishable", True)
+        else _("The validation AUC %(auc)s is below the run's own floor %(floor)s.")
+        % {"auc": validation.get("auc"), "floor": report.get("auc_floor")},
+    )
+
+
+CHURN = Kind(
+    key=ModelKind.CHURN,
+    parse=_parse_churn,
+    outputs=(
+        Output("churn_probability", "流失概率", "Churn probability", "number"),
+        Output("churn_level", "流失预警", "Churn warning", "enum", LEVELS),
+    ),
+    fit=_fit_churn,
+    key_metric="auc",
+)
+
+KINDS: dict[str, Kind] = {kind.key: kind for kind in (RFM, CLV, CHURN, AIPL)}
+
+
+def kind_of(key: str) -> Kind:
+    try:
+        return KINDS[key]
+    except KeyError:
+        raise ParametersRefused(_("Unknown model kind “%(kind)s”.") % {"kind": key}) from None
