@@ -17,8 +17,10 @@ Conventions
   or ``403`` (a wrong secret, a clock far off) stops the run: its remaining batches are
   not sent, as each would be refused the same way.
 - **Partial failure**: a batch that still fails is listed in ``report["failed_batches"]``
-  (``batch``, ``people``, ``error``, ``status``) and its people are unscored; the other
-  batches' scores are kept.
+  (``batch``, ``people``, ``error``, ``status``; ``error`` one of ``unauthorized``,
+  ``not_sent``, ``rate_limited``, ``server_error``, ``refused`` (another ``4xx``),
+  ``malformed``, ``timeout``, ``connection``, ``retries_exhausted``) and its people are
+  unscored; the other batches' scores are kept.
 - **Answers** are checked (:class:`.scoring_contract.ScoringResponseSerializer` shape):
   a body that is not that JSON fails its batch (``malformed``); entries for people not
   in the batch, repeated people and scores that are not finite numbers are ignored and
@@ -45,6 +47,7 @@ import numpy as np
 import pandas as pd
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .scoring_contract import signed_headers
@@ -268,9 +271,9 @@ def _post(session, url, secret, body, batch, timeout, clock):
     except requests.exceptions.Timeout:
         return "timeout", None, None
     except requests.exceptions.ConnectionError as exc:
-        # urllib3 wraps a read timeout that exhausted the retries in a ConnectionError
-        text = str(exc).lower()
-        return ("timeout" if "timed out" in text else "connection"), None, None
+        # requests answers a read timeout that exhausted the retries as a ConnectionError
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return ("timeout" if isinstance(reason, ReadTimeoutError) else "connection"), None, None
     except requests.exceptions.RequestException:
         return "connection", None, None
     with response:
@@ -278,7 +281,9 @@ def _post(session, url, secret, body, batch, timeout, clock):
         if status == 401 or status == 403:
             return "unauthorized", status, None
         if status != 200:
-            return ("server_error" if status >= 500 or status == 429 else "refused"), status, None
+            if status == 429:
+                return "rate_limited", status, None
+            return ("server_error" if status >= 500 else "refused"), status, None
         got = _read_scores(response, set(int(o) for o in batch.index))
         if got[0] is None:
             return "malformed", status, None

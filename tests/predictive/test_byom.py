@@ -394,3 +394,13 @@ def test_the_contract_serializers_and_signature():
     assert not verify(SECRET, stamp, sig, body + b" ", now=1_700_000_100)
     assert not verify(SECRET, stamp, sig, body, now=1_700_000_400)
     assert not verify("other", stamp, sig, body, now=1_700_000_000)
+
+
+def test_a_rate_limit_that_never_lifts_fails_the_batches_as_rate_limited(server):
+    fake = FakeScoring(server, SECRET, rate_limit=0, retry_after="3600")
+    result = run(fake, features(3), max_retry_after=0.01, retries=1)
+    assert fake.statuses() == [429, 429]
+    assert [(b["batch"], b["error"], b["status"]) for b in result.report["failed_batches"]] == [
+        (0, "rate_limited", 429)
+    ]
+    assert result.scores.empty and result.report["unscored"] == 3
