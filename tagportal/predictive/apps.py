@@ -6,3 +6,6 @@ class PredictiveConfig(AppConfig):
     name = "tagportal.predictive"
     label = "predictive"
     verbose_name = _("Algorithm models")
+
+    def ready(self):
+        from . import signals  # noqa: F401  (connects the receivers)

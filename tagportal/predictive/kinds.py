@@ -95,6 +95,10 @@ class Kind:
     outputs: tuple[Output, ...]
     fit: Callable[[Mapping, Any, dt.datetime], Fit]
     key_metric: str | None = None
+    #: Scores fresh data with a published run's fitted artefact (``frames, artefact,
+    #: as_of`` → scores by output key); ``None``: scoring is fitting again (the kind is
+    #: cheap and has nothing learnt to keep).
+    score: Callable[[Mapping, Any, dt.datetime], pd.DataFrame] | None = None
 
     def config(self, parameters) -> Any:
         """The configuration of stored parameters, or :class:`ParametersRefused`."""
@@ -310,9 +314,7 @@ def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
     run = churn.train_churn(frames.get("events"), frames.get("orders"), as_of, config)
     report = run.report
     validation = report.get("validation") or {}
-    scores = pd.DataFrame(
-        {"churn_probability": run.scores["probability"], "churn_level": run.scores["bucket"].astype(str)}
-    )
+    scores = _churn_outputs(run.scores)
     cutoffs = report.get("cutoffs") or {}
     return Fit(
         scores=scores,
@@ -339,9 +341,21 @@ def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
     )
 
 
+def _churn_outputs(scores: pd.DataFrame) -> pd.DataFrame:
+    """The churn module's ``probability`` and ``bucket`` as the model's outputs."""
+    return pd.DataFrame(
+        {"churn_probability": scores["probability"], "churn_level": scores["bucket"].astype(str)}
+    )
+
+
+def _score_churn(frames, model: churn.ChurnModel, as_of) -> pd.DataFrame:
+    return _churn_outputs(model.score(frames.get("events"), frames.get("orders"), as_of))
+
+
 CHURN = Kind(
     key=ModelKind.CHURN,
     parse=_parse_churn,
+    score=_score_churn,
     outputs=(
         Output("churn_probability", "流失概率", "Churn probability", "number"),
         Output("churn_level", "流失预警", "Churn warning", "enum", LEVELS),

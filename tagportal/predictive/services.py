@@ -13,6 +13,9 @@
   to its tag with the engine's :func:`~tagportal.engine.results.store_values`, all of
   them in one transaction.
 - :func:`due_models` and :func:`run_due_models`: the scheduled retraining.
+- :func:`score_model` and :func:`on_results_updated`: after each computation of a
+  brand's tags, its models score the new data — the churn warning with its last
+  published fit (no training), the other kinds by fitting again (they are cheap).
 """
 
 from __future__ import annotations
@@ -307,3 +310,74 @@ def run_due_models(now: dt.datetime | None = None) -> list[int]:
         for model in due:
             request_run(model)
     return [m.pk for m in due]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring after the engine's computations
+
+
+def score_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames=None) -> ModelRun | None:
+    """Score ``model`` on the brand's current data without training it again: a kind with
+    something learnt (the churn warning) applies its last published run's fitted
+    artefact and writes the outputs, recorded as a run that names the run it scored with
+    (its fitted parameters, metrics and charts carried over); a kind whose fit is its
+    scoring (RFM, lifetime value, AIPL) runs again (:func:`run_model`). A model never
+    published is not scored (``None``): a steward publishes its first run."""
+    kind = kind_of(model.kind)
+    if kind.score is None:
+        return run_model(model, as_of=as_of, frames=frames)
+    fitted = last_published(model)
+    if fitted is None or not fitted.artefact:
+        return None
+    started_at = timezone.now()
+    as_of = as_of or started_at
+    run = ModelRun.objects.create(
+        model=model,
+        status=ModelRunStatus.RUNNING,
+        as_of=as_of,
+        started_at=started_at,
+        window={"scored_with_run": fitted.pk},
+        features=fitted.features,
+        parameters=fitted.parameters,
+        metrics=fitted.metrics,
+        charts=fitted.charts,
+        key_metric=fitted.key_metric,
+        artefact_sha256=fitted.artefact_sha256,
+    )
+    began = time.perf_counter()
+    try:
+        with results.PeakMemory() as memory:
+            if frames is None:
+                frames = loaders.load_frames(model.brand)
+            scores = kind.score(frames, pickle.loads(bytes(fitted.artefact)), as_of)  # our own artefact
+            run.peak_memory_mb = memory.peak_mb()
+        run.people_scored = len(scores)
+        with transaction.atomic():
+            population = max(_population(frames), len(scores))
+            for output in ensure_outputs(model):
+                results.store_values(
+                    output.tag, scores[output.key], population=population, started_at=started_at
+                )
+    except Exception as exc:
+        log.exception("scoring model %s (%s) failed", model.pk, model.name)
+        return _finish(run, began, ModelRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    return _finish(run, began, ModelRunStatus.PUBLISHED)
+
+
+def on_results_updated(brand_id: int, tag_ids) -> list[int]:
+    """After the engine stored new results of a brand's tags, queue the scoring of its
+    active models (:func:`score_model`); the results models write themselves start
+    nothing. The ids of the models queued."""
+    from . import tasks
+
+    written_by_models = set(ModelOutput.objects.filter(tag_id__in=tag_ids).values_list("tag_id", flat=True))
+    if not set(tag_ids) - written_by_models:
+        return []
+    models = list(
+        PredictiveModel.objects.filter(brand_id=brand_id, is_active=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for model_id in models:
+        background.queue_after_commit(tasks.score_model_task, model_id, queue=tasks.QUEUE)
+    return models

@@ -34,3 +34,19 @@ def run_model_task(model_id: int, as_of: str | None = None) -> dict:
 def run_due_models() -> list[int]:
     """Periodic: queue the runs of the models whose schedule fired."""
     return services.run_due_models()
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=30,
+    retry_jitter=True,
+    max_retries=5,
+)
+def score_model_task(model_id: int) -> dict:
+    """Score one model on its brand's current data (after a tag computation)."""
+    model = PredictiveModel.objects.filter(pk=model_id, is_active=True).first()
+    if model is None:
+        return {"model": model_id, "status": "missing"}
+    run = services.score_model(model)
+    return {"model": model_id, "run": run.pk if run else None, "status": run.status if run else "unpublished"}
