@@ -12,6 +12,11 @@ shows what they know about a tag in two ways:
   functions here when it starts (``LineageConfig.ready``) with
   :func:`register_stale_flags` and :func:`register_source_names`. Without lineage the
   dictionary flags nothing and names no sources.
+- **Model-backed template tags**: a template tag may declare the algorithm model output
+  that fills it (``model: {kind, output, parameters}``). The predictive app registers
+  :func:`register_model_check` to judge such declarations when packs are checked, and
+  links the tags to its models on :data:`~.signals.template_applied`. Without it the
+  declarations are checked for their shape only.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ RUNS = "runs"
 StaleFlags = Callable[[], Iterable[int]]
 SourceNames = Callable[..., dict[int, list[str]]]
 
+#: ``fn(model, value_type, value_codes)``: problems with a template tag's model declaration.
+ModelCheck = Callable[[dict, str, list[str]], list[str]]
+
 _stale_flags: list[StaleFlags] = []
 _source_names: list[SourceNames] = []
+_model_checks: list[ModelCheck] = []
 
 
 def _register(registry: list, fn):
@@ -45,6 +54,20 @@ def register_source_names(fn: SourceNames) -> SourceNames:
     """Register ``fn(user, tag_ids)``: ``{tag id: [names of the data sources it reads]}``
     for the tags of the ``tag_ids`` subquery, naming only sources ``user`` may view."""
     return _register(_source_names, fn)
+
+
+def register_model_check(fn: ModelCheck) -> ModelCheck:
+    """Register ``fn(model, value_type, value_codes)``: the problems (plain strings) with a
+    template tag's ``model`` declaration for a tag of that value type and value codes."""
+    return _register(_model_checks, fn)
+
+
+def model_problems(model: dict, value_type: str, value_codes: list[str]) -> list[str]:
+    """What every registered judge finds wrong with a template tag's model declaration."""
+    problems: list[str] = []
+    for fn in _model_checks:
+        problems += fn(model, value_type, value_codes)
+    return problems
 
 
 def stale_tag_ids() -> set[int]:

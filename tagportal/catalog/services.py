@@ -19,6 +19,7 @@ from tagportal.core.permissions import may, may_add_into
 from . import naming
 from .choices import TagStatus
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagAlias, TagVersion
+from .signals import template_applied
 from .templates import TemplatePack, get_pack, resolve_references
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,9 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
 
     ``owner`` (default: the user applying it) owns the new tags; ``regions`` classify them.
     Idempotent: categories, the naming rule and tags that exist (by code) are left as
-    they are, so applying a template twice changes nothing.
+    they are, so applying a template twice changes nothing. Then
+    :data:`~.signals.template_applied` is sent (the predictive app links the tags that
+    declare a ``model`` to the brand's algorithm models), in the same transaction.
     """
     if user is not None and not (user.has_perm("catalog.apply_template") and may_add_into(user, Tag, brand)):
         raise PermissionDenied(_("You may not apply templates to the brand “%(brand)s”.") % {"brand": brand})
@@ -403,10 +406,12 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
         "key": pack.key,
         "version": pack.version,
     }
+    by_name: dict[str, Tag] = {}
     for spec_tag in pack.ordered_tags():
         code = codes[spec_tag["name"]]
         if code in existing:
             result.skipped.append(code)
+            by_name[spec_tag["name"]] = Tag.objects.get(brand=brand, code=code)
             continue
         tag = Tag(
             code=code,
@@ -433,6 +438,8 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
         publish_tag(tag, user=user, note=reason)
         result.created.append(code)
         existing.add(code)
+        by_name[spec_tag["name"]] = tag
+    template_applied.send(sender=TemplatePack, brand=brand, pack=pack, tags=by_name, user=user)
     log.info(
         "template %s applied to %s: %s created, %s skipped",
         pack.key,

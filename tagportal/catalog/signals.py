@@ -1,7 +1,13 @@
 from django.db.models.signals import post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .models import BusinessLine
+
+#: Sent inside :func:`~.services.apply_template`'s transaction once a pack's tags exist:
+#: ``brand``, ``pack`` (the :class:`~.templates.TemplatePack`), ``tags`` (``{template tag
+#: name: Tag}``, created now or before) and ``user``. Receivers that raise undo the whole
+#: application.
+template_applied = Signal()
 
 
 @receiver(post_save, sender=BusinessLine, dispatch_uid="business_line_groups")

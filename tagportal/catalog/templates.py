@@ -27,6 +27,11 @@ A pack is a YAML document::
         values: [{code: oily, label: 油性, label_en: Oily}, ...]
         definition: {...}            # a rule document (tagportal.rules.definitions);
                                      # {"tag": "@other_name"} refers to another tag of the pack
+        model: {kind: churn, output: churn_level, parameters: {...}}
+                                     # (optional) an algorithm model's output fills the tag:
+                                     # kind algorithm, definition {type: manual} (the engine
+                                     # leaves it alone), values those of the output; applying
+                                     # the pack links it to the brand's model of that kind
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ CATEGORY_CODE_RE = re.compile(r"^[a-z][a-z0-9]*$")
 TEMPLATE_DIR = Path(settings.BASE_DIR) / "fixtures" / "templates"
 TAG_KEYS = {
     "name", "category", "zh", "en", "description", "kind", "value_type", "refresh_mode", "unit",
-    "values", "definition",
+    "values", "definition", "model",
 }  # fmt: skip
+MODEL_KEYS = {"kind", "output", "parameters"}
 
 
 class TemplateError(ValueError):
@@ -196,6 +202,30 @@ def get_pack(key: str) -> TemplatePack:
 LONGEST_BUSINESS_LINE = "b" * 20
 
 
+def model_errors(tag: dict) -> list[str]:
+    """Problems with a template tag's ``model`` declaration: its shape here, what it
+    names by the judges registered in :mod:`.hooks` (the predictive app's kinds)."""
+    from . import hooks
+
+    model = tag["model"]
+    if not isinstance(model, dict) or not model.get("kind") or not model.get("output"):
+        return ["model must be a mapping with a kind and an output"]
+    problems = []
+    unknown = set(model) - MODEL_KEYS
+    if unknown:
+        problems.append(f"model: unknown keys {sorted(unknown)}")
+    if not isinstance(model.get("parameters", {}), dict):
+        problems.append("model: parameters must be a mapping")
+    if tag.get("kind") != TagKind.ALGORITHM:
+        problems.append("a model-backed tag is of kind algorithm")
+    if tag.get("definition") != {"type": "manual"}:
+        problems.append("a model-backed tag has the definition {type: manual} (the model fills it)")
+    if problems:
+        return problems
+    codes = [str(v.get("code")) for v in tag.get("values", []) if isinstance(v, dict)]
+    return [f"model: {e}" for e in hooks.model_problems(model, tag.get("value_type", ""), codes)]
+
+
 def check_pack(
     pack: TemplatePack, business_line: str = LONGEST_BUSINESS_LINE, brand: str = "demo"
 ) -> list[str]:
@@ -218,6 +248,23 @@ def check_pack(
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:
         problems.append(f"duplicate tag names: {', '.join(sorted(map(str, duplicates)))}")
+    outputs = [
+        (t["model"].get("kind"), t["model"].get("output"))
+        for t in pack.tags
+        if isinstance(t.get("model"), dict)
+    ]
+    twice = sorted({f"{k}/{o}" for k, o in outputs if outputs.count((k, o)) > 1})
+    if twice:
+        problems.append(f"model outputs filling more than one tag: {', '.join(twice)}")
+    parameters: dict[str, list] = {}
+    for t in pack.tags:
+        if isinstance(t.get("model"), dict):
+            found = parameters.setdefault(str(t["model"].get("kind")), [])
+            if t["model"].get("parameters", {}) not in found:
+                found.append(t["model"].get("parameters", {}))
+    clash = sorted(kind for kind, found in parameters.items() if len(found) > 1)
+    if clash:
+        problems.append(f"tags of one model declare different parameters: {', '.join(clash)}")
     value_types = {t.get("name"): t.get("value_type") for t in pack.tags}
     codes = {}
     for tag in pack.tags:
@@ -233,8 +280,13 @@ def check_pack(
             continue
         if tag.get("kind") not in TagKind.values:
             problems.append(f"{where}: unknown kind {tag.get('kind')!r}")
-        if (tag.get("kind") == TagKind.MANUAL) != ((tag.get("definition") or {}).get("type") == "manual"):
-            problems.append(f"{where}: manual tags, and only they, have the definition {{type: manual}}")
+        is_manual = (tag.get("definition") or {}).get("type") == "manual"
+        if "model" in tag:
+            problems += [f"{where}: {e}" for e in model_errors(tag)]
+        elif (tag.get("kind") == TagKind.MANUAL) != is_manual:
+            problems.append(
+                f"{where}: manual tags and model-backed tags, and only they, have the definition {{type: manual}}"
+            )
         if tag.get("refresh_mode", "batch") not in RefreshMode.values:
             problems.append(f"{where}: unknown refresh_mode {tag.get('refresh_mode')!r}")
         if tag.get("value_type") not in ValueType.values:

@@ -8,4 +8,13 @@ class PredictiveConfig(AppConfig):
     verbose_name = _("Algorithm models")
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the receivers)
+        from tagportal.catalog import hooks
+        from tagportal.catalog.signals import template_applied
+
+        from . import (
+            signals,  # noqa: F401  (connects the receivers)
+            templates,
+        )
+
+        hooks.register_model_check(templates.check_model)
+        template_applied.connect(templates.link_template_tags, dispatch_uid="predictive_template_models")

@@ -131,9 +131,19 @@ def test_bootstrap_demo_is_idempotent(capsys):
         assert username in out
     counts = Counter(Tag.objects.values_list("brand__code", flat=True))
     assert all(n >= 40 for n in counts.values()) and len(counts) == 4
-    history = Tag.history.count()
+    from tagportal.predictive.models import ModelOutput, ModelRun, PredictiveModel
+
+    models = Counter(PredictiveModel.objects.values_list("brand__code", "kind"))
+    assert set(models.values()) == {1} and len(models) == 4 * 4  # RFM, CLV, churn, AIPL per brand
+    assert ModelRun.objects.count() == 16 and not ModelRun.objects.filter(status="running").exists()
+    for run in ModelRun.objects.filter(model__kind__in=["rfm", "aipl"]):  # descriptive: always published
+        assert run.status == "published", run.error
+        assert f"model {run.model.name}: published" in out
+    segment = ModelOutput.objects.get(model__brand__code="ruiyan", key="segment").tag
+    assert segment.code == "yimei_rfm_rfm_segment" and segment.computation.has_result
+    history, runs = Tag.history.count(), ModelRun.objects.count()
     call_command("bootstrap_demo", "--people", "120")
-    assert Tag.history.count() == history
+    assert Tag.history.count() == history and ModelRun.objects.count() == runs
     from django.contrib.auth import authenticate
     from django.test import RequestFactory
 

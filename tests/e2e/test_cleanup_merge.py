@@ -21,7 +21,7 @@ COPY = "yimei_spend_da_dan_gu_ke"
 
 
 def test_steward_merges_a_duplicate_found_by_the_report(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", stdout=StringIO())
+    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
     original = Tag.objects.get(code=ORIGINAL)
     copy = Tag.objects.get(code=COPY)
     line = BusinessLine.objects.get(code="yimei")

@@ -21,7 +21,7 @@ def login(page, live_server, username, password):
 
 
 def test_operator_searches_the_dictionary_in_chinese(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", stdout=StringIO())
+    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
     login(page, live_server, "operator", "tagportal-operator")
     page.goto(f"{live_server.url}/admin/catalog/tag/")
     rows = page.locator("#result_list tbody tr")
@@ -52,7 +52,7 @@ def test_operator_searches_the_dictionary_in_chinese(live_server, page):
 
 
 def test_steward_compares_two_versions(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", stdout=StringIO())
+    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
     tag = Tag.objects.get(code="yimei_skin_skin_type")
     apply_changes(tag, {"description": "按皮肤检测仪结果与问卷综合判定的肤质"}, reason="完善描述")
     login(page, live_server, "steward", "tagportal-steward")

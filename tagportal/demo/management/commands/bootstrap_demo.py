@@ -20,9 +20,15 @@ class Command(BaseCommand):
             default=None,
             help="demo people per brand (default: demo_people in demo.yaml)",
         )
+        parser.add_argument(
+            "--no-models",
+            action="store_true",
+            help="do not fit the algorithm models after the tags are computed (quicker; for tests)",
+        )
 
-    def handle(self, *args, no_templates=False, people=None, **options):
+    def handle(self, *args, no_templates=False, people=None, no_models=False, **options):
         self.people = people
+        self.models = not no_models
         with translation.override(settings.LANGUAGE_CODE):  # demo content in the portal's language
             logins = self._bootstrap(no_templates)
         self.stdout.write("")
@@ -77,7 +83,8 @@ class Command(BaseCommand):
 
     def _profiles_and_tags(self, spec):
         """Demo people, events and orders for each brand (deterministic), then compute every
-        published tag on them so the dictionary shows coverage and distributions."""
+        published tag on them so the dictionary shows coverage and distributions, then fit
+        and score the brand's algorithm models (unless ``--no-models``)."""
         from tagportal.catalog.models import Brand
         from tagportal.engine.services import compute_brand
         from tagportal.profiles.generator import load_demo
@@ -94,4 +101,17 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{brand.code}: {report.population} people, {ok}/{len(report.runs)} tags computed "
                 f"in {report.seconds:.1f} s"
+            )
+            if self.models:
+                self._models(brand)
+
+    def _models(self, brand):
+        from tagportal.demo.algorithms import run_demo_models
+
+        for run in run_demo_models(brand):
+            metric = f", AUC {run.key_metric:.3f}" if run.key_metric is not None else ""
+            note = f" ({run.error})" if run.error else ""
+            self.stdout.write(
+                f"{brand.code}: model {run.model.name}: {run.status}{metric}, "
+                f"{run.people_scored or 0} people in {run.duration_s or 0:.1f} s{note}"
             )
