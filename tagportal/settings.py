@@ -389,3 +389,6 @@ LOGGING = {
 #: Without a broker, run queued background work (profile imports) on a thread of the web
 #: process rather than inside the request that queued it (tagportal.core.background).
 TAGPORTAL_EAGER_IN_THREAD = env_bool("TAGPORTAL_EAGER_IN_THREAD", True)
+#: After a computation of a brand's tags its published models score the new data, unless
+#: they ran within this many minutes.
+TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES = int(os.environ.get("TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES", "10"))

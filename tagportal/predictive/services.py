@@ -26,6 +26,7 @@ import logging
 import pickle
 import time
 
+from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -366,15 +367,23 @@ def score_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames
 
 def on_results_updated(brand_id: int, tag_ids) -> list[int]:
     """After the engine stored new results of a brand's tags, queue the scoring of its
-    active models (:func:`score_model`); the results models write themselves start
+    active models (:func:`score_model`) that have been published once (a model's first
+    run is started by its schedule or a steward) and have not run in the last
+    ``TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES`` (a computation of a few dependent tags
+    right after a run does not score again); the results models write themselves start
     nothing. The ids of the models queued."""
     from . import tasks
 
     written_by_models = set(ModelOutput.objects.filter(tag_id__in=tag_ids).values_list("tag_id", flat=True))
     if not set(tag_ids) - written_by_models:
         return []
+    recent = timezone.now() - dt.timedelta(minutes=settings.TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES)
     models = list(
-        PredictiveModel.objects.filter(brand_id=brand_id, is_active=True)
+        PredictiveModel.objects.filter(
+            brand_id=brand_id, is_active=True, runs__status=ModelRunStatus.PUBLISHED
+        )
+        .exclude(runs__started_at__gte=recent)
+        .distinct()
         .order_by("pk")
         .values_list("pk", flat=True)
     )

@@ -55,10 +55,17 @@ def test_a_kind_whose_fit_is_its_scoring_fits_again(world):
 
 
 def test_the_engine_s_results_start_the_scoring_and_the_models_own_results_do_not(
-    world, django_capture_on_commit_callbacks
+    world, settings, django_capture_on_commit_callbacks
 ):
     rfm = make_model(world, "rfm")
+    never_published = make_model(world, "churn")
     services.run_model(rfm, as_of=AS_OF, frames=FRAMES)
+    # right after a run a computation of dependent tags does not score again
+    with mock.patch.object(tasks.score_model_task, "apply_async") as soon:
+        with django_capture_on_commit_callbacks(execute=True):
+            results_updated.send(sender=None, brand_id=world.own_brand.pk, tag_ids=[world.own_tag.pk])
+    assert not soon.called
+    settings.TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES = 0
     own_tags = list(ModelOutput.objects.filter(model=rfm).values_list("tag_id", flat=True))
     with mock.patch.object(tasks.score_model_task, "apply_async") as sent:
         with django_capture_on_commit_callbacks(execute=True):
@@ -68,7 +75,8 @@ def test_the_engine_s_results_start_the_scoring_and_the_models_own_results_do_no
             results_updated.send(
                 sender=None, brand_id=world.own_brand.pk, tag_ids=[*own_tags, world.own_tag.pk]
             )
-    assert [c.kwargs["args"] for c in sent.call_args_list] == [(rfm.pk,)]
+    # the published model only: a model's first run is its schedule's or a steward's
+    assert [c.kwargs["args"] for c in sent.call_args_list] == [(rfm.pk,)] and never_published.pk != rfm.pk
     assert sent.call_args.kwargs["queue"] == tasks.QUEUE
     with mock.patch.object(tasks.score_model_task, "apply_async") as other:
         with django_capture_on_commit_callbacks(execute=True):
