@@ -57,7 +57,10 @@ def _number(value) -> float | None:
 
 
 def level_labels() -> dict[str, str]:
-    return {"high": _("High"), "medium": _("Medium"), "low": _("Low")}
+    """高 / 中 / 低: the labels of the level tags' values (data, as in the dictionary)."""
+    from .kinds import LEVELS
+
+    return {level["code"]: level["label"] for level in LEVELS}
 
 
 def _counts_bar(counts: Mapping[str, int], labels: Mapping[str, str], title: str, colors=None) -> go.Figure:
@@ -359,8 +362,8 @@ def aipl_figures(metrics: Mapping, charts: Mapping) -> dict[str, go.Figure | Non
     if flows:
         frame = pd.DataFrame(flows)
         if set(aipl.FLOW_COLUMNS) <= set(frame.columns) and (frame["people"] > 0).any():
-            sankey = aipl.sankey_figure(frame)
-            sankey.update_layout(height=460, margin={"l": 10, "r": 10, "t": 60, "b": 10})
+            sankey = stack_sankey_nodes(aipl.sankey_figure(frame))
+            sankey.update_layout(height=520, margin={"l": 10, "r": 10, "t": 90, "b": 10})
             sankey.update_layout(title={"text": _("Weekly AIPL stage flows"), "x": 0, "font": {"size": 14}})
     labels = {str(code): STAGE_LABELS[code] for code in AiplStage}
     return {
@@ -369,8 +372,39 @@ def aipl_figures(metrics: Mapping, charts: Mapping) -> dict[str, go.Figure | Non
     }
 
 
+def stack_sankey_nodes(figure: go.Figure, low: float = 0.08, high: float = 0.98) -> go.Figure:
+    """The Sankey's nodes stacked in each column in their order (stages lowest first),
+    each centred in its share of the column, so that a large node never runs off the
+    plot (fixed, evenly spaced centres do)."""
+    sankey = figure.data[0]
+    xs, count = list(sankey.node.x or []), len(sankey.node.label or [])
+    if not xs or len(xs) != count:
+        return figure
+    inflow, outflow = [0.0] * count, [0.0] * count
+    for source, target, value in zip(sankey.link.source, sankey.link.target, sankey.link.value, strict=True):
+        outflow[source] += value
+        inflow[target] += value
+    size = [max(a, b) for a, b in zip(inflow, outflow, strict=True)]
+    columns: dict[float, list[int]] = {}
+    for k, x in enumerate(xs):
+        columns.setdefault(x, []).append(k)
+    ys = list(sankey.node.y or [0.5] * count)
+    for nodes in columns.values():
+        nodes.sort(key=lambda k: ys[k])
+        total = sum(size[k] for k in nodes) or 1
+        offset = 0.0
+        for k in nodes:
+            ys[k] = low + (high - low) * (offset + size[k] / 2) / total
+            offset += size[k]
+    sankey.node.y = ys
+    return figure
+
+
 # ---------------------------------------------------------------------------------------------
 # Every kind
+
+#: Numeric leaves of a run's parameters that describe the data, not the fit.
+NOT_PARAMETERS = frozenset({"customers", "log_likelihood", "repeat_buyers", "seed", "threads"})
 
 
 def flatten(value, prefix: str = "") -> dict[str, float]:
@@ -388,7 +422,20 @@ def parameter_history(runs: Sequence[Mapping]) -> go.Figure | None:
     """Small multiples of the fitted parameters (and the key metric) that changed across
     ``runs`` (each ``{"label", "parameters", "key_metric"}``, oldest first); None before
     two runs with parameters or when nothing changed."""
-    rows = [(run["label"], {**flatten(run.get("parameters") or {}), **_key(run)}) for run in runs]
+    rows = [
+        (
+            run["label"],
+            {
+                **{
+                    k: v
+                    for k, v in flatten(run.get("parameters") or {}).items()
+                    if k.rsplit(".", 1)[-1] not in NOT_PARAMETERS
+                },
+                **_key(run),
+            },
+        )
+        for run in runs
+    ]
     rows = [(label, values) for label, values in rows if values]
     if len(rows) < 2:
         return None
@@ -403,7 +450,7 @@ def parameter_history(runs: Sequence[Mapping]) -> go.Figure | None:
     columns = min(HISTORY_COLUMNS, len(changing))
     lines = math.ceil(len(changing) / columns)
     titles = [_("key metric") if n == "key_metric" else n for n in changing]
-    figure = make_subplots(rows=lines, cols=columns, subplot_titles=titles, vertical_spacing=0.5 / lines)
+    figure = make_subplots(rows=lines, cols=columns, subplot_titles=titles, vertical_spacing=0.3 / lines)
     labels = [label for label, _values in rows]
     for k, name in enumerate(changing):
         figure.add_trace(

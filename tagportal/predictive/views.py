@@ -189,7 +189,7 @@ def model_detail(request, pk: int):
     history = fg.parameter_history(
         [
             {
-                "label": beijing_text(r.as_of, "%m-%d %H:%M"),
+                "label": f"#{r.pk} · {beijing_text(r.as_of, '%m-%d')}",
                 "parameters": r.parameters,
                 "key_metric": r.key_metric,
             }
