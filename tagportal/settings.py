@@ -326,6 +326,8 @@ SPECTACULAR_SETTINGS = {
         "ReportTriggerEnum": "tagportal.governance.choices.ReportTrigger",
         "ReportKindEnum": "tagportal.governance.choices.ReportKind",
         "ReportStatusEnum": "tagportal.governance.choices.ReportStatus",
+        "ModelKindEnum": "tagportal.predictive.choices.ModelKind",
+        "ModelRunStatusEnum": "tagportal.predictive.choices.ModelRunStatus",
     },
 }
 

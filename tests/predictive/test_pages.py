@@ -164,7 +164,7 @@ def test_the_pages_speak_chinese_and_show_beijing_time(world):
     client = client_for(world.steward)
     listing = client.get("/models/", HTTP_ACCEPT_LANGUAGE="zh-hans").text
     assert '<a href="/models/">算法模型</a>' in listing  # the portal navigation
-    for label in ("算法模型", "流失预警", "待审核", "品牌", "类型", "关键指标"):
+    for label in ("算法模型", "流失预警", "暂缓待审", "品牌", "类型", "关键指标"):
         assert label in listing, label
     page = client.get(f"/models/{model.pk}/", HTTP_ACCEPT_LANGUAGE="zh-hans")
     for label in ("运行历史", "立即运行", "输出标签", "校准曲线", "按十分位的提升度", "未保存 ROC 曲线"):

@@ -26,7 +26,7 @@ class PredictiveModelSerializer(ValidatedModelSerializer):
         slug_field="code", queryset=Brand.objects.all(), help_text=gettext_lazy("brand code")
     )
     outputs = ModelOutputSerializer(many=True, read_only=True)
-    created_by = serializers.StringRelatedField(read_only=True)
+    created_by = serializers.StringRelatedField(read_only=True, allow_null=True)
 
     class Meta:
         model = PredictiveModel
