@@ -18,6 +18,7 @@ urlpatterns = [
     path("review/", include(("tagportal.governance.urls", "governance"))),
     path("audiences/", include(("tagportal.audiences.urls", "audiences"))),
     path("dashboards/", include(("tagportal.dashboards.urls", "dashboards"))),
+    path("models/", include(("tagportal.predictive.urls", "predictive"))),
     path("api/", include("tagportal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),

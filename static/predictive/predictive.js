@@ -1,0 +1,19 @@
+/* Draws the model page's figures, built server-side (json_script "tp-figures"), with the
+   plotly.js served from static files. */
+(function () {
+  "use strict";
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var source = document.getElementById("tp-figures");
+    if (!source || !window.Plotly) {
+      return;
+    }
+    var figures = JSON.parse(source.textContent);
+    document.querySelectorAll("[data-figure]").forEach(function (element) {
+      var figure = figures[element.getAttribute("data-figure")];
+      if (figure) {
+        window.Plotly.newPlot(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
+      }
+    });
+  });
+})();
