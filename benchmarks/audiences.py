@@ -76,11 +76,14 @@ def not_(node) -> dict:
 
 
 #: Twenty audiences a medical-aesthetics clinic would build, tags named as in the template.
+#: Only rule tags: the tags algorithm models fill (churn risk, RFM segment, purchase
+#: intent, AIPL stage) are not computed by the engine, so recency, spend and order counts
+#: stand in for them.
 EXPRESSIONS: list[tuple[str, dict]] = [
     (
         "oily skin, recent visit, not high churn",
         all_(
-            c("skin_type", "eq", "oily"), c("last_visit_days", "lte", 30), not_(c("churn_risk", "eq", "high"))
+            c("skin_type", "eq", "oily"), c("last_visit_days", "lte", 30), not_(c("recency_days", "gt", 180))
         ),
     ),
     (
@@ -98,7 +101,7 @@ EXPRESSIONS: list[tuple[str, dict]] = [
             c("member_level", "in", ["gold", "platinum", "black_diamond"]),
             c("spend_365d", "gte", 20000),
             c("recency_days", "gt", 90),
-            c("churn_risk", "in", ["high", "lost"]),
+            c("recency_days", "gt", 120),
         ),
     ),
     (
@@ -166,7 +169,7 @@ EXPRESSIONS: list[tuple[str, dict]] = [
     (
         "engaged young women in the funnel",
         all_(
-            c("aipl_stage", "in", ["awareness", "interest"]),
+            c("order_count_365d", "is_set", False),
             any_(
                 c("mp_active_30d", "eq", True),
                 c("wecom_chats_30d", "gte", 1),
@@ -189,12 +192,12 @@ EXPRESSIONS: list[tuple[str, dict]] = [
         "stored value at risk",
         all_(
             any_(
-                c("high_value_at_risk", "eq", True),
-                c("rfm_segment", "in", ["important_retain", "important_winback"]),
+                c("spend_365d", "gte", 20000),
+                c("order_count_365d", "gte", 3),
             ),
             c("stored_value_holder", "eq", True),
             c("last_visit_days", "gte", 60),
-            not_(c("churn_risk", "eq", "lost")),
+            not_(c("recency_days", "gt", 180)),
         ),
     ),
     (
@@ -203,7 +206,7 @@ EXPRESSIONS: list[tuple[str, dict]] = [
             c("photoelectric_user", "eq", True),
             c("last_treatment_days", "between", [25, 45]),
             not_(c("postop_followup_due", "eq", True)),
-            c("repurchase_propensity", "in", ["high", "medium"]),
+            c("order_count_365d", "gte", 2),
         ),
     ),
     (
@@ -233,7 +236,7 @@ EXPRESSIONS: list[tuple[str, dict]] = [
             c("order_count_365d", "gte", 2),
             c("avg_order_value", "lt", 5000),
             not_(c("store_visits_90d", "gte", 1)),
-            c("churn_risk", "not_in", ["lost"]),
+            c("recency_days", "lte", 180),
         ),
     ),
     (
@@ -255,7 +258,7 @@ EXPRESSIONS: list[tuple[str, dict]] = [
             any_(c("photoelectric_user", "eq", True), c("injection_user", "eq", True)),
             c("spend_365d", "gte", 10000),
             c("recency_days", "lte", 180),
-            not_(c("churn_risk", "in", ["high", "lost"])),
+            not_(c("recency_days", "gt", 120)),
         ),
     ),
     (

@@ -55,16 +55,21 @@ END = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)
 
 # tags --------------------------------------------------------------------------
 def tag_specs(pack_key: str = PACK):
-    """``(specs, realtime codes)``: the pack's computed tags (manual ones left out),
-    coded by their template name, composites after the tags they read."""
+    """``(specs, realtime codes)``: the pack's computed tags, coded by their template
+    name, composites after the tags they read. Manual tags (uploaded lists, algorithm
+    models' outputs) are left out, and so are the tags that read them: their values do
+    not come from the rules the SQL baseline translates."""
     from tagportal.catalog.templates import get_pack, resolve_references
     from tagportal.engine.evaluate import TagSpec
+    from tagportal.rules.definitions import tag_references
 
     pack = get_pack(pack_key)
     codes = {t["name"]: t["name"] for t in pack.tags}
-    specs, realtime = [], []
+    specs, realtime, left_out = [], [], set()
     for t in pack.ordered_tags():
-        if t["definition"].get("type") == "manual":
+        reads = {code.lstrip("@") for code in tag_references(t["definition"])}  # "@name" in a pack
+        if t["definition"].get("type") == "manual" or reads & left_out:
+            left_out.add(t["name"])
             continue
         specs.append(
             TagSpec(t["name"], t["value_type"], resolve_references(t["definition"], codes), t.get("values"))

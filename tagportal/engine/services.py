@@ -447,6 +447,12 @@ def known_values(brand: Brand, specs: Mapping[int, TagSpec]) -> dict[str, pd.Ser
         series = stored_series(computation)
         if series is not None:
             known[computation.tag.code] = series
+    # A published manual tag (uploaded lists, a model's outputs) with nothing stored yet:
+    # nobody holds a value, rather than an unknown tag that fails the tags reading it.
+    waiting = Tag.objects.published().filter(brand=brand, code__in=sorted(wanted - set(known)))
+    for tag in waiting.only("code", "value_type", "definition"):
+        if isinstance(tag.definition, dict) and tag.definition.get("type") == "manual":
+            known[tag.code] = bm.to_series({}, tag.value_type or None)
     return known
 
 
