@@ -366,6 +366,25 @@ def test_manual_tags_are_not_overwritten_and_composites_read_stored_results(worl
     assert [r.status for r in runs(tags.vip)] == [RunStatus.SUCCESS]  # not recomputed
 
 
+def test_a_manual_tag_with_nothing_stored_yet_holds_no_value_for_its_readers(world, tags):
+    """A manual tag (an upload, an algorithm model's output) published but never filled:
+    the tags reading it compute (nobody matches it) instead of failing on an unknown tag."""
+    risk = published(world, "risk", "enum", {"type": "manual"}, values=[{"code": "high", "label": "高"}])
+    not_risky_vip = published(
+        world,
+        "not_risky_vip",
+        "boolean",
+        {"type": "condition", "condition": {"all": [
+            {"tag": tags.vip.code, "op": "eq", "value": True},
+            {"not": {"tag": risk.code, "op": "eq", "value": "high"}},
+        ]}},
+    )  # fmt: skip
+    services.compute_brand(tags.vip.brand, frames=FRAMES, as_of=AS_OF)
+    assert [r.status for r in runs(not_risky_vip)] == [RunStatus.SUCCESS]
+    assert stored(not_risky_vip)["true"] == stored(tags.vip)["true"] == [1, 2, 3]
+    assert not TagRun.objects.filter(tag=risk).exists()  # the engine never computes a manual tag
+
+
 def test_due_tags_follow_schedule_versions_and_backoff(tags):
     brand = tags.vip.brand
     now = AS_OF  # 10:00 Beijing; the default schedule is 02:00 Beijing
