@@ -1,21 +1,6 @@
-/* Draws the figures built server-side (json_script "tp-figures") with the plotly.js served
-   from static files, and wires the "select all" checkboxes. */
+/* Wires the "select all" checkboxes (the figures are drawn by tagportal/figures.js). */
 (function () {
   "use strict";
-
-  function drawFigures() {
-    var source = document.getElementById("tp-figures");
-    if (!source || !window.Plotly) {
-      return;
-    }
-    var figures = JSON.parse(source.textContent);
-    document.querySelectorAll("[data-figure]").forEach(function (element) {
-      var figure = figures[element.getAttribute("data-figure")];
-      if (figure) {
-        window.Plotly.newPlot(element, figure.data, figure.layout, { displaylogo: false, responsive: true });
-      }
-    });
-  }
 
   function wireSelectAll() {
     document.querySelectorAll("[data-select-all]").forEach(function (toggle) {
@@ -29,7 +14,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
-    drawFigures();
     wireSelectAll();
   });
 })();

@@ -12,15 +12,17 @@ from . import services
 from .models import PredictiveModel
 
 QUEUE = "compute"
+#: A lost database connection is retried, later each time; the runs are safe to repeat.
+RETRY = {
+    "acks_late": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 30,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=30,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(**RETRY)
 def run_model_task(model_id: int, as_of: str | None = None) -> dict:
     """Fit, score and publish (or hold) one model as of ``as_of`` (ISO; now by default)."""
     model = PredictiveModel.objects.filter(pk=model_id).first()
@@ -36,13 +38,7 @@ def run_due_models() -> list[int]:
     return services.run_due_models()
 
 
-@shared_task(
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),
-    retry_backoff=30,
-    retry_jitter=True,
-    max_retries=5,
-)
+@shared_task(**RETRY)
 def score_model_task(model_id: int) -> dict:
     """Score one model on its brand's current data (after a tag computation)."""
     model = PredictiveModel.objects.filter(pk=model_id, is_active=True).first()

@@ -1,5 +1,5 @@
-/* Draws the model page's figures, built server-side (json_script "tp-figures"), with the
-   plotly.js served from static files. */
+/* Draws the figures a page built server-side (json_script "tp-figures") into its
+   [data-figure] elements, with the plotly.js served from static files. */
 (function () {
   "use strict";
 
