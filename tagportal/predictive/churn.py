@@ -83,7 +83,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
@@ -632,7 +632,18 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict:
             "mean_predicted": [_num(v) for v in predicted],
             "fraction_positive": [_num(v) for v in observed],
         },
+        "roc_curve": _roc_points(y, p),
     }
+
+
+def _roc_points(y: np.ndarray, p: np.ndarray, most: int = 101) -> dict:
+    """The ROC curve's false and true positive rates, thinned to at most ``most`` points
+    (the first and last kept), for drawing."""
+    fpr, tpr, _thresholds = roc_curve(y, p, drop_intermediate=True)
+    if len(fpr) > most:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, most).round().astype(int))
+        fpr, tpr = fpr[keep], tpr[keep]
+    return {"fpr": [_num(v) for v in fpr], "tpr": [_num(v) for v in tpr]}
 
 
 def _with_extras(frame: pd.DataFrame, extra_features, cutoff: dt.date, columns: list[str] | None):

@@ -327,6 +327,7 @@ def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
         key_metric=validation.get("auc"),
         charts={
             "calibration_curve": validation.get("calibration_curve"),
+            "roc_curve": validation.get("roc_curve"),
             "permutation_importances": report.get("permutation_importances"),
             "candidates": report.get("candidates"),
         },

@@ -173,6 +173,10 @@ def test_the_probabilities_are_calibrated(planted):
     curve = validation["calibration_curve"]
     gaps = np.abs(np.array(curve["mean_predicted"]) - np.array(curve["fraction_positive"]))
     assert len(gaps) >= 5 and gaps.mean() < 0.08
+    roc = validation["roc_curve"]  # for drawing: from (0, 0) to (1, 1), thinned, its area the AUC
+    assert roc["fpr"][0] == roc["tpr"][0] == 0 and roc["fpr"][-1] == roc["tpr"][-1] == 1
+    assert 2 <= len(roc["fpr"]) == len(roc["tpr"]) <= 101
+    assert np.trapezoid(roc["tpr"], roc["fpr"]) == pytest.approx(validation["auc"], abs=0.02)
 
 
 @pytest.mark.slow
