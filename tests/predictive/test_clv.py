@@ -19,7 +19,7 @@ from tagportal.profiles import cdnow
 
 ROOT = Path(__file__).parents[2]
 SAMPLE = ROOT / "fixtures" / "cdnow" / "CDNOW_sample.txt"  # the shared sample, copied into the repo
-# CI puts shared/ next to the clone (../shared); CDNOW_DIR points elsewhere for a worktree.
+# CI puts shared/ next to the clone (../shared); CDNOW_DIR points elsewhere (another checkout).
 SHARED = Path(os.environ.get("CDNOW_DIR") or Path(__file__).parents[3] / "shared" / "datasets" / "cdnow")
 MASTER = SHARED / "CDNOW_master.txt"
 CALIBRATION_END = "1997-09-30"
