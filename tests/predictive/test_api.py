@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from django.utils import timezone
 
 from tagportal.predictive.models import ModelRun, PredictiveModel
@@ -141,6 +142,23 @@ def test_run_queues_the_model_and_answers_202(world, monkeypatch, django_capture
     [(name, (model_id, as_of))] = sent
     assert (name, model_id) == ("tagportal.predictive.tasks.run_model_task", model.pk)
     assert dt.datetime.fromisoformat(as_of) == dt.datetime(2026, 3, 1, 8, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "as_of, message",
+    [("0025-08-14T01:52:09+08:00", "Before 1970."), ("2999-01-01T00:00:00Z", "In the future."), ("soon", "")],
+)
+def test_run_refuses_an_absurd_moment(world, monkeypatch, as_of, message):
+    from tagportal.core import background
+
+    sent = []
+    monkeypatch.setattr(background, "send", lambda task, *args, **kwargs: sent.append(args))
+    model = _model(world.own_brand)
+    response = client_for(world.steward).post(
+        f"/api/predictive/models/{model.pk}/run/", {"as_of": as_of}, format="json"
+    )
+    assert response.status_code == 400 and message in response.json()["as_of"][0]
+    assert sent == [] and not model.runs.exists()
 
 
 def test_run_is_refused_to_readers_and_unknown_for_other_brands(world, monkeypatch):

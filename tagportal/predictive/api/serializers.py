@@ -4,6 +4,10 @@ bytes, only their SHA-256."""
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from rest_framework import serializers
 
@@ -88,7 +92,20 @@ class ModelRunSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+#: The earliest and the latest moment a run may be fitted as of.
+EARLIEST = dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
+FUTURE_SLACK = dt.timedelta(days=1)
+
+
 class RunRequestSerializer(serializers.Serializer):
     as_of = serializers.DateTimeField(
         required=False, help_text=gettext_lazy("fit as of this moment; now if left out")
     )
+
+    def validate_as_of(self, value):
+        """From 1970 to a day ahead (clocks differ), as event times."""
+        if value < EARLIEST:
+            raise serializers.ValidationError(_("Before 1970."))
+        if value > timezone.now() + FUTURE_SLACK:
+            raise serializers.ValidationError(_("In the future."))
+        return value
