@@ -218,17 +218,19 @@ def run_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames=N
         _tell_stewards(model, run, reason)
         return _finish(run, began, ModelRunStatus.HELD, error=reason)
     try:
-        with transaction.atomic():
-            outputs = ensure_outputs(model, user=user)
-            population = max(_population(frames), len(fit.scores))
-            for output in outputs:
-                results.store_values(
-                    output.tag, fit.scores[output.key], population=population, started_at=started_at
-                )
+        _write_outputs(model, fit.scores, frames, started_at, user=user)
     except Exception as exc:
         log.exception("publishing model %s (%s) failed", model.pk, model.name)
         return _finish(run, began, ModelRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
     return _finish(run, began, ModelRunStatus.PUBLISHED)
+
+
+def _write_outputs(model: PredictiveModel, scores, frames, started_at, user=None) -> None:
+    """Each output column of ``scores`` as its tag's result, all in one transaction."""
+    with transaction.atomic():
+        population = max(_population(frames), len(scores))
+        for output in ensure_outputs(model, user=user):
+            results.store_values(output.tag, scores[output.key], population=population, started_at=started_at)
 
 
 def _finish(run: ModelRun, began: float, status: str, error: str = "") -> ModelRun:
@@ -353,12 +355,7 @@ def score_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames
             scores = kind.score(frames, pickle.loads(bytes(fitted.artefact)), as_of)  # our own artefact
             run.peak_memory_mb = memory.peak_mb()
         run.people_scored = len(scores)
-        with transaction.atomic():
-            population = max(_population(frames), len(scores))
-            for output in ensure_outputs(model):
-                results.store_values(
-                    output.tag, scores[output.key], population=population, started_at=started_at
-                )
+        _write_outputs(model, scores, frames, started_at)
     except Exception as exc:
         log.exception("scoring model %s (%s) failed", model.pk, model.name)
         return _finish(run, began, ModelRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
