@@ -347,6 +347,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 TAGPORTAL_RECERTIFICATION_DAYS = int(os.environ.get("TAGPORTAL_RECERTIFICATION_DAYS", "180"))
 #: Key of the keyed hash (HMAC-SHA256) under which phone numbers are stored; never the number in clear.
 TAGPORTAL_PII_KEY = os.environ.get("TAGPORTAL_PII_KEY") or SECRET_KEY
+#: Fernet keys (comma-separated, the first encrypts) for secrets kept at rest: channel
+#: credentials, scoring-endpoint keys (see tagportal.core.secrets). Unset: derived from SECRET_KEY.
+TAGPORTAL_SECRET_KEYS = os.environ.get("TAGPORTAL_SECRET_KEYS", "")
 #: Where links in notification e-mails point.
 TAGPORTAL_BASE_URL = os.environ.get("TAGPORTAL_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tagportal@localhost")
