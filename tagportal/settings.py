@@ -392,3 +392,10 @@ TAGPORTAL_EAGER_IN_THREAD = env_bool("TAGPORTAL_EAGER_IN_THREAD", True)
 #: After a computation of a brand's tags its published models score the new data, unless
 #: they ran within this many minutes.
 TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES = int(os.environ.get("TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES", "10"))
+#: Key from which secrets stored encrypted are sealed (tagportal/core/sealed.py): a scoring
+#: endpoint's HMAC secret. Changing it makes those secrets unreadable (set them again).
+TAGPORTAL_SECRETS_KEY = os.environ.get("TAGPORTAL_SECRETS_KEY") or SECRET_KEY
+#: Whether a brand's scoring endpoint may resolve to a private, loopback, link-local or
+#: otherwise non-public address (refused by default: no requests into the intranet or to
+#: a cloud metadata service on a user's behalf).
+TAGPORTAL_SCORING_ALLOW_PRIVATE = env_bool("TAGPORTAL_SCORING_ALLOW_PRIVATE", False)
