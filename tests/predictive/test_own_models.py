@@ -371,3 +371,24 @@ def test_the_admin_sets_a_secret_without_showing_it(world, fake):
     assert sealed.unseal(EndpointSecret.objects.get(model=model).sealed) == "set-in-the-admin-0123456789"
     page = admin.get(f"/admin/predictive/predictivemodel/{model.pk}/change/").content.decode()
     assert "set-in-the-admin-0123456789" not in page
+
+
+def test_the_model_page_uploads_a_score_file_for_stewards(world, people):
+    model = score_file_model(world)
+    steward = Client()
+    steward.force_login(world.steward)
+    page = steward.get(f"/models/{model.pk}/").content.decode()
+    assert 'id="tp-upload-scores"' in page and 'id="tp-run-now"' not in page
+    bad = steward.post(
+        f"/models/{model.pk}/scores/", {"file": csv_upload("oneid,score\nabc,0.5\n")}, follow=True
+    )
+    assert "Row 2, oneid" in bad.content.decode()
+    good = csv_upload(f"oneid,score\n{people['a']},0.8\n")
+    done = steward.post(f"/models/{model.pk}/scores/", {"file": good}, follow=True)
+    assert "1 people scored" in done.content.decode()
+    assert stored(world, model, [people["a"]])[people["a"]] == {"score": 0.8, "level": "high"}
+    analyst = Client()
+    analyst.force_login(world.analyst)
+    assert (
+        analyst.post(f"/models/{model.pk}/scores/", {"file": csv_upload("oneid,score\n")}).status_code == 403
+    )

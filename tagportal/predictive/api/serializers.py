@@ -161,7 +161,7 @@ class RunRequestSerializer(serializers.Serializer):
         return value
 
 
-class ScoreUploadRequestSerializer(serializers.Serializer):
+class ScoreFileUploadSerializer(serializers.Serializer):
     file = serializers.FileField(
         help_text=gettext_lazy(
             "A CSV (UTF-8 or GB18030) or Parquet file of two columns: the id column and score."
@@ -180,7 +180,7 @@ class ScoreUploadRequestSerializer(serializers.Serializer):
     )
 
 
-class RowErrorSerializer(serializers.Serializer):
+class ScoreRowErrorSerializer(serializers.Serializer):
     row = serializers.IntegerField(help_text=gettext_lazy("spreadsheet row: the header is row 1"))
     column = serializers.CharField(allow_blank=True)
     message = serializers.CharField()
@@ -199,7 +199,7 @@ class ScoreUploadSerializer(serializers.Serializer):
             "rows, id_column, identity_values, matched, unmatched, unmatched_rows, bad_rows, summary"
         )
     )
-    errors = RowErrorSerializer(many=True)
+    errors = ScoreRowErrorSerializer(many=True)
 
     @staticmethod
     def of(run: ModelRun) -> dict:

@@ -31,7 +31,7 @@ from .serializers import (
     PredictiveModelSerializer,
     PredictiveModelUpdateSerializer,
     RunRequestSerializer,
-    ScoreUploadRequestSerializer,
+    ScoreFileUploadSerializer,
     ScoreUploadSerializer,
 )
 
@@ -107,7 +107,7 @@ class PredictiveModelViewSet(RestrictedModelViewSet):
         )
 
     @extend_schema(
-        request={"multipart/form-data": ScoreUploadRequestSerializer},
+        request={"multipart/form-data": ScoreFileUploadSerializer},
         responses={
             201: OpenApiResponse(ScoreUploadSerializer, description=gettext_lazy("The scores are written.")),
             400: OpenApiResponse(
