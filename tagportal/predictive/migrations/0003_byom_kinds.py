@@ -6,52 +6,93 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0003_governance_fields'),
-        ('predictive', '0002_default_schedules'),
+        ("catalog", "0003_governance_fields"),
+        ("predictive", "0002_default_schedules"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EndpointSecret',
+            name="EndpointSecret",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sealed', models.TextField(verbose_name='sealed secret')),
-                ('set_at', models.DateTimeField(verbose_name='set at')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sealed", models.TextField(verbose_name="sealed secret")),
+                ("set_at", models.DateTimeField(verbose_name="set at")),
             ],
             options={
-                'verbose_name': 'scoring endpoint secret',
-                'verbose_name_plural': 'scoring endpoint secrets',
+                "verbose_name": "scoring endpoint secret",
+                "verbose_name_plural": "scoring endpoint secrets",
             },
         ),
         migrations.RemoveConstraint(
-            model_name='predictivemodel',
-            name='predictive_model_kind_valid',
+            model_name="predictivemodel",
+            name="predictive_model_kind_valid",
         ),
         migrations.AlterField(
-            model_name='historicalpredictivemodel',
-            name='kind',
-            field=models.CharField(choices=[('rfm', 'RFM'), ('clv', 'Lifetime value and purchase intent (BG/NBD + Gamma-Gamma)'), ('churn', 'Churn warning'), ('aipl', 'AIPL stage'), ('score_file', 'Own model: score file'), ('endpoint', 'Own model: scoring endpoint')], max_length=10, verbose_name='kind'),
+            model_name="historicalpredictivemodel",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("rfm", "RFM"),
+                    ("clv", "Lifetime value and purchase intent (BG/NBD + Gamma-Gamma)"),
+                    ("churn", "Churn warning"),
+                    ("aipl", "AIPL stage"),
+                    ("score_file", "Own model: score file"),
+                    ("endpoint", "Own model: scoring endpoint"),
+                ],
+                max_length=10,
+                verbose_name="kind",
+            ),
         ),
         migrations.AlterField(
-            model_name='predictivemodel',
-            name='kind',
-            field=models.CharField(choices=[('rfm', 'RFM'), ('clv', 'Lifetime value and purchase intent (BG/NBD + Gamma-Gamma)'), ('churn', 'Churn warning'), ('aipl', 'AIPL stage'), ('score_file', 'Own model: score file'), ('endpoint', 'Own model: scoring endpoint')], max_length=10, verbose_name='kind'),
+            model_name="predictivemodel",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("rfm", "RFM"),
+                    ("clv", "Lifetime value and purchase intent (BG/NBD + Gamma-Gamma)"),
+                    ("churn", "Churn warning"),
+                    ("aipl", "AIPL stage"),
+                    ("score_file", "Own model: score file"),
+                    ("endpoint", "Own model: scoring endpoint"),
+                ],
+                max_length=10,
+                verbose_name="kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='predictivemodel',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['rfm', 'clv', 'churn', 'aipl', 'score_file', 'endpoint'])), name='predictive_model_kind_valid'),
+            model_name="predictivemodel",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["rfm", "clv", "churn", "aipl", "score_file", "endpoint"])),
+                name="predictive_model_kind_valid",
+            ),
         ),
         migrations.AddField(
-            model_name='endpointsecret',
-            name='model',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='endpoint_secret', to='predictive.predictivemodel', verbose_name='model'),
+            model_name="endpointsecret",
+            name="model",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="endpoint_secret",
+                to="predictive.predictivemodel",
+                verbose_name="model",
+            ),
         ),
         migrations.AddField(
-            model_name='endpointsecret',
-            name='set_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='set by'),
+            model_name="endpointsecret",
+            name="set_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+                verbose_name="set by",
+            ),
         ),
     ]

@@ -5,25 +5,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0003_governance_fields'),
-        ('profiles', '0004_remask_identities'),
+        ("catalog", "0003_governance_fields"),
+        ("profiles", "0004_remask_identities"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='identitylookup',
-            name='identity_lookup_endpoint_valid',
+            model_name="identitylookup",
+            name="identity_lookup_endpoint_valid",
         ),
         migrations.AlterField(
-            model_name='identitylookup',
-            name='endpoint',
-            field=models.CharField(choices=[('customer_lookup', 'Customer lookup (API)'), ('profile_lookup', 'Profile lookup (API)'), ('profile_batch', 'Profile batch (API)'), ('admin_search', 'Customer search (admin)'), ('score_file', 'Score file keyed by identity (algorithm models)')], max_length=30, verbose_name='endpoint'),
+            model_name="identitylookup",
+            name="endpoint",
+            field=models.CharField(
+                choices=[
+                    ("customer_lookup", "Customer lookup (API)"),
+                    ("profile_lookup", "Profile lookup (API)"),
+                    ("profile_batch", "Profile batch (API)"),
+                    ("admin_search", "Customer search (admin)"),
+                    ("score_file", "Score file keyed by identity (algorithm models)"),
+                ],
+                max_length=30,
+                verbose_name="endpoint",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='identitylookup',
-            constraint=models.CheckConstraint(condition=models.Q(('endpoint__in', ['customer_lookup', 'profile_lookup', 'profile_batch', 'admin_search', 'score_file'])), name='identity_lookup_endpoint_valid'),
+            model_name="identitylookup",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    (
+                        "endpoint__in",
+                        ["customer_lookup", "profile_lookup", "profile_batch", "admin_search", "score_file"],
+                    )
+                ),
+                name="identity_lookup_endpoint_valid",
+            ),
         ),
     ]
