@@ -395,3 +395,7 @@ TAGPORTAL_EAGER_IN_THREAD = env_bool("TAGPORTAL_EAGER_IN_THREAD", True)
 #: After a computation of a brand's tags its published models score the new data, unless
 #: they ran within this many minutes.
 TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES = int(os.environ.get("TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES", "10"))
+#: Whether a brand's scoring endpoint may resolve to a private, loopback, link-local or
+#: otherwise non-public address (refused by default: no requests into the intranet or to
+#: a cloud metadata service on a user's behalf).
+TAGPORTAL_SCORING_ALLOW_PRIVATE = env_bool("TAGPORTAL_SCORING_ALLOW_PRIVATE", False)

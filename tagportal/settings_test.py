@@ -37,3 +37,6 @@ REST_FRAMEWORK = {
 }
 # Queued tasks run in place, in the test's own transaction and connection.
 TAGPORTAL_EAGER_IN_THREAD = False
+# The scoring endpoints of the tests are a fake service on 127.0.0.1; the refusal of
+# private addresses is tested with this set back to False.
+TAGPORTAL_SCORING_ALLOW_PRIVATE = True

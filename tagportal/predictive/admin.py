@@ -1,10 +1,13 @@
 """Admin pages of the model registry: models with their output tags (history kept),
-a "run now" action, and the runs read-only with their metrics and charts' data."""
+a "run now" action, and the runs read-only with their metrics and charts' data. A
+scoring endpoint's secret is typed in a password field and never shown back (the page
+says whether one is set)."""
 
 from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils.html import format_html
@@ -18,6 +21,7 @@ from tagportal.core.admin import (
 )
 
 from . import services
+from .choices import ModelKind
 from .models import ModelOutput, ModelRun, PredictiveModel
 
 
@@ -36,13 +40,54 @@ class ModelOutputInline(admin.TabularInline):
         return False
 
 
+class PredictiveModelForm(forms.ModelForm):
+    secret = forms.CharField(
+        label=gettext_lazy("new secret"),
+        required=False,
+        strip=False,
+        min_length=services.SECRET_MIN_LENGTH,
+        max_length=services.SECRET_MAX_LENGTH,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=gettext_lazy(
+            "Scoring endpoint models only: the HMAC secret requests are signed with. Stored "
+            "encrypted and never shown; leave blank to keep the one set."
+        ),
+    )
+
+    class Meta:
+        model = PredictiveModel
+        fields = ("brand", "kind", "name", "parameters", "schedule", "metric_floor", "max_drop", "is_active")
+
+    def clean(self):
+        data = super().clean()
+        if (
+            data.get("secret")
+            and data.get("kind", getattr(self.instance, "kind", None)) != ModelKind.ENDPOINT
+        ):
+            self.add_error("secret", gettext_lazy("Only a scoring endpoint model has a secret."))
+        return data
+
+
 @admin.register(PredictiveModel)
 class PredictiveModelAdmin(RestrictedAdminMixin, HistoryAdmin):
     list_display = ("name", "brand", "kind", "schedule", "metric_floor", "max_drop", "is_active", "last_run")
     list_filter = ("kind", "is_active", ("brand", ScopedRelatedFieldListFilter))
     list_select_related = ("brand",)
     search_fields = ("name", "brand__code", "brand__name")
-    fields = ("brand", "kind", "name", "parameters", "schedule", "metric_floor", "max_drop", "is_active")
+    form = PredictiveModelForm
+    fields = (
+        "brand",
+        "kind",
+        "name",
+        "parameters",
+        "schedule",
+        "metric_floor",
+        "max_drop",
+        "is_active",
+        "secret",
+        "secret_set",
+    )
+    readonly_fields = ("secret_set",)
     inlines = [ModelOutputInline]
     actions = ["run_now"]
 
@@ -50,6 +95,12 @@ class PredictiveModelAdmin(RestrictedAdminMixin, HistoryAdmin):
         if not change and obj.created_by_id is None:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        if form.cleaned_data.get("secret"):
+            services.set_endpoint_secret(obj, form.cleaned_data["secret"], user=request.user)
+
+    @admin.display(description=gettext_lazy("secret set"), boolean=True)
+    def secret_set(self, obj):
+        return bool(obj and obj.pk and obj.kind == ModelKind.ENDPOINT and services.has_endpoint_secret(obj))
 
     @admin.display(description=gettext_lazy("last run"))
     def last_run(self, obj):

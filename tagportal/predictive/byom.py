@@ -14,8 +14,8 @@ unreadable raises :class:`ScoreFileError` before its rows are read.
 
 - Row numbers are a spreadsheet's: the header is row 1, the first person row 2.
 - Identity values are normalised and looked up by their keyed hash
-  (:mod:`tagportal.profiles.pii`), as the profiles app stores them; a OneID is taken as
-  given. A OneID merged into another person counts for the person it was merged into.
+  (:func:`tagportal.profiles.services.identity_oneids`), as the profiles app stores
+  them; a OneID is taken as given (:func:`tagportal.profiles.services.live_oneids`). A OneID merged into another person counts for the person it was merged into.
 - A row whose identity or OneID is not a person of the brand is **unmatched**: counted
   and listed in the report (``unmatched``, ``unmatched_rows``), not an error — a model
   scored elsewhere often knows people the brand does not.
@@ -56,6 +56,7 @@ from django.utils.translation import pgettext_lazy
 
 from tagportal.core import uploads
 from tagportal.profiles import importers, pii
+from tagportal.profiles import services as profile_services
 from tagportal.profiles.choices import PER_APP_TYPES, IdentityType
 
 from .scoring_client import HttpScoring, ScoringError, score_over_http
@@ -73,10 +74,6 @@ __all__ = [
 
 ONEID = "oneid"
 SCORE = "score"
-#: Hashes or OneIDs per ``IN (...)`` lookup.
-LOOKUP_CHUNK = 900
-#: Merges followed from a OneID to the person it now belongs to.
-MAX_MERGE_HOPS = 20
 
 
 class ScoreLevel(models.TextChoices):
@@ -203,12 +200,12 @@ def read_score_file(
     scores = _scores(frame[SCORE], rows, score_range)
     if id_column == ONEID:
         keys = _oneids(frame[ONEID], rows)
-        people = _live_oneids(brand, [k for k in keys if k is not None])
+        people = profile_services.live_oneids(brand, [k for k in keys if k is not None])
     else:
         keys = _identities(frame[id_column], id_column, rows)
         asked = sorted({k for k in keys if k is not None})
         report["identity_values"] = len(asked)
-        people = _identity_oneids(brand, id_column, app, asked)
+        people = profile_services.identity_oneids(brand, id_column, app, asked)
     _repeats(keys, id_column, rows, _("Repeats the value of row %(row)d."))
 
     oneids: list[int | None] = [None if k is None else people.get(k) for k in keys]
@@ -355,51 +352,6 @@ def _repeats(keys: list, column: str, rows: _Rows, message: str) -> None:
             rows.add(pos, column, message % {"row": first[key] + 2})
         else:
             first[key] = pos
-
-
-def _live_oneids(brand, oneids: list[int]) -> dict[int, int]:
-    """``{oneid: oneid of the person it is now}`` for the OneIDs of ``brand`` among ``oneids``
-    (a merged one maps to the person it was merged into)."""
-    from tagportal.profiles.models import Customer
-
-    wanted = sorted(set(oneids))
-    target: dict[int, int | None] = {}
-    for _hop in range(MAX_MERGE_HOPS):
-        if not wanted:
-            break
-        for start in range(0, len(wanted), LOOKUP_CHUNK):
-            target.update(
-                Customer.objects.filter(
-                    brand=brand, oneid__in=wanted[start : start + LOOKUP_CHUNK]
-                ).values_list("oneid", "merged_into__oneid")
-            )
-        wanted = sorted({t for t in target.values() if t is not None and t not in target})
-    live: dict[int, int] = {}
-    for oneid in set(oneids):
-        current, hops = oneid, 0
-        while current in target and target[current] is not None and hops < MAX_MERGE_HOPS:
-            current, hops = target[current], hops + 1
-        if current in target and target[current] is None:
-            live[oneid] = current
-    return live
-
-
-def _identity_oneids(brand, type_: str, app: str, values: list[str]) -> dict[str, int]:
-    """``{normalised value: live oneid}`` of the values held by a person of ``brand``."""
-    from tagportal.profiles.models import Identity
-
-    if not values:
-        return {}
-    hashes = dict(zip(pii.hash_values(type_, values), values, strict=True))
-    found: dict[str, int] = {}
-    keys = sorted(hashes)
-    for start in range(0, len(keys), LOOKUP_CHUNK):
-        rows = Identity.objects.filter(
-            brand=brand, type=type_, app=app, value_hash__in=keys[start : start + LOOKUP_CHUNK]
-        ).values_list("value_hash", "customer__oneid")
-        found.update({hashes[h]: int(o) for h, o in rows})
-    live = _live_oneids(brand, list(found.values()))
-    return {value: live[oneid] for value, oneid in found.items() if oneid in live}
 
 
 def score_buckets(scores: pd.Series, high_from: float, medium_from: float) -> pd.Series:

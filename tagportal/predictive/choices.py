@@ -38,6 +38,8 @@ class ModelKind(models.TextChoices):
     CLV = "clv", _("Lifetime value and purchase intent (BG/NBD + Gamma-Gamma)")
     CHURN = "churn", _("Churn warning")
     AIPL = "aipl", _("AIPL stage")
+    SCORE_FILE = "score_file", _("Own model: score file")
+    ENDPOINT = "endpoint", _("Own model: scoring endpoint")
 
 
 class ModelRunStatus(models.TextChoices):

@@ -3,6 +3,11 @@ stored parameters), its outputs (the tags it fills) and how it fits and scores a
 frames. Pure: frames in, a :class:`Fit` out; no ORM (the registry, :mod:`.services`,
 stores runs and writes tags).
 
+Two kinds bring a brand's own model: a **score file** (uploaded, see :mod:`.byom`; no
+run fits it) and a **scoring endpoint** (a run posts the people's features to the brand's
+URL, :mod:`.scoring_client`). Both fill a number tag ``score`` and a 高 / 中 / 低 tag
+``level``, named after the model.
+
 Key metrics (what a model's floor and largest drop are measured on): RFM, lifetime
 value and AIPL have none (they are descriptive or have no labelled truth at scoring
 time) and always publish; the churn warning's is the validation ROC AUC.
@@ -99,6 +104,13 @@ class Kind:
     #: as_of`` → scores by output key); ``None``: scoring is fitting again (the kind is
     #: cheap and has nothing learnt to keep).
     score: Callable[[Mapping, Any, dt.datetime], pd.DataFrame] | None = None
+    #: False: the kind is not fitted by a run (its scores come another way, e.g. a score file).
+    runnable: bool = True
+    #: False: the kind is not scored again after each computation of the brand's tags
+    #: (its runs post to another system, or it has no run at all).
+    scored_after_computation: bool = True
+    #: True: its output tags are named after the model (``<model name>·<output name>``).
+    names_from_model: bool = False
 
     def config(self, parameters) -> Any:
         """The configuration of stored parameters, or :class:`ParametersRefused`."""
@@ -365,7 +377,239 @@ CHURN = Kind(
     key_metric="auc",
 )
 
-KINDS: dict[str, Kind] = {kind.key: kind for kind in (RFM, CLV, CHURN, AIPL)}
+# ---------------------------------------------------------------------------------------------
+# Bring your own model: a score file, a scoring endpoint
+
+#: The features a scoring endpoint may ask for: what TagPortal computes of a person's
+#: activity (the churn warning's base features, :func:`.churn.churn_features`), never an
+#: identity or a profile attribute.
+ENDPOINT_FEATURES = tuple(churn.BASE_FEATURES)
+#: The largest batch, the longest timeout (s) and the most retries of a scoring endpoint.
+MAX_BATCH_SIZE = 1000
+MAX_TIMEOUT = 60.0
+MAX_RETRIES = 5
+#: The outputs of both kinds: the score and its 高 / 中 / 低 level.
+BYOM_OUTPUTS = (
+    Output("score", "评分", "Score", "number"),
+    Output("level", "等级", "Level", "enum", LEVELS),
+)
+
+
+def _number(name: str, value, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise ParametersRefused(_("%(name)s must be a finite number.") % {"name": name})
+    return float(value)
+
+
+def _whole(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ParametersRefused(
+            _("%(name)s must be a whole number from %(low)s to %(high)s.")
+            % {"name": name, "low": low, "high": high}
+        )
+    return value
+
+
+def _unknown(params, known, what: str) -> None:
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ParametersRefused(
+            _("Unknown %(what)s parameters: %(names)s.") % {"what": what, "names": ", ".join(unknown)}
+        )
+
+
+@dataclass(frozen=True)
+class ScoreFileConfig:
+    """A score file model: 高 from ``high``, 中 from ``medium``, 低 below; the scores must
+    lie in ``score_min`` .. ``score_max`` when those are given (a row outside is an error)."""
+
+    high: float = 0.7
+    medium: float = 0.3
+    score_min: float | None = None
+    score_max: float | None = None
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> ScoreFileConfig:
+        _unknown(params, [f.name for f in dataclasses.fields(cls)], _("score file"))
+        return cls(**_levels(params), **_range(params))
+
+    @property
+    def score_range(self) -> tuple[float, float] | None:
+        return None if self.score_min is None else (self.score_min, self.score_max)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _levels(params) -> dict[str, float]:
+    high = _number("high", params.get("high", 0.7))
+    medium = _number("medium", params.get("medium", 0.3))
+    if medium > high:
+        raise ParametersRefused(_("The level thresholds need medium ≤ high."))
+    return {"high": high, "medium": medium}
+
+
+def _range(params) -> dict[str, float | None]:
+    low = _number("score_min", params.get("score_min"), optional=True)
+    high = _number("score_max", params.get("score_max"), optional=True)
+    if (low is None) != (high is None):
+        raise ParametersRefused(_("Give both score_min and score_max, or neither."))
+    if low is not None and low > high:
+        raise ParametersRefused(_("score_min must not be above score_max."))
+    return {"score_min": low, "score_max": high}
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """A scoring endpoint model: where to post (``url``), which ``features`` (names from
+    :data:`ENDPOINT_FEATURES`), of the people active in the last ``active_days`` days, in
+    batches of ``batch_size`` (≤ :data:`MAX_BATCH_SIZE`), ``timeout`` seconds per request,
+    ``retries`` more attempts of a failing batch; the levels as a score file's.
+
+    ``secret`` and ``model_key`` are not parameters: the registry sets them for a run
+    (the secret is stored encrypted, never with the parameters)."""
+
+    url: str
+    features: tuple[str, ...]
+    batch_size: int = 500
+    timeout: float = 10.0
+    retries: int = 2
+    active_days: int = 365
+    high: float = 0.7
+    medium: float = 0.3
+    secret: str = field(default="", repr=False, compare=False)
+    model_key: str = field(default="", compare=False)
+
+    PARAMETERS = ("url", "features", "batch_size", "timeout", "retries", "active_days", "high", "medium")
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> EndpointConfig:
+        from .endpoints import EndpointRefused, check_syntax
+
+        _unknown(params, cls.PARAMETERS, _("scoring endpoint"))
+        url = params.get("url")
+        try:
+            check_syntax(url)
+        except EndpointRefused as exc:
+            raise ParametersRefused(str(exc)) from exc
+        features = params.get("features")
+        if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
+            raise ParametersRefused(
+                _("features must be a list of feature names, from: %(known)s.")
+                % {"known": ", ".join(ENDPOINT_FEATURES)}
+            )
+        unknown = [f for f in features if f not in ENDPOINT_FEATURES]
+        if unknown:
+            raise ParametersRefused(
+                _("Features TagPortal does not compute: %(names)s (known: %(known)s).")
+                % {"names": ", ".join(unknown), "known": ", ".join(ENDPOINT_FEATURES)}
+            )
+        if len(set(features)) != len(features):
+            raise ParametersRefused(_("features names a feature twice."))
+        timeout = _number("timeout", params.get("timeout", 10.0))
+        if not 0 < timeout <= MAX_TIMEOUT:
+            raise ParametersRefused(
+                _("timeout must be above 0 and at most %(max)s seconds.") % {"max": f"{MAX_TIMEOUT:g}"}
+            )
+        return cls(
+            url=url.strip(),
+            features=tuple(features),
+            batch_size=_whole("batch_size", params.get("batch_size", 500), 1, MAX_BATCH_SIZE),
+            timeout=timeout,
+            retries=_whole("retries", params.get("retries", 2), 0, MAX_RETRIES),
+            active_days=_whole("active_days", params.get("active_days", 365), 1, 3660),
+            **_levels(params),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.PARAMETERS} | {"features": list(self.features)}
+
+
+def level_outputs(scores: pd.Series, high: float, medium: float) -> pd.DataFrame:
+    """A score Series (index ``oneid``) as the outputs of a bring-your-own model."""
+    from .byom import score_buckets
+
+    return pd.DataFrame({"score": scores.astype("float64"), "level": score_buckets(scores, high, medium)})
+
+
+def _fit_score_file(frames, config: ScoreFileConfig, as_of) -> Fit:
+    raise ParametersRefused(_("A score file model is filled by uploading a score file, not by a run."))
+
+
+def endpoint_features(frames, config: EndpointConfig, as_of) -> pd.DataFrame:
+    """The features a scoring endpoint asked for, of the people with activity in the last
+    ``active_days`` days (index ``oneid``)."""
+    churn_config = churn.ChurnConfig(eligible_days=config.active_days)
+    table = churn.churn_features(
+        frames.get("events"), frames.get("orders"), beijing_date(as_of), churn_config, event_types=[]
+    )
+    table.index = table.index.astype("int64")
+    return table[list(config.features)]
+
+
+def _fit_endpoint(frames, config: EndpointConfig, as_of) -> Fit:
+    from .byom import score_over_http
+
+    features = endpoint_features(frames, config, as_of)
+    result = score_over_http(
+        config.url,
+        config.secret,
+        features,
+        model_key=config.model_key,
+        batch_size=config.batch_size,
+        timeout=config.timeout,
+        retries=config.retries,
+    )
+    report = result.report
+    day = beijing_date(as_of)
+    hold = ""
+    if not report["complete"]:
+        hold = _(
+            "The scoring endpoint scored %(scored)s of %(people)s people (%(failed)s failed batches, "
+            "%(unscored)s people without a score); nothing is written."
+        ) % {
+            "scored": report["scored"],
+            "people": report["people"],
+            "failed": report["failed_batch_count"],
+            "unscored": report["unscored"],
+        }
+    return Fit(
+        scores=level_outputs(result.scores, config.high, config.medium),
+        parameters=config.to_dict(),
+        metrics={"scoring": report},
+        window={
+            "start": (day - dt.timedelta(days=config.active_days - 1)).isoformat(),
+            "end": day.isoformat(),
+        },
+        features=list(config.features),
+        artefact={"config": config.to_dict()},
+        publishable=not hold,
+        hold_reason=hold,
+    )
+
+
+SCORE_FILE = Kind(
+    key=ModelKind.SCORE_FILE,
+    parse=_from_dict(ScoreFileConfig),
+    outputs=BYOM_OUTPUTS,
+    fit=_fit_score_file,
+    runnable=False,
+    scored_after_computation=False,
+    names_from_model=True,
+)
+
+ENDPOINT = Kind(
+    key=ModelKind.ENDPOINT,
+    parse=_from_dict(EndpointConfig),
+    outputs=BYOM_OUTPUTS,
+    fit=_fit_endpoint,
+    scored_after_computation=False,
+    names_from_model=True,
+)
+
+KINDS: dict[str, Kind] = {kind.key: kind for kind in (RFM, CLV, CHURN, AIPL, SCORE_FILE, ENDPOINT)}
 
 
 def kind_of(key: str) -> Kind:

@@ -5,6 +5,7 @@ their runs.
   (validated by the kind's configuration, :mod:`.kinds`), a cron schedule and the
   publishing guard (a metric floor and the largest drop against the last published
   run). Edited data: it keeps a simple-history.
+- :class:`EndpointSecret`: the encrypted HMAC secret of a scoring endpoint model.
 - :class:`ModelOutput`: which tag each output of a model fills (kind algorithm,
   definition ``{"type": "manual"}``: the engine never computes it, the model writes it).
 - :class:`ModelRun`: one fit and score, with its window, features, fitted parameters,
@@ -24,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from tagportal.core.models import TimeStampedModel
 from tagportal.core.permissions import Via
 from tagportal.core.querysets import RestrictedQuerySet
+from tagportal.core.secrets import EncryptedTextField
 
 from .choices import ModelKind, ModelRunStatus
 
@@ -103,13 +105,24 @@ class PredictiveModel(TimeStampedModel):
         return f"{self.name} ({self.get_kind_display()})"
 
     def clean(self):
+        from .endpoints import EndpointRefused, check_url
         from .kinds import ParametersRefused, kind_of
 
         if self.kind in ModelKind.values:
+            kind = kind_of(self.kind)
             try:
-                kind_of(self.kind).config(self.parameters)
+                config = kind.config(self.parameters)
             except ParametersRefused as exc:
                 raise ValidationError({"parameters": str(exc)}) from exc
+            if not kind.runnable and self.schedule:
+                raise ValidationError(
+                    {"schedule": _("A score file model is filled by uploads: it has no schedule.")}
+                )
+            if self.kind == ModelKind.ENDPOINT:
+                try:
+                    check_url(config.url)
+                except EndpointRefused as exc:
+                    raise ValidationError({"parameters": str(exc)}) from exc
 
     def validate_constraints(self, exclude=None):
         if self.brand_id and self.name and (exclude is None or "name" not in exclude):
@@ -122,6 +135,33 @@ class PredictiveModel(TimeStampedModel):
                     {"name": _("The brand already has a model named “%(name)s”.") % {"name": self.name}}
                 )
         super().validate_constraints(exclude=exclude)
+
+
+class EndpointSecret(models.Model):
+    """The HMAC secret a scoring endpoint model signs its requests with, encrypted at rest
+    (:mod:`tagportal.core.secrets`). Kept apart from the model, without history, and never
+    shown: the API and the admin only say whether one is set."""
+
+    model = models.OneToOneField(
+        PredictiveModel, on_delete=models.CASCADE, related_name="endpoint_secret", verbose_name=_("model")
+    )
+    secret = EncryptedTextField(_("secret"))
+    set_at = models.DateTimeField(_("set at"))
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("set by"),
+    )
+
+    class Meta:
+        verbose_name = _("scoring endpoint secret")
+        verbose_name_plural = _("scoring endpoint secrets")
+
+    def __str__(self):
+        return f"{self.model.name}: ********"
 
 
 class ModelOutput(models.Model):

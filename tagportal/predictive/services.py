@@ -39,11 +39,14 @@ from tagportal.core import background
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import results
 from tagportal.notifications.services import notify
-from tagportal.profiles import loaders
+from tagportal.profiles import loaders, lookups
+from tagportal.profiles.choices import IdentityType, LookupEndpoint
+from tagportal.profiles.models import Customer
 
-from .choices import ModelRunStatus
-from .kinds import Kind, kind_of
-from .models import ModelOutput, ModelRun, PredictiveModel
+from . import byom, endpoints
+from .choices import ModelKind, ModelRunStatus
+from .kinds import EndpointConfig, Kind, ParametersRefused, kind_of, level_outputs
+from .models import EndpointSecret, ModelOutput, ModelRun, PredictiveModel
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +108,14 @@ def ensure_outputs(model: PredictiveModel, user=None, category: Category | None 
             continue
         category = category or output_category()
         owner = user if user is not None and user.is_authenticated else model.created_by
+        name, name_en = spec.name, spec.name_en
+        if kind.names_from_model:
+            name = f"{model.name}·{spec.name}"[:100]
+            name_en = f"{model.name} {spec.name_en.lower()}"[:100]
         tag = Tag(
             code=_tag_code(model, spec.key),
-            name=spec.name,
-            name_en=spec.name_en,
+            name=name,
+            name_en=name_en,
             description=reason,
             category=category,
             business_line=model.brand.business_line,
@@ -197,6 +204,8 @@ def run_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames=N
     try:
         with results.PeakMemory() as memory:
             config = kind.config(model.parameters)
+            if model.kind == ModelKind.ENDPOINT:
+                config = _endpoint_config(model, config)
             if frames is None:
                 frames = loaders.load_frames(model.brand)
             fit = kind.fit(frames, config, as_of)
@@ -293,7 +302,11 @@ def due_models(now: dt.datetime | None = None) -> list[PredictiveModel]:
     run under way."""
     now = now or timezone.now()
     due = []
-    models = PredictiveModel.objects.filter(is_active=True, brand__is_active=True).exclude(schedule="")
+    models = (
+        PredictiveModel.objects.filter(is_active=True, brand__is_active=True)
+        .exclude(schedule="")
+        .exclude(kind__in=[k for k in ModelKind.values if not kind_of(k).runnable])
+    )
     for model in models.order_by("pk"):
         fired = results.last_fire(model.schedule, now)
         if fired is None:
@@ -379,6 +392,7 @@ def on_results_updated(brand_id: int, tag_ids) -> list[int]:
         PredictiveModel.objects.filter(
             brand_id=brand_id, is_active=True, runs__status=ModelRunStatus.PUBLISHED
         )
+        .exclude(kind__in=[k for k in ModelKind.values if not kind_of(k).scored_after_computation])
         .exclude(runs__started_at__gte=recent)
         .distinct()
         .order_by("pk")
@@ -387,3 +401,220 @@ def on_results_updated(brand_id: int, tag_ids) -> list[int]:
     for model_id in models:
         background.queue_after_commit(tasks.score_model_task, model_id, queue=tasks.QUEUE)
     return models
+
+
+# ---------------------------------------------------------------------------------------------
+# Bring your own model
+
+
+class ByomRefused(ValueError):
+    """A request about a brand's own model that is refused whole (answered 400)."""
+
+    def __init__(self, message: str, *, code: str = "invalid"):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+#: Shortest and longest HMAC secret of a scoring endpoint.
+SECRET_MIN_LENGTH, SECRET_MAX_LENGTH = 16, 256
+
+
+def model_key(model: PredictiveModel) -> str:
+    """The model's key in the scoring contract's requests."""
+    return f"{model.brand.code}/{model.pk}"
+
+
+def has_endpoint_secret(model: PredictiveModel) -> bool:
+    return EndpointSecret.objects.filter(model_id=model.pk).exists()
+
+
+@transaction.atomic
+def set_endpoint_secret(model: PredictiveModel, secret: str, user=None) -> None:
+    """Store (encrypted) the HMAC secret of a scoring endpoint model (replacing one set before)."""
+    if model.kind != ModelKind.ENDPOINT:
+        raise ByomRefused(_("Only a scoring endpoint model has a secret."), code="kind")
+    if not isinstance(secret, str) or not SECRET_MIN_LENGTH <= len(secret) <= SECRET_MAX_LENGTH:
+        raise ByomRefused(
+            _("The secret must be %(low)d to %(high)d characters long.")
+            % {"low": SECRET_MIN_LENGTH, "high": SECRET_MAX_LENGTH},
+            code="secret",
+        )
+    EndpointSecret.objects.update_or_create(
+        model=model,
+        defaults={
+            "secret": secret,
+            "set_at": timezone.now(),
+            "set_by": user if user is not None and user.is_authenticated else None,
+        },
+    )
+
+
+def _endpoint_config(model: PredictiveModel, config: EndpointConfig) -> EndpointConfig:
+    """The model's configuration with its secret and key, after checking its URL again."""
+    import dataclasses
+
+    endpoints.check_url(config.url)
+    stored = EndpointSecret.objects.filter(model_id=model.pk).first()
+    if stored is None:
+        raise ByomRefused(_("The scoring endpoint has no secret: set one first."), code="no_secret")
+    secret = stored.secret  # "" when no configured key decrypts it
+    if not secret:
+        raise ByomRefused(
+            _("The scoring endpoint's secret cannot be read (the key changed?): set it again."),
+            code="no_secret",
+        )
+    return dataclasses.replace(config, secret=secret, model_key=model_key(model))
+
+
+def test_endpoint(model: PredictiveModel) -> dict:
+    """Post one tiny signed batch (one made-up person, OneID 1, every feature ``null``) to
+    the model's scoring endpoint, without retries: ``ok`` (the answer is the contract's
+    and scores the person), ``status``, ``error`` (the client's error code), ``seconds``,
+    the ``request`` body sent and the ``response`` body received when it is the contract's."""
+    import json
+
+    import pandas as pd
+
+    from . import scoring_client
+    from .scoring_contract import ScoringResponseSerializer
+
+    if model.kind != ModelKind.ENDPOINT:
+        raise ByomRefused(_("Only a scoring endpoint model can be tested."), code="kind")
+    try:
+        config = _endpoint_config(model, kind_of(model.kind).config(model.parameters))
+    except (ParametersRefused, endpoints.EndpointRefused) as exc:
+        raise ByomRefused(str(exc), code="endpoint") from exc
+    features = pd.DataFrame(
+        {name: [None] for name in config.features}, index=pd.Index([1], dtype="int64", name="oneid")
+    ).astype("float64")
+    sent = json.loads(scoring_client._body(config.model_key, 0, features, list(config.features)))
+    seen: dict = {}
+    session = scoring_client.scoring_session(retries=0)
+    original = session.post
+
+    def post(*args, **kwargs):
+        response = original(*args, **kwargs)
+        seen["status"] = response.status_code
+        try:
+            seen["body"] = response.json()
+        except ValueError:
+            seen["body"] = None
+        return response
+
+    session.post = post
+    try:
+        result = scoring_client.score_over_http(
+            config.url,
+            config.secret,
+            features,
+            model_key=config.model_key,
+            batch_size=1,
+            timeout=config.timeout,
+            retries=0,
+            session=session,
+        )
+    finally:
+        session.close()
+    report = result.report
+    failed = report["failed_batches"][0] if report["failed_batches"] else None
+    body = seen.get("body")
+    if not (isinstance(body, dict) and ScoringResponseSerializer(data=body).is_valid()):
+        body = None
+    return {
+        "ok": bool(report["complete"]),
+        "status": seen.get("status"),
+        "error": failed["error"] if failed else ("unscored" if not report["complete"] else None),
+        "seconds": report["seconds"],
+        "endpoint": report["endpoint"],
+        "request": sent,
+        "response": body,
+    }
+
+
+def _live_people(brand) -> int:
+    return Customer.objects.filter(brand=brand, merged_into__isnull=True).count()
+
+
+def upload_scores(
+    model: PredictiveModel, upload, *, user=None, id_column: str = byom.ONEID, app: str = ""
+) -> ModelRun:
+    """Read a score file for a score file model and write its scores, all or nothing.
+
+    Recorded as a run: published with the report in its metrics (``upload``) when every
+    row is good; failed — nothing written — with the report and the first row errors
+    (``errors``: row, column, message; ``upload.bad_rows`` counts them all) otherwise,
+    or with the reason when the file is refused whole (too big, not CSV or Parquet).
+
+    A file keyed by an identity type answers who holds those values: the caller must
+    hold ``profiles.lookup_identity`` (``PermissionDenied`` before the file is read,
+    recorded as a refused lookup); an accepted one is recorded as an
+    :class:`~tagportal.profiles.models.IdentityLookup` (how many values, how many found;
+    never the values)."""
+    if model.kind != ModelKind.SCORE_FILE:
+        raise ByomRefused(_("Scores are uploaded to a score file model only."), code="kind")
+    kind = kind_of(model.kind)
+    try:
+        config = kind.config(model.parameters)
+    except ParametersRefused as exc:
+        raise ByomRefused(str(exc), code="parameters") from exc
+    by_identity = id_column != byom.ONEID
+    if by_identity and id_column not in IdentityType.values:
+        raise ByomRefused(
+            _("Unknown identity column “%(column)s”; expected oneid or one of %(types)s.")
+            % {"column": id_column, "types": ", ".join(IdentityType.values)},
+            code="id_column",
+        )
+    if by_identity:
+        lookups.check(user, LookupEndpoint.SCORE_FILE, 0, brand=model.brand)
+    started_at = timezone.now()
+    run = ModelRun.objects.create(
+        model=model,
+        status=ModelRunStatus.RUNNING,
+        as_of=started_at,
+        started_at=started_at,
+        parameters={**config.to_dict(), "id_column": id_column, "app": app or ""},
+        window={"file": str(getattr(upload, "name", "") or "")[:200]},
+    )
+    began = time.perf_counter()
+    try:
+        scored = byom.read_score_file(
+            model.brand, upload, id_column=id_column, app=app, score_range=config.score_range
+        )
+    except byom.ScoreFileError as exc:
+        run.metrics = {"upload": {"refused": exc.code}}
+        return _finish(run, began, ModelRunStatus.FAILED, error=exc.message)
+    report = _jsonable(scored.report)
+    if by_identity:
+        lookups.record(
+            user,
+            LookupEndpoint.SCORE_FILE,
+            report["identity_values"],
+            found=report["matched"],
+            brand=model.brand,
+        )
+    if not scored.ok:
+        run.metrics = {"upload": report, "errors": scored.errors}
+        return _finish(
+            run,
+            began,
+            ModelRunStatus.FAILED,
+            error=_("%(n)s bad rows: nothing was written.") % {"n": max(report["bad_rows"], 1)},
+        )
+    outputs = level_outputs(scored.scores, config.high, config.medium)
+    run.metrics = {
+        "upload": report,
+        "levels": {str(k): int(v) for k, v in outputs["level"].value_counts().items()},
+    }
+    run.people_scored = len(outputs)
+    try:
+        with transaction.atomic():
+            population = max(_live_people(model.brand), len(outputs))
+            for output in ensure_outputs(model, user=user):
+                results.store_values(
+                    output.tag, outputs[output.key], population=population, started_at=started_at
+                )
+    except Exception as exc:
+        log.exception("writing the scores of model %s (%s) failed", model.pk, model.name)
+        return _finish(run, began, ModelRunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    return _finish(run, began, ModelRunStatus.PUBLISHED)

@@ -10,4 +10,5 @@ urlpatterns = [
     path("", views.model_list, name="list"),
     path("<int:pk>/", views.model_detail, name="detail"),
     path("<int:pk>/run/", views.run_now, name="run"),
+    path("<int:pk>/scores/", views.upload_scores, name="scores"),
 ]

@@ -1,7 +1,10 @@
 """The algorithm model pages (算法模型), mounted at ``/models/`` with the namespace
 ``predictive``: the list of the models the user may view (filtered by brand and kind)
 and one model's page — its definition, output tags, last runs and the selected run's
-metrics and charts (:mod:`.figures`), with a "run now" button.
+metrics and charts (:mod:`.figures`), with a "run now" button — or, for a score file
+model, a form to upload a score file (what the API's ``scores`` action does: all or
+nothing, the first bad rows shown; a file keyed by an identity type needs the lookup
+permission, 403 otherwise).
 
 Every page needs a login; models come from ``restrict(user, "view")``, so another
 brand's model answers 404. Running needs what the API's ``run`` action needs: the
@@ -20,6 +23,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -278,3 +282,41 @@ def run_now(request, pk: int):
         % {"name": model.name},
     )
     return redirect("predictive:detail", pk=model.pk)
+
+
+#: Row errors of a refused score file shown on the page (the run keeps the first ones).
+ERRORS_SHOWN = 10
+
+
+@login_required
+@require_POST
+def upload_scores(request, pk: int):
+    user = request.user
+    model = get_object_or_404(PredictiveModel.objects.restrict(user, "view"), pk=pk)
+    if not _may_run(user, model) or model.kind != ModelKind.SCORE_FILE:
+        raise PermissionDenied(_("You may not upload scores to this model."))
+    upload = request.FILES.get("file")
+    if upload is None:
+        messages.error(request, _("Upload a CSV or Parquet file."))
+        return redirect("predictive:detail", pk=model.pk)
+    id_column = (request.POST.get("id_column") or "oneid").strip()
+    try:
+        run = services.upload_scores(
+            model, upload, user=user, id_column=id_column, app=request.POST.get("app", "")
+        )
+    except services.ByomRefused as exc:
+        messages.error(request, exc.message)
+        return redirect("predictive:detail", pk=model.pk)
+    if run.status == ModelRunStatus.PUBLISHED:
+        messages.success(
+            request, _("%(n)s people scored; the model's tags are updated.") % {"n": f"{run.people_scored:,}"}
+        )
+    else:
+        messages.error(request, run.error)
+        for error in (run.metrics or {}).get("errors", [])[:ERRORS_SHOWN]:
+            messages.error(
+                request,
+                _("Row %(row)s, %(column)s: %(message)s")
+                % {"row": error["row"], "column": error["column"] or "—", "message": error["message"]},
+            )
+    return redirect(f"{reverse('predictive:detail', args=[model.pk])}?run={run.pk}")

@@ -44,3 +44,4 @@ class LookupEndpoint(models.TextChoices):
     PROFILE_LOOKUP = "profile_lookup", _("Profile lookup (API)")
     PROFILE_BATCH = "profile_batch", _("Profile batch (API)")
     ADMIN_SEARCH = "admin_search", _("Customer search (admin)")
+    SCORE_FILE = "score_file", _("Score file keyed by identity (algorithm models)")

@@ -5,7 +5,8 @@ of events, orders and profile attributes.
 the database and records the merges. Imports (:mod:`.imports`), demo data
 (:func:`.generator.load_demo`), the realtime intake of the engine, views, admin
 actions and the API write through these. Other apps find a person with
-:func:`lookup_customer` and read profiles through :mod:`.loaders`.
+:func:`lookup_customer` (many at once: :func:`live_oneids`, :func:`identity_oneids`) and
+read profiles through :mod:`.loaders`.
 """
 
 from __future__ import annotations
@@ -334,6 +335,58 @@ def lookup_customer(queryset, type_: str, value: str, app: str = "") -> Customer
         .first()
     )
     return identity.customer if identity else None
+
+
+#: Merges followed from a OneID to the person it now belongs to.
+MAX_MERGE_HOPS = 20
+
+
+def live_oneids(brand: Brand, oneids: Iterable[int]) -> dict[int, int]:
+    """``{oneid: the OneID of the person it is now}`` for the OneIDs of ``brand`` among
+    ``oneids``: a OneID merged into another person answers the person it was merged into
+    (following later merges); OneIDs the brand does not know are left out."""
+    asked = {int(o) for o in oneids}
+    target: dict[int, int | None] = {}
+    wanted = sorted(asked)
+    for _hop in range(MAX_MERGE_HOPS):
+        if not wanted:
+            break
+        for chunk in _chunks(wanted):
+            target.update(
+                Customer.objects.filter(brand=brand, oneid__in=chunk).values_list(
+                    "oneid", "merged_into__oneid"
+                )
+            )
+        wanted = sorted({t for t in target.values() if t is not None and t not in target})
+    live: dict[int, int] = {}
+    for oneid_ in asked:
+        current, hops = oneid_, 0
+        while current in target and target[current] is not None and hops < MAX_MERGE_HOPS:
+            current, hops = target[current], hops + 1
+        if current in target and target[current] is None:
+            live[oneid_] = current
+    return live
+
+
+def identity_oneids(brand: Brand, type_: str, app: str, values: Iterable[str]) -> dict[str, int]:
+    """``{normalised value: live OneID}`` of the ``values`` (normalised already, see
+    :func:`.pii.normalise`) of one identity type (and app, for per-app types) held by a
+    person of ``brand``, compared by their keyed hash; values nobody holds are left out.
+
+    This answers *who holds these values*: callers gate it as an identity lookup
+    (:mod:`.lookups`: permission, throttle, audit row)."""
+    distinct = sorted({v for v in values if v})
+    if not distinct:
+        return {}
+    hashes = dict(zip(pii.hash_values(type_, distinct), distinct, strict=True))
+    found: dict[str, int] = {}
+    for chunk in _chunks(sorted(hashes)):
+        rows = Identity.objects.filter(
+            brand=brand, type=type_, app=app or "", value_hash__in=chunk
+        ).values_list("value_hash", "customer__oneid")
+        found.update({hashes[h]: int(o) for h, o in rows})
+    live = live_oneids(brand, found.values())
+    return {value: live[o] for value, o in found.items() if o in live}
 
 
 # ---------------------------------------------------------------------------

@@ -437,3 +437,17 @@ def test_a_validation_error_about_the_whole_request_is_an_object():
     response = exception_handler(ValidationError("Nope."), {})
     assert response.status_code == 400
     assert response.data == {"non_field_errors": ["Nope."]}
+
+
+def test_the_schema_documents_the_own_model_scoring_contract(schema):
+    """The score upload (multipart) and the scoring endpoint's request and response JSON."""
+    upload = schema["paths"]["/api/predictive/models/{id}/scores/"]["post"]
+    assert "multipart/form-data" in upload["requestBody"]["content"]
+    assert {"201", "400", "403"} <= set(upload["responses"])
+    test = schema["paths"]["/api/predictive/models/{id}/test-endpoint/"]["post"]
+    assert "X-TagPortal-Signature" in test["description"]
+    components = schema["components"]["schemas"]
+    assert set(components["ScoringRequest"]["properties"]) == {"model", "batch", "rows"}
+    assert set(components["ScoringResponse"]["properties"]) == {"scores"}
+    model = components["PredictiveModel"]["properties"]
+    assert "secret" not in model and model["secret_set"]["readOnly"]

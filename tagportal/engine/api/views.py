@@ -21,6 +21,7 @@ from tagportal.core.api import RestrictedReadOnlyViewSet
 from tagportal.core.filters import FilterSet
 from tagportal.core.permissions import may, may_add_into
 from tagportal.profiles import lookups, pii
+from tagportal.profiles import services as profile_services
 from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType, LookupEndpoint
 from tagportal.profiles.models import MAX_ONEID
 from tagportal.usage import services as usage
@@ -199,35 +200,6 @@ def _tag_list(values: dict, visible: dict, counts: dict) -> list[dict]:
     return out
 
 
-def _active_oneids(brand: Brand, oneids) -> dict[int, int]:
-    """``{requested OneID: the OneID of the person it is now}`` for the brand's people
-    (a merged OneID answers the person it was merged into); unknown OneIDs are left out."""
-    from tagportal.profiles.models import Customer
-
-    merged_into: dict[int, int | None] = {}
-    pending = {int(o) for o in oneids}
-    for _step in range(20):  # a person merged into someone who was merged later
-        if not pending:
-            break
-        rows = dict(
-            Customer.objects.filter(brand=brand, oneid__in=sorted(pending)).values_list(
-                "oneid", "merged_into__oneid"
-            )
-        )
-        merged_into.update(rows)
-        pending = {target for target in rows.values() if target is not None and target not in merged_into}
-
-    def now(oneid: int) -> int:
-        for _hop in range(20):
-            target = merged_into.get(oneid)
-            if target is None:
-                break
-            oneid = target
-        return oneid
-
-    return {int(o): now(int(o)) for o in oneids if int(o) in merged_into}
-
-
 LOOKUP_PARAMETERS = [
     OpenApiParameter("brand", OpenApiTypes.STR, required=True, description="brand code"),
     OpenApiParameter("type", OpenApiTypes.STR, enum=IdentityType.values, required=True),
@@ -393,7 +365,7 @@ class ProfileBatchView(APIView):
         data = payload.validated_data
         brand = _granted_brand(user, data["brand"])
         if "oneids" in data:
-            active = _active_oneids(brand, data["oneids"])
+            active = profile_services.live_oneids(brand, data["oneids"])
             items = [{"requested_oneid": o, "oneid": active.get(o)} for o in data["oneids"]]
         else:
             asked = len(data["identities"])
@@ -417,16 +389,15 @@ class ProfileBatchView(APIView):
 
     @staticmethod
     def by_identity(brand: Brand, identities: list[dict], user) -> list[dict]:
-        """``[{identity, oneid}]`` in order; values are normalised and hashed per type."""
+        """``[{identity, oneid}]`` in order; values are normalised per type and looked up by
+        :func:`tagportal.profiles.services.identity_oneids` (a merged person answers the
+        person it was merged into)."""
         import pandas as pd
-
-        from tagportal.profiles.models import Identity
 
         frame = pd.DataFrame(
             [(i["type"], (i.get("app") or "").strip(), i["value"]) for i in identities],
             columns=["type", "app", "value"],
         )
-        frame["hash"] = ""
         errors = {}
         for type_, group in frame.groupby("type", sort=False):
             values, problems = pii.normalise(type_, group["value"])
@@ -434,24 +405,20 @@ class ProfileBatchView(APIView):
                 if isinstance(problem, str) or not value:
                     errors[position] = {"value": [problem if isinstance(problem, str) else _("Required.")]}
             frame.loc[group.index, "value"] = values.astype(object).to_numpy()
-            frame.loc[group.index, "hash"] = pii.hash_values(type_, values.tolist())
         if errors:
             raise ValidationError({"identities": errors})
         found = {}
-        hashes = sorted(set(frame["hash"]))
-        for start in range(0, len(hashes), 500):
-            rows = Identity.objects.filter(
-                brand=brand, value_hash__in=hashes[start : start + 500]
-            ).values_list("type", "app", "value_hash", "customer__oneid")
-            found.update({(t, a, h): oneid for t, a, h, oneid in rows})
+        for (type_, app), group in frame.groupby(["type", "app"], sort=False):
+            held = profile_services.identity_oneids(brand, type_, app, group["value"].tolist())
+            found.update({(type_, app, value): oneid for value, oneid in held.items()})
         show_clear = pii.can_view_pii(user)
         items = []
-        for type_, app, value, value_hash in frame[["type", "app", "value", "hash"]].itertuples(index=False):
+        for type_, app, value in frame[["type", "app", "value"]].itertuples(index=False):
             shown = value if show_clear and type_ not in HASHED_ONLY_TYPES else pii.mask(type_, value)
             items.append(
                 {
                     "identity": {"type": type_, "app": app, "value": shown},
-                    "oneid": found.get((type_, app, value_hash)),
+                    "oneid": found.get((type_, app, value)),
                 }
             )
         return items
