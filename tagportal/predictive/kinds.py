@@ -99,6 +99,10 @@ class Kind:
     #: as_of`` → scores by output key); ``None``: scoring is fitting again (the kind is
     #: cheap and has nothing learnt to keep).
     score: Callable[[Mapping, Any, dt.datetime], pd.DataFrame] | None = None
+    #: The engine fields the kind reads, written as lineage's data fields map to them
+    #: (``orders.amount``; ``<source>.time`` is the moment of each row): lineage draws
+    #: the data fields feeding them as the model's inputs.
+    reads: tuple[str, ...] = ()
 
     def config(self, parameters) -> Any:
         """The configuration of stored parameters, or :class:`ParametersRefused`."""
@@ -158,6 +162,7 @@ RFM = Kind(
         ),
     ),
     fit=_fit_rfm,
+    reads=("orders.time", "orders.amount"),
 )
 
 
@@ -256,6 +261,7 @@ CLV = Kind(
         Output("clv", "客户终身价值", "Customer lifetime value", "number", unit="元"),
     ),
     fit=_fit_clv,
+    reads=("orders.time", "orders.amount"),
 )
 
 
@@ -296,6 +302,7 @@ AIPL = Kind(
         ),
     ),
     fit=_fit_aipl,
+    reads=("events.time", "events.type", "orders.time"),
 )
 
 
@@ -363,6 +370,7 @@ CHURN = Kind(
     ),
     fit=_fit_churn,
     key_metric="auc",
+    reads=("events.time", "events.type", "orders.time", "orders.amount"),
 )
 
 KINDS: dict[str, Kind] = {kind.key: kind for kind in (RFM, CLV, CHURN, AIPL)}
