@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, BusinessLine, Tag
 from tagportal.core.filters import id_or_none
+from tagportal.predictive.choices import KIND_SHORT_LABELS
 from tagportal.predictive.models import PredictiveModel
 
 from . import services
@@ -105,7 +106,7 @@ def _label(kind, obj, with_brand: bool = False) -> str:
     if kind == services.FIELD:
         return f"{obj.source.code}.{obj.name}"
     if kind == services.MODEL:
-        label = f"{obj.name} · {obj.get_kind_display()}"
+        label = f"{obj.name} · {KIND_SHORT_LABELS.get(obj.kind, obj.kind)}"
         return f"{label} · {obj.brand.name}" if with_brand else label
     return f"{obj.name} · {obj.brand.name}" if with_brand else obj.name
 

@@ -139,7 +139,7 @@ def test_the_page_draws_the_model_as_its_own_node_with_a_link(client, world, lin
     response = client.get("/lineage/")
     (trace,) = response.context["figure"]["data"]
     names = list(trace["node"]["label"])
-    label = f"RFM 分层 · {model.get_kind_display()}"
+    label = "RFM 分层 · RFM"
     assert label in names and not any("清泉 RFM" in n for n in names)
     index = names.index(label)
     assert trace["node"]["color"][index] == "#7b52ab"
@@ -174,3 +174,17 @@ def test_the_model_page_links_to_its_output_tags_lineage(client, world, lin, rfm
     client.force_login(world.steward)
     html = client.get(f"/models/{model.pk}/").content.decode()
     assert f'href="/lineage/impact/?tag={outputs["segment"].pk}"' in html
+
+
+@pytest.mark.django_db
+def test_check_lineage_restores_a_models_inputs(world, lin, rfm):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    model, outputs, _reader = rfm
+    ModelInput.objects.all().delete()
+    out = StringIO()
+    call_command("check_lineage", stdout=out)
+    assert "1 algorithm models: 2 inputs added" in out.getvalue()
+    assert services.upstream(outputs["r"]).models == [model]
