@@ -31,12 +31,17 @@ field_name_validator = RegexValidator(
 # ---------------------------------------------------------------------------
 # Engine fields a data field may feed
 
+#: The moment every event and order carries (what windows and models read), beside the
+#: fields of :data:`tagportal.profiles.schema.SOURCES`.
+TIME_FIELD = "time"
+
 
 def engine_field_error(maps_to: str) -> str | None:
     """Why ``maps_to`` does not name an engine field (``None`` if it does).
 
     Valid: ``profile.<attribute>``, ``events.<field>``, ``events.properties.<key>``,
-    ``orders.<field>``, ``orders.properties.<key>`` (see :mod:`tagportal.profiles.schema`).
+    ``orders.<field>``, ``orders.properties.<key>`` (see :mod:`tagportal.profiles.schema`),
+    and ``events.time`` / ``orders.time``.
     """
     namespace, _dot, rest = (maps_to or "").partition(".")
     if namespace == "profile":
@@ -47,12 +52,12 @@ def engine_field_error(maps_to: str) -> str | None:
             "known": ", ".join(sorted(schema.PROFILE_ATTRIBUTES)),
         }
     if namespace in schema.SOURCES:
-        if rest and schema.field_type(namespace, rest) is not None:
+        if rest == TIME_FIELD or (rest and schema.field_type(namespace, rest) is not None):
             return None
         return _("Unknown %(source)s field “%(name)s”; known: %(known)s, or properties.<key>.") % {
             "source": namespace,
             "name": rest,
-            "known": ", ".join(sorted(schema.SOURCES[namespace])),
+            "known": ", ".join(sorted([*schema.SOURCES[namespace], TIME_FIELD])),
         }
     return _(
         "Write the engine field as profile.<attribute>, events.<field>, events.properties.<key>, "
@@ -301,3 +306,36 @@ class TagInput(TimeStampedModel):
                 raise ValidationError({"upstream": _("A tag cannot read itself.")})
             if self.upstream.brand_id != self.tag.brand_id:
                 raise ValidationError({"upstream": _("A tag reads only tags of its own brand.")})
+
+
+class ModelInput(models.Model):
+    """A data field an algorithm model reads: derived from what the model's kind reads
+    (:attr:`tagportal.predictive.kinds.Kind.reads`) and the fields feeding those engine
+    fields, kept in sync when a model, a field or a source is saved. With the model's
+    outputs (:class:`~tagportal.predictive.models.ModelOutput`) it puts the model in the
+    graph: data field → model → output tag. An inactive model reads nothing."""
+
+    model = models.ForeignKey(
+        "predictive.PredictiveModel",
+        on_delete=models.CASCADE,
+        related_name="lineage_inputs",
+        verbose_name=_("algorithm model"),
+    )
+    field = models.ForeignKey(
+        DataField, on_delete=models.CASCADE, related_name="model_inputs", verbose_name=_("data field")
+    )
+
+    objects = RestrictedQuerySet.as_manager()
+
+    scope = [Via("catalog.businessline", "model__brand__business_line"), Via("catalog.brand", "model__brand")]
+
+    class Meta:
+        ordering = ["model_id", "field_id"]
+        verbose_name = _("model input")
+        verbose_name_plural = _("model inputs")
+        constraints = [
+            models.UniqueConstraint(fields=["model", "field"], name="modelinput_field_unique"),
+        ]
+
+    def __str__(self):
+        return _("%(model)s reads %(input)s") % {"model": self.model.name, "input": self.field}

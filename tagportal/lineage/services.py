@@ -3,12 +3,17 @@
 The lineage graph flows the way data does::
 
     data source → data field → tag → tag (a composite tag reading it) → …
+    data source → data field → algorithm model → its output tags → …
 
 A tag's inputs (:class:`~tagportal.lineage.models.TagInput`) come from two places:
 its definition (every tag code it reads, every data field feeding an engine field
 it reads; kept in sync whenever a tag, a field or a source is saved) and people
 (:func:`declare_inputs`, for what a definition cannot say, e.g. the fields an
-algorithm tag's model reads). Other apps use :func:`impact`,
+algorithm tag's model reads). An algorithm model of the registry
+(:mod:`tagportal.predictive`) is a node of its own: it reads the data fields feeding the
+engine fields its kind reads (:class:`~tagportal.lineage.models.ModelInput`, kept in sync
+by :func:`sync_model_inputs` whenever a model, a field or a source is saved) and feeds
+the tags of its outputs (``ModelOutput``, read as it is). Other apps use :func:`impact`,
 :func:`tag_dependents`, :func:`upstream`, :func:`stale_tag_ids` and
 :func:`stale_reasons`; the dictionary reads :func:`stale_tag_ids` and
 :func:`tag_source_names` through the hooks lineage registers in
@@ -36,11 +41,13 @@ from tagportal.catalog.models import Tag
 from tagportal.core import graphs
 from tagportal.core.days import beijing_text
 from tagportal.core.permissions import is_unrestricted, may
+from tagportal.predictive.kinds import KINDS
+from tagportal.predictive.models import ModelOutput, PredictiveModel
 from tagportal.profiles import schema
 from tagportal.rules.definitions import RuleValidationError, validate_definition
 
 from .choices import InputOrigin
-from .models import DataField, DataSource, TagInput, is_past_sla
+from .models import DataField, DataSource, ModelInput, TagInput, is_past_sla
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ LOAD_CLOCK_SKEW = dt.timedelta(minutes=5)
 #: Loads are dated from 1970 on (older times are typos, and render with odd local-mean-time offsets).
 EARLIEST_LOAD = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
-SOURCE, FIELD, TAG = "source", "field", "tag"
+SOURCE, FIELD, MODEL, TAG = "source", "field", "model", "tag"
 Node = tuple[str, int]
 
 
@@ -314,6 +321,7 @@ def sync_field_inputs(data_field: DataField) -> SyncResult:
 @dataclass
 class SyncSummary:
     tags: int = 0
+    models: int = 0
     result: SyncResult = field(default_factory=SyncResult)
     problems: list[str] = field(default_factory=list)
 
@@ -334,7 +342,69 @@ def sync_all() -> SyncSummary:
         except ValidationError as exc:
             messages = "; ".join(m for msgs in exc.message_dict.values() for m in msgs)
             summary.problems.append(f"{tag.code}: {messages}")
+    for model in PredictiveModel.objects.select_related("brand").order_by("pk").iterator():
+        summary.models += 1
+        summary.result += sync_model_inputs(model)
     return summary
+
+
+# ---------------------------------------------------------------------------
+# What an algorithm model reads
+
+
+def model_reads(model: PredictiveModel) -> frozenset[str]:
+    """The engine fields ``model`` reads (its kind's); nothing for an inactive model."""
+    kind = KINDS.get(model.kind)
+    return frozenset(kind.reads) if kind is not None and model.is_active else frozenset()
+
+
+def _kinds_reading(maps_to: str) -> list[str]:
+    return [key for key, kind in KINDS.items() if maps_to in kind.reads]
+
+
+def _set_model_inputs(rows: QuerySet, wanted: set[tuple[int, int]]) -> SyncResult:
+    """Make the ``(model_id, field_id)`` rows of ``rows`` exactly ``wanted``."""
+    result = SyncResult()
+    existing = {(m, f): pk for pk, m, f in rows.values_list("pk", "model_id", "field_id")}
+    gone = [pk for key, pk in existing.items() if key not in wanted]
+    if gone:
+        result.deleted = ModelInput.objects.filter(pk__in=gone).delete()[0]
+    new = sorted(wanted - set(existing))
+    ModelInput.objects.bulk_create([ModelInput(model_id=m, field_id=f) for m, f in new])
+    result.created = len(new)
+    return result
+
+
+@transaction.atomic
+def sync_model_inputs(model: PredictiveModel) -> SyncResult:
+    """Link ``model`` to the data fields (shared, or of its brand's business line) feeding
+    the engine fields its kind reads; an inactive model keeps none."""
+    reads = model_reads(model)
+    wanted: set[tuple[int, int]] = set()
+    if reads:
+        line = model.brand.business_line_id
+        fields = _readable_fields(line).filter(maps_to__in=reads).values_list("pk", flat=True)
+        wanted = {(model.pk, pk) for pk in fields}
+    return _set_model_inputs(ModelInput.objects.filter(model_id=model.pk), wanted)
+
+
+@transaction.atomic
+def sync_field_models(data_field: DataField) -> SyncResult:
+    """Link ``data_field`` to every active model (of its source's business line, or of
+    every line for a shared source) whose kind reads the engine field it feeds."""
+    wanted: set[tuple[int, int]] = set()
+    kinds = _kinds_reading(data_field.maps_to) if data_field.maps_to else []
+    if kinds:
+        line = (
+            DataSource.objects.filter(pk=data_field.source_id)
+            .values_list("business_line_id", flat=True)
+            .first()
+        )
+        models = PredictiveModel.objects.filter(is_active=True, kind__in=kinds)
+        if line is not None:
+            models = models.filter(brand__business_line_id=line)
+        wanted = {(pk, data_field.pk) for pk in models.values_list("pk", flat=True)}
+    return _set_model_inputs(ModelInput.objects.filter(field_id=data_field.pk), wanted)
 
 
 # ---------------------------------------------------------------------------
@@ -479,13 +549,17 @@ class Impact:
 
     ``depth`` maps a tag's primary key to its distance from the root in tag hops: 1 for a
     tag reading the root (or one of its fields) directly, 2 for a tag reading those, and
-    so on (the shortest path counts). Tags are sorted by depth, then brand and code.
+    so on (the shortest path counts). Tags are sorted by depth, then brand and code. A
+    model between a field and its output tags adds no hop: an output tag of a model
+    reading the root field is at depth 1. ``models`` are the algorithm models on the way
+    (by brand and name).
     """
 
     root: DataSource | DataField | Tag
     direction: str = "downstream"
     sources: list[DataSource] = field(default_factory=list)
     fields: list[DataField] = field(default_factory=list)
+    models: list[PredictiveModel] = field(default_factory=list)
     tags: list[Tag] = field(default_factory=list)
     depth: dict[int, int] = field(default_factory=dict)
 
@@ -509,7 +583,7 @@ class Impact:
         )
 
     def __bool__(self):
-        return bool(self.sources or self.fields or self.tags)
+        return bool(self.sources or self.fields or self.models or self.tags)
 
 
 def _root_node(obj) -> Node:
@@ -523,15 +597,22 @@ def _root_node(obj) -> Node:
 
 
 def lineage_graph(with_fields: bool = True) -> nx.DiGraph:
-    """The whole graph in the direction data flows, nodes ``(kind, pk)`` (two queries;
-    one without fields and sources)."""
+    """The whole graph in the direction data flows, nodes ``(kind, pk)`` (four queries;
+    one without fields, sources and models: models read fields only). An edge into a tag
+    weighs one hop (``hops``), others none."""
     graph = nx.DiGraph()
     inputs = TagInput.objects.all() if with_fields else TagInput.objects.filter(upstream__isnull=False)
     for tag_id, field_id, upstream_id in inputs.values_list("tag_id", "field_id", "upstream_id"):
-        graph.add_edge((FIELD, field_id) if field_id else (TAG, upstream_id), (TAG, tag_id))
+        graph.add_edge((FIELD, field_id) if field_id else (TAG, upstream_id), (TAG, tag_id), hops=1)
     if with_fields:
         for field_id, source_id in DataField.objects.values_list("pk", "source_id"):
-            graph.add_edge((SOURCE, source_id), (FIELD, field_id))
+            graph.add_edge((SOURCE, source_id), (FIELD, field_id), hops=0)
+        for model_id, field_id in ModelInput.objects.values_list("model_id", "field_id"):
+            graph.add_edge((FIELD, field_id), (MODEL, model_id), hops=0)
+        for model_id, tag_id in ModelOutput.objects.filter(model__is_active=True).values_list(
+            "model_id", "tag_id"
+        ):
+            graph.add_edge((MODEL, model_id), (TAG, tag_id), hops=1)
     return graph
 
 
@@ -544,19 +625,16 @@ def _reach(obj, direction: str, graph: nx.DiGraph | None = None) -> Impact:
     impact = Impact(root=obj, direction=direction)
     if root not in graph:
         return impact
-    distances = nx.single_source_shortest_path_length(graph, root)
+    # Distances in tag hops: only edges into a tag count (reversed, they keep their weight).
+    distances = nx.single_source_dijkstra_path_length(graph, root, weight="hops")
     ids: dict[str, set[int]] = defaultdict(set)
     for (kind, pk), _distance in distances.items():
         if (kind, pk) != root:
             ids[kind].add(pk)
-    # Distances in tag hops: subtract the source → field → tag steps before the first tag.
-    if direction == "downstream":
-        offset = {SOURCE: 1, FIELD: 0, TAG: 0}[root[0]]
-        impact.depth = {
-            pk: d - offset for (kind, pk), d in distances.items() if kind == TAG and (kind, pk) != root
-        }
-    else:
-        impact.depth = {pk: d for (kind, pk), d in distances.items() if kind == TAG and (kind, pk) != root}
+    impact.depth = {pk: d for (kind, pk), d in distances.items() if kind == TAG and (kind, pk) != root}
+    if ids[MODEL]:
+        models = PredictiveModel.objects.filter(pk__in=ids[MODEL]).select_related("brand")
+        impact.models = sorted(models, key=lambda m: (m.brand.code, m.name, m.pk))
     if ids[TAG]:
         tags = Tag.objects.filter(pk__in=ids[TAG]).select_related("brand", "business_line")
         impact.tags = sorted(tags, key=lambda t: (impact.depth[t.pk], t.brand.code, t.code))
@@ -569,13 +647,15 @@ def _reach(obj, direction: str, graph: nx.DiGraph | None = None) -> Impact:
 
 def impact(obj: DataSource | DataField | Tag) -> Impact:
     """Everything that depends on a data source, a data field or a tag, transitively:
-    a source's fields, the tags reading them, the tags reading those tags, …"""
+    a source's fields, the tags and the models reading them, the models' output tags,
+    the tags reading those tags, …"""
     return _reach(obj, "downstream")
 
 
 def upstream(tag: Tag) -> Impact:
-    """Everything ``tag`` reads, transitively: the tags it reads, the fields they read and
-    the sources of those fields (``direction="upstream"``; ``depth`` counts tag hops)."""
+    """Everything ``tag`` reads, transitively: the tags it reads, the model filling it (an
+    algorithm model's output tag), the fields they read and the sources of those fields
+    (``direction="upstream"``; ``depth`` counts tag hops)."""
     return _reach(tag, "upstream")
 
 
@@ -609,17 +689,32 @@ def _tag_edges() -> dict[int, list[int]]:
     return edges
 
 
+def _direct_readers(source_ids: list[int]) -> list[tuple[int, int]]:
+    """``(tag id, source id)`` for each tag reading a field of one of ``source_ids``
+    itself or through the active model filling it: one query."""
+    by_tags = (
+        TagInput.objects.filter(field__source_id__in=source_ids)
+        .order_by()
+        .values_list("tag_id", "field__source_id")
+    )
+    by_models = (
+        ModelOutput.objects.filter(
+            model__is_active=True, model__lineage_inputs__field__source_id__in=source_ids
+        )
+        .order_by()
+        .values_list("tag_id", "model__lineage_inputs__field__source_id")
+    )
+    return list(by_tags.union(by_models))
+
+
 def stale_tag_ids(tag_queryset: QuerySet | None = None, now: dt.datetime | None = None) -> set[int]:
-    """Primary keys of the tags reading, directly or through other tags, a field of a
-    stale source; limited to ``tag_queryset`` when given. At most four queries."""
+    """Primary keys of the tags reading, directly, through the model filling them or
+    through other tags, a field of a stale source; limited to ``tag_queryset`` when
+    given. At most four queries."""
     stale = _stale_source_rows(now or timezone.now())
     if not stale:
         return set()
-    direct = set(
-        TagInput.objects.filter(field__source_id__in=[row[0] for row in stale]).values_list(
-            "tag_id", flat=True
-        )
-    )
+    direct = {tag_id for tag_id, _source_id in _direct_readers([row[0] for row in stale])}
     if not direct:
         return set()
     found = set(graphs.reachable(direct, _tag_edges()))
@@ -630,17 +725,24 @@ def stale_tag_ids(tag_queryset: QuerySet | None = None, now: dt.datetime | None 
 
 def tag_source_names(user, tag_ids: QuerySet) -> dict[int, list[str]]:
     """``{tag id: [names of the data sources it reads directly]}`` for the tags of the
-    ``tag_ids`` subquery, naming only the sources ``user`` may view: one query. (A tag's
-    inputs are part of the tag; the dictionary export shows them, see
-    :mod:`tagportal.catalog.hooks`.)"""
-    rows = (
-        TagInput.objects.filter(tag__in=tag_ids, field__source__in=DataSource.objects.restrict(user, "view"))
-        .order_by("tag_id", "field__source__name")
+    ``tag_ids`` subquery (an output tag: those its model reads), naming only the sources
+    ``user`` may view: one query. (A tag's inputs are part of the tag; the dictionary
+    export shows them, see :mod:`tagportal.catalog.hooks`.)"""
+    visible = DataSource.objects.restrict(user, "view")
+    by_tags = (
+        TagInput.objects.filter(tag__in=tag_ids, field__source__in=visible)
+        .order_by()
         .values_list("tag_id", "field__source__name")
-        .distinct()
+    )
+    by_models = (
+        ModelOutput.objects.filter(
+            tag__in=tag_ids, model__is_active=True, model__lineage_inputs__field__source__in=visible
+        )
+        .order_by()
+        .values_list("tag_id", "model__lineage_inputs__field__source__name")
     )
     sources: dict[int, list[str]] = defaultdict(list)
-    for tag_id, name in rows:
+    for tag_id, name in sorted(by_tags.union(by_models)):
         sources[tag_id].append(name)
     return dict(sources)
 
@@ -672,9 +774,7 @@ def stale_reasons(tag_ids: Iterable[int], now: dt.datetime | None = None) -> dic
     if not wanted or not stale:
         return {}
     by_source: dict[int, set[int]] = defaultdict(set)
-    for tag_id, source_id in TagInput.objects.filter(
-        field__source_id__in=[row[0] for row in stale]
-    ).values_list("tag_id", "field__source_id"):
+    for tag_id, source_id in _direct_readers([row[0] for row in stale]):
         by_source[source_id].add(tag_id)
     if not by_source:
         return {}

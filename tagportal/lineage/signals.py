@@ -1,10 +1,12 @@
-"""Keep the lineage graph in step with the tag dictionary: every saved tag, data field
-and data source re-derives the inputs its definition (or mapping) implies."""
+"""Keep the lineage graph in step with the tag dictionary and the model registry: every
+saved tag, algorithm model, data field and data source re-derives the inputs its
+definition, kind (or mapping) implies."""
 
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from tagportal.catalog.models import Tag
+from tagportal.predictive.models import PredictiveModel
 
 from .models import DataField, DataSource
 
@@ -29,6 +31,7 @@ def field_saved(sender, instance, created, raw=False, **kwargs):
     from . import services
 
     services.sync_field_inputs(instance)
+    services.sync_field_models(instance)
 
 
 @receiver(post_save, sender=DataSource, dispatch_uid="lineage_sync_source_fields")
@@ -42,3 +45,15 @@ def source_saved(sender, instance, created, raw=False, **kwargs):
 
     for data_field in instance.fields.all():
         services.sync_field_inputs(data_field)
+        services.sync_field_models(data_field)
+
+
+@receiver(post_save, sender=PredictiveModel, dispatch_uid="lineage_sync_model_inputs")
+def model_saved(sender, instance, created, raw=False, **kwargs):
+    """A model's kind, brand or activity decides the fields it reads; its outputs are read
+    from the registry as they are (a removed output leaves the graph with its row)."""
+    if raw:
+        return
+    from . import services
+
+    services.sync_model_inputs(instance)

@@ -1,8 +1,11 @@
-"""The lineage page: the graph source → field → tag → tag as a Plotly Sankey, drawn
-from what the user may view, with stale sources and the tags they feed in red.
+"""The lineage page: the graph source → field → (algorithm model →) tag → tag as a
+Plotly Sankey, drawn from what the user may view, with stale sources and the tags and
+models they feed in red. Clicking a node opens its impact (a model: its page).
 
 ``/lineage/`` shows everything (filtered by business line or brand); ``/lineage/impact/``
-with ``?source=<code>``, ``?field=<id>`` or ``?tag=<id>`` shows only what depends on it.
+with ``?source=<code>``, ``?field=<id>`` or ``?tag=<id>`` shows only what depends on it
+(and, for a tag an algorithm model fills, where its values come from: the model, the
+fields it reads and their sources).
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import Http404
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, BusinessLine, Tag
 from tagportal.core.filters import id_or_none
+from tagportal.predictive.choices import KIND_SHORT_LABELS
+from tagportal.predictive.models import PredictiveModel
 
 from . import services
 from .models import DataField, DataSource
@@ -28,9 +35,10 @@ from .models import DataField, DataSource
 COLORS = {
     services.SOURCE: "#2f6f9f",
     services.FIELD: "#8c9aa8",
+    services.MODEL: "#7b52ab",
     services.TAG: "#3a9a5b",
 }
-KIND_ORDER = {services.SOURCE: 0, services.FIELD: 1, services.TAG: 2}
+KIND_ORDER = {services.SOURCE: 0, services.FIELD: 1, services.MODEL: 2, services.TAG: 3}
 #: Pixels per link through a node, between nodes, around the figure; height limits.
 NODE_UNIT, NODE_PAD, MARGIN = 12, 12, 10
 MIN_HEIGHT, MAX_HEIGHT = 400, 8000
@@ -46,6 +54,8 @@ class Focus:
     kind: str
     obj: DataSource | DataField | Tag
     impact: services.Impact
+    #: For a tag an algorithm model fills: what it reads (the model, its fields, their sources).
+    filled_by: services.Impact | None = None
 
 
 @dataclass
@@ -53,6 +63,9 @@ class Drawing:
     figure: go.Figure | None = None
     counts: dict[str, int] = field(default_factory=dict)
     stale_rows: list[dict] = field(default_factory=list)
+    #: The URL each node opens when clicked, in the order of the figure's nodes.
+    links: list[str] = field(default_factory=list)
+    models: list[PredictiveModel] = field(default_factory=list)
 
 
 def _int(value) -> int | None:
@@ -81,7 +94,10 @@ def _focus(request) -> Focus | None:
         return None
     if obj is None:
         raise Http404(_("Nothing to show: it does not exist or you may not view it."))
-    return Focus(kind=kind, obj=obj, impact=services.impact(obj))
+    filled_by = None
+    if kind == services.TAG and PredictiveModel.objects.filter(outputs__tag=obj, is_active=True).exists():
+        filled_by = services.upstream(obj)
+    return Focus(kind=kind, obj=obj, impact=services.impact(obj), filled_by=filled_by)
 
 
 def _label(kind, obj, with_brand: bool = False) -> str:
@@ -89,6 +105,9 @@ def _label(kind, obj, with_brand: bool = False) -> str:
         return obj.name
     if kind == services.FIELD:
         return f"{obj.source.code}.{obj.name}"
+    if kind == services.MODEL:
+        label = f"{obj.name} · {KIND_SHORT_LABELS.get(obj.kind, obj.kind)}"
+        return f"{label} · {obj.brand.name}" if with_brand else label
     return f"{obj.name} · {obj.brand.name}" if with_brand else obj.name
 
 
@@ -97,9 +116,23 @@ def _hover(kind, obj, reasons: list[str]) -> str:
         lines = [f"{obj.name} ({obj.code})", str(obj.get_kind_display())]
     elif kind == services.FIELD:
         lines = [str(obj), _("feeds %(target)s") % {"target": obj.maps_to or "—"}]
+    elif kind == services.MODEL:
+        lines = [
+            _("Algorithm model %(name)s") % {"name": obj.name},
+            str(obj.get_kind_display()),
+            str(obj.brand),
+        ]
     else:
         lines = [f"{obj.name} ({obj.code})", str(obj.brand)]
     return "<br>".join(lines + reasons)
+
+
+def _link(kind, obj) -> str:
+    """Where clicking a node leads: a model's page, else the node's impact."""
+    if kind == services.MODEL:
+        return reverse("predictive:detail", args=[obj.pk])
+    value = obj.code if kind == services.SOURCE else obj.pk
+    return f"{reverse('lineage:impact')}?{urlencode({kind: value})}"
 
 
 def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand: Brand | None) -> Drawing:
@@ -108,28 +141,38 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
     sources = DataSource.objects.restrict(user, "view")
     fields = DataField.objects.restrict(user, "view").select_related("source")
     tags = Tag.objects.restrict(user, "view").select_related("brand")
+    models = PredictiveModel.objects.restrict(user, "view").select_related("brand")
     if business_line is not None:
         sources = sources.filter(Q(business_line=business_line) | Q(business_line__isnull=True))
         fields = fields.filter(source__in=sources)
         tags = tags.filter(business_line=business_line)
+        models = models.filter(brand__business_line=business_line)
     if brand is not None:
         tags = tags.filter(brand=brand)
+        models = models.filter(brand=brand)
     if focus is not None:
         impact = focus.impact
         root = focus.obj
         tag_ids = impact.tag_ids | ({root.pk} if focus.kind == services.TAG else set())
         tags = tags.filter(pk__in=tag_ids)
+        model_ids = {m.pk for m in impact.models}
         if focus.kind == services.SOURCE:
             sources = sources.filter(pk=root.pk)
             fields = fields.filter(source=root)
         elif focus.kind == services.FIELD:
             sources = sources.filter(pk=root.source_id)
             fields = fields.filter(pk=root.pk)
+        elif focus.filled_by is not None:  # a model's output tag: where its values come from
+            sources = sources.filter(pk__in=[s.pk for s in focus.filled_by.sources])
+            fields = fields.filter(pk__in=[f.pk for f in focus.filled_by.fields])
+            model_ids |= {m.pk for m in focus.filled_by.models}
         else:
             sources, fields = sources.none(), fields.none()
+        models = models.filter(pk__in=model_ids)
     objects = {
         **{(services.SOURCE, s.pk): s for s in sources},
         **{(services.FIELD, f.pk): f for f in fields},
+        **{(services.MODEL, m.pk): m for m in models},
         **{(services.TAG, t.pk): t for t in tags},
     }
     graph = services.lineage_graph()
@@ -146,6 +189,9 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
     shown = sorted({node for edge in edges for node in edge}, key=lambda n: (KIND_ORDER[n[0]], n[1]))
     drawing.counts = {kind: sum(1 for n in shown if n[0] == kind) for kind in COLORS}
     drawing.stale_rows = _stale_rows(graph, stale_sources, objects, visible_tag_ids)
+    drawing.models = sorted(
+        (objects[n] for n in shown if n[0] == services.MODEL), key=lambda m: (m.brand.code, m.name)
+    )
     if not edges:
         return drawing
 
@@ -156,7 +202,14 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
         for (kind, _pk), f in objects.items()
         if kind == services.FIELD and f.source_id in stale_sources
     }
-    with_brand = len({objects[n].brand_id for n in shown if n[0] == services.TAG}) > 1  # same names recur
+    stale_nodes |= {
+        node
+        for node in shown
+        if node[0] == services.MODEL and any(p in stale_nodes for p in graph.predecessors(node))
+    }
+    with_brand = (
+        len({objects[n].brand_id for n in shown if n[0] in (services.TAG, services.MODEL)}) > 1
+    )  # same names recur
     colors, labels, hovers, outlines = [], [], [], []
     for node in shown:
         kind, pk = node
@@ -168,6 +221,7 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
         elif kind == services.TAG:
             node_reasons = reasons.get(pk, [])
         hovers.append(_hover(kind, obj, node_reasons))
+        drawing.links.append(_link(kind, obj))
         if node in stale_nodes and kind != services.FIELD:
             colors.append(STALE_SOURCE_COLOR if kind == services.SOURCE else STALE_TAG_COLOR)
         else:
@@ -220,8 +274,9 @@ class Layout:
 
 
 def layout(nodes: list, edges: list) -> Layout | None:
-    """Place nodes in columns: sources, fields, then tags by how many tags lie upstream of
-    them, so a composite tag stands right of the tags it reads. Within a column, nodes
+    """Place nodes in columns: sources, fields, then models and tags by how many models and
+    tags lie upstream of them, so a composite tag stands right of the tags it reads and
+    a model's output tags right of the model. Within a column, nodes
     sit near the average height of what feeds them, stacked by their size (every link
     counts 1) so that none overlaps and the figure is as tall as its fullest column.
     ``None`` for a graph with a cycle (only possible through raw database edits)."""
@@ -236,7 +291,9 @@ def layout(nodes: list, edges: list) -> Layout | None:
         elif kind == services.FIELD:
             level[node] = 1
         else:
-            upstream = [level[p] + 1 for p in graph.predecessors(node) if p[0] == services.TAG]
+            upstream = [
+                level[p] + 1 for p in graph.predecessors(node) if p[0] in (services.TAG, services.MODEL)
+            ]
             level[node] = max(upstream, default=2)
     first, last = min(level.values(), default=0), max(level.values(), default=0)
     span = max(last - first, 1)
@@ -324,7 +381,11 @@ def lineage(request):
         title = _("Lineage")
     graph_tags = (
         Tag.objects.restrict(user, "view")
-        .filter(Q(lineage_inputs__isnull=False) | Q(lineage_dependents__isnull=False))
+        .filter(
+            Q(lineage_inputs__isnull=False)
+            | Q(lineage_dependents__isnull=False)
+            | Q(model_output__model__lineage_inputs__isnull=False)
+        )
         .distinct()
         .select_related("brand")
     )
@@ -335,6 +396,8 @@ def lineage(request):
         "figure_html": figure_html,
         "figure": drawing.figure.to_plotly_json() if drawing.figure is not None else None,
         "counts": drawing.counts,
+        "node_links": drawing.links,
+        "graph_models": drawing.models,
         "stale_rows": drawing.stale_rows,
         "business_lines": lines,
         "brands": brands,

@@ -42,6 +42,17 @@ class ModelKind(models.TextChoices):
     ENDPOINT = "endpoint", _("Own model: scoring endpoint")
 
 
+#: Short names of the kinds, where a long one does not fit (a node of the lineage graph).
+KIND_SHORT_LABELS = {
+    ModelKind.RFM: _("RFM"),
+    ModelKind.CLV: _("Lifetime value and purchase intent"),
+    ModelKind.CHURN: _("Churn warning"),
+    ModelKind.AIPL: _("AIPL stage"),
+    ModelKind.SCORE_FILE: _("Score file"),
+    ModelKind.ENDPOINT: _("Scoring endpoint"),
+}
+
+
 class ModelRunStatus(models.TextChoices):
     """Where a model run got to: held runs fitted but were not published (below the
     metric floor, or dropped too far against the last published run)."""

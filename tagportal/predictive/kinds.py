@@ -111,6 +111,10 @@ class Kind:
     scored_after_computation: bool = True
     #: True: its output tags are named after the model (``<model name>·<output name>``).
     names_from_model: bool = False
+    #: The engine fields the kind reads, written as lineage's data fields map to them
+    #: (``orders.amount``; ``<source>.time`` is the moment of each row): lineage draws
+    #: the data fields feeding them as the model's inputs.
+    reads: tuple[str, ...] = ()
 
     def config(self, parameters) -> Any:
         """The configuration of stored parameters, or :class:`ParametersRefused`."""
@@ -170,6 +174,7 @@ RFM = Kind(
         ),
     ),
     fit=_fit_rfm,
+    reads=("orders.time", "orders.amount"),
 )
 
 
@@ -268,6 +273,7 @@ CLV = Kind(
         Output("clv", "客户终身价值", "Customer lifetime value", "number", unit="元"),
     ),
     fit=_fit_clv,
+    reads=("orders.time", "orders.amount"),
 )
 
 
@@ -308,6 +314,7 @@ AIPL = Kind(
         ),
     ),
     fit=_fit_aipl,
+    reads=("events.time", "events.type", "orders.time"),
 )
 
 
@@ -375,6 +382,7 @@ CHURN = Kind(
     ),
     fit=_fit_churn,
     key_metric="auc",
+    reads=("events.time", "events.type", "orders.time", "orders.amount"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -607,6 +615,7 @@ ENDPOINT = Kind(
     fit=_fit_endpoint,
     scored_after_computation=False,
     names_from_model=True,
+    reads=("events.time", "events.type", "orders.time", "orders.amount"),  # the activity features
 )
 
 KINDS: dict[str, Kind] = {kind.key: kind for kind in (RFM, CLV, CHURN, AIPL, SCORE_FILE, ENDPOINT)}

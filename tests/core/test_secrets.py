@@ -55,7 +55,7 @@ def test_bad_configured_keys_are_a_configuration_error(settings):
         secrets.encrypt("x")
 
 
-class _Holder(models.Model):
+class SecretHolder(models.Model):
     secret = secrets.EncryptedTextField()
 
     class Meta:
@@ -76,31 +76,31 @@ def holder_table(db):
 
 
 def test_the_field_stores_ciphertext_and_reads_plain_text(holder_table):
-    obj = _Holder.objects.create(secret="corpsecret-123")
+    obj = SecretHolder.objects.create(secret="corpsecret-123")
     with connection.cursor() as cursor:
         cursor.execute("SELECT secret FROM core_test_secret_holder WHERE id = %s", [obj.pk])
         raw = cursor.fetchone()[0]
     assert raw.startswith(secrets.PREFIX) and "corpsecret" not in raw
-    assert _Holder.objects.get(pk=obj.pk).secret == "corpsecret-123"
-    assert "corpsecret" not in _Holder._meta.get_field("secret").value_to_string(obj)
+    assert SecretHolder.objects.get(pk=obj.pk).secret == "corpsecret-123"
+    assert "corpsecret" not in SecretHolder._meta.get_field("secret").value_to_string(obj)
 
 
 def test_an_unreadable_stored_secret_reads_as_unset(holder_table, settings):
-    obj = _Holder.objects.create(secret="s")
+    obj = SecretHolder.objects.create(secret="s")
     settings.TAGPORTAL_SECRET_KEYS = secrets.generate_key()
-    assert _Holder.objects.get(pk=obj.pk).secret == ""
+    assert SecretHolder.objects.get(pk=obj.pk).secret == ""
 
 
 def test_the_form_never_shows_the_secret_and_blank_keeps_it(holder_table):
-    Form = forms.modelform_factory(_Holder, fields=["secret"])
-    obj = _Holder.objects.create(secret="keep-me")
+    Form = forms.modelform_factory(SecretHolder, fields=["secret"])
+    obj = SecretHolder.objects.create(secret="keep-me")
     html = str(Form(instance=obj)["secret"])
     assert 'type="password"' in html and "keep-me" not in html
     form = Form({"secret": ""}, instance=obj)
     assert form.is_valid(), form.errors
     form.save()
-    assert _Holder.objects.get(pk=obj.pk).secret == "keep-me"
+    assert SecretHolder.objects.get(pk=obj.pk).secret == "keep-me"
     form = Form({"secret": "new-one"}, instance=obj)
     assert form.is_valid()
     form.save()
-    assert _Holder.objects.get(pk=obj.pk).secret == "new-one"
+    assert SecretHolder.objects.get(pk=obj.pk).secret == "new-one"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db.models import Count
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -19,6 +20,7 @@ from tagportal.catalog.models import Tag
 from tagportal.core.api import RestrictedModelViewSet, RestrictedViewSetMixin
 from tagportal.core.filters import FilterSet
 from tagportal.core.permissions import may
+from tagportal.predictive.models import PredictiveModel
 
 from .. import services
 from ..choices import SourceKind
@@ -63,6 +65,26 @@ def _field_ref(data_field: DataField) -> dict:
 
 def _source_ref(source: DataSource) -> dict:
     return {"id": source.pk, "code": source.code, "name": source.name, "kind": source.kind}
+
+
+def _model_ref(model: PredictiveModel) -> dict:
+    return {
+        "id": model.pk,
+        "name": model.name,
+        "kind": model.kind,
+        "kind_display": str(model.get_kind_display()),
+        "brand": model.brand.code,
+        "url": reverse("predictive:detail", args=[model.pk]),
+    }
+
+
+def _visible_models(user, models) -> list[PredictiveModel]:
+    visible = set(
+        PredictiveModel.objects.restrict(user, "view")
+        .filter(pk__in=[m.pk for m in models])
+        .values_list("pk", flat=True)
+    )
+    return [m for m in models if m.pk in visible]
 
 
 class DataSourceFilterSet(FilterSet):
@@ -223,6 +245,9 @@ TAG_INPUTS_RESPONSE = inline_serializer(
         "tag": serializers.DictField(),
         "fields": serializers.ListField(child=serializers.DictField()),
         "tags": serializers.ListField(child=serializers.DictField()),
+        "model": serializers.DictField(
+            allow_null=True, help_text="the algorithm model filling the tag (null: none, or not visible)"
+        ),
         "reads": serializers.DictField(),
         "uncovered": serializers.ListField(child=serializers.CharField()),
     },
@@ -255,10 +280,17 @@ class TagInputsViewSet(RestrictedViewSetMixin, viewsets.GenericViewSet):
         )
         fields = [{**_field_ref(r.field), "origin": r.origin} for r in rows if r.field_id in visible_fields]
         tags = [{**_tag_ref(r.upstream), "origin": r.origin} for r in rows if r.upstream_id in visible_tags]
+        model = (
+            PredictiveModel.objects.restrict(user, "view")
+            .filter(outputs__tag=tag, is_active=True)
+            .select_related("brand")
+            .first()
+        )
         return {
             "tag": _tag_ref(tag),
             "fields": sorted(fields, key=lambda f: (f["source"], f["name"])),
             "tags": sorted(tags, key=lambda t: t["code"]),
+            "model": _model_ref(model) if model is not None else None,
             "reads": {"fields": sorted(reads.fields), "tags": sorted(reads.tags)},
             "uncovered": services.uncovered_fields(tag, reads) if uncovered is None else uncovered,
         }
@@ -287,8 +319,10 @@ class TagInputsViewSet(RestrictedViewSetMixin, viewsets.GenericViewSet):
 class ImpactView(APIView):
     """What depends on a data source, a data field or a tag, transitively (give exactly
     one of ``source`` (code), ``field`` (id), ``tag`` (id)); ``direction=upstream`` lists
-    what a tag reads instead. Answers 404 for what the caller may not view; tags the
-    caller may not view are counted in ``other_tags`` but not listed."""
+    what a tag reads instead. ``models`` are the algorithm models on the way (a model
+    reading an affected field; upstream, the model filling the tag). Answers 404 for
+    what the caller may not view; tags and models the caller may not view are counted in
+    ``other_tags`` and ``other_models`` but not listed."""
 
     @extend_schema(
         parameters=[
@@ -304,6 +338,10 @@ class ImpactView(APIView):
                 "direction": serializers.CharField(),
                 "sources": serializers.ListField(child=serializers.DictField()),
                 "fields": serializers.ListField(child=serializers.DictField()),
+                "models": serializers.ListField(
+                    child=serializers.DictField(), help_text="algorithm models: id, name, kind, brand, url"
+                ),
+                "other_models": serializers.IntegerField(),
                 "tags": serializers.ListField(child=serializers.DictField()),
                 "other_tags": serializers.IntegerField(),
                 "audiences": serializers.ListField(child=serializers.DictField()),
@@ -334,6 +372,7 @@ class ImpactView(APIView):
             .values_list("pk", flat=True)
         )
         stale = services.stale_tag_ids(Tag.objects.filter(pk__in=visible_tags)) if visible_tags else set()
+        models = _visible_models(user, found.models)
         from tagportal.audiences.models import Audience
 
         affected = list(found.audiences())
@@ -353,6 +392,8 @@ class ImpactView(APIView):
                 "direction": direction,
                 "sources": [_source_ref(s) for s in found.sources if s.pk in visible_sources],
                 "fields": [_field_ref(f) for f in found.fields if f.pk in visible_fields],
+                "models": [_model_ref(m) for m in models],
+                "other_models": len(found.models) - len(models),
                 "tags": [_tag_ref(t, found.depth[t.pk], stale) for t in found.tags if t.pk in visible_tags],
                 "other_tags": len(found.tags) - len(visible_tags),
                 "audiences": [

@@ -5,7 +5,10 @@ from tagportal.lineage import services
 
 
 class Command(BaseCommand):
-    help = "Re-derive every tag's inputs from its definition and list stale data sources."
+    help = (
+        "Re-derive every tag's inputs from its definition and every algorithm model's from "
+        "its kind, and list stale data sources."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--no-sync", action="store_true", help="Only list stale sources.")
@@ -19,9 +22,13 @@ class Command(BaseCommand):
             summary = services.sync_all()
             result = summary.result
             self.stdout.write(
-                _("Synced %(tags)s tags: %(created)s inputs added, %(deleted)s removed, %(changed)s changed.")
+                _(
+                    "Synced %(tags)s tags and %(models)s algorithm models: %(created)s inputs added, "
+                    "%(deleted)s removed, %(changed)s changed."
+                )
                 % {
                     "tags": summary.tags,
+                    "models": summary.models,
                     "created": result.created,
                     "deleted": result.deleted,
                     "changed": result.changed,
