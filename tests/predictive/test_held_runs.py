@@ -44,7 +44,9 @@ def held_churn(world, capture, **fields):
 
 
 def written(model) -> bool:
-    return TagComputation.objects.filter(tag__model_output__model=model, last_calculated_at__isnull=False).exists()
+    return TagComputation.objects.filter(
+        tag__model_output__model=model, last_calculated_at__isnull=False
+    ).exists()
 
 
 def test_a_held_run_is_announced_on_commit_with_the_comparison(

@@ -119,7 +119,9 @@ def test_a_run_below_the_floor_is_held_writes_nothing_and_goes_to_the_stewards(
     assert run.key_metric is not None and run.key_metric < 0.999
     assert run.metrics["validation"]["auc"] == run.key_metric
     assert not TagRun.objects.filter(tag__brand=world.own_brand, tag__kind=TagKind.ALGORITHM).exists()
-    assert not TagComputation.objects.filter(tag__model_output__model=model, last_calculated_at__isnull=False).exists()
+    assert not TagComputation.objects.filter(
+        tag__model_output__model=model, last_calculated_at__isnull=False
+    ).exists()
     notes = Notification.objects.filter(recipient=world.steward)
     assert notes.count() == 1  # the review request governance made of it
     assert model.name in notes.get().subject and notes.get().url.startswith("/review/")
