@@ -220,5 +220,7 @@ def test_the_api_and_the_pages_show_the_request_and_link_the_run(held):
     assert "Last published run" in text and "This run (held)" in text
     assert 'id="tp-approve"' in text and 'id="tp-request-changes"' not in text
     assert page.get("/review/").status_code == 200
+    admin_page = page.get(f"/admin/governance/changerequest/{cr.pk}/change/")
+    assert admin_page.status_code == 200 and f"/admin/predictive/modelrun/{run.pk}/change/" in admin_page.text
     model_page = page.get(f"/models/{w.model.pk}/").text
     assert f'href="/review/{cr.pk}/"' in model_page and f"Change request #{cr.pk}" in model_page
