@@ -8,7 +8,6 @@ through the registry, whose guard holds it."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
@@ -23,32 +22,18 @@ from tagportal.governance import services as gov
 from tagportal.governance.choices import AuditAction, ChangeKind, RequestState
 from tagportal.governance.models import AuditEvent, ChangeRequest
 from tagportal.notifications.models import Notification
-from tagportal.predictive import kinds
 from tagportal.predictive import services as predictive
 from tagportal.predictive.choices import ModelRunStatus
 from tagportal.predictive.models import ModelRun, PredictiveModel
 
 from ..conftest import client_for
+from ..predictive import test_registry
 from ..predictive.test_registry import AS_OF, CHURN, FRAMES
 from .conftest import CR_URL, fresh
 
 S = RequestState
-
-
-@pytest.fixture(scope="module")
-def churn_fit():
-    kind = kinds.KINDS["churn"]
-    return kind.fit(FRAMES, kind.config(CHURN), AS_OF)
-
-
-@pytest.fixture
-def quick_churn(churn_fit, monkeypatch):
-    """The churn kind answering the module's fit without training again."""
-    monkeypatch.setitem(
-        kinds.KINDS,
-        "churn",
-        dataclasses.replace(kinds.KINDS["churn"], fit=lambda frames, config, as_of: churn_fit),
-    )
+#: The registry tests' quick churn (fitted once for the module).
+churn_fit, quick_churn = test_registry.churn_fit, test_registry.quick_churn
 
 
 def hold(model, capture, as_of=AS_OF) -> ModelRun:

@@ -17,11 +17,15 @@ from tagportal.predictive.choices import ModelRunStatus
 from tagportal.predictive.models import ModelOutput, ModelRun
 from tagportal.predictive.signals import run_held
 
+from . import test_registry
 from .test_registry import AS_OF, FRAMES, make_model
+
+#: The registry tests' quick churn (fitted once for the module).
+churn_fit, quick_churn = test_registry.churn_fit, test_registry.quick_churn
 
 
 @pytest.fixture
-def heard():
+def heard(quick_churn):
     """The ``run_held`` signals sent, with governance's receiver out of the way."""
     sent = []
 

@@ -5,6 +5,7 @@ nothing and goes to the stewards; parameters are checked by the kind; schedules.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import pickle
@@ -16,7 +17,7 @@ from tagportal.catalog.choices import TagKind, TagStatus
 from tagportal.engine import results
 from tagportal.engine.models import TagComputation, TagRun
 from tagportal.notifications.models import Notification
-from tagportal.predictive import services
+from tagportal.predictive import kinds, services
 from tagportal.predictive.choices import ModelRunStatus
 from tagportal.predictive.models import ModelOutput, ModelRun, PredictiveModel
 from tagportal.profiles import generator
@@ -33,6 +34,21 @@ OUTPUTS = {
     "aipl": {"aipl_stage"},
     "churn": {"churn_probability", "churn_level"},
 }
+
+
+@pytest.fixture(scope="module")
+def churn_fit():
+    """The quick churn model fitted on :data:`FRAMES` once (fitting is pure)."""
+    kind = services.kind_of("churn")
+    return kind.fit(FRAMES, kind.config(CHURN), AS_OF)
+
+
+@pytest.fixture
+def quick_churn(churn_fit, monkeypatch):
+    """The churn kind answering :func:`churn_fit` instead of training again (its scoring
+    is the real one, with that fit)."""
+    quick = dataclasses.replace(kinds.KINDS["churn"], fit=lambda frames, config, as_of: churn_fit)
+    monkeypatch.setitem(kinds.KINDS, "churn", quick)
 
 
 def make_model(world, kind, parameters=None, **fields) -> PredictiveModel:
