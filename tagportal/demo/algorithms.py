@@ -13,7 +13,8 @@ from tagportal.predictive.services import run_model
 def run_demo_models(brand: Brand) -> list[ModelRun]:
     """Run each of the brand's active models once (the template created them), then
     recompute the tags that read the tags the published runs filled (e.g. 高价值流失预警
-    reads RFM客户分层 and 流失风险). A held run writes nothing, honestly."""
+    reads RFM客户分层 and 流失风险). A held run writes nothing, honestly: it waits in the
+    stewards' review queue."""
     runs = [
         run_model(model)
         for model in PredictiveModel.objects.filter(brand=brand, is_active=True).order_by("pk")

@@ -46,13 +46,18 @@ class ChangeItemInline(ChangeRequestPartInline):
     model = ChangeItem
     fields = (
         "position", "kind", "tag", "base_version", "changed_fields", "merge_target", "rollback_to",
-        "produced_version",
+        "produced_version", "model_run",
     )  # fmt: skip
     readonly_fields = fields
     ordering = ("position", "pk")
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("tag", "merge_target", "produced_version")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("tag", "merge_target", "produced_version", "model_run__model")
+            .defer("model_run__artefact")
+        )
 
     @admin.display(description=_("changed fields"))
     def changed_fields(self, obj):

@@ -8,4 +8,8 @@ class GovernanceConfig(AppConfig):
     verbose_name = _("Governance")
 
     def ready(self):
-        from . import signals, tasks  # noqa: F401 - connects the submit hook, registers the tasks
+        from tagportal.predictive import hooks
+
+        from . import model_runs, signals, tasks  # noqa: F401 - connects the receivers, registers the tasks
+
+        hooks.register_run_links(model_runs.run_review_links)

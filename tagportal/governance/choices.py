@@ -9,6 +9,13 @@ class ChangeKind(models.TextChoices):
     MERGE = "merge", _("Merge")
     RETIRE = "retire", _("Retire")
     RESTORE = "restore", _("Restore")
+    #: Publishing an algorithm model's held run (its output tags' values, not their
+    #: definition): made only by governance when a run is held, never proposed by hand.
+    MODEL_RUN = "model_run", _("Publish model run")
+
+
+#: The kinds of change people propose (pages, API, bulk uploads).
+PROPOSABLE_KINDS = tuple(kind for kind in ChangeKind if kind != ChangeKind.MODEL_RUN)
 
 
 class RequestState(models.TextChoices):

@@ -137,6 +137,15 @@ class ChangeItem(models.Model):
     )
     rollback_to = models.PositiveIntegerField(_("roll back to version"), null=True, blank=True)
     diff = models.JSONField(_("diff"), default=list, blank=True)
+    model_run = models.ForeignKey(
+        "predictive.ModelRun",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("model run"),
+        help_text=_("The held run of an algorithm model this change publishes."),
+    )
     dependents = models.JSONField(_("dependents"), default=list, blank=True)
     produced_version = models.ForeignKey(
         TagVersion,

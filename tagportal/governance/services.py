@@ -3,6 +3,9 @@ published, changed, deprecated, merged, retired or restored.
 
 Views, the API, bulk uploads and commands call these functions; each is atomic,
 checks who may do it, records an audit event and notifies the people concerned.
+
+Requests to publish a held run of an algorithm model (kind ``model_run``) are made by
+:mod:`.model_runs` only; they are reviewed and applied here like the others.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tagportal.core.permissions import may
 from tagportal.core.roles import reviewers_of
 from tagportal.notifications import services as notifications
 
+from . import model_runs
 from .choices import REQUEST_TRANSITIONS, AuditAction, ChangeKind, RequestState
 from .models import AuditEvent, ChangeItem, ChangeRequest, Comment
 
@@ -210,6 +214,10 @@ def _validate_item(user, spec: ItemSpec) -> None:
     tag = spec.tag
     if spec.kind not in ChangeKind.values:
         raise ValidationError({"kind": _("Unknown kind of change %(kind)r.") % {"kind": spec.kind}})
+    if spec.kind == ChangeKind.MODEL_RUN:
+        raise ValidationError(
+            {"kind": _("Publishing a model run is proposed by the model registry only, when a run is held.")}
+        )
     if user is not None and not may(user, tag, "change"):
         raise PermissionDenied(_("You may not propose changes to the tag “%(code)s”.") % {"code": tag.code})
     allowed = KIND_FROM[ChangeKind(spec.kind)]
@@ -272,7 +280,10 @@ CLOSING_STATES = (RequestState.REJECTED, RequestState.WITHDRAWN)
 
 def item_is_stale(item: ChangeItem) -> bool:
     """Whether the change was made on a version of its tag that is no longer the
-    published one (a create has no version to go stale)."""
+    published one (a create has no version to go stale); a ``model_run`` change: whether
+    its run can no longer be published (:func:`.model_runs.refusal`)."""
+    if item.kind == ChangeKind.MODEL_RUN:
+        return bool(model_runs.refusal(item))
     return item.kind != ChangeKind.CREATE and item.tag.published_version != item.base_version
 
 
@@ -284,12 +295,32 @@ def stale_changes(cr: ChangeRequest, items=None) -> list[ChangeItem]:
         return []
     if items is None:
         items = cr.items.select_related("tag").order_by("position", "pk")
-    return [item for item in items if item_is_stale(item)]
+    runs: dict[int | None, bool] = {}  # the changes of a model run share its answer
+    stale = []
+    for item in items:
+        if item.kind == ChangeKind.MODEL_RUN:
+            if item.model_run_id not in runs:
+                runs[item.model_run_id] = item_is_stale(item)
+            if runs[item.model_run_id]:
+                stale.append(item)
+        elif item_is_stale(item):
+            stale.append(item)
+    return stale
 
 
 def stale_conflict(cr: ChangeRequest, stale: list[ChangeItem]) -> OutOfDateChangeRequest:
     """What refuses an action on an out-of-date request (a 409 in the API)."""
     first = stale[0]
+    if first.kind == ChangeKind.MODEL_RUN:
+        return OutOfDateChangeRequest(
+            _(
+                "%(why)s The request is out of date: it cannot be approved or applied, and nothing "
+                "was recorded. Reject it."
+            )
+            % {"why": model_runs.refusal(first)},
+            run=first.model_run_id,
+            stale=[{"tag": item.tag.code, "run": item.model_run_id} for item in stale],
+        )
     return OutOfDateChangeRequest(
         _(
             "The request was made on version %(base)s of “%(code)s”, but version %(current)s has been "
@@ -498,14 +529,20 @@ def submit(user, cr: ChangeRequest, confirm_dependents: bool | None = None) -> C
     cr._change_reason = _("Submitted")
     cr.save()
     _audit(cr, user, AuditAction.SUBMITTED)
-    notify(
+    ask_for_review(cr, user)
+    return cr
+
+
+def ask_for_review(cr: ChangeRequest, user) -> list:
+    """Tell the stewards of the request's business line (but ``user``, who submitted it)
+    that it waits for their review."""
+    return notify(
         reviewers_of(cr.business_line, exclude=user),
         _("Review requested: %(title)s") % {"title": cr.title},
         _("%(user)s asks you to review change request #%(n)s (%(count)s change(s)).")
         % {"user": user, "n": cr.pk, "count": cr.items.count()},
         cr,
     )
-    return cr
 
 
 @transaction.atomic
@@ -616,6 +653,14 @@ def _send_back(user, cr, reason, state, action, label) -> ChangeRequest:
     if not (reason or "").strip():
         raise ValidationError({"reason": _("Say why, so the proposer knows what to do.")})
     _ensure_transition(cr, state)
+    if state == RequestState.CHANGES_REQUESTED and cr.items.filter(kind=ChangeKind.MODEL_RUN).exists():
+        raise InvalidTransition(
+            _(
+                "A request to publish a model run cannot be sent back for changes: nobody edits it. "
+                "Approve or reject it."
+            ),
+            state=cr.state,
+        )
     if state not in CLOSING_STATES:
         _refuse_if_stale(cr)  # sending back an out-of-date request: reject it instead
     _set_create_drafts(cr, TagStatus.DRAFT, user, f"{label}: #{cr.pk}")
@@ -649,6 +694,25 @@ def apply(user, cr: ChangeRequest) -> ChangeRequest:
     _refuse_if_stale(cr)
     reason = _("Change request #%(n)s: %(title)s") % {"n": cr.pk, "title": cr.title}
     items = list(cr.items.select_related("tag", "merge_target").order_by("position", "pk"))
+    if any(item.kind == ChangeKind.MODEL_RUN for item in items):
+        model_runs.publish(user, cr, items)  # the tags' values change, not their definitions
+    else:
+        _apply_tag_changes(user, cr, items, reason)
+    cr.state = RequestState.APPLIED
+    cr.applied_at = timezone.now()
+    cr._change_reason = _("Applied")
+    cr.save()
+    notify(
+        [u for u in (cr.proposer, cr.reviewer) if u is not None and u.pk != user.pk],
+        _("Applied: %(title)s") % {"title": cr.title},
+        _("Change request #%(n)s is live.") % {"n": cr.pk},
+        cr,
+    )
+    return cr
+
+
+def _apply_tag_changes(user, cr: ChangeRequest, items: list[ChangeItem], reason: str) -> None:
+    """Carry out the tag changes of ``cr`` (inside :func:`apply`'s transaction)."""
     tags = {t.pk: t for t in Tag.objects.select_for_update().filter(pk__in=[i.tag_id for i in items])}
     for item in items:
         tag = tags[item.tag_id]
@@ -697,17 +761,6 @@ def apply(user, cr: ChangeRequest) -> ChangeRequest:
             version=version.version if version else tag.published_version,
             fields=[row["field"] for row in item.diff],
         )  # fmt: skip
-    cr.state = RequestState.APPLIED
-    cr.applied_at = timezone.now()
-    cr._change_reason = _("Applied")
-    cr.save()
-    notify(
-        [u for u in (cr.proposer, cr.reviewer) if u is not None and u.pk != user.pk],
-        _("Applied: %(title)s") % {"title": cr.title},
-        _("Change request #%(n)s is live.") % {"n": cr.pk},
-        cr,
-    )
-    return cr
 
 
 @transaction.atomic
@@ -751,8 +804,10 @@ def certify(user, tag: Tag, note: str = "") -> Tag:
 
 
 def notify(users, subject: str, body: str, cr: ChangeRequest | None = None) -> list:
-    """An inbox message (and e-mail) about a change request, linking to its page."""
+    """An inbox message (and e-mail) about a change request, linking to its page, for
+    the active ones among ``users`` (service accounts that propose do not read one)."""
     url = reverse("governance:request", args=[cr.pk]) if cr is not None else ""
+    users = [u for u in users if u is not None and u.is_active]
     return notifications.notify(users, subject, body, topic=cr, url=url)
 
 

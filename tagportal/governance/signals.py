@@ -1,10 +1,13 @@
-"""Signal receivers of governance: a submitted change request queues its impact preview."""
+"""Signal receivers of governance: a submitted change request queues its impact preview;
+a held run of an algorithm model becomes a change request."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import receiver
+
+from tagportal.predictive.signals import run_held
 
 from .choices import RequestState
 from .models import ChangeRequest
@@ -19,3 +22,12 @@ def queue_preview_on_submit(sender, instance: ChangeRequest, created: bool, raw:
     from . import impact
 
     transaction.on_commit(lambda: impact.queue_on_submit(instance))
+
+
+@receiver(run_held, dispatch_uid="governance_review_held_run")
+def review_held_run(sender, run, reason: str, comparison: dict, **kwargs):
+    """A held model run goes to the stewards as a change request (see :mod:`.model_runs`);
+    answers the request, so the registry sends no notice of its own."""
+    from . import model_runs
+
+    return model_runs.propose_held_run(run, reason, comparison)

@@ -36,7 +36,7 @@ from tagportal.core.exceptions import Conflict, conflict_text, error_text
 from tagportal.core.permissions import may
 from tagportal.notifications import services as notifications
 
-from . import audit, bulk, impact, services
+from . import audit, bulk, impact, model_runs, services
 from .choices import REQUEST_TRANSITIONS, ChangeKind, RequestState
 from .forms import (
     ROLLBACK,
@@ -281,6 +281,7 @@ def change_request(request, pk: int):
     state = RequestState(cr.state)
     editable = state in (RequestState.DRAFT, RequestState.CHANGES_REQUESTED)
     closable_when_stale = bool(out_of_date) and state == RequestState.APPROVED
+    run_items = [item for item in items if item.kind == ChangeKind.MODEL_RUN]
     context = {
         "title": cr.title,
         "cr": cr,
@@ -313,6 +314,10 @@ def change_request(request, pk: int):
         # an out-of-date request can only be rejected or withdrawn (see services.stale_changes)
         "can_review": is_reviewer and (state == RequestState.SUBMITTED or closable_when_stale),
         "can_approve": is_reviewer and state == RequestState.SUBMITTED and not out_of_date,
+        # nobody edits a request to publish a model run: it is approved or rejected
+        "can_request_changes": not run_items,
+        "model_run": model_runs.run_link(run_items[0]) if run_items else None,
+        "out_of_date_reason": model_runs.refusal(run_items[0]) if run_items and out_of_date else "",
         "can_apply": state == RequestState.APPROVED
         and not out_of_date
         and (user.pk in (cr.proposer_id, cr.reviewer_id) or is_reviewer),

@@ -8,10 +8,14 @@
   module, through :mod:`.kinds`), records the run (window, features, fitted parameters,
   metrics, chart data, the pickled artefact and its SHA-256, duration, peak memory) and
   publishes: a run whose key metric is below the model's floor, or fell by more than its
-  largest drop against the last published run, is **held** — no tag is written and the
-  brand's data stewards are told, with the comparison; otherwise each output is written
-  to its tag with the engine's :func:`~tagportal.engine.results.store_values`, all of
-  them in one transaction.
+  largest drop against the last published run, is **held** — no tag is written and,
+  once the transaction commits, :data:`~.signals.run_held` is sent with the reason and
+  the comparison (:func:`held_comparison`; governance turns it into a change request;
+  when nobody takes it, the brand's data stewards get an inbox notice); otherwise each
+  output is written to its tag with the engine's
+  :func:`~tagportal.engine.results.store_values`, all of them in one transaction.
+- :func:`publish_held_run`: a held run published after review, its guard overridden
+  (refused once a later fit has been published: :func:`held_run_refusal`).
 - :func:`due_models` and :func:`run_due_models`: the scheduled retraining.
 - :func:`score_model` and :func:`on_results_updated`: after each computation of a
   brand's tags, its models score the new data — the churn warning with its last
@@ -28,6 +32,7 @@ import time
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -36,6 +41,7 @@ from tagportal.catalog.choices import RefreshMode, TagKind
 from tagportal.catalog.models import Category, Tag
 from tagportal.catalog.services import publish_tag
 from tagportal.core import background
+from tagportal.core.exceptions import Conflict
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import results
 from tagportal.notifications.services import notify
@@ -43,12 +49,15 @@ from tagportal.profiles import loaders, lookups
 from tagportal.profiles.choices import IdentityType, LookupEndpoint
 from tagportal.profiles.models import Customer
 
-from . import byom, endpoints
+from . import byom, endpoints, signals
 from .choices import ModelKind, ModelRunStatus
 from .kinds import EndpointConfig, Kind, ParametersRefused, kind_of, level_outputs
 from .models import EndpointSecret, ModelOutput, ModelRun, PredictiveModel
 
 log = logging.getLogger(__name__)
+
+#: The key of a scoring run's window naming the fit it scored with (see :func:`score_model`).
+SCORED_WITH = "scored_with_run"
 
 #: The root category of the tags models fill, created when missing.
 CATEGORY_CODE = "algorithm"
@@ -141,21 +150,35 @@ def ensure_outputs(model: PredictiveModel, user=None, category: Category | None 
 
 
 def last_published(model: PredictiveModel, before: ModelRun | None = None) -> ModelRun | None:
-    runs = ModelRun.objects.filter(model=model, status=ModelRunStatus.PUBLISHED)
+    """The model's last published fit (a scoring run, which applies a fit to new data and
+    names it in ``window["scored_with_run"]``, is not one)."""
+    runs = ModelRun.objects.filter(model=model, status=ModelRunStatus.PUBLISHED).exclude(
+        window__has_key=SCORED_WITH
+    )
     if before is not None:
         runs = runs.exclude(pk=before.pk)
     return runs.order_by("-started_at", "-pk").first()
 
 
+#: Why a run is held (``comparison["cause"]``): below the floor, fell too far against the
+#: last published run, no key metric, or refused by the kind's own guard.
+FLOOR, DROP, MISSING, REFUSED = "floor", "drop", "missing", "refused"
+
+
 def hold_reason(model: PredictiveModel, kind: Kind, value: float | None, previous: ModelRun | None) -> str:
     """Why a run with key metric ``value`` must not be published ("" when it may)."""
+    return _hold_cause(model, kind, value, previous)[1]
+
+
+def _hold_cause(model, kind: Kind, value, previous) -> tuple[str, str]:
+    """``(cause, reason)`` of :func:`hold_reason` (``("", "")`` when the run may be published)."""
     if kind.key_metric is None:
-        return ""
+        return "", ""
     name = kind.key_metric
     if value is None:
-        return _("The run reports no %(metric)s.") % {"metric": name}
+        return MISSING, _("The run reports no %(metric)s.") % {"metric": name}
     if model.metric_floor is not None and value < model.metric_floor:
-        return _("%(metric)s %(value).4f is below the floor %(floor).4f.") % {
+        return FLOOR, _("%(metric)s %(value).4f is below the floor %(floor).4f.") % {
             "metric": name,
             "value": value,
             "floor": model.metric_floor,
@@ -163,7 +186,7 @@ def hold_reason(model: PredictiveModel, kind: Kind, value: float | None, previou
     if model.max_drop is not None and previous is not None and previous.key_metric is not None:
         drop = previous.key_metric - value
         if drop > model.max_drop:
-            return _(
+            return DROP, _(
                 "%(metric)s fell from %(before).4f (the run of %(when)s) to %(value).4f, "
                 "by more than %(margin).4f."
             ) % {
@@ -173,7 +196,73 @@ def hold_reason(model: PredictiveModel, kind: Kind, value: float | None, previou
                 "value": value,
                 "margin": model.max_drop,
             }
-    return ""
+    return "", ""
+
+
+def held_comparison(run: ModelRun, previous: ModelRun | None, cause: str) -> dict:
+    """What a steward compares before publishing a held run, as plain JSON: the key
+    metric's name (``metric``), this run's value (``value``), the model's ``floor`` and
+    largest drop (``margin``), the last published fit (``previous``: run id, value, start
+    and as-of, or ``None``), why it was held (``cause``) and every number of the two
+    runs' metrics side by side (``metrics``: ``[{"name", "held", "published"}]``, the key
+    metric first)."""
+    model = run.model
+    kind = kind_of(model.kind)
+    held = flat_metrics(run.metrics)
+    published = flat_metrics(previous.metrics) if previous is not None else {}
+    names = list(held) + [name for name in published if name not in held]
+    key = kind.key_metric
+    # the key metric's path: the one named so whose value is the run's key metric
+    paths = [n for n in names if key and (n == key or n.endswith(f".{key}"))]
+    key_name = next((n for n in paths if held.get(n) == run.key_metric), paths[0] if paths else None)
+    if key_name is not None:
+        names.remove(key_name)
+        names.insert(0, key_name)
+    return _jsonable(
+        {
+            "metric": key,
+            "metric_path": key_name,
+            "value": run.key_metric,
+            "floor": model.metric_floor,
+            "margin": model.max_drop,
+            "cause": cause,
+            "previous": None
+            if previous is None
+            else {
+                "run": previous.pk,
+                "value": previous.key_metric,
+                "started_at": previous.started_at.isoformat(),
+                "as_of": previous.as_of.isoformat(),
+            },
+            "metrics": [
+                {"name": name, "held": held.get(name), "published": published.get(name)} for name in names
+            ],
+        }
+    )
+
+
+def flat_metrics(metrics, prefix: str = "") -> dict[str, float]:
+    """The numbers of a run's metrics, nested keys joined with dots (timings, lists and
+    texts left out).
+
+    >>> flat_metrics({"validation": {"auc": 0.7, "roc_curve": {"fpr": [0, 1]}}, "rows": 9,
+    ...               "seconds": {"train": 1.2}, "chosen": "lr", "ok": True})
+    {'validation.auc': 0.7, 'rows': 9}
+    """
+    found: dict[str, float] = {}
+    for name, value in (metrics or {}).items():
+        path = f"{prefix}{name}"
+        if path in TIMINGS:
+            continue
+        if isinstance(value, dict):
+            found.update(flat_metrics(value, f"{path}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found[path] = value
+    return found
+
+
+#: Metrics that time a run rather than measure it.
+TIMINGS = frozenset({"seconds"})
 
 
 def _population(frames) -> int:
@@ -220,12 +309,15 @@ def run_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames=N
     run.people_scored = len(fit.scores)
     run.status = ModelRunStatus.SUCCEEDED
     run.save()
-    reason = hold_reason(model, kind, fit.key_metric, last_published(model, before=run))
+    previous = last_published(model, before=run)
+    cause, reason = _hold_cause(model, kind, fit.key_metric, previous)
     if not reason and not fit.publishable:
-        reason = fit.hold_reason or _("The run is not publishable.")
+        cause, reason = REFUSED, fit.hold_reason or _("The run is not publishable.")
     if reason:
-        _tell_stewards(model, run, reason)
-        return _finish(run, began, ModelRunStatus.HELD, error=reason)
+        run = _finish(run, began, ModelRunStatus.HELD, error=reason)
+        comparison = held_comparison(run, previous, cause)
+        transaction.on_commit(lambda: announce_held(run, reason, comparison))
+        return run
     try:
         _write_outputs(model, fit.scores, frames, started_at, user=user)
     except Exception as exc:
@@ -269,6 +361,21 @@ def _jsonable(value):
     return json.loads(json.dumps(clean(value), default=str))
 
 
+def announce_held(run: ModelRun, reason: str, comparison: dict) -> None:
+    """Send :data:`~.signals.run_held`; when no receiver takes the run to review (none
+    answers something true, or they fail), the brand's data stewards get an inbox notice:
+    they always hear of a held run."""
+    answers = signals.run_held.send_robust(sender=ModelRun, run=run, reason=reason, comparison=comparison)
+    handled = False
+    for receiver, answer in answers:
+        if isinstance(answer, Exception):
+            log.error("%r failed on the held run %s", receiver, run.pk, exc_info=answer)
+        elif answer:
+            handled = True
+    if not handled:
+        _tell_stewards(run.model, run, reason)
+
+
 def _tell_stewards(model: PredictiveModel, run: ModelRun, reason: str) -> None:
     stewards = reviewers_of(model.brand.business_line)
     subject = _("Algorithm model “%(name)s” held: not published") % {"name": model.name}
@@ -282,6 +389,95 @@ def _tell_stewards(model: PredictiveModel, run: ModelRun, reason: str) -> None:
         "reason": reason,
     }
     notify(stewards, subject, body, topic=run, url=reverse("admin:predictive_modelrun_change", args=[run.pk]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing a held run
+
+
+class HeldRunRefused(Conflict):
+    """A held run that cannot be published: it is not held any more, a later run of its
+    model has been published since (it is superseded), or scoring with it failed.
+    Nothing was written."""
+
+
+def later_published(run: ModelRun) -> ModelRun | None:
+    """The first fit of ``run``'s model published after it started, if any (scoring runs
+    apply an older fit to new data: they do not supersede a fit)."""
+    return (
+        ModelRun.objects.filter(model_id=run.model_id, status=ModelRunStatus.PUBLISHED)
+        .exclude(window__has_key=SCORED_WITH)
+        .filter(Q(started_at__gt=run.started_at) | Q(started_at=run.started_at, pk__gt=run.pk))
+        .order_by("started_at", "pk")
+        .first()
+    )
+
+
+def held_run_refusal(run: ModelRun) -> str:
+    """Why ``run`` cannot be published now ("" when it can): see :class:`HeldRunRefused`."""
+    if run.status != ModelRunStatus.HELD:
+        return _("The run #%(run)s is %(status)s, not held: there is nothing to publish.") % {
+            "run": run.pk,
+            "status": run.get_status_display(),
+        }
+    later = later_published(run)
+    if later is not None:
+        return _(
+            "The run #%(run)s is superseded: the run #%(later)s of %(when)s has been published since. "
+            "Nothing was written."
+        ) % {
+            "run": run.pk,
+            "later": later.pk,
+            "when": timezone.localtime(later.started_at).strftime("%Y-%m-%d %H:%M"),
+        }
+    return ""
+
+
+def publish_held_run(run: ModelRun, user=None, frames=None, as_of: dt.datetime | None = None) -> ModelRun:
+    """Publish a held run after review, its guard overridden: a kind with something learnt
+    (the churn warning) scores the brand's current data with this run's own fitted
+    artefact; a kind whose fit is its scoring fits again at the run's as-of moment (with
+    the model's parameters). The outputs are written and the run becomes published, so
+    later scoring applies its fit. Refused with :class:`HeldRunRefused` (nothing written)
+    when :func:`held_run_refusal` says so or scoring fails. ``frames`` as for
+    :func:`run_model`; ``as_of``: the moment scored (now by default)."""
+    with transaction.atomic():
+        run = (
+            ModelRun.objects.select_for_update().select_related("model__brand__business_line").get(pk=run.pk)
+        )
+        refusal = held_run_refusal(run)
+        if refusal:
+            raise HeldRunRefused(refusal, run=run.pk, status=run.status)
+        model = run.model
+        kind = kind_of(model.kind)
+        started_at = timezone.now()
+        try:
+            if frames is None:
+                frames = loaders.load_frames(model.brand)
+            if kind.score is not None:
+                artefact = pickle.loads(bytes(run.artefact))  # our own artefact
+                scores = kind.score(frames, artefact, as_of or started_at)
+            else:
+                config = kind.config(model.parameters)
+                if model.kind == ModelKind.ENDPOINT:
+                    config = _endpoint_config(model, config)
+                fit = kind.fit(frames, config, run.as_of)
+                if model.kind == ModelKind.ENDPOINT and not fit.publishable:
+                    # Batches the endpoint failed: publishing would leave people unscored.
+                    raise ByomRefused(fit.hold_reason, code="partial")
+                scores = fit.scores
+            _write_outputs(model, scores, frames, started_at, user=user)
+        except Exception as exc:
+            log.exception("publishing the held run %s of model %s failed", run.pk, model.pk)
+            raise HeldRunRefused(
+                _("The run #%(run)s could not be published: %(error)s. Nothing was written.")
+                % {"run": run.pk, "error": f"{type(exc).__name__}: {exc}"},
+                run=run.pk,
+                status=run.status,
+            ) from exc
+        run.status, run.error, run.people_scored = ModelRunStatus.PUBLISHED, "", len(scores)
+        run.save(update_fields=["status", "error", "people_scored"])
+    return run
 
 
 def request_run(model: PredictiveModel, as_of: dt.datetime | None = None) -> None:
@@ -352,7 +548,7 @@ def score_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames
         status=ModelRunStatus.RUNNING,
         as_of=as_of,
         started_at=started_at,
-        window={"scored_with_run": fitted.pk},
+        window={SCORED_WITH: fitted.pk},
         features=fitted.features,
         parameters=fitted.parameters,
         metrics=fitted.metrics,

@@ -35,7 +35,7 @@ from tagportal.core.filters import id_or_none
 from tagportal.core.permissions import may
 
 from . import figures as fg
-from . import services
+from . import hooks, services
 from .choices import ModelKind, ModelRunStatus
 from .models import ModelOutput, ModelRun, PredictiveModel
 
@@ -204,13 +204,14 @@ def model_detail(request, pk: int):
     if history is not None:
         figures["history"] = history
     ordered = [name for name in (*FIGURE_ORDER, "history") if name in figures]
+    reviews = hooks.run_links(user, [r.pk for r in runs])
     validation = (selected.metrics or {}).get("validation") or {} if selected is not None else {}
     context = {
         "title": model.name,
         "model": model,
         "parameters_text": json.dumps(model.parameters or {}, ensure_ascii=False, indent=2, sort_keys=True),
         "outputs": outputs,
-        "runs": [_run_row(r) for r in runs],
+        "runs": [{**_run_row(r), "reviews": reviews.get(r.pk, [])} for r in runs],
         "selected": _run_row(selected),
         "selected_parameters": json.dumps(
             selected.parameters if selected is not None else {}, ensure_ascii=False, indent=2, sort_keys=True

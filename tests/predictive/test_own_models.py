@@ -220,6 +220,12 @@ def test_a_failing_batch_holds_the_run_and_writes_nothing(world, fake):
     assert [(f["batch"], f["error"], f["status"]) for f in failed] == [(1, "server_error", 500)]
     assert "failed batches" in run.error
     assert not TagRun.objects.filter(tag__model_output__model=model).exists()
+    # Approving it cannot publish scores the endpoint still fails to give.
+    with pytest.raises(services.HeldRunRefused, match="failed batches"):
+        services.publish_held_run(run, frames=FRAMES)
+    run.refresh_from_db()
+    assert run.status == ModelRunStatus.HELD
+    assert not TagRun.objects.filter(tag__model_output__model=model).exists()
 
 
 def test_a_wrong_secret_is_refused_by_the_service(world, fake):

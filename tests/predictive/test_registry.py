@@ -1,10 +1,11 @@
 """The model registry: each kind fitted on a small generated brand publishes its
 outputs as ordinary tag results (readable through the engine's results API and usable in
 an audience expression); a run below its floor or dropped too far is held, writes
-nothing and tells the stewards; parameters are checked by the kind; schedules."""
+nothing and goes to the stewards; parameters are checked by the kind; schedules."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import pickle
@@ -16,7 +17,7 @@ from tagportal.catalog.choices import TagKind, TagStatus
 from tagportal.engine import results
 from tagportal.engine.models import TagComputation, TagRun
 from tagportal.notifications.models import Notification
-from tagportal.predictive import services
+from tagportal.predictive import kinds, services
 from tagportal.predictive.choices import ModelRunStatus
 from tagportal.predictive.models import ModelOutput, ModelRun, PredictiveModel
 from tagportal.profiles import generator
@@ -33,6 +34,21 @@ OUTPUTS = {
     "aipl": {"aipl_stage"},
     "churn": {"churn_probability", "churn_level"},
 }
+
+
+@pytest.fixture(scope="module")
+def churn_fit():
+    """The quick churn model fitted on :data:`FRAMES` once (fitting is pure)."""
+    kind = services.kind_of("churn")
+    return kind.fit(FRAMES, kind.config(CHURN), AS_OF)
+
+
+@pytest.fixture
+def quick_churn(churn_fit, monkeypatch):
+    """The churn kind answering :func:`churn_fit` instead of training again (its scoring
+    is the real one, with that fit)."""
+    quick = dataclasses.replace(kinds.KINDS["churn"], fit=lambda frames, config, as_of: churn_fit)
+    monkeypatch.setitem(kinds.KINDS, "churn", quick)
 
 
 def make_model(world, kind, parameters=None, **fields) -> PredictiveModel:
@@ -108,22 +124,29 @@ def test_an_audience_expression_reads_an_output_tag(world):
     assert result["size"] == expected
 
 
-def test_a_run_below_the_floor_is_held_writes_nothing_and_tells_the_stewards(world):
+def test_a_run_below_the_floor_is_held_writes_nothing_and_goes_to_the_stewards(
+    world, django_capture_on_commit_callbacks
+):
     model = make_model(world, "churn", metric_floor=0.999)
-    run = services.run_model(model, as_of=AS_OF, frames=FRAMES)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_model(model, as_of=AS_OF, frames=FRAMES)
     assert run.status == ModelRunStatus.HELD
     assert "below the floor" in run.error
     assert run.key_metric is not None and run.key_metric < 0.999
     assert run.metrics["validation"]["auc"] == run.key_metric
-    assert not ModelOutput.objects.filter(model=model).exists()
     assert not TagRun.objects.filter(tag__brand=world.own_brand, tag__kind=TagKind.ALGORITHM).exists()
+    assert not TagComputation.objects.filter(
+        tag__model_output__model=model, last_calculated_at__isnull=False
+    ).exists()
     notes = Notification.objects.filter(recipient=world.steward)
-    assert notes.count() == 1
-    assert model.name in notes.get().subject and "below the floor" in notes.get().body
+    assert notes.count() == 1  # the review request governance made of it
+    assert model.name in notes.get().subject and notes.get().url.startswith("/review/")
     assert not Notification.objects.filter(recipient=world.operator).exists()
 
 
-def test_a_run_that_dropped_too_far_is_held_and_the_tags_keep_their_values(world):
+def test_a_run_that_dropped_too_far_is_held_and_the_tags_keep_their_values(
+    world, django_capture_on_commit_callbacks
+):
     model = make_model(world, "churn")
     first = services.run_model(model, as_of=AS_OF, frames=FRAMES)
     assert first.status == ModelRunStatus.PUBLISHED
@@ -133,7 +156,8 @@ def test_a_run_that_dropped_too_far_is_held_and_the_tags_keep_their_values(world
     before = {
         c.tag_id: c.last_calculated_at for c in TagComputation.objects.filter(tag__model_output__model=model)
     }
-    second = services.run_model(model, as_of=AS_OF, frames=FRAMES)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = services.run_model(model, as_of=AS_OF, frames=FRAMES)
     assert second.status == ModelRunStatus.HELD
     assert "fell from" in second.error
     after = {

@@ -17,7 +17,7 @@ from tagportal.catalog.models import Tag
 from tagportal.notifications.models import Notification
 
 from .. import impact, services
-from ..choices import ChangeKind, ReportKind, RequestState
+from ..choices import PROPOSABLE_KINDS, ChangeKind, ReportKind, RequestState
 from ..models import ChangeItem, ChangeRequest, Comment, Report
 from ..reports import service as report_service
 
@@ -34,6 +34,12 @@ class ChangeItemSerializer(serializers.ModelSerializer):
     produced_version = serializers.IntegerField(
         source="produced_version.version", read_only=True, default=None, allow_null=True
     )
+    model_run = serializers.IntegerField(
+        source="model_run_id",
+        read_only=True,
+        allow_null=True,
+        help_text=_("kind model_run: the id of the held model run the change publishes"),
+    )
     impact = serializers.SerializerMethodField(help_text=_("The cached impact preview of a rule change."))
     stale = serializers.SerializerMethodField(
         help_text=_(
@@ -46,7 +52,7 @@ class ChangeItemSerializer(serializers.ModelSerializer):
         model = ChangeItem
         fields = [
             "id", "kind", "tag", "base_version", "changes", "merge_target", "rollback_to", "diff",
-            "dependents", "produced_version", "impact", "stale",
+            "dependents", "produced_version", "model_run", "impact", "stale",
         ]  # fmt: skip
 
     def get_stale(self, obj) -> bool:
@@ -58,7 +64,7 @@ class ChangeItemSerializer(serializers.ModelSerializer):
 
 
 class ItemInputSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=ChangeKind.choices)
+    kind = serializers.ChoiceField(choices=[(kind.value, kind.label) for kind in PROPOSABLE_KINDS])
     tag = serializers.IntegerField(required=False, help_text=_("id of the tag (for create: a draft tag)"))
     tag_data = serializers.JSONField(
         required=False, help_text=_("create only: a new draft tag, as for POST /api/catalog/tags/")
