@@ -71,7 +71,10 @@ class _Wait(tenacity.wait.wait_base):
     """Exponential backoff with jitter, or the platform's ``Retry-After`` (capped)."""
 
     def __init__(self, initial: float, maximum: float):
-        self.backoff = tenacity.wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        # initial * 2**n plus up to ``initial`` of jitter, at most ``maximum``
+        self.backoff = tenacity.wait_exponential(multiplier=initial, max=maximum) + tenacity.wait_random(
+            0, initial
+        )
         self.maximum = maximum
 
     def __call__(self, retry_state) -> float:
