@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.utils.translation import gettext_lazy
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from tagportal.core.admin import (
     HistoryAdmin,
@@ -21,27 +22,32 @@ from .kinds import ALL_SECRETS, SPECS
 from .models import ChannelAccount, WebhookReceipt
 
 
-def _secret_help(name: str) -> str:
+def _help(name: str) -> str:
     kinds = ", ".join(str(kind) for kind, spec in SPECS.items() if name in spec.secrets)
-    return gettext_lazy(
-        "Used by: %(kinds)s. Stored encrypted and never shown again; leave blank to keep it."
-    ) % {"kinds": kinds}
+    return gettext("Used by: %(kinds)s. Stored encrypted and never shown again; leave blank to keep it.") % {
+        "kinds": kinds
+    }
 
 
-class ChannelAccountForm(forms.ModelForm):
+class _AccountForm(forms.ModelForm):
     class Meta:
         model = ChannelAccount
         fields = ("brand", "kind", "name", "settings", "is_active")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        for name in ALL_SECRETS:
-            self.fields[f"secret_{name}"] = SecretFormField(label=name, help_text=_secret_help(name))
 
     def _post_clean(self):
         given = {name: self.cleaned_data.get(f"secret_{name}", "") for name in ALL_SECRETS}
         self.instance.merge_secrets({k: v for k, v in given.items() if v})
         super()._post_clean()  # the model's clean() checks the secrets against the kind
+
+
+_secret_help = lazy(_help, str)
+
+#: The account form with one password input per secret name (declared fields).
+ChannelAccountForm = type(
+    "ChannelAccountForm",
+    (_AccountForm,),
+    {f"secret_{name}": SecretFormField(label=name, help_text=_secret_help(name)) for name in ALL_SECRETS},
+)
 
 
 @admin.register(ChannelAccount)
