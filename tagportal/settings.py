@@ -409,7 +409,9 @@ TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or
 TAGPORTAL_WECOM_ROBOT_RATE = os.environ.get("TAGPORTAL_WECOM_ROBOT_RATE", "20/minute")
 #: Tries of a channel call in all (retryable errors only), and the backoff bounds in seconds.
 TAGPORTAL_CHANNEL_RETRY_ATTEMPTS = int(os.environ.get("TAGPORTAL_CHANNEL_RETRY_ATTEMPTS", "4"))
-TAGPORTAL_CHANNEL_RETRY_INITIAL_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_RETRY_INITIAL_SECONDS", "0.5"))
+TAGPORTAL_CHANNEL_RETRY_INITIAL_SECONDS = float(
+    os.environ.get("TAGPORTAL_CHANNEL_RETRY_INITIAL_SECONDS", "0.5")
+)
 TAGPORTAL_CHANNEL_RETRY_MAX_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_RETRY_MAX_SECONDS", "30"))
 #: Timeout of one call to a platform, in seconds.
 TAGPORTAL_CHANNEL_TIMEOUT_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_TIMEOUT_SECONDS", "10"))

@@ -92,6 +92,9 @@ class WebhookReceiptsView(APIView):
             200: OpenApiResponse(description=gettext_lazy("The receipts are recorded.")),
             401: OpenApiResponse(description=gettext_lazy("The request is not signed.")),
             403: OpenApiResponse(description=gettext_lazy("The signature is forged or stale.")),
+            409: OpenApiResponse(
+                description=gettext_lazy("The same receipts are being recorded; send again.")
+            ),
         },
     )
     def post(self, request, account_id: int):
