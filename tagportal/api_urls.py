@@ -11,4 +11,5 @@ urlpatterns = [
     path("engine/", include("tagportal.engine.api.urls")),
     path("predictive/", include("tagportal.predictive.api.urls")),
     path("audiences/", include("tagportal.audiences.api.urls")),
+    path("activation/", include("tagportal.activation.api.urls")),
 ]

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "tagportal.engine",
     "tagportal.predictive",
     "tagportal.audiences",
+    "tagportal.activation",
     "tagportal.lineage",
     "tagportal.governance",
     "tagportal.dashboards",
@@ -399,3 +400,24 @@ TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES = int(os.environ.get("TAGPORTAL_MODEL_SCO
 #: otherwise non-public address (refused by default: no requests into the intranet or to
 #: a cloud metadata service on a user's behalf).
 TAGPORTAL_SCORING_ALLOW_PRIVATE = env_bool("TAGPORTAL_SCORING_ALLOW_PRIVATE", False)
+
+# Activation channels (tagportal.activation). Platform base URLs are settings so that
+# tests and staging point them at fakes.
+TAGPORTAL_WECOM_API_BASE = os.environ.get("TAGPORTAL_WECOM_API_BASE", "https://qyapi.weixin.qq.com")
+#: Where the rate-limit windows of the channel accounts live (the ``limits`` library's
+#: storage URI): each process's memory, or Redis shared by every worker.
+TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or (
+    CACHE_URL if CACHE_URL.startswith(("redis://", "rediss://")) else "memory://"
+)
+#: Messages a WeCom group robot takes (the platform's limit: 20 a minute).
+TAGPORTAL_WECOM_ROBOT_RATE = os.environ.get("TAGPORTAL_WECOM_ROBOT_RATE", "20/minute")
+#: Tries of a channel call in all (retryable errors only), and the backoff bounds in seconds.
+TAGPORTAL_CHANNEL_RETRY_ATTEMPTS = int(os.environ.get("TAGPORTAL_CHANNEL_RETRY_ATTEMPTS", "4"))
+TAGPORTAL_CHANNEL_RETRY_INITIAL_SECONDS = float(
+    os.environ.get("TAGPORTAL_CHANNEL_RETRY_INITIAL_SECONDS", "0.5")
+)
+TAGPORTAL_CHANNEL_RETRY_MAX_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_RETRY_MAX_SECONDS", "30"))
+#: Timeout of one call to a platform, in seconds.
+TAGPORTAL_CHANNEL_TIMEOUT_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_TIMEOUT_SECONDS", "10"))
+#: An access token is dropped this many seconds before the platform says it expires.
+TAGPORTAL_TOKEN_MARGIN_SECONDS = int(os.environ.get("TAGPORTAL_TOKEN_MARGIN_SECONDS", "300"))

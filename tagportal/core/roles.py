@@ -54,6 +54,12 @@ _BUILD_AUDIENCES = [
     "audiences.change_audience",
     "audiences.export_audience",
 ]
+_VIEW_CHANNELS = ["activation.view_channelaccount", "activation.view_webhookreceipt"]
+_MANAGE_CHANNELS = [
+    *_VIEW_CHANNELS,
+    "activation.add_channelaccount",
+    "activation.change_channelaccount",
+]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,
     "lineage.add_datasource",
@@ -81,6 +87,7 @@ ROLES: dict[str, dict] = {
             *_BUILD_AUDIENCES,
             "audiences.export_identities",
             *_VIEW_MODELS,
+            *_VIEW_CHANNELS,
         ],
     },
     STEWARD: {
@@ -114,6 +121,7 @@ ROLES: dict[str, dict] = {
             "audiences.export_identities",
             "audiences.approve_repin",
             *_MANAGE_MODELS,
+            *_MANAGE_CHANNELS,
         ],
     },
     ANALYST: {
@@ -164,6 +172,7 @@ ADMIN_APPS = (
     "engine",
     "audiences",
     "predictive",
+    "activation",
     "django_celery_beat",
     "axes",  # failed logins and lockouts: an admin lifts one by deleting the attempt
 )

@@ -1,0 +1,96 @@
+"""Admin pages of the channel accounts: settings checked per kind, one password input
+per secret name (never shown back; blank keeps the stored one), a "test connection"
+action; the webhook receipts read-only."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_lazy
+
+from tagportal.core.admin import (
+    HistoryAdmin,
+    ReadOnlyAdminMixin,
+    RestrictedAdminMixin,
+    ScopedRelatedFieldListFilter,
+)
+from tagportal.core.secrets import SecretFormField
+
+from . import services
+from .kinds import ALL_SECRETS, SPECS
+from .models import ChannelAccount, WebhookReceipt
+
+
+def _help(name: str) -> str:
+    kinds = ", ".join(str(kind) for kind, spec in SPECS.items() if name in spec.secrets)
+    return gettext("Used by: %(kinds)s. Stored encrypted and never shown again; leave blank to keep it.") % {
+        "kinds": kinds
+    }
+
+
+class _AccountForm(forms.ModelForm):
+    class Meta:
+        model = ChannelAccount
+        fields = ("brand", "kind", "name", "settings", "is_active")
+
+    def _post_clean(self):
+        given = {name: self.cleaned_data.get(f"secret_{name}", "") for name in ALL_SECRETS}
+        self.instance.merge_secrets({k: v for k, v in given.items() if v})
+        super()._post_clean()  # the model's clean() checks the secrets against the kind
+
+
+_secret_help = lazy(_help, str)
+
+#: The account form with one password input per secret name (declared fields).
+ChannelAccountForm = type(
+    "ChannelAccountForm",
+    (_AccountForm,),
+    {f"secret_{name}": SecretFormField(label=name, help_text=_secret_help(name)) for name in ALL_SECRETS},
+)
+
+
+@admin.register(ChannelAccount)
+class ChannelAccountAdmin(RestrictedAdminMixin, HistoryAdmin):
+    form = ChannelAccountForm
+    list_display = ("name", "brand", "kind", "is_active", "secrets_set_display", "last_updated")
+    list_filter = ("kind", "is_active", ("brand", ScopedRelatedFieldListFilter))
+    list_select_related = ("brand",)
+    search_fields = ("name", "brand__code", "brand__name")
+    actions = ["test_connection"]
+
+    def get_fields(self, request, obj=None):
+        return ["brand", "kind", "name", "settings", "is_active", *(f"secret_{n}" for n in ALL_SECRETS)]
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description=gettext_lazy("secrets set"))
+    def secrets_set_display(self, obj):
+        return ", ".join(obj.secrets_set) or "—"
+
+    @admin.action(description=gettext_lazy("Test connection"), permissions=["change"])
+    def test_connection(self, request, queryset):
+        for account in queryset.restrict(request.user, "change"):
+            check = services.test_connection(account)
+            if check.ok:
+                self.message_user(
+                    request, gettext_lazy("%(account)s: connected.") % {"account": account}, messages.SUCCESS
+                )
+            else:
+                self.message_user(
+                    request,
+                    gettext_lazy("%(account)s: refused (%(code)s) %(message)s")
+                    % {"account": account, "code": check.code, "message": check.message},
+                    messages.ERROR,
+                )
+
+
+@admin.register(WebhookReceipt)
+class WebhookReceiptAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = ("delivery", "account", "status", "occurred_at", "received_at", "error")
+    list_filter = ("status", ("account__brand", ScopedRelatedFieldListFilter))
+    list_select_related = ("account", "account__brand")
+    search_fields = ("delivery",)

@@ -1,0 +1,14 @@
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from . import views as api
+
+router = DefaultRouter()
+router.register("accounts", api.ChannelAccountViewSet)
+
+urlpatterns = [
+    path(
+        "webhooks/<int:account_id>/receipts/", api.WebhookReceiptsView.as_view(), name="activation-receipts"
+    ),
+    *router.urls,
+]

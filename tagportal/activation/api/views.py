@@ -1,0 +1,121 @@
+"""REST API of the activation channels: channel accounts of the brands the caller
+reaches (another brand's answers 404; secrets write-only), ``POST accounts/{id}/test/``
+(the platform's answer, never a secret), and the receipt callback a signed-webhook
+account's system posts delivery results to (signed, not logged in)."""
+
+from __future__ import annotations
+
+import django_filters
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from tagportal.core.api import RestrictedModelViewSet
+from tagportal.core.filters import FilterSet
+from tagportal.core.permissions import may_add_into
+
+from .. import services
+from ..choices import ChannelKind
+from ..connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRefused, verify
+from ..models import ChannelAccount
+from .serializers import (
+    ChannelAccountSerializer,
+    ChannelAccountUpdateSerializer,
+    ConnectionCheckSerializer,
+    receipts_body,
+)
+
+
+class ChannelAccountFilterSet(FilterSet):
+    brand = django_filters.CharFilter(field_name="brand__code", label=gettext_lazy("brand code"))
+    kind = django_filters.ChoiceFilter(choices=ChannelKind.choices)
+    is_active = django_filters.BooleanFilter()
+
+    class Meta:
+        model = ChannelAccount
+        fields = []
+
+
+class ChannelAccountViewSet(RestrictedModelViewSet):
+    """Channel accounts of the brands the caller reaches. Settings are checked against
+    the kind; secrets are written, never read (``secrets_set`` names those set)."""
+
+    queryset = ChannelAccount.objects.select_related("brand", "created_by")
+    serializer_class = ChannelAccountSerializer
+    filterset_class = ChannelAccountFilterSet
+    search_fields = ["name"]
+    ordering_fields = ["name", "kind", "created", "last_updated"]
+    ordering = ["brand__code", "kind", "name", "pk"]
+    action_permissions = {"test": "change"}
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return ChannelAccountUpdateSerializer
+        return super().get_serializer_class()
+
+    def perform_create(self, serializer):
+        brand = serializer.validated_data["brand"]
+        if not may_add_into(self.request.user, ChannelAccount, brand):
+            raise PermissionDenied(
+                _("You may not add channel accounts to the brand “%(brand)s”.") % {"brand": brand}
+            )
+        serializer.save(created_by=self.request.user)
+
+    @extend_schema(request=None, responses={200: ConnectionCheckSerializer})
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        """Reach the platform with the account's settings and secrets: ``ok``, or the
+        platform's error ``code`` and ``message``."""
+        account = self.get_object()
+        return Response(services.test_connection(account).as_dict())
+
+
+class WebhookReceiptsView(APIView):
+    """Delivery results posted by the system behind a signed-webhook account:
+    ``{"receipts": [{"delivery", "status", "at", "error"?}]}``, signed like our webhooks
+    (``X-TagPortal-Timestamp``, ``X-TagPortal-Signature``) within 300 seconds. Unsigned:
+    401; forged or stale: 403; a bad body: 400. Each (delivery, status) is kept once."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The receipts are recorded.")),
+            401: OpenApiResponse(description=gettext_lazy("The request is not signed.")),
+            403: OpenApiResponse(description=gettext_lazy("The signature is forged or stale.")),
+            409: OpenApiResponse(
+                description=gettext_lazy("The same receipts are being recorded; send again.")
+            ),
+        },
+    )
+    def post(self, request, account_id: int):
+        account = get_object_or_404(ChannelAccount, pk=account_id, kind=ChannelKind.WEBHOOK, is_active=True)
+        raw = request.body
+        try:
+            verify(
+                account.secret("signing_secret"),
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                raw,
+            )
+        except SignatureRefused as exc:
+            code = status.HTTP_401_UNAUTHORIZED if exc.missing else status.HTTP_403_FORBIDDEN
+            return Response({"detail": str(exc)}, status=code)
+        try:
+            payload = receipts_body(raw)
+        except (ValueError, UnicodeDecodeError):
+            return Response({"detail": _("The body is not JSON.")}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            counts = services.record_receipts(account, payload)
+        except services.ReceiptsRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(counts)

@@ -1,0 +1,208 @@
+"""Local fakes of the channel platforms (pytest-httpserver) that enforce their documented
+contracts: request shapes, limits and error codes, and count what they received."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import Counter, defaultdict, deque
+
+from werkzeug import Response
+
+from tagportal.activation.connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+
+
+def _json(payload: dict, status: int = 200) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _error(code: int, message: str) -> Response:
+    return _json({"errcode": code, "errmsg": message})
+
+
+class FakeWeCom:
+    """WeCom's server API: tokens that expire (``ttl``), ``fail_token_once`` (42001 or
+    40014 on the next call), ``busy`` (the next n calls answer 45009) or at most
+    ``max_per_second`` calls, relationships (84061 without one), the 10,000 recipients
+    and the 30-character tag names."""
+
+    def __init__(self, server, corpid="ww-corp", corpsecret="corp-secret", ttl=7200):
+        self.corpid, self.corpsecret, self.ttl = corpid, corpsecret, ttl
+        self.clock = time.monotonic
+        self.tokens: dict[str, float] = {}
+        self.gettoken_calls = 0
+        self.calls: Counter = Counter()
+        self.fail_token_once: int | None = None
+        self.refuse_tokens = False
+        self.busy = 0
+        self.max_per_second: int | None = None
+        self.recent: deque = deque()
+        self.relationships: set[tuple[str, str]] = set()
+        self.messages: dict[str, dict] = {}
+        self.tag_groups: list[dict] = []
+        self.marks: list[dict] = []
+        self._ids = itertools.count(1)
+        server.expect_request("/cgi-bin/gettoken", method="GET").respond_with_handler(self.gettoken)
+        for name in (
+            "add_msg_template",
+            "get_groupmsg_send_result",
+            "get_corp_tag_list",
+            "add_corp_tag",
+            "mark_tag",
+        ):
+            server.expect_request(f"/cgi-bin/externalcontact/{name}", method="POST").respond_with_handler(
+                self._guarded(name)
+            )
+
+    def gettoken(self, request):
+        self.gettoken_calls += 1
+        if request.args.get("corpid") != self.corpid:
+            return _error(40013, "invalid corpid")
+        if request.args.get("corpsecret") != self.corpsecret:
+            return _error(40001, "invalid credential")
+        token = f"token-{next(self._ids)}"
+        self.tokens[token] = self.clock() + self.ttl
+        return _json({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": self.ttl})
+
+    def _guarded(self, name):
+        def handle(request):
+            self.calls[name] += 1
+            token = request.args.get("access_token", "")
+            if self.fail_token_once is not None:
+                code, self.fail_token_once = self.fail_token_once, None
+                return _error(code, "access_token invalid or expired")
+            if token not in self.tokens or self.refuse_tokens:
+                return _error(40014, "invalid access_token")
+            if self.tokens[token] <= self.clock():
+                return _error(42001, "access_token expired")
+            if self.busy:
+                self.busy -= 1
+                return _error(45009, "api freq out of limit")
+            if self.max_per_second is not None:
+                now = self.clock()
+                while self.recent and self.recent[0] <= now - 1:
+                    self.recent.popleft()
+                if len(self.recent) >= self.max_per_second:
+                    return _error(45009, "api freq out of limit")
+                self.recent.append(now)
+            try:
+                body = json.loads(request.get_data())
+            except ValueError:
+                return _error(47001, "data format error")
+            return getattr(self, name)(body)
+
+        return handle
+
+    def add_msg_template(self, body):
+        ids, sender = body.get("external_userid"), body.get("sender")
+        if body.get("chat_type", "single") != "single" or not sender or not isinstance(ids, list):
+            return _error(40058, "invalid parameter")
+        if not 1 <= len(ids) <= 10_000:
+            return _error(40058, "external_userid: at most 10000")
+        if "text" not in body and not body.get("attachments"):
+            return _error(41048, "no content")
+        fail = [i for i in ids if (sender, i) not in self.relationships]
+        msgid = f"msg-{next(self._ids)}"
+        self.messages[msgid] = {"sender": sender, "ids": ids, "fail": fail}
+        return _json({"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid})
+
+    def get_groupmsg_send_result(self, body):
+        message = self.messages.get(body.get("msgid"))
+        if message is None or body.get("userid") != message["sender"]:
+            return _error(41063, "msgid not found")
+        limit = min(int(body.get("limit", 500)), 1000)
+        start = int(body.get("cursor") or 0)
+        rows = [
+            {"external_userid": i, "userid": message["sender"], "status": 2 if i in message["fail"] else 1}
+            for i in message["ids"][start : start + limit]
+        ]
+        nxt = start + limit if start + limit < len(message["ids"]) else ""
+        return _json(
+            {"errcode": 0, "errmsg": "ok", "send_list": rows, "next_cursor": str(nxt) if nxt else ""}
+        )
+
+    def get_corp_tag_list(self, body):
+        return _json({"errcode": 0, "errmsg": "ok", "tag_group": self.tag_groups})
+
+    def add_corp_tag(self, body):
+        names = [t.get("name", "") for t in body.get("tag", [])]
+        if not names or any(not n or len(n) > 30 for n in [*names, body.get("group_name") or "x"]):
+            return _error(40058, "tag name: 1 to 30 characters")
+        group = {
+            "group_id": body.get("group_id") or f"grp-{next(self._ids)}",
+            "group_name": body.get("group_name", ""),
+            "tag": [{"id": f"tag-{next(self._ids)}", "name": n} for n in names],
+        }
+        self.tag_groups.append(group)
+        return _json({"errcode": 0, "errmsg": "ok", "tag_group": group})
+
+    def mark_tag(self, body):
+        if (body.get("userid"), body.get("external_userid")) not in self.relationships:
+            return _error(84061, "not external contact")
+        self.marks.append(body)
+        return _json({"errcode": 0, "errmsg": "ok"})
+
+
+class FakeRobot:
+    """The group robot: known keys, at most ``per_window`` messages per key in ``window``
+    seconds (45009 beyond), 93000 for an unknown key, 44004 for empty content."""
+
+    def __init__(self, server, keys=("robot-key",), per_window=20, window=60.0):
+        self.keys, self.per_window, self.window = set(keys), per_window, window
+        self.received: dict[str, list[float]] = defaultdict(list)
+        self.refused = 0
+        server.expect_request("/cgi-bin/webhook/send", method="POST").respond_with_handler(self.send)
+
+    def send(self, request):
+        key = request.args.get("key", "")
+        if key not in self.keys:
+            return _error(93000, "invalid webhook url")
+        body = json.loads(request.get_data())
+        msgtype = body.get("msgtype")
+        if msgtype not in ("text", "markdown", "news"):
+            return _error(40008, "invalid message type")
+        if msgtype != "news" and not body.get(msgtype, {}).get("content"):
+            return _error(44004, "empty content")
+        now = time.monotonic()
+        recent = [t for t in self.received[key] if t > now - self.window]
+        if len(recent) >= self.per_window:
+            self.refused += 1
+            return _error(45009, "api freq out of limit")
+        self.received[key].append(now)
+        return _error(0, "ok")
+
+    def count(self, key="robot-key") -> int:
+        return len(self.received[key])
+
+
+class FakeReceiver:
+    """A brand's system receiving signed webhooks: 401 for a bad signature; otherwise
+    the next of ``statuses`` (then 200); keeps each body by its idempotency key."""
+
+    def __init__(self, server, secret="signing-secret", path="/hooks/tagportal"):
+        self.secret, self.path = secret, path
+        self.statuses: list[tuple[int, dict]] = []
+        self.calls = 0
+        self.verified = 0
+        self.received: dict[str, dict] = {}
+        server.expect_request(path, method="POST").respond_with_handler(self.handle)
+
+    def handle(self, request):
+        self.calls += 1
+        body = request.get_data()
+        try:
+            verify(
+                self.secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                request.headers.get(SIGNATURE_HEADER),
+                body,
+            )
+        except Exception:
+            return Response("bad signature", status=401)
+        self.verified += 1
+        if self.statuses:
+            status, headers = self.statuses.pop(0)
+            return Response("", status=status, headers=headers)
+        self.received[request.headers["Idempotency-Key"]] = json.loads(body)
+        return Response("", status=204)
