@@ -329,6 +329,8 @@ SPECTACULAR_SETTINGS = {
         "ReportStatusEnum": "tagportal.governance.choices.ReportStatus",
         "ModelKindEnum": "tagportal.predictive.choices.ModelKind",
         "ModelRunStatusEnum": "tagportal.predictive.choices.ModelRunStatus",
+        "ChannelKindEnum": "tagportal.activation.choices.ChannelKind",
+        "ReceiptStatusEnum": "tagportal.activation.choices.ReceiptStatus",
     },
 }
 

@@ -23,10 +23,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.history import display
@@ -144,10 +145,16 @@ def _description(run: ModelRun, reason: str, comparison: dict) -> str:
     return "\n".join(lines)
 
 
-@transaction.atomic
 def propose_held_run(run: ModelRun, reason: str, comparison: dict) -> ChangeRequest | None:
     """A submitted change request to publish the held ``run`` (module docstring); the
-    request already made for it if any; ``None`` when the run is no longer held."""
+    request already made for it if any; ``None`` when the run is no longer held. Its
+    texts are in the site's language, whatever language the code holding the run had."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return _propose_held_run(run, reason, comparison)
+
+
+@transaction.atomic
+def _propose_held_run(run: ModelRun, reason: str, comparison: dict) -> ChangeRequest | None:
     from . import services
 
     run = ModelRun.objects.select_related("model__brand__business_line").get(pk=run.pk)

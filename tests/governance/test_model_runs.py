@@ -13,7 +13,6 @@ import datetime as dt
 import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
-from django.utils import translation
 
 from tagportal.catalog.models import TagVersion
 from tagportal.engine.models import TagComputation
@@ -156,10 +155,10 @@ def test_a_later_published_run_makes_the_request_out_of_date(held):
     assert client.post(url(cr, "reject"), {"reason": "已有新模型"}, format="json").status_code == 200
 
 
-def test_a_newer_held_run_replaces_the_open_request(held, django_capture_on_commit_callbacks):
+def test_a_newer_held_run_replaces_the_open_request(held, django_capture_on_commit_callbacks, settings):
     w, old = held, held.cr
-    with translation.override("zh-hans"):
-        newer = hold(w.model, django_capture_on_commit_callbacks, as_of=AS_OF + dt.timedelta(days=1))
+    settings.LANGUAGE_CODE = "zh-hans"  # the request's texts are in the site's language
+    newer = hold(w.model, django_capture_on_commit_callbacks, as_of=AS_OF + dt.timedelta(days=1))
     new = ChangeRequest.objects.filter(items__model_run=newer).distinct().get()
     assert new.title == f"算法模型「流失预警」的运行 #{newer.pk} 待发布：AUC 低于下限"
     old = fresh(old)
