@@ -3,6 +3,11 @@ stored parameters), its outputs (the tags it fills) and how it fits and scores a
 frames. Pure: frames in, a :class:`Fit` out; no ORM (the registry, :mod:`.services`,
 stores runs and writes tags).
 
+The churn warning's extra features (:class:`ChurnSettings`): the RFM scores and the
+brand's published metric tags, each recomputed as of every cut-off; the registry passes
+the tags' published definitions in the frames (:data:`TAG_SPECS`), and the fitted model
+keeps them (:class:`ChurnArtefact`), so scoring computes the same columns.
+
 Key metrics (what a model's floor and largest drop are measured on): RFM, lifetime
 value and AIPL have none (they are descriptive or have no labelled truth at scoring
 time) and always publish; the churn warning's is the validation ROC AUC.
