@@ -14,8 +14,10 @@ timed apart as ``load_s``. Then, each step timed (wall and CPU seconds of this p
 3. ``churn_train_s`` and ``churn_score_s``: the churn warning
    (:mod:`tagportal.predictive.churn`), trained with model selection on a sample of the
    eligible people (``churn_train_sample``) and scored on all of them; ``churn_auc`` is
-   the validation ROC AUC of the chosen model, on the generator's data as it is (no churn
-   signal is planted here; see the notes in the results);
+   the validation ROC AUC of the chosen model, on the churn signal the generator plants
+   (people's engaged spells end in a fade-out, sooner for a higher latent propensity;
+   see :class:`tagportal.profiles.generator._Profile`), with the module's own features
+   (the registry adds the RFM scores and metric tags; not measured here);
 4. ``aipl_s``: :func:`.aipl.stages` on the as-of day and :func:`.aipl.stage_flows` over
    the last four weeks (five weekly as-of days).
 
@@ -391,9 +393,10 @@ def run(
         "peak_rss_mb": "peak RSS (VmHWM) from just after loading to the end of the steps, the loaded "
         f"frames (input_mb) and the interpreter included{'' if tracked else ' (not reset: since start)'}",
         "churn_auc": "validation ROC AUC of the chosen, calibrated model on the latest cut-off (as_of - 7 "
-        "days), on the generator's data as it is: the generator plants no churn signal (a person's "
-        "activity stops at a random moment and most people are active on a few scattered days), so "
-        "next week's activity is only weakly predictable from the past; this benchmark does not add one",
+        "days), on the churn signal the generator plants: a latent propensity shortens a person's engaged "
+        "spell and lowers their activity, and the spell ends in a fade-out (visits thin, gaps grow) "
+        "before they go quiet; next week's activity is still drawn, so no model reaches 1. The module's "
+        "own features only (the registry's RFM and metric-tag features are not in this figure)",
         "churn_train_sample": "labelled rows (person x training cut-off) the final churn model is fitted "
         "on, drawn uniformly from churn.labelled_rows (at most --churn-sample over all cut-offs)",
         "churn_train_s": "train_churn (features of every cut-off, fitting three candidates, calibration, "

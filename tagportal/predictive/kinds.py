@@ -8,6 +8,11 @@ run fits it) and a **scoring endpoint** (a run posts the people's features to th
 URL, :mod:`.scoring_client`). Both fill a number tag ``score`` and a 高 / 中 / 低 tag
 ``level``, named after the model.
 
+The churn warning's extra features (:class:`ChurnSettings`): the RFM scores and the
+brand's published metric tags, each recomputed as of every cut-off; the registry passes
+the tags' published definitions in the frames (:data:`TAG_SPECS`), and the fitted model
+keeps them (:class:`ChurnArtefact`), so scoring computes the same columns.
+
 Key metrics (what a model's floor and largest drop are measured on): RFM, lifetime
 value and AIPL have none (they are descriptive or have no labelled truth at scoring
 time) and always publish; the churn warning's is the validation ROC AUC.
@@ -26,6 +31,8 @@ import pandas as pd
 from django.utils.translation import gettext_lazy as _
 
 from tagportal.core.days import beijing_date
+from tagportal.engine.evaluate import TagSpec, evaluate_tags
+from tagportal.rules.definitions import tag_references
 
 from . import aipl, churn, clv, rfm
 from .choices import AiplStage, ModelKind, RfmSegment
@@ -115,6 +122,9 @@ class Kind:
     #: (``orders.amount``; ``<source>.time`` is the moment of each row): lineage draws
     #: the data fields feeding them as the model's inputs.
     reads: tuple[str, ...] = ()
+    #: The kind's fit reads the brand's published number tags: the registry passes their
+    #: specs (as published) in the frames under :data:`TAG_SPECS`.
+    reads_tags: bool = False
 
     def config(self, parameters) -> Any:
         """The configuration of stored parameters, or :class:`ParametersRefused`."""
@@ -322,15 +332,163 @@ AIPL = Kind(
 # Churn
 
 
-def _parse_churn(params) -> churn.ChurnConfig:
+#: At most this many of the brand's published metric tags feed a churn model by default.
+MAX_TAG_FEATURES = 10
+#: The RFM scores fed to a churn model, as extra feature columns (the RFM module's defaults).
+RFM_FEATURES = {"r": "rfm_r", "f": "rfm_f", "m": "rfm_m"}
+TAG_FEATURE_PREFIX = "tag:"
+#: The frames key under which the registry passes the brand's published number tags
+#: (:class:`~tagportal.engine.evaluate.TagSpec`, as their published versions define them).
+TAG_SPECS = "tag_specs"
+
+
+@dataclass(frozen=True)
+class ChurnSettings:
+    """The churn warning's parameters: the churn module's (:class:`.churn.ChurnConfig`)
+    and which extra features it reads, each computed as of every cut-off (nothing after
+    it): ``rfm_features`` — the R, F and M scores (:func:`.rfm.compute_rfm`, its default
+    window) as ``rfm_r``, ``rfm_f``, ``rfm_m``; ``tag_features`` — tag codes of the brand's
+    published number tags computed by the engine from events or orders (metric tags),
+    as ``tag:<code>``; ``None``: all of them up to :data:`MAX_TAG_FEATURES`, by code."""
+
+    churn: churn.ChurnConfig
+    rfm_features: bool = True
+    tag_features: tuple[str, ...] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        tags = None if self.tag_features is None else list(self.tag_features)
+        return {**self.churn.as_dict(), "rfm_features": self.rfm_features, "tag_features": tags}
+
+
+def _parse_churn(params) -> ChurnSettings:
+    params = dict(params)
+    rfm_features = params.pop("rfm_features", True)
+    tag_features = params.pop("tag_features", None)
     unknown = sorted(set(params) - {f.name for f in dataclasses.fields(churn.ChurnConfig)})
     if unknown:
         raise ParametersRefused(_("Unknown churn parameters: %(names)s.") % {"names": ", ".join(unknown)})
-    return churn.ChurnConfig(**params)
+    if not isinstance(rfm_features, bool):
+        raise ParametersRefused(_("rfm_features must be true or false."))
+    if tag_features is not None:
+        if not isinstance(tag_features, list | tuple) or not all(
+            isinstance(code, str) and code for code in tag_features
+        ):
+            raise ParametersRefused(
+                _("tag_features must be a list of tag codes, or null for the brand's published metric tags.")
+            )
+        tag_features = tuple(dict.fromkeys(tag_features))
+    return ChurnSettings(churn.ChurnConfig(**params), rfm_features, tag_features)
 
 
-def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
-    run = churn.train_churn(frames.get("events"), frames.get("orders"), as_of, config)
+def is_metric_tag(spec: TagSpec) -> bool:
+    """A number tag the engine computes from events or orders alone (so it can be
+    recomputed as of a past day): a ``metric`` definition over a source, reading no
+    profile attribute and no other tag."""
+    definition = spec.definition if isinstance(spec.definition, dict) else {}
+    metric = definition.get("metric")
+    return (
+        spec.value_type == "number"
+        and definition.get("type") == "metric"
+        and isinstance(metric, dict)
+        and metric.get("source") in ("events", "orders")
+        and "attribute" not in metric
+        and not tag_references(definition)
+    )
+
+
+def churn_tag_specs(available, settings: ChurnSettings) -> list[TagSpec]:
+    """The metric tags a churn model reads, among the brand's ``available`` published
+    number tags: those named by ``tag_features`` (each must be such a tag), or by default
+    the first :data:`MAX_TAG_FEATURES` by code."""
+    specs = [s if isinstance(s, TagSpec) else TagSpec(*s) for s in available or ()]
+    usable = {spec.code: spec for spec in specs if is_metric_tag(spec)}
+    if settings.tag_features is None:
+        return [usable[code] for code in sorted(usable)][:MAX_TAG_FEATURES]
+    missing = [code for code in settings.tag_features if code not in usable]
+    if missing:
+        raise churn.ChurnConfigError(
+            _(
+                "tag_features: %(codes)s are not published number tags of the brand that the engine "
+                "computes from events or orders."
+            )
+            % {"codes": ", ".join(missing)}
+        )
+    return [usable[code] for code in settings.tag_features]
+
+
+@dataclass(frozen=True)
+class ChurnFeatures:
+    """The extra features of a churn model: what they are (kept with the fitted model,
+    so that scoring computes the same columns with the same definitions) and how to
+    compute them from a brand's frames as of a day (:meth:`for_frames`)."""
+
+    rfm: bool = True
+    tags: tuple[TagSpec, ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        return [
+            *(RFM_FEATURES.values() if self.rfm else ()),
+            *(TAG_FEATURE_PREFIX + s.code for s in self.tags),
+        ]
+
+    def for_frames(self, frames) -> churn.ExtraFeatures | None:
+        """``extra_features(cutoff)`` for :func:`.churn.train_churn` and
+        :meth:`.churn.ChurnModel.score`: each column per OneID from the rows dated up to
+        ``cutoff`` only; ``None`` without extra features."""
+        if not self.rfm and not self.tags:
+            return None
+        events, orders = frames.get("events"), frames.get("orders")
+        rfm_config = rfm.RfmConfig()
+
+        def extra(cutoff: dt.date) -> pd.DataFrame:
+            parts = []
+            if self.rfm:
+                scores = rfm.compute_rfm(orders, rfm_config, cutoff).scores
+                parts.append(scores[list(RFM_FEATURES)].astype("float64").rename(columns=RFM_FEATURES))
+            if self.tags:
+                result = evaluate_tags(self.tags, None, events, orders, cutoff)
+                if result.errors:
+                    code, error = next(iter(result.errors.items()))
+                    raise churn.ChurnDataError(
+                        _("The tag %(code)s cannot be computed as of %(day)s: %(error)s")
+                        % {"code": code, "day": cutoff.isoformat(), "error": error}
+                    )
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            TAG_FEATURE_PREFIX + s.code: result.values[s.code].astype("float64")
+                            for s in self.tags
+                        },
+                        index=result.population,
+                    )
+                )
+            out = pd.concat(parts, axis=1) if len(parts) > 1 else parts[0]
+            out.index = pd.Index(out.index.astype("int64"), name="oneid")
+            return out[self.columns]
+
+        return extra
+
+
+@dataclass
+class ChurnArtefact:
+    """What a churn run keeps: the fitted model and its extra features."""
+
+    model: churn.ChurnModel
+    features: ChurnFeatures
+
+    def score(self, frames, as_of) -> pd.DataFrame:
+        """``probability`` and ``bucket`` of the people eligible at ``as_of``."""
+        extra = self.features.for_frames(frames)
+        return self.model.score(frames.get("events"), frames.get("orders"), as_of, extra)
+
+
+def _fit_churn(frames, settings: ChurnSettings, as_of) -> Fit:
+    config = settings.churn
+    features = ChurnFeatures(settings.rfm_features, tuple(churn_tag_specs(frames.get(TAG_SPECS), settings)))
+    run = churn.train_churn(
+        frames.get("events"), frames.get("orders"), as_of, config, extra_features=features.for_frames(frames)
+    )
     report = run.report
     validation = report.get("validation") or {}
     scores = _churn_outputs(run.scores)
@@ -338,9 +496,10 @@ def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
     return Fit(
         scores=scores,
         parameters={
-            "config": config.as_dict(),
+            "config": settings.as_dict(),
             "chosen": report.get("chosen"),
             "calibration": report.get("calibration"),
+            "tag_features": [spec.code for spec in features.tags],
         },
         metrics={k: v for k, v in report.items() if k not in ("config", "features")},
         key_metric=validation.get("auc"),
@@ -352,7 +511,7 @@ def _fit_churn(frames, config: churn.ChurnConfig, as_of) -> Fit:
         },
         window=cutoffs if isinstance(cutoffs, dict) else {"cutoffs": cutoffs},
         features=list(report.get("features") or run.model.features),
-        artefact=run.model,
+        artefact=ChurnArtefact(run.model, features),
         publishable=bool(report.get("publishable", True)),
         hold_reason=""
         if report.get("publishable", True)
@@ -368,8 +527,10 @@ def _churn_outputs(scores: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _score_churn(frames, model: churn.ChurnModel, as_of) -> pd.DataFrame:
-    return _churn_outputs(model.score(frames.get("events"), frames.get("orders"), as_of))
+def _score_churn(frames, artefact, as_of) -> pd.DataFrame:
+    if isinstance(artefact, churn.ChurnModel):  # fitted before the extra features were kept with it
+        return _churn_outputs(artefact.score(frames.get("events"), frames.get("orders"), as_of))
+    return _churn_outputs(artefact.score(frames, as_of))
 
 
 CHURN = Kind(
@@ -383,6 +544,7 @@ CHURN = Kind(
     fit=_fit_churn,
     key_metric="auc",
     reads=("events.time", "events.type", "orders.time", "orders.amount"),
+    reads_tags=True,
 )
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
   kind algorithm, definition ``{"type": "manual"}`` (the engine leaves such tags out of
   its computations and reads their stored results; the model writes them), published so
   audiences can use them.
-- :func:`run_model` loads the brand's frames, fits and scores the model (its kind's pure
+- :func:`run_model` loads the brand's frames (and, for a kind that reads tags — the churn
+  warning's metric-tag features — the brand's published number tags' definitions, so the
+  pure kind never touches the ORM), fits and scores the model (its kind's pure
   module, through :mod:`.kinds`), records the run (window, features, fitted parameters,
   metrics, chart data, the pickled artefact and its SHA-256, duration, peak memory) and
   publishes: a run whose key metric is below the model's floor, or fell by more than its
@@ -44,6 +46,8 @@ from tagportal.core import background
 from tagportal.core.exceptions import Conflict
 from tagportal.core.roles import reviewers_of
 from tagportal.engine import results
+from tagportal.engine import services as engine
+from tagportal.engine.evaluate import TagSpec
 from tagportal.notifications.services import notify
 from tagportal.profiles import loaders, lookups
 from tagportal.profiles.choices import IdentityType, LookupEndpoint
@@ -51,7 +55,7 @@ from tagportal.profiles.models import Customer
 
 from . import byom, endpoints, signals
 from .choices import ModelKind, ModelRunStatus
-from .kinds import EndpointConfig, Kind, ParametersRefused, kind_of, level_outputs
+from .kinds import TAG_SPECS, EndpointConfig, Kind, ParametersRefused, kind_of, level_outputs
 from .models import EndpointSecret, ModelOutput, ModelRun, PredictiveModel
 
 log = logging.getLogger(__name__)
@@ -265,6 +269,14 @@ def flat_metrics(metrics, prefix: str = "") -> dict[str, float]:
 TIMINGS = frozenset({"seconds"})
 
 
+def number_tag_specs(brand) -> list[TagSpec]:
+    """The brand's published number tags as their published versions define them, by
+    code (what a kind that :attr:`~.kinds.Kind.reads_tags` chooses its features from)."""
+    tags = list(Tag.objects.published().filter(brand=brand, value_type="number").order_by("code"))
+    snapshots = engine.published_snapshots(tags)
+    return [engine.spec_of(snapshots[tag.pk]) for tag in tags if tag.pk in snapshots]
+
+
 def _population(frames) -> int:
     profiles = frames.get("profiles")
     ids = (
@@ -297,6 +309,8 @@ def run_model(model: PredictiveModel, as_of: dt.datetime | None = None, frames=N
                 config = _endpoint_config(model, config)
             if frames is None:
                 frames = loaders.load_frames(model.brand)
+            if kind.reads_tags:
+                frames = {**frames, TAG_SPECS: number_tag_specs(model.brand)}
             fit = kind.fit(frames, config, as_of)
             run.peak_memory_mb = memory.peak_mb()
         artefact = pickle.dumps(fit.artefact, protocol=pickle.HIGHEST_PROTOCOL)

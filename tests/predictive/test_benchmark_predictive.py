@@ -90,7 +90,7 @@ def test_the_baseline_gives_compute_rfm_s_measures_and_a_difference_shows(predic
     assert predictive.same_measures(rfm.scores, baseline)
 
     changed = orders.copy()
-    changed.loc[changed.index[0], "amount"] += 1.0
+    changed.loc[changed["time"].idxmax(), "amount"] += 1.0  # an order in the window
     assert not predictive.same_measures(rfm.scores, predictive.pandas_rfm(changed, predictive.END))
 
 

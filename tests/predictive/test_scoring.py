@@ -27,7 +27,7 @@ def test_a_churn_model_scores_with_its_published_fit_without_training(world):
     assert run.status == ModelRunStatus.PUBLISHED, run.error
     assert run.window == {"scored_with_run": fitted.pk}
     assert run.artefact_sha256 == fitted.artefact_sha256 and run.key_metric == fitted.key_metric
-    expected = pickle_model(fitted).score(FRAMES["events"], FRAMES["orders"], later)
+    expected = pickle_model(fitted).score(FRAMES, later)  # the model and its extra features
     assert run.people_scored == len(expected) > 0
     tag = ModelOutput.objects.get(model=model, key="churn_probability").tag
     someone = int(expected.index[0])
