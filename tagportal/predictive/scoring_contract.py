@@ -46,35 +46,17 @@ retries of a batch must happen within the window (the client's backoff is far sh
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
-
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-TIMESTAMP_HEADER = "X-TagPortal-Timestamp"
-SIGNATURE_HEADER = "X-TagPortal-Signature"
-SIGNATURE_PREFIX = "sha256="
+from tagportal.core import signing
+
+TIMESTAMP_HEADER, SIGNATURE_HEADER = signing.TIMESTAMP_HEADER, signing.SIGNATURE_HEADER
+SIGNATURE_PREFIX = signing.PREFIX
 #: How far (seconds) a request's timestamp may be from the service's clock.
-TOLERANCE_SECONDS = 300
-
-
-def signature(secret: str | bytes, timestamp: str | int, body: bytes) -> str:
-    """The ``X-TagPortal-Signature`` value of ``body`` signed at ``timestamp``."""
-    key = secret.encode() if isinstance(secret, str) else secret
-    digest = hmac.new(key, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
-
-
-def signed_headers(secret: str | bytes, body: bytes, *, now: float | None = None) -> dict[str, str]:
-    """The headers of a request with ``body`` signed now (or at ``now``)."""
-    timestamp = str(int(time.time() if now is None else now))
-    return {
-        "Content-Type": "application/json",
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: signature(secret, timestamp, body),
-    }
+TOLERANCE_SECONDS = signing.WINDOW
+signature = signing.signature
+signed_headers = signing.signed_headers
 
 
 def verify(
@@ -87,12 +69,7 @@ def verify(
     tolerance: int = TOLERANCE_SECONDS,
 ) -> bool:
     """Whether a request's signature is right and its timestamp fresh (for a Python service)."""
-    if not timestamp or not given or not timestamp.isdigit():
-        return False
-    now = time.time() if now is None else now
-    if abs(now - int(timestamp)) > tolerance:
-        return False
-    return hmac.compare_digest(signature(secret, timestamp, body), given)
+    return signing.refusal(secret, timestamp, given, body, now=now, window=tolerance) is None
 
 
 class ScoringRowSerializer(serializers.Serializer):

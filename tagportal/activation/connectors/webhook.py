@@ -12,20 +12,20 @@ to keep). Receipts coming back are signed the same way and refused outside
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from tagportal.core import signing
+
 from .base import ChannelError, http_call, retry_after_of, with_retries
 
-TIMESTAMP_HEADER = "X-TagPortal-Timestamp"
-SIGNATURE_HEADER = "X-TagPortal-Signature"
+TIMESTAMP_HEADER, SIGNATURE_HEADER = signing.TIMESTAMP_HEADER, signing.SIGNATURE_HEADER
 #: Seconds a signed request stays acceptable, either side of our clock.
-REPLAY_WINDOW = 300
+REPLAY_WINDOW = signing.WINDOW
+signature = signing.signature
 
 
 class SignatureRefused(Exception):
@@ -37,25 +37,19 @@ class SignatureRefused(Exception):
         self.missing = missing
 
 
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
 def verify(
     secret: str, timestamp: str | None, signed: str | None, body: bytes, now: float | None = None
 ) -> None:
     """Nothing if ``signed`` is the signature of ``body`` at ``timestamp`` and that is
     within the window; :class:`SignatureRefused` otherwise."""
-    if not timestamp or not signed:
+    why = signing.refusal(secret, timestamp, signed, body, now=now, window=REPLAY_WINDOW)
+    if why == signing.MISSING:
         raise SignatureRefused(_("The request is not signed."), missing=True)
-    try:
-        moment = int(timestamp)
-    except ValueError:
-        raise SignatureRefused(_("The timestamp is not a number of seconds.")) from None
-    if not secret or not hmac.compare_digest(signature(secret, timestamp, body), signed):
+    if why == signing.NOT_A_NUMBER:
+        raise SignatureRefused(_("The timestamp is not a number of seconds."))
+    if why == signing.MISMATCH:
         raise SignatureRefused(_("The signature does not match."))
-    if abs((time.time() if now is None else now) - moment) > REPLAY_WINDOW:
+    if why == signing.STALE:
         raise SignatureRefused(_("The timestamp is out of the accepted window."))
 
 
