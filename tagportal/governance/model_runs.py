@@ -32,6 +32,7 @@ from django.utils.translation import gettext as _
 
 from tagportal.catalog.history import display
 from tagportal.predictive import services as predictive
+from tagportal.predictive import summaries
 from tagportal.predictive.choices import ModelRunStatus
 from tagportal.predictive.models import ModelRun
 
@@ -109,7 +110,9 @@ def diff_rows(run: ModelRun, comparison: dict, every_metric: bool = True) -> lis
         name = metric.get("name")
         if not every_metric and name != key:
             continue
-        label = _("%(metric)s (key metric)") % {"metric": name} if name == key else name
+        label = summaries.label_of(run.model.kind, name)
+        if name == key:
+            label = _("%(metric)s (key metric)") % {"metric": label}
         rows.append(
             {
                 "field": f"metric:{name}",

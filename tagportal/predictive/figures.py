@@ -29,7 +29,7 @@ import plotly.graph_objects as go
 from django.utils.translation import gettext as _
 from plotly.subplots import make_subplots
 
-from . import aipl
+from . import aipl, summaries
 from .choices import AiplStage, ModelKind, RfmSegment
 
 MARGIN = {"l": 10, "r": 10, "t": 40, "b": 10}
@@ -228,7 +228,11 @@ def importance_figure(importances: Iterable[Mapping]) -> go.Figure | None:
 
 
 def candidates_figure(candidates: Mapping) -> go.Figure | None:
-    rows = [(name, c.get("auc")) for name, c in (candidates or {}).items() if isinstance(c, Mapping)]
+    rows = [
+        (summaries.candidate_label(name), c.get("auc"))
+        for name, c in (candidates or {}).items()
+        if isinstance(c, Mapping)
+    ]
     rows = [(name, auc) for name, auc in rows if auc is not None]
     if not rows:
         return None

@@ -53,7 +53,7 @@ from tagportal.profiles import loaders, lookups
 from tagportal.profiles.choices import IdentityType, LookupEndpoint
 from tagportal.profiles.models import Customer
 
-from . import byom, endpoints, signals
+from . import byom, endpoints, signals, summaries
 from .choices import ModelKind, ModelRunStatus
 from .kinds import TAG_SPECS, EndpointConfig, Kind, ParametersRefused, kind_of, level_outputs
 from .models import EndpointSecret, ModelOutput, ModelRun, PredictiveModel
@@ -178,7 +178,7 @@ def _hold_cause(model, kind: Kind, value, previous) -> tuple[str, str]:
     """``(cause, reason)`` of :func:`hold_reason` (``("", "")`` when the run may be published)."""
     if kind.key_metric is None:
         return "", ""
-    name = kind.key_metric
+    name = kind.key_metric.upper()  # "AUC"
     if value is None:
         return MISSING, _("The run reports no %(metric)s.") % {"metric": name}
     if model.metric_floor is not None and value < model.metric_floor:
@@ -215,6 +215,9 @@ def held_comparison(run: ModelRun, previous: ModelRun | None, cause: str) -> dic
     held = flat_metrics(run.metrics)
     published = flat_metrics(previous.metrics) if previous is not None else {}
     names = list(held) + [name for name in published if name not in held]
+    main = [n.path for n in summaries.NUMBERS.get(model.kind, [])]
+    if main:  # the kind's main numbers (the model page's), not every count and timing
+        names = [name for name in main if name in held or name in published]
     key = kind.key_metric
     # the key metric's path: the one named so whose value is the run's key metric
     paths = [n for n in names if key and (n == key or n.endswith(f".{key}"))]

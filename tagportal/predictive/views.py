@@ -35,7 +35,7 @@ from tagportal.core.filters import id_or_none
 from tagportal.core.permissions import may
 
 from . import figures as fg
-from . import hooks, services
+from . import hooks, services, summaries
 from .choices import ModelKind, ModelRunStatus
 from .models import ModelOutput, ModelRun, PredictiveModel
 
@@ -231,41 +231,16 @@ def model_detail(request, pk: int):
 def _summary(kind: str, run: ModelRun) -> list[tuple[str, str]]:
     """The selected run's main numbers as (label, text)."""
     metrics = run.metrics or {}
-    rows: list[tuple[str, str]] = []
-
-    def add(label, value, fmt="{:,.4f}"):
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            rows.append((label, fmt.format(value)))
-
-    if kind == ModelKind.CHURN:
-        validation = metrics.get("validation") or {}
-        add(_("Validation ROC AUC"), validation.get("auc"))
-        add(_("PR AUC"), validation.get("pr_auc"))
-        add(_("Brier score"), validation.get("brier"))
-        add(_("Brier score of the base rate"), validation.get("brier_base_rate"))
-        add(_("Lift in the top decile"), validation.get("lift_top_decile"), "{:,.2f}")
-        add(_("Churn rate on the validation cut-off"), validation.get("base_rate"), "{:.1%}")
-        add(_("Validation rows"), validation.get("rows"), "{:,}")
-        add(_("Training rows"), metrics.get("training_rows"), "{:,}")
-        if metrics.get("chosen"):
-            rows.append((_("Chosen model"), str(metrics["chosen"])))
-        add(_("Run's own AUC floor"), metrics.get("auc_floor"), "{:.2f}")
-    elif kind == ModelKind.RFM:
-        add(_("Customers"), metrics.get("customers"), "{:,}")
-        for name in ("r", "f", "m"):
-            add(
-                _("Mean %(score)s score") % {"score": name.upper()},
-                (metrics.get("mean_scores") or {}).get(name),
-                "{:.2f}",
-            )
-    elif kind == ModelKind.CLV:
-        add(_("Customers"), metrics.get("customers"), "{:,}")
-        add(_("Repeat buyers"), metrics.get("repeat_buyers"), "{:,}")
-        add(_("BG/NBD log-likelihood"), metrics.get("bgnbd_log_likelihood"), "{:,.1f}")
-        add(_("Log-likelihood per customer"), metrics.get("bgnbd_log_likelihood_per_customer"))
-    elif kind == ModelKind.AIPL:
-        add(_("People with a stage"), metrics.get("people"), "{:,}")
-    add(_("People scored"), run.people_scored, "{:,}")
+    rows = [
+        (str(number.label), number.format.format(value)) for number, value in summaries.numbers(kind, metrics)
+    ]
+    if kind == ModelKind.CHURN and metrics.get("chosen"):
+        rows.insert(
+            len(rows) - 1 if rows else 0,
+            (_("Chosen model"), summaries.candidate_label(str(metrics["chosen"]))),
+        )
+    if run.people_scored is not None:
+        rows.append((_("People scored"), f"{run.people_scored:,}"))
     return rows
 
 

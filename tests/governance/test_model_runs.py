@@ -89,6 +89,12 @@ def test_a_held_run_becomes_one_submitted_request_with_the_comparison(held):
     key = rows["metric:validation.auc"]
     assert key["new"] == f"{run.key_metric:.4f}" and key["old"] == "—" and "key metric" in key["label"]
     assert "metric:validation.brier" in rows
+    # the model page's main numbers with their labels, not every count and timing of the run
+    assert (
+        key["label"] == "Validation ROC AUC (key metric)"
+        and rows["metric:validation.brier"]["label"] == "Brier score"
+    )
+    assert not [name for name in rows if "candidates" in name or name.endswith("_s") or "buckets" in name]
     assert [row["field"] for row in items[1].diff] == ["run", "metric:validation.auc"]
     # the stewards are asked to review it, as for any submitted request
     asked = Notification.objects.filter(subject__startswith="Review requested", change_request=cr)
