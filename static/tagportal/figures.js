@@ -16,4 +16,15 @@
       }
     });
   });
+
+  // A figure drawn before the admin's navigation sidebar took its place is wider than
+  // its box: fit every figure of the page to its box once the page has laid out.
+  window.addEventListener("load", function () {
+    if (!window.Plotly) {
+      return;
+    }
+    document.querySelectorAll(".js-plotly-plot").forEach(function (element) {
+      window.Plotly.Plots.resize(element);
+    });
+  });
 })();
