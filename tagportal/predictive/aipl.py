@@ -17,7 +17,10 @@ Conventions
   orders on at least ``loyalty_min_purchases`` distinct Beijing days in the last
   ``loyalty_days`` (repeat purchases; ``None`` turns this rule off), or an event of a
   member-level type (``loyalty_events``, e.g. a tier upgrade) in the last
-  ``loyalty_days``.
+  ``loyalty_days``, or a member level among ``loyalty_member_levels`` in the profile
+  attribute ``member_level_attribute`` (e.g. 金卡, 铂金卡). Profiles keep only the current
+  level, with no history: it counts at every date looked at, the flows' earlier weeks
+  included.
 - **A person's stage is the highest reached** (Loyalty > Purchase > Interest >
   Awareness), whatever the lower rules say: a loyal buyer with no recent exposure is
   loyal. People with nothing in any window have no stage (absent from :func:`stages`;
@@ -75,6 +78,8 @@ class AiplConfig:
     loyalty_days: int = 365
     loyalty_min_purchases: int | None = 2
     loyalty_events: tuple[str, ...] = ()
+    loyalty_member_levels: tuple[str, ...] = ()
+    member_level_attribute: str = "member_level"
 
     def __post_init__(self):
         for name in ("awareness_days", "interest_days", "purchase_days", "loyalty_days"):
@@ -84,15 +89,21 @@ class AiplConfig:
         minimum = self.loyalty_min_purchases
         if minimum is not None and (not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 2):
             raise ValueError(f"loyalty_min_purchases must be a whole number ≥ 2 or null, got {minimum!r}")
-        for name in ("awareness_events", "interest_events", "loyalty_events"):
+        for name in ("awareness_events", "interest_events", "loyalty_events", "loyalty_member_levels"):
             types = getattr(self, name)
             if isinstance(types, str) or not isinstance(types, list | tuple):
-                raise ValueError(f"{name} must be a list of event types, got {types!r}")
+                raise ValueError(f"{name} must be a list of names, got {types!r}")
             if not all(isinstance(t, str) and t for t in types):
-                raise ValueError(f"{name} must hold non-empty event type names, got {list(types)!r}")
+                raise ValueError(f"{name} must hold non-empty names, got {list(types)!r}")
             object.__setattr__(self, name, tuple(types))
-        if minimum is None and not self.loyalty_events:
-            raise ValueError("loyalty needs a rule: loyalty_min_purchases or loyalty_events")
+        if not isinstance(self.member_level_attribute, str) or not self.member_level_attribute:
+            raise ValueError(
+                f"member_level_attribute must be an attribute name, got {self.member_level_attribute!r}"
+            )
+        if minimum is None and not self.loyalty_events and not self.loyalty_member_levels:
+            raise ValueError(
+                "loyalty needs a rule: loyalty_min_purchases, loyalty_events or loyalty_member_levels"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {key: list(v) if isinstance(v, tuple) else v for key, v in dataclasses.asdict(self).items()}
@@ -214,12 +225,16 @@ class _Activity:
             kinds[name] = (ids[rows], days[rows])
         order_ids, order_days, valid = dated_rows(frames.get("orders"), "orders")
         kinds["orders"] = (order_ids[valid], order_days[valid])
-        codes, self.people = person_codes(np.concatenate([kind_ids for kind_ids, _ in kinds.values()]))
+        members = _loyal_members(frames.get("profiles"), config)
+        codes, self.people = person_codes(
+            np.concatenate([*(kind_ids for kind_ids, _ in kinds.values()), members])
+        )
         self._rows = {}
         start = 0
         for name, (kind_ids, kind_days) in kinds.items():
             self._rows[name] = (codes[start : start + len(kind_ids)], kind_days)
             start += len(kind_ids)
+        self._members = codes[start:]
 
     def levels(self, as_of_day: int) -> np.ndarray:
         """Each person's level on ``as_of_day``: 0 (no stage) to 4 (loyalty)."""
@@ -238,6 +253,7 @@ class _Activity:
             codes, offsets = self._within("orders", as_of_day, config.loyalty_days)
             repeat = distinct_days(codes, offsets, config.loyalty_days, n) >= config.loyalty_min_purchases
             level[repeat] = 4
+        level[self._members] = 4
         return level
 
     def _within(self, name: str, as_of_day: int, days: int) -> tuple[np.ndarray, np.ndarray]:
@@ -246,6 +262,21 @@ class _Activity:
         first = as_of_day - days + 1
         rows = (row_days >= first) & (row_days <= as_of_day)
         return codes[rows], row_days[rows] - first
+
+
+def _loyal_members(profiles: pd.DataFrame | None, config: AiplConfig) -> np.ndarray:
+    """The OneIDs whose current member level counts as loyal."""
+    column = config.member_level_attribute
+    if (
+        not config.loyalty_member_levels
+        or profiles is None
+        or column not in profiles
+        or "oneid" not in profiles
+    ):
+        return np.zeros(0, dtype="int64")
+    rows = profiles[column].isin(config.loyalty_member_levels).to_numpy(dtype=bool, na_value=False)
+    rows = rows & profiles["oneid"].notna().to_numpy()
+    return profiles.loc[rows, "oneid"].astype("int64").to_numpy()
 
 
 def _iso(day: int) -> str:

@@ -284,6 +284,8 @@ def test_sankey_of_no_flows_is_an_empty_figure():
         ({"interest_events": "add_to_cart"}, "interest_events"),
         ({"awareness_events": ["page_view", ""]}, "awareness_events"),
         ({"loyalty_min_purchases": None, "loyalty_events": []}, "loyalty needs a rule"),
+        ({"loyalty_member_levels": "金卡"}, "loyalty_member_levels"),
+        ({"member_level_attribute": ""}, "member_level_attribute"),
         ({"purchase_window": 30}, "unknown AIPL parameters: purchase_window"),
     ],
 )
@@ -294,3 +296,26 @@ def test_bad_configurations_are_refused(params, message):
 
 def test_configuration_round_trips_through_json():
     assert AiplConfig.from_dict(json.loads(json.dumps(RULES.to_dict()))) == RULES
+
+
+def test_a_member_level_counts_as_loyalty_at_every_date():
+    """The profile's current level (no history) makes a person loyal, even without any
+    dated activity; other levels and people without the attribute go by their activity."""
+    config = AiplConfig.from_dict({**RULES.to_dict(), "loyalty_member_levels": ["金卡", "铂金卡"]})
+    profiles = pd.DataFrame({"oneid": [1, 2, 3, 4], "member_level": ["金卡", "普卡", None, "铂金卡"]})
+    frames = {
+        "profiles": profiles,
+        "events": events((2, "2026-03-09 10:00", "page_view"), (3, "2026-03-09 10:00", "add_to_cart")),
+        "orders": orders(),
+    }
+    assert stage_dict(frames, config) == {1: "loyalty", 2: "awareness", 3: "interest", 4: "loyalty"}
+    assert stage_dict(frames) == {2: "awareness", 3: "interest"}  # no member-level rule
+    flows = stage_flows(frames, config, [AS_OF - dt.timedelta(days=14), AS_OF])
+    stayed = flows[(flows.from_stage == "loyalty") & (flows.to_stage == "loyalty")]
+    assert stayed["people"].sum() == 2
+    only_levels = AiplConfig.from_dict(
+        {"loyalty_min_purchases": None, "loyalty_member_levels": ["金卡"], "member_level_attribute": "tier"}
+    )
+    assert stages(
+        {"profiles": profiles.rename(columns={"member_level": "tier"})}, only_levels, AS_OF
+    ).to_dict() == {1: "loyalty"}
