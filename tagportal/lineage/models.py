@@ -309,11 +309,17 @@ class TagInput(TimeStampedModel):
 
 
 class ModelInput(models.Model):
-    """A data field an algorithm model reads: derived from what the model's kind reads
+    """One thing an algorithm model reads: a data field, or a tag.
+
+    The fields are derived from what the model's kind reads
     (:attr:`tagportal.predictive.kinds.Kind.reads`) and the fields feeding those engine
-    fields, kept in sync when a model, a field or a source is saved. With the model's
-    outputs (:class:`~tagportal.predictive.models.ModelOutput`) it puts the model in the
-    graph: data field → model → output tag. An inactive model reads nothing."""
+    fields, kept in sync when a model, a field or a source is saved. The tags are those
+    its last published fit used as features (``tag:<code>`` in
+    :attr:`~tagportal.predictive.models.ModelRun.features`, e.g. the churn warning's metric
+    tags), resolved to the model brand's tags by code, kept in sync when a run is
+    published. With the model's outputs (:class:`~tagportal.predictive.models.ModelOutput`)
+    it puts the model in the graph: data field or tag → model → output tag. An inactive
+    model reads nothing."""
 
     model = models.ForeignKey(
         "predictive.PredictiveModel",
@@ -322,7 +328,20 @@ class ModelInput(models.Model):
         verbose_name=_("algorithm model"),
     )
     field = models.ForeignKey(
-        DataField, on_delete=models.CASCADE, related_name="model_inputs", verbose_name=_("data field")
+        DataField,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_inputs",
+        verbose_name=_("data field"),
+    )
+    tag = models.ForeignKey(
+        "catalog.Tag",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="model_inputs",
+        verbose_name=_("tag"),
     )
 
     objects = RestrictedQuerySet.as_manager()
@@ -330,12 +349,23 @@ class ModelInput(models.Model):
     scope = [Via("catalog.businessline", "model__brand__business_line"), Via("catalog.brand", "model__brand")]
 
     class Meta:
-        ordering = ["model_id", "field_id"]
+        ordering = ["model_id", "field_id", "tag_id"]
         verbose_name = _("model input")
         verbose_name_plural = _("model inputs")
         constraints = [
-            models.UniqueConstraint(fields=["model", "field"], name="modelinput_field_unique"),
+            models.CheckConstraint(
+                condition=(Q(field__isnull=False) & Q(tag__isnull=True))
+                | (Q(field__isnull=True) & Q(tag__isnull=False)),
+                name="modelinput_field_xor_tag",
+            ),
+            models.UniqueConstraint(
+                fields=["model", "field"], condition=Q(field__isnull=False), name="modelinput_field_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["model", "tag"], condition=Q(tag__isnull=False), name="modelinput_tag_unique"
+            ),
         ]
 
     def __str__(self):
-        return _("%(model)s reads %(input)s") % {"model": self.model.name, "input": self.field}
+        read = self.field if self.field_id else self.tag.code
+        return _("%(model)s reads %(input)s") % {"model": self.model.name, "input": read}

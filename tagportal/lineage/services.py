@@ -33,7 +33,7 @@ from functools import lru_cache
 import networkx as nx
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import BigIntegerField, Q, QuerySet, Value
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -41,8 +41,9 @@ from tagportal.catalog.models import Tag
 from tagportal.core import graphs
 from tagportal.core.days import beijing_text
 from tagportal.core.permissions import is_unrestricted, may
-from tagportal.predictive.kinds import KINDS
+from tagportal.predictive.kinds import KINDS, TAG_FEATURE_PREFIX
 from tagportal.predictive.models import ModelOutput, PredictiveModel
+from tagportal.predictive.services import last_published
 from tagportal.profiles import schema
 from tagportal.rules.definitions import RuleValidationError, validate_definition
 
@@ -149,7 +150,8 @@ def _tag_codes(pks: Iterable[int]) -> dict[int, str]:
 
 def cycle_path(tag: Tag, upstream_ids: Iterable[int]) -> list[int] | None:
     """The tags (primary keys, in the direction data flows) of the cycle that ``tag``
-    reading ``upstream_ids`` would make, e.g. ``[a, b, a]``; ``None`` if there is none."""
+    reading ``upstream_ids`` would make, e.g. ``[a, b, a]``; ``None`` if there is none.
+    A model counts as a step from each tag it reads to each of its output tags."""
     upstream_ids = set(upstream_ids)
     if not upstream_ids:
         return None
@@ -157,9 +159,9 @@ def cycle_path(tag: Tag, upstream_ids: Iterable[int]) -> list[int] | None:
         return [tag.pk, tag.pk]
     graph = nx.DiGraph()
     graph.add_edges_from(
-        TagInput.objects.filter(upstream__isnull=False)
-        .exclude(tag_id=tag.pk)
-        .values_list("upstream_id", "tag_id")
+        (upstream_id, tag_id)
+        for upstream_id, tag_id, model_id in _tag_hops()
+        if model_id or tag_id != tag.pk  # the tag's own inputs are what is being replaced
     )
     if tag.pk not in graph:
         return None
@@ -362,15 +364,17 @@ def _kinds_reading(maps_to: str) -> list[str]:
     return [key for key, kind in KINDS.items() if maps_to in kind.reads]
 
 
-def _set_model_inputs(rows: QuerySet, wanted: set[tuple[int, int]]) -> SyncResult:
-    """Make the ``(model_id, field_id)`` rows of ``rows`` exactly ``wanted``."""
+def _set_model_inputs(rows: QuerySet, wanted: set[tuple[int, int]], column: str = "field") -> SyncResult:
+    """Make the ``(model_id, field_id)`` rows of ``rows`` (``column="tag"``: the
+    ``(model_id, tag_id)`` rows) exactly ``wanted``."""
     result = SyncResult()
-    existing = {(m, f): pk for pk, m, f in rows.values_list("pk", "model_id", "field_id")}
+    rows = rows.filter(**{f"{column}__isnull": False})
+    existing = {(m, x): pk for pk, m, x in rows.values_list("pk", "model_id", f"{column}_id")}
     gone = [pk for key, pk in existing.items() if key not in wanted]
     if gone:
         result.deleted = ModelInput.objects.filter(pk__in=gone).delete()[0]
     new = sorted(wanted - set(existing))
-    ModelInput.objects.bulk_create([ModelInput(model_id=m, field_id=f) for m, f in new])
+    ModelInput.objects.bulk_create([ModelInput(model_id=m, **{f"{column}_id": x}) for m, x in new])
     result.created = len(new)
     return result
 
@@ -378,14 +382,67 @@ def _set_model_inputs(rows: QuerySet, wanted: set[tuple[int, int]]) -> SyncResul
 @transaction.atomic
 def sync_model_inputs(model: PredictiveModel) -> SyncResult:
     """Link ``model`` to the data fields (shared, or of its brand's business line) feeding
-    the engine fields its kind reads; an inactive model keeps none."""
+    the engine fields its kind reads, and to the tags its last published fit read
+    (:func:`sync_model_tags`); an inactive model keeps none."""
     reads = model_reads(model)
     wanted: set[tuple[int, int]] = set()
     if reads:
         line = model.brand.business_line_id
         fields = _readable_fields(line).filter(maps_to__in=reads).values_list("pk", flat=True)
         wanted = {(model.pk, pk) for pk in fields}
-    return _set_model_inputs(ModelInput.objects.filter(model_id=model.pk), wanted)
+    result = _set_model_inputs(ModelInput.objects.filter(model_id=model.pk), wanted)
+    result += sync_model_tags(model)
+    return result
+
+
+def run_tag_codes(features) -> frozenset[str]:
+    """The tag codes a run's ``features`` name (``tag:<code>``; other features are not tags)."""
+    if not isinstance(features, list):
+        return frozenset()
+    prefix = TAG_FEATURE_PREFIX
+    return frozenset(
+        f[len(prefix) :]
+        for f in features
+        if isinstance(f, str) and f.startswith(prefix) and len(f) > len(prefix)
+    )
+
+
+def model_tag_codes(model: PredictiveModel) -> frozenset[str]:
+    """The tag codes ``model``'s last published fit read as features (a scoring run, a held
+    or a failed run does not count); nothing for an inactive model."""
+    if not model.is_active:
+        return frozenset()
+    run = last_published(model)
+    return run_tag_codes(run.features) if run is not None else frozenset()
+
+
+@transaction.atomic
+def sync_model_tags(model: PredictiveModel) -> SyncResult:
+    """Link ``model`` to the tags of its brand its last published fit read
+    (:func:`model_tag_codes`). A tag the model fills, directly or through other tags and
+    models, is skipped (logged): reading it would make a lineage cycle."""
+    codes = model_tag_codes(model)
+    wanted: set[tuple[int, int]] = set()
+    if codes:
+        tag_ids = set(
+            Tag.objects.filter(brand_id=model.brand_id, code__in=codes).values_list("pk", flat=True)
+        )
+        outputs = ModelOutput.objects.filter(model_id=model.pk).values_list("tag_id", flat=True)
+        downstream = set(graphs.reachable(outputs, _tag_edges(excluding_model=model.pk)))
+        for tag_id in sorted(tag_ids & downstream):
+            log.warning("lineage: model %s reads tag %s that it fills; edge skipped", model.pk, tag_id)
+        wanted = {(model.pk, pk) for pk in tag_ids - downstream}
+    return _set_model_inputs(ModelInput.objects.filter(model_id=model.pk), wanted, column="tag")
+
+
+def sync_tag_models(tag: Tag) -> SyncResult:
+    """Link a new ``tag`` to the active models of its brand whose last published fit read
+    its code (run when a tag is created, e.g. again after a deletion)."""
+    result = SyncResult()
+    for model in PredictiveModel.objects.filter(brand_id=tag.brand_id, is_active=True).order_by("pk"):
+        if tag.code in model_tag_codes(model):
+            result += sync_model_tags(model)
+    return result
 
 
 @transaction.atomic
@@ -598,21 +655,27 @@ def _root_node(obj) -> Node:
 
 def lineage_graph(with_fields: bool = True) -> nx.DiGraph:
     """The whole graph in the direction data flows, nodes ``(kind, pk)`` (four queries;
-    one without fields, sources and models: models read fields only). An edge into a tag
-    weighs one hop (``hops``), others none."""
+    one without fields and sources: the tags, and the models reading tags with their
+    output tags). An edge into a tag weighs one hop (``hops``), others none."""
     graph = nx.DiGraph()
-    inputs = TagInput.objects.all() if with_fields else TagInput.objects.filter(upstream__isnull=False)
-    for tag_id, field_id, upstream_id in inputs.values_list("tag_id", "field_id", "upstream_id"):
+    if not with_fields:
+        for upstream_id, tag_id, model_id in _tag_hops():
+            if model_id:
+                graph.add_edge((TAG, upstream_id), (MODEL, model_id), hops=0)
+                graph.add_edge((MODEL, model_id), (TAG, tag_id), hops=1)
+            else:
+                graph.add_edge((TAG, upstream_id), (TAG, tag_id), hops=1)
+        return graph
+    for tag_id, field_id, upstream_id in TagInput.objects.values_list("tag_id", "field_id", "upstream_id"):
         graph.add_edge((FIELD, field_id) if field_id else (TAG, upstream_id), (TAG, tag_id), hops=1)
-    if with_fields:
-        for field_id, source_id in DataField.objects.values_list("pk", "source_id"):
-            graph.add_edge((SOURCE, source_id), (FIELD, field_id), hops=0)
-        for model_id, field_id in ModelInput.objects.values_list("model_id", "field_id"):
-            graph.add_edge((FIELD, field_id), (MODEL, model_id), hops=0)
-        for model_id, tag_id in ModelOutput.objects.filter(model__is_active=True).values_list(
-            "model_id", "tag_id"
-        ):
-            graph.add_edge((MODEL, model_id), (TAG, tag_id), hops=1)
+    for field_id, source_id in DataField.objects.values_list("pk", "source_id"):
+        graph.add_edge((SOURCE, source_id), (FIELD, field_id), hops=0)
+    for model_id, field_id, tag_id in ModelInput.objects.values_list("model_id", "field_id", "tag_id"):
+        graph.add_edge((FIELD, field_id) if field_id else (TAG, tag_id), (MODEL, model_id), hops=0)
+    for model_id, tag_id in ModelOutput.objects.filter(model__is_active=True).values_list(
+        "model_id", "tag_id"
+    ):
+        graph.add_edge((MODEL, model_id), (TAG, tag_id), hops=1)
     return graph
 
 
@@ -680,11 +743,26 @@ def _stale_source_rows(now: dt.datetime) -> list[tuple[int, str, dt.datetime | N
     return [row for row in rows if is_past_sla(row[2], row[3], now)]
 
 
-def _tag_edges() -> dict[int, list[int]]:
+def _tag_hops(excluding_model: int | None = None) -> QuerySet:
+    """``(upstream tag id, tag id, model id)`` rows, one query: a tag reading a tag (model
+    id 0), and a tag an active model reads → each output tag of that model."""
+    by_tags = (
+        TagInput.objects.filter(upstream__isnull=False)
+        .order_by()
+        .values_list("upstream_id", "tag_id", Value(0, output_field=BigIntegerField()))
+    )
+    by_models = ModelOutput.objects.filter(model__is_active=True, model__lineage_inputs__tag__isnull=False)
+    if excluding_model is not None:
+        by_models = by_models.exclude(model_id=excluding_model)
+    return by_tags.union(
+        by_models.order_by().values_list("model__lineage_inputs__tag_id", "tag_id", "model_id")
+    )
+
+
+def _tag_edges(excluding_model: int | None = None) -> dict[int, list[int]]:
+    """``{tag id: [tags reading it, directly or through a model]}`` (one query)."""
     edges: dict[int, list[int]] = defaultdict(list)
-    for upstream_id, tag_id in TagInput.objects.filter(upstream__isnull=False).values_list(
-        "upstream_id", "tag_id"
-    ):
+    for upstream_id, tag_id, _model_id in _tag_hops(excluding_model):
         edges[upstream_id].append(tag_id)
     return edges
 

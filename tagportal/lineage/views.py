@@ -154,7 +154,6 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
         impact = focus.impact
         root = focus.obj
         tag_ids = impact.tag_ids | ({root.pk} if focus.kind == services.TAG else set())
-        tags = tags.filter(pk__in=tag_ids)
         model_ids = {m.pk for m in impact.models}
         if focus.kind == services.SOURCE:
             sources = sources.filter(pk=root.pk)
@@ -166,9 +165,11 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
             sources = sources.filter(pk__in=[s.pk for s in focus.filled_by.sources])
             fields = fields.filter(pk__in=[f.pk for f in focus.filled_by.fields])
             model_ids |= {m.pk for m in focus.filled_by.models}
+            tag_ids |= focus.filled_by.tag_ids  # the tags the model reads
         else:
             sources, fields = sources.none(), fields.none()
         models = models.filter(pk__in=model_ids)
+        tags = tags.filter(pk__in=tag_ids)
     objects = {
         **{(services.SOURCE, s.pk): s for s in sources},
         **{(services.FIELD, f.pk): f for f in fields},
@@ -385,6 +386,7 @@ def lineage(request):
             Q(lineage_inputs__isnull=False)
             | Q(lineage_dependents__isnull=False)
             | Q(model_output__model__lineage_inputs__isnull=False)
+            | Q(model_inputs__isnull=False)
         )
         .distinct()
         .select_related("brand")

@@ -1,17 +1,22 @@
 """An algorithm model of the registry is a node of the lineage graph: the data fields its
 kind reads → the model → its output tags (and what reads those)."""
 
+import datetime as dt
+
+import networkx as nx
 import pytest
+from django.core.exceptions import ValidationError
 
 from tagportal.catalog.models import Tag
 from tagportal.lineage import services
 from tagportal.lineage.models import DataSource, ModelInput
-from tagportal.predictive.models import ModelOutput, PredictiveModel
+from tagportal.predictive.choices import KIND_SHORT_LABELS
+from tagportal.predictive.models import ModelOutput, ModelRun, PredictiveModel
 from tagportal.predictive.services import ensure_outputs
 
 from ..conftest import client_for
 from .conftest import NOW
-from .factories import DataFieldFactory, reading_tag
+from .factories import DataFieldFactory, metric_tag, reading_tag
 
 
 def make_model(brand, name="RFM 分层", kind="rfm", user=None) -> PredictiveModel:
@@ -188,3 +193,146 @@ def test_check_lineage_restores_a_models_inputs(world, lin, rfm):
     call_command("check_lineage", stdout=out)
     assert "1 algorithm models: 2 inputs added" in out.getvalue()
     assert services.upstream(outputs["r"]).models == [model]
+
+
+# ---------------------------------------------------------------------------
+# Tags a model reads: the ``tag:<code>`` features of its last published fit
+
+
+def fit_run(model, status="published", features=(), minutes=0, **fields):
+    """A run of ``model`` as the registry records it (no fitting: only what lineage reads)."""
+    at = NOW + dt.timedelta(minutes=minutes)
+    return ModelRun.objects.create(
+        model=model, status=status, as_of=at, started_at=at, features=list(features), **fields
+    )
+
+
+@pytest.fixture
+def churn(world, lin):
+    """A churn model of the own brand, a metric tag of the POS amounts it may read as a
+    feature, and the other brand's tag of the same code."""
+    spend = metric_tag(world.own_brand, world.category, "yimei_spend_90d", "orders", "amount")
+    same_code = metric_tag(world.other_brand, world.category, "yimei_spend_90d", "orders", "amount")
+    model = make_model(world.own_brand, name="流失预警", kind="churn", user=world.steward)
+    outputs = {o.key: o.tag for o in model.outputs.select_related("tag")}
+    return model, outputs, spend, same_code
+
+
+def read_tags(model) -> set[int]:
+    return set(ModelInput.objects.filter(model=model, tag__isnull=False).values_list("tag_id", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_published_fit_links_the_tags_it_read_to_the_model(world, lin, churn):
+    model, outputs, spend, same_code = churn
+    assert read_tags(model) == set()
+    fit_run(model, features=["rfm_r", "recency_days", f"tag:{spend.code}", "tag:no_such_tag"])
+    assert read_tags(model) == {spend.pk}  # not the other brand's tag of the same code
+
+    found = services.impact(spend)
+    assert found.models == [model]
+    assert {t.pk for t in outputs.values()} <= found.tag_ids
+    assert {found.depth[t.pk] for t in outputs.values()} == {1}
+    assert services.tag_dependents(spend) == found.tags
+    assert services.impact(same_code).models == []
+    # A field under the tag reaches the model both ways: directly and through the tag.
+    assert model in services.impact(lin.pos_amount).models
+
+    up = services.upstream(outputs["churn_probability"])
+    assert up.models == [model]
+    assert spend.pk in up.tag_ids and same_code.pk not in up.tag_ids
+    assert lin.pos_amount in up.fields
+
+
+@pytest.mark.django_db
+def test_only_the_last_published_fit_counts(world, lin, churn):
+    model, outputs, spend, _same_code = churn
+    first = fit_run(model, features=[f"tag:{spend.code}"])
+    # Held, failed and scoring runs change nothing, even naming no tag at all.
+    fit_run(model, status="held", features=["rfm_r"], minutes=1)
+    fit_run(model, status="failed", minutes=2)
+    fit_run(model, features=["rfm_r"], minutes=3, window={"scored_with_run": first.pk})
+    assert read_tags(model) == {spend.pk}
+
+    later = fit_run(model, features=["rfm_r", "recency_days"], minutes=4)
+    assert read_tags(model) == set()
+    assert services.impact(spend).models == []
+    assert spend.pk not in services.upstream(outputs["churn_probability"]).tag_ids
+
+    later.delete()  # the fit before speaks again
+    assert read_tags(model) == {spend.pk}
+    model.is_active = False
+    model.save()
+    assert read_tags(model) == set()
+
+
+@pytest.mark.django_db
+def test_a_stale_source_under_a_read_tag_makes_the_outputs_stale(world, lin, churn, now):
+    model, outputs, spend, _same_code = churn
+    ModelInput.objects.filter(model=model).delete()  # the model reads no field of its own here
+    fit_run(model, features=[f"tag:{spend.code}"])
+    assert set(ModelInput.objects.filter(model=model).values_list("field_id", flat=True)) == {None}
+    DataSource.objects.update(last_loaded_at=NOW)
+    assert not {t.pk for t in outputs.values()} & services.stale_tag_ids()
+    DataSource.objects.filter(pk=lin.pos.pk).update(last_loaded_at=None)
+    assert {t.pk for t in outputs.values()} <= services.stale_tag_ids()
+    assert services.stale_reasons([outputs["churn_level"].pk]) == {
+        outputs["churn_level"].pk: ["门店收银 has never been loaded, SLA 24 h"]
+    }
+
+
+@pytest.mark.django_db
+def test_a_model_reading_a_tag_it_fills_makes_no_cycle(world, lin, churn):
+    model, outputs, spend, _same_code = churn
+    level = outputs["churn_level"]
+    downstream = reading_tag(world.own_brand, world.category, "yimei_reads_probability", level)
+    fit_run(model, features=[f"tag:{level.code}", f"tag:{downstream.code}", f"tag:{spend.code}"])
+    assert read_tags(model) == {spend.pk}  # its own output and what reads it are skipped
+    assert nx.is_directed_acyclic_graph(services.lineage_graph())
+    assert nx.is_directed_acyclic_graph(services.lineage_graph(with_fields=False))
+    # Nor can a read tag's definition come to read the model's output afterwards.
+    spend.definition = {"type": "metric", "metric": {"tag": level.code}}
+    with pytest.raises(ValidationError):
+        services.sync_tag_inputs(spend)
+
+
+@pytest.mark.django_db
+def test_a_read_tag_created_later_and_check_lineage_link_it(world, lin, churn):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    model, _outputs, _spend, _same_code = churn
+    fit_run(model, features=["tag:yimei_visits_30d"])
+    assert read_tags(model) == set()
+    visits = metric_tag(world.own_brand, world.category, "yimei_visits_30d", "events", "amount", agg="count")
+    assert read_tags(model) == {visits.pk}
+    ModelInput.objects.all().delete()
+    call_command("check_lineage", stdout=StringIO())
+    assert read_tags(model) == {visits.pk}
+
+
+@pytest.mark.django_db
+def test_the_api_and_the_page_show_the_tag_model_edge(client, world, lin, churn):
+    model, outputs, spend, _same_code = churn
+    fit_run(model, features=[f"tag:{spend.code}"])
+    api = client_for(world.operator)
+    body = api.get("/api/lineage/impact/", {"tag": spend.pk}).json()
+    assert [m["id"] for m in body["models"]] == [model.pk]
+    assert {t["id"] for t in body["tags"]} >= {t.pk for t in outputs.values()}
+    probability = outputs["churn_probability"]
+    body = api.get("/api/lineage/impact/", {"tag": probability.pk, "direction": "upstream"}).json()
+    assert spend.pk in {t["id"] for t in body["tags"]}
+
+    client.force_login(world.operator)
+    label = "流失预警 · " + KIND_SHORT_LABELS["churn"]
+    for root in (spend, probability):
+        (trace,) = client.get("/lineage/impact/", {"tag": root.pk}).context["figure"]["data"]
+        names = list(trace["node"]["label"])
+        edges = {
+            (names[a], names[b])
+            for a, b in zip(trace["link"]["source"], trace["link"]["target"], strict=True)
+        }
+        assert (spend.name, label) in edges and (label, probability.name) in edges
+        x = trace["node"]["x"]
+        assert x[names.index(spend.name)] < x[names.index(label)] < x[names.index(probability.name)]
