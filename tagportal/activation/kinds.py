@@ -64,11 +64,14 @@ SPECS: dict[str, KindSpec] = {
     ChannelKind.WECOM_ROBOT: KindSpec({}, {}, ("key",)),
     ChannelKind.WECHAT_MP: KindSpec({"appid": "text"}, {}, ("appsecret",)),
     ChannelKind.MINIPROGRAM: KindSpec({"appid": "text"}, {}, ("appsecret",)),
+    # ``receipt_token``: the random token the platform's status push carries in its URL
     ChannelKind.SMS_ALIYUN: KindSpec(
-        {"access_key_id": "text", "sign_name": "text"}, {"region": "text"}, ("access_key_secret",)
+        {"sign_name": "text"}, {"region": "text"}, ("access_key_id", "access_key_secret", "receipt_token")
     ),
     ChannelKind.SMS_TENCENT: KindSpec(
-        {"secret_id": "text", "sdk_app_id": "text", "sign_name": "text"}, {"region": "text"}, ("secret_key",)
+        {"sms_sdk_app_id": "text", "sign_name": "text"},
+        {"region": "text"},
+        ("secret_id", "secret_key", "receipt_token"),
     ),
     ChannelKind.YOUZAN: KindSpec({"client_id": "text", "grant_id": "text"}, {}, ("client_secret",)),
     ChannelKind.WEIMOB: KindSpec({"client_id": "text"}, {"shop_id": "text"}, ("client_secret",)),

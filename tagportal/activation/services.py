@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from dataclasses import asdict, dataclass
 
 from django.db import transaction
@@ -12,14 +13,22 @@ from django.utils.translation import gettext as _
 from .choices import ChannelKind, ReceiptStatus
 from .connectors.base import ChannelError
 from .connectors.robot import RobotClient
+from .connectors.sms_aliyun import AliyunSmsClient, domestic
+from .connectors.sms_tencent import TencentSmsClient
 from .connectors.webhook import WebhookClient, max_receipts
 from .connectors.wecom import WeComClient
+from .connectors.weimob import WeimobClient
+from .connectors.youzan import YouzanClient
 from .models import ChannelAccount, WebhookReceipt
 
 CLIENTS = {
     ChannelKind.WECOM: WeComClient,
     ChannelKind.WECOM_ROBOT: RobotClient,
     ChannelKind.WEBHOOK: WebhookClient,
+    ChannelKind.SMS_ALIYUN: AliyunSmsClient,
+    ChannelKind.SMS_TENCENT: TencentSmsClient,
+    ChannelKind.YOUZAN: YouzanClient,
+    ChannelKind.WEIMOB: WeimobClient,
 }
 
 
@@ -89,6 +98,84 @@ def record_receipts(account: ChannelAccount, payload) -> dict:
     if len(rows) > max_receipts():
         raise ReceiptsRefused(_("At most %(n)s receipts per request.") % {"n": max_receipts()})
     parsed = [_receipt(row, i) for i, row in enumerate(rows)]
+    return _store(account, parsed)
+
+
+# SMS status pushes ---------------------------------------------------------
+BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
+def receipt_token_matches(account: ChannelAccount, given: str | None) -> bool:
+    """Whether ``given`` is the account's receipt token (constant time; never with none set)."""
+    expected = account.secret("receipt_token")
+    return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
+
+
+def _beijing_time(value, where: str) -> dt.datetime:
+    moment = None
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.strptime(value.strip(), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            moment = None
+    if moment is None:
+        raise ReceiptsRefused(
+            _("%(where)s: the time must read “YYYY-MM-DD HH:MM:SS” (Beijing time).") % {"where": where}
+        )
+    return moment.replace(tzinfo=BEIJING).astimezone(dt.UTC)
+
+
+def _phone_key(phone) -> str:
+    """A short keyed hash of the number: a receipt never keeps the number itself."""
+    from tagportal.profiles.pii import hash_value
+
+    return hash_value("phone", domestic(str(phone)))[:16]
+
+
+def _sms_rows(payload) -> list:
+    if not isinstance(payload, list) or not payload:
+        raise ReceiptsRefused(_("The body must be a JSON array of at least one status report."))
+    if len(payload) > max_receipts():
+        raise ReceiptsRefused(_("At most %(n)s receipts per request.") % {"n": max_receipts()})
+    for i, row in enumerate(payload):
+        if not isinstance(row, dict):
+            raise ReceiptsRefused(
+                _("%(where)s: not an object.") % {"where": _("receipt %(n)s") % {"n": i + 1}}
+            )
+    return payload
+
+
+def _aliyun_receipt(row: dict, index: int) -> tuple[str, str, dt.datetime, str]:
+    where = _("receipt %(n)s") % {"n": index + 1}
+    ref = row.get("out_id") or row.get("biz_id")
+    phone = row.get("phone_number")
+    if not isinstance(ref, str) or not 0 < len(ref) <= 80 or not isinstance(phone, str) or not phone:
+        raise ReceiptsRefused(
+            _("%(where)s: “out_id” or “biz_id”, and “phone_number”, are needed.") % {"where": where}
+        )
+    if not isinstance(row.get("success"), bool):
+        raise ReceiptsRefused(_("%(where)s: “success” must be true or false.") % {"where": where})
+    status = ReceiptStatus.DELIVERED if row["success"] else ReceiptStatus.FAILED
+    error = "" if row["success"] else f"{row.get('err_code', '')} {row.get('err_msg', '')}".strip()[:500]
+    return f"{ref}:{_phone_key(phone)}", status, _beijing_time(row.get("report_time"), where), error
+
+
+def _tencent_receipt(row: dict, index: int) -> tuple[str, str, dt.datetime, str]:
+    where = _("receipt %(n)s") % {"n": index + 1}
+    sid = row.get("sid")
+    if not isinstance(sid, str) or not 0 < len(sid) <= 100:
+        raise ReceiptsRefused(_("%(where)s: “sid” must be a text of 1 to 100 characters.") % {"where": where})
+    report = row.get("report_status")
+    if report not in ("SUCCESS", "FAIL"):
+        raise ReceiptsRefused(_("%(where)s: “report_status” must be SUCCESS or FAIL.") % {"where": where})
+    status = ReceiptStatus.DELIVERED if report == "SUCCESS" else ReceiptStatus.FAILED
+    error = (
+        "" if report == "SUCCESS" else f"{row.get('errmsg', '')} {row.get('description', '')}".strip()[:500]
+    )
+    return sid, status, _beijing_time(row.get("user_receive_time"), where), error
+
+
+def _store(account: ChannelAccount, parsed) -> dict:
     accepted = 0
     with transaction.atomic():
         for delivery, status, moment, error in parsed:
@@ -100,3 +187,12 @@ def record_receipts(account: ChannelAccount, payload) -> dict:
             )
             accepted += created
     return {"accepted": accepted, "duplicates": len(parsed) - accepted}
+
+
+def record_sms_receipts(account: ChannelAccount, payload) -> dict:
+    """Store the status reports Aliyun or Tencent pushed (a JSON array), each once: by
+    ``out_id`` (or ``biz_id``) and the number's keyed hash for Aliyun, by ``sid`` for
+    Tencent. All of them, or none with :class:`ReceiptsRefused`."""
+    rows = _sms_rows(payload)
+    parse = _aliyun_receipt if account.kind == ChannelKind.SMS_ALIYUN else _tencent_receipt
+    return _store(account, [parse(row, i) for i, row in enumerate(rows)])

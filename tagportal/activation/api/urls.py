@@ -10,5 +10,10 @@ urlpatterns = [
     path(
         "webhooks/<int:account_id>/receipts/", api.WebhookReceiptsView.as_view(), name="activation-receipts"
     ),
+    path(
+        "sms/<int:account_id>/<str:platform>/receipts/",
+        api.SmsReceiptsView.as_view(),
+        name="activation-sms-receipts",
+    ),
     *router.urls,
 ]

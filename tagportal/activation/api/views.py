@@ -119,3 +119,43 @@ class WebhookReceiptsView(APIView):
         except services.ReceiptsRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(counts)
+
+
+class SmsReceiptsView(APIView):
+    """Status reports an SMS platform pushes (a JSON array; Aliyun's
+    ``{phone_number, success, biz_id, out_id, err_code, report_time}``, Tencent's
+    ``{user_receive_time, mobile, report_status, errmsg, sid}``). Neither platform signs
+    its push, so the URL carries the account's random ``receipt_token`` as ``?token=``,
+    compared in constant time: a wrong or missing one answers 403. Each report is kept once."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    kinds = {"aliyun": ChannelKind.SMS_ALIYUN, "tencent": ChannelKind.SMS_TENCENT}
+    #: What each platform expects back when it got the reports.
+    answers = {"aliyun": {"code": 0, "msg": "成功"}, "tencent": {"result": 0, "errmsg": "OK"}}
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The receipts are recorded.")),
+            403: OpenApiResponse(description=gettext_lazy("The receipt token is missing or wrong.")),
+        },
+    )
+    def post(self, request, account_id: int, platform: str):
+        kind = self.kinds.get(platform)
+        if kind is None:
+            return Response({"detail": _("Not found.")}, status=status.HTTP_404_NOT_FOUND)
+        account = get_object_or_404(ChannelAccount, pk=account_id, kind=kind, is_active=True)
+        if not services.receipt_token_matches(account, request.query_params.get("token")):
+            return Response(
+                {"detail": _("The receipt token is missing or wrong.")}, status=status.HTTP_403_FORBIDDEN
+            )
+        try:
+            payload = receipts_body(request.body)
+        except (ValueError, UnicodeDecodeError):
+            return Response({"detail": _("The body is not JSON.")}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            counts = services.record_sms_receipts(account, payload)
+        except services.ReceiptsRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({**self.answers[platform], **counts})
