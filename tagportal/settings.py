@@ -406,6 +406,11 @@ TAGPORTAL_SCORING_ALLOW_PRIVATE = env_bool("TAGPORTAL_SCORING_ALLOW_PRIVATE", Fa
 # Activation channels (tagportal.activation). Platform base URLs are settings so that
 # tests and staging point them at fakes.
 TAGPORTAL_WECOM_API_BASE = os.environ.get("TAGPORTAL_WECOM_API_BASE", "https://qyapi.weixin.qq.com")
+#: SMS endpoints (a host, or ``http://host:port`` for a fake) and the shop platforms' bases.
+TAGPORTAL_ALIYUN_SMS_ENDPOINT = os.environ.get("TAGPORTAL_ALIYUN_SMS_ENDPOINT", "dysmsapi.aliyuncs.com")
+TAGPORTAL_TENCENT_SMS_ENDPOINT = os.environ.get("TAGPORTAL_TENCENT_SMS_ENDPOINT", "sms.tencentcloudapi.com")
+TAGPORTAL_YOUZAN_API_BASE = os.environ.get("TAGPORTAL_YOUZAN_API_BASE", "https://open.youzanyun.com")
+TAGPORTAL_WEIMOB_API_BASE = os.environ.get("TAGPORTAL_WEIMOB_API_BASE", "https://dopen.weimob.com")
 #: Where the rate-limit windows of the channel accounts live (the ``limits`` library's
 #: storage URI): each process's memory, or Redis shared by every worker.
 TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or (
