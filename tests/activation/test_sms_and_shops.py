@@ -340,3 +340,12 @@ def test_weimob_connection_test(world, weimob):
         make(world.own_brand, "weimob", name="wrong", secrets={"client_secret": "bad"})
     )
     assert refused.ok is False and refused.code == "invalid_client"
+
+
+def test_the_fakes_refuse_more_than_the_caps_and_that_is_final(world, tencent, sleeps):
+    client = TencentSmsClient(make(world.own_brand, "sms_tencent"))
+    payload = {"PhoneNumberSet": [f"+86{n}" for n in numbers(201)], "SmsSdkAppId": "1400000001"}
+    with pytest.raises(ChannelError) as caught:
+        client._call("SendSms", {**payload, "SignName": "TagPortal", "TemplateId": "1"})
+    assert caught.value.code == "LimitExceeded.PhoneNumberCountLimit"
+    assert caught.value.retryable is False and tencent.sends == []

@@ -139,6 +139,9 @@ class SmsReceiptsView(APIView):
         responses={
             200: OpenApiResponse(description=gettext_lazy("The receipts are recorded.")),
             403: OpenApiResponse(description=gettext_lazy("The receipt token is missing or wrong.")),
+            409: OpenApiResponse(
+                description=gettext_lazy("The same receipts are being recorded; send again.")
+            ),
         },
     )
     def post(self, request, account_id: int, platform: str):

@@ -66,6 +66,7 @@ class AliyunSmsClient:
         self.region = account.settings.get("region") or "cn-hangzhou"
         self.key_id = account.secret("access_key_id")
         self.key_secret = account.secret("access_key_secret")
+        self._sdk = None
 
     def _client(self):
         from alibabacloud_dysmsapi20170525.client import Client
@@ -94,7 +95,9 @@ class AliyunSmsClient:
         from alibabacloud_tea_util.models import RuntimeOptions
         from Tea.exceptions import TeaException
 
-        client = self._client()
+        if self._sdk is None:
+            self._sdk = self._client()
+        client = self._sdk
         try:
             response = getattr(client, method)(request, RuntimeOptions(autoretry=False, max_attempts=0))
         except TeaException as exc:

@@ -21,6 +21,8 @@ from .base import ChannelError, with_retries
 MAX_NUMBERS = 200
 #: Request-level codes worth trying again: frequency limits, platform faults.
 RETRYABLE_PREFIXES = ("LimitExceeded", "RequestLimitExceeded", "InternalError", "ServerNetworkError")
+#: ``LimitExceeded`` codes that trying again does not help.
+NOT_RETRYABLE = frozenset({"LimitExceeded.PhoneNumberCountLimit"})
 
 
 def e164(number: str) -> str:
@@ -55,6 +57,7 @@ class TencentSmsClient:
         self.region = account.settings.get("region") or "ap-guangzhou"
         self.secret_id = account.secret("secret_id")
         self.secret_key = account.secret("secret_key")
+        self._sdk = None
 
     def _client(self):
         from tencentcloud.common import credential
@@ -83,7 +86,9 @@ class TencentSmsClient:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
         from tencentcloud.sms.v20210111 import models
 
-        client = self._client()
+        if self._sdk is None:
+            self._sdk = self._client()
+        client = self._sdk
         request = getattr(models, f"{action}Request")()
         request.from_json_string(json.dumps(payload, ensure_ascii=False))
         try:
@@ -91,7 +96,9 @@ class TencentSmsClient:
         except TencentCloudSDKException as exc:
             code = str(exc.get_code() or "error")
             raise ChannelError(
-                code, str(exc.get_message() or ""), retryable=code.startswith(RETRYABLE_PREFIXES)
+                code,
+                str(exc.get_message() or ""),
+                retryable=code.startswith(RETRYABLE_PREFIXES) and code not in NOT_RETRYABLE,
             ) from exc
         except (OSError, ValueError) as exc:
             raise ChannelError("connection", str(exc), retryable=True) from exc
