@@ -406,6 +406,8 @@ TAGPORTAL_SCORING_ALLOW_PRIVATE = env_bool("TAGPORTAL_SCORING_ALLOW_PRIVATE", Fa
 # Activation channels (tagportal.activation). Platform base URLs are settings so that
 # tests and staging point them at fakes.
 TAGPORTAL_WECOM_API_BASE = os.environ.get("TAGPORTAL_WECOM_API_BASE", "https://qyapi.weixin.qq.com")
+#: WeChat's server API (公众号 and 小程序).
+TAGPORTAL_WECHAT_API_BASE = os.environ.get("TAGPORTAL_WECHAT_API_BASE", "https://api.weixin.qq.com")
 #: Where the rate-limit windows of the channel accounts live (the ``limits`` library's
 #: storage URI): each process's memory, or Redis shared by every worker.
 TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or (
