@@ -13,12 +13,15 @@ from .choices import ChannelKind, ReceiptStatus
 from .connectors.base import ChannelError
 from .connectors.robot import RobotClient
 from .connectors.webhook import WebhookClient, max_receipts
+from .connectors.wechat import MiniProgramClient, OfficialAccountClient, parse_event, template_receipt
 from .connectors.wecom import WeComClient
 from .models import ChannelAccount, WebhookReceipt
 
 CLIENTS = {
     ChannelKind.WECOM: WeComClient,
     ChannelKind.WECOM_ROBOT: RobotClient,
+    ChannelKind.WECHAT_MP: OfficialAccountClient,
+    ChannelKind.MINIPROGRAM: MiniProgramClient,
     ChannelKind.WEBHOOK: WebhookClient,
 }
 
@@ -100,3 +103,18 @@ def record_receipts(account: ChannelAccount, payload) -> dict:
             )
             accepted += created
     return {"accepted": accepted, "duplicates": len(parsed) - accepted}
+
+
+def record_wechat_event(account: ChannelAccount, body: bytes) -> bool | None:
+    """Record the ``TEMPLATESENDJOBFINISH`` event in ``body`` as a receipt of its MsgID,
+    once: ``True`` if it was new, ``False`` for a replay, ``None`` for any other message
+    (nothing kept). A malformed body raises
+    :class:`~.connectors.wechat.CallbackRefused`."""
+    receipt = template_receipt(parse_event(body))
+    if receipt is None:
+        return None
+    msgid, status, moment, error = receipt
+    _obj, created = WebhookReceipt.objects.get_or_create(
+        account=account, delivery=msgid, status=status, defaults={"occurred_at": moment, "error": error}
+    )
+    return created

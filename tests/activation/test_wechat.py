@@ -4,10 +4,20 @@ a no-op, 50 openids a tagging call, final errors not retried, 45009 retried."""
 
 from __future__ import annotations
 
-import pytest
+import datetime as dt
+from urllib.parse import urlencode
 
+import pytest
+from django.test import Client
+
+from tagportal.activation import services
 from tagportal.activation.connectors.base import ChannelError
-from tagportal.activation.connectors.wechat import MiniProgramClient, OfficialAccountClient
+from tagportal.activation.connectors.wechat import (
+    MiniProgramClient,
+    OfficialAccountClient,
+    callback_signature,
+)
+from tagportal.activation.models import WebhookReceipt
 
 from .fakes import FakeWeChat
 from .helpers import account
@@ -146,3 +156,101 @@ def test_a_wrong_appsecret_is_final(world, wechat, sleeps):
     with pytest.raises(ChannelError) as caught:
         client.send_subscribe("o1", "sub-1", {"thing1": "x"})
     assert caught.value.code == 40001 and wechat.token_calls == 1 and wechat.calls["subscribe_send"] == 0
+
+
+# event callback -------------------------------------------------------------------
+def _callback(obj, method="post", body=b"", *, token="cb-token", forge=False, **extra):
+    timestamp, nonce = "1794000000", "n0nce"
+    query = {
+        "signature": callback_signature("forged" if forge else token, timestamp, nonce),
+        "timestamp": timestamp,
+        "nonce": nonce,
+        **extra,
+    }
+    url = f"/api/activation/wechat/{obj.pk}/callback/?{urlencode(query)}"
+    if method == "get":
+        return Client().get(url)
+    return Client().post(url, body, content_type="text/xml")
+
+
+def _event(msgid="200163836", status="success") -> bytes:
+    return (
+        "<xml><ToUserName><![CDATA[gh_7f083739789a]]></ToUserName>"
+        "<FromUserName><![CDATA[oia2TjuEGTNoeX76QEjQNrcURxG8]]></FromUserName>"
+        "<CreateTime>1395658920</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        "<Event><![CDATA[TEMPLATESENDJOBFINISH]]></Event>"
+        f"<MsgID>{msgid}</MsgID><Status><![CDATA[{status}]]></Status></xml>"
+    ).encode()
+
+
+def test_the_server_check_echoes_when_signed(world):
+    obj = account(world.own_brand, "wechat_mp")
+    ok = _callback(obj, "get", echostr="echo-123")
+    assert ok.status_code == 200 and ok.content == b"echo-123"
+    assert _callback(obj, "get", forge=True, echostr="echo-123").status_code == 403
+    unsigned = Client().get(f"/api/activation/wechat/{obj.pk}/callback/?echostr=x")
+    assert unsigned.status_code == 403
+
+
+def test_a_signed_template_event_is_recorded_once(world):
+    obj = account(world.own_brand, "wechat_mp")
+    first = _callback(obj, body=_event())
+    assert first.status_code == 200 and first.content == b"success"
+    assert _callback(obj, body=_event()).status_code == 200  # WeChat's retry of the same event
+    receipt = WebhookReceipt.objects.get(account=obj)
+    assert (receipt.delivery, receipt.status, receipt.error) == ("200163836", "delivered", "")
+    assert receipt.occurred_at == dt.datetime(2014, 3, 24, 11, 2, tzinfo=dt.UTC)
+    _callback(obj, body=_event("7", "failed:user block"))
+    _callback(obj, body=_event("8", "failed: system failed"))
+    assert dict(WebhookReceipt.objects.filter(status="failed").values_list("delivery", "error")) == {
+        "7": "user block",
+        "8": "system failed",
+    }
+
+
+def test_a_forged_event_is_403_and_nothing_kept(world):
+    obj = account(world.own_brand, "wechat_mp")
+    assert _callback(obj, body=_event(), forge=True).status_code == 403
+    no_token = account(world.own_brand, "wechat_mp", name="no token", secrets={"appsecret": "s"})
+    assert _callback(no_token, body=_event()).status_code == 403
+    assert not WebhookReceipt.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<xml><MsgType>event",
+        b"not xml",
+        b"<html/>",
+        b'<!DOCTYPE x [<!ENTITY a "aaaa">]><xml><MsgID>&a;</MsgID></xml>',
+        _event(status="lost"),
+        _event(msgid=""),
+        _event().replace(b"1395658920", b"yesterday"),
+        b"<xml><Encrypt>abc</Encrypt></xml>",
+    ],
+)
+def test_a_malformed_event_is_400(world, body):
+    obj = account(world.own_brand, "wechat_mp")
+    assert _callback(obj, body=body).status_code == 400
+    assert not WebhookReceipt.objects.exists()
+
+
+def test_other_messages_are_taken_but_not_kept_and_safe_mode_is_refused(world):
+    obj = account(world.own_brand, "wechat_mp")
+    text = b"<xml><MsgType>text</MsgType><Content>hi</Content></xml>"
+    assert _callback(obj, body=text).content == b"success"
+    assert _callback(obj, body=_event(), encrypt_type="aes").status_code == 400
+    assert not WebhookReceipt.objects.exists()
+    wecom = account(world.own_brand)
+    assert _callback(wecom, body=_event()).status_code == 404
+
+
+# connection test --------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["wechat_mp", "miniprogram"])
+def test_connection_test_of_both_kinds(world, wechat, kind):
+    good = account(world.own_brand, kind)
+    bad = account(world.own_brand, kind, name="wrong", secrets={"appsecret": "not-it"})
+    assert services.test_connection(good).ok
+    refused = services.test_connection(bad)
+    assert not refused.ok and refused.code == 40001 and "not-it" not in refused.message
+    assert wechat.token_calls == 2

@@ -10,5 +10,10 @@ urlpatterns = [
     path(
         "webhooks/<int:account_id>/receipts/", api.WebhookReceiptsView.as_view(), name="activation-receipts"
     ),
+    path(
+        "wechat/<int:account_id>/callback/",
+        api.WeChatCallbackView.as_view(),
+        name="activation-wechat-callback",
+    ),
     *router.urls,
 ]

@@ -6,6 +6,7 @@ account's system posts delivery results to (signed, not logged in)."""
 from __future__ import annotations
 
 import django_filters
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -24,6 +25,7 @@ from tagportal.core.permissions import may_add_into
 from .. import services
 from ..choices import ChannelKind
 from ..connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRefused, verify
+from ..connectors.wechat import CallbackRefused, verify_callback
 from ..models import ChannelAccount
 from .serializers import (
     ChannelAccountSerializer,
@@ -119,3 +121,66 @@ class WebhookReceiptsView(APIView):
         except services.ReceiptsRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(counts)
+
+
+class WeChatCallbackView(APIView):
+    """The server a 公众号 is configured with (服务器配置, plain mode): ``GET`` checks it
+    (``signature`` = SHA-1 of the sorted account ``callback_token``, ``timestamp`` and
+    ``nonce``; answers ``echostr``), ``POST`` takes the event messages, signed the same
+    way, and records ``TEMPLATESENDJOBFINISH`` as a delivery receipt of its MsgID (once).
+    A missing or forged signature: 403; a body that is not a WeChat XML message: 400;
+    safe mode (``encrypt_type=aes``) is not supported: 400."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    def _account(self, request, account_id: int) -> ChannelAccount:
+        account = get_object_or_404(ChannelAccount, pk=account_id, kind=ChannelKind.WECHAT_MP, is_active=True)
+        verify_callback(
+            account.secret("callback_token"),
+            request.query_params.get("signature"),
+            request.query_params.get("timestamp"),
+            request.query_params.get("nonce"),
+        )
+        return account
+
+    @staticmethod
+    def _text(text: str, status_code: int = 200) -> HttpResponse:
+        return HttpResponse(text, status=status_code, content_type="text/plain; charset=utf-8")
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The echostr, when the signature matches.")),
+            403: OpenApiResponse(description=gettext_lazy("The signature is missing or forged.")),
+        },
+    )
+    def get(self, request, account_id: int):
+        try:
+            self._account(request, account_id)
+        except CallbackRefused as exc:
+            return self._text(str(exc), status.HTTP_403_FORBIDDEN)
+        return self._text(request.query_params.get("echostr", ""))
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The event is taken (“success”).")),
+            400: OpenApiResponse(description=gettext_lazy("The body is not a WeChat XML message.")),
+            403: OpenApiResponse(description=gettext_lazy("The signature is missing or forged.")),
+        },
+    )
+    def post(self, request, account_id: int):
+        try:
+            account = self._account(request, account_id)
+        except CallbackRefused as exc:
+            return self._text(str(exc), status.HTTP_403_FORBIDDEN)
+        if request.query_params.get("encrypt_type", "raw") != "raw":
+            return self._text(
+                _("Messages in safe mode are not supported; use plain mode."), status.HTTP_400_BAD_REQUEST
+            )
+        try:
+            services.record_wechat_event(account, request.body)
+        except CallbackRefused as exc:
+            return self._text(str(exc), status.HTTP_400_BAD_REQUEST)
+        return self._text("success")
