@@ -17,7 +17,7 @@ from tagportal.activation.connectors.wechat import (
     OfficialAccountClient,
     callback_signature,
 )
-from tagportal.activation.models import WebhookReceipt
+from tagportal.activation.models import Subscription, WebhookReceipt
 
 from .fakes import FakeWeChat
 from .helpers import account
@@ -254,3 +254,32 @@ def test_connection_test_of_both_kinds(world, wechat, kind):
     refused = services.test_connection(bad)
     assert not refused.ok and refused.code == 40001 and "not-it" not in refused.message
     assert wechat.token_calls == 2
+
+
+# subscriptions (consent) -----------------------------------------------------------
+def test_subscribe_sends_use_recorded_grants(world, wechat, sleeps):
+    obj = account(world.own_brand, "miniprogram")
+    wechat.subscriptions[("o1", "sub-1")] = 5  # the platform's count
+    with pytest.raises(ChannelError) as caught:  # none recorded: not even asked
+        services.send_subscribe_message(obj, "o1", "sub-1", {"thing1": "x"})
+    assert caught.value.code == 43101 and wechat.calls["subscribe_send"] == 0
+    assert services.grant_subscription(obj, "o1", "sub-1") == 1
+    assert services.grant_subscription(obj, "o1", "sub-1", 2) == 3
+    services.send_subscribe_message(obj, "o1", "sub-1", {"thing1": "x"})
+    assert Subscription.objects.get(account=obj).remaining == 2
+    with pytest.raises(ChannelError):  # 47003: refused, the grant is given back
+        services.send_subscribe_message(obj, "o1", "sub-1", {})
+    assert Subscription.objects.get(account=obj).remaining == 2
+    wechat.subscriptions[("o1", "sub-1")] = 0  # the platform says there is none left
+    with pytest.raises(ChannelError):
+        services.send_subscribe_message(obj, "o1", "sub-1", {"thing1": "x"})
+    assert Subscription.objects.get(account=obj).remaining == 0
+    assert len(wechat.subscribe_sent) == 1
+
+
+def test_subscriptions_belong_to_mini_programs(world):
+    with pytest.raises(ValueError):
+        services.grant_subscription(account(world.own_brand, "wechat_mp"), "o1", "sub-1")
+    with pytest.raises(ValueError):
+        services.grant_subscription(account(world.own_brand, "miniprogram"), "o1", "sub-1", 0)
+    assert not Subscription.objects.exists()
