@@ -168,6 +168,9 @@ class WeChatCallbackView(APIView):
             200: OpenApiResponse(description=gettext_lazy("The event is taken (“success”).")),
             400: OpenApiResponse(description=gettext_lazy("The body is not a WeChat XML message.")),
             403: OpenApiResponse(description=gettext_lazy("The signature is missing or forged.")),
+            409: OpenApiResponse(
+                description=gettext_lazy("The same receipts are being recorded; send again.")
+            ),
         },
     )
     def post(self, request, account_id: int):
