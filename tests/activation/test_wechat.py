@@ -159,7 +159,7 @@ def test_a_wrong_appsecret_is_final(world, wechat, sleeps):
 
 
 # event callback -------------------------------------------------------------------
-def _callback(obj, method="post", body=b"", *, token="cb-token", forge=False, **extra):
+def _callback(obj, method="post", body=b"", *, token="cb-token", forge=False, HTTP_ACCEPT="*/*", **extra):
     timestamp, nonce = "1794000000", "n0nce"
     query = {
         "signature": callback_signature("forged" if forge else token, timestamp, nonce),
@@ -169,8 +169,8 @@ def _callback(obj, method="post", body=b"", *, token="cb-token", forge=False, **
     }
     url = f"/api/activation/wechat/{obj.pk}/callback/?{urlencode(query)}"
     if method == "get":
-        return Client().get(url)
-    return Client().post(url, body, content_type="text/xml")
+        return Client().get(url, HTTP_ACCEPT=HTTP_ACCEPT)
+    return Client().post(url, body, content_type="text/xml", HTTP_ACCEPT=HTTP_ACCEPT)
 
 
 def _event(msgid="200163836", status="success") -> bytes:
@@ -187,6 +187,7 @@ def test_the_server_check_echoes_when_signed(world):
     obj = account(world.own_brand, "wechat_mp")
     ok = _callback(obj, "get", echostr="echo-123")
     assert ok.status_code == 200 and ok.content == b"echo-123"
+    assert ok["Content-Type"].startswith("text/plain")
     assert _callback(obj, "get", forge=True, echostr="echo-123").status_code == 403
     unsigned = Client().get(f"/api/activation/wechat/{obj.pk}/callback/?echostr=x")
     assert unsigned.status_code == 403
@@ -196,7 +197,9 @@ def test_a_signed_template_event_is_recorded_once(world):
     obj = account(world.own_brand, "wechat_mp")
     first = _callback(obj, body=_event())
     assert first.status_code == 200 and first.content == b"success"
-    assert _callback(obj, body=_event()).status_code == 200  # WeChat's retry of the same event
+    # WeChat's retry of the same event, asking for JSON: still plain text
+    again = _callback(obj, body=_event(), HTTP_ACCEPT="application/json")
+    assert again.status_code == 200 and again.content == b"success"
     receipt = WebhookReceipt.objects.get(account=obj)
     assert (receipt.delivery, receipt.status, receipt.error) == ("200163836", "delivered", "")
     assert receipt.occurred_at == dt.datetime(2014, 3, 24, 11, 2, tzinfo=dt.UTC)

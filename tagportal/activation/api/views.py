@@ -6,7 +6,6 @@ account's system posts delivery results to (signed, not logged in)."""
 from __future__ import annotations
 
 import django_filters
-from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -14,7 +13,9 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -123,6 +124,27 @@ class WebhookReceiptsView(APIView):
         return Response(counts)
 
 
+class PlainTextRenderer(BaseRenderer):
+    """WeChat reads the answer of its callback as plain text (``echostr``, ``success``)."""
+
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return str(data).encode(self.charset)
+
+
+class PlainTextOnly(BaseContentNegotiation):
+    """Plain text whatever the caller's ``Accept`` says."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class WeChatCallbackView(APIView):
     """The server a 公众号 is configured with (服务器配置, plain mode): ``GET`` checks it
     (``signature`` = SHA-1 of the sorted account ``callback_token``, ``timestamp`` and
@@ -133,6 +155,8 @@ class WeChatCallbackView(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    renderer_classes = [PlainTextRenderer]
+    content_negotiation_class = PlainTextOnly
 
     def _account(self, request, account_id: int) -> ChannelAccount:
         account = get_object_or_404(ChannelAccount, pk=account_id, kind=ChannelKind.WECHAT_MP, is_active=True)
@@ -145,8 +169,8 @@ class WeChatCallbackView(APIView):
         return account
 
     @staticmethod
-    def _text(text: str, status_code: int = 200) -> HttpResponse:
-        return HttpResponse(text, status=status_code, content_type="text/plain; charset=utf-8")
+    def _text(text: str, status_code: int = 200) -> Response:
+        return Response(text, status=status_code)
 
     @extend_schema(
         request=None,
