@@ -411,6 +411,8 @@ TAGPORTAL_ALIYUN_SMS_ENDPOINT = os.environ.get("TAGPORTAL_ALIYUN_SMS_ENDPOINT", 
 TAGPORTAL_TENCENT_SMS_ENDPOINT = os.environ.get("TAGPORTAL_TENCENT_SMS_ENDPOINT", "sms.tencentcloudapi.com")
 TAGPORTAL_YOUZAN_API_BASE = os.environ.get("TAGPORTAL_YOUZAN_API_BASE", "https://open.youzanyun.com")
 TAGPORTAL_WEIMOB_API_BASE = os.environ.get("TAGPORTAL_WEIMOB_API_BASE", "https://dopen.weimob.com")
+#: WeChat's server API (公众号 and 小程序).
+TAGPORTAL_WECHAT_API_BASE = os.environ.get("TAGPORTAL_WECHAT_API_BASE", "https://api.weixin.qq.com")
 #: Where the rate-limit windows of the channel accounts live (the ``limits`` library's
 #: storage URI): each process's memory, or Redis shared by every worker.
 TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or (

@@ -19,7 +19,7 @@ from tagportal.core.secrets import SecretFormField
 
 from . import services
 from .kinds import ALL_SECRETS, SPECS
-from .models import ChannelAccount, WebhookReceipt
+from .models import ChannelAccount, Subscription, WebhookReceipt
 
 
 def _help(name: str) -> str:
@@ -94,3 +94,11 @@ class WebhookReceiptAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelA
     list_filter = ("status", ("account__brand", ScopedRelatedFieldListFilter))
     list_select_related = ("account", "account__brand")
     search_fields = ("delivery",)
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = ("openid", "template_id", "account", "remaining", "last_updated")
+    list_filter = (("account__brand", ScopedRelatedFieldListFilter),)
+    list_select_related = ("account", "account__brand")
+    search_fields = ("openid", "template_id")

@@ -62,7 +62,10 @@ class KindSpec:
 SPECS: dict[str, KindSpec] = {
     ChannelKind.WECOM: KindSpec({"corpid": "text"}, {"agentid": "int"}, ("corpsecret",)),
     ChannelKind.WECOM_ROBOT: KindSpec({}, {}, ("key",)),
-    ChannelKind.WECHAT_MP: KindSpec({"appid": "text"}, {}, ("appsecret",)),
+    # callback_token and encoding_aes_key: the server settings of the event callback
+    ChannelKind.WECHAT_MP: KindSpec(
+        {"appid": "text"}, {}, ("appsecret", "callback_token", "encoding_aes_key")
+    ),
     ChannelKind.MINIPROGRAM: KindSpec({"appid": "text"}, {}, ("appsecret",)),
     # ``receipt_token``: the random token the platform's status push carries in its URL
     ChannelKind.SMS_ALIYUN: KindSpec(

@@ -5,7 +5,10 @@
   secrets, one encrypted JSON text (:class:`~tagportal.core.secrets.EncryptedTextField`):
   never shown back by the admin or the API, and left out of the history.
 - :class:`WebhookReceipt`: one delivery result a signed-webhook account's system posted
-  (``POST /api/activation/webhooks/<id>/receipts/``), once per (delivery, status).
+  (``POST /api/activation/webhooks/<id>/receipts/``), or a 公众号's
+  ``TEMPLATESENDJOBFINISH`` event (keyed by its MsgID), once per (delivery, status).
+- :class:`Subscription`: the one-time grants a person gave a 小程序 to send them a
+  subscribe-message template (consent: nothing is sent without one left).
 """
 
 from __future__ import annotations
@@ -140,7 +143,11 @@ class WebhookReceipt(models.Model):
     account = models.ForeignKey(
         ChannelAccount, on_delete=models.CASCADE, related_name="receipts", verbose_name=_("channel account")
     )
-    delivery = models.CharField(_("delivery"), max_length=100, help_text=_("The delivery's idempotency key."))
+    delivery = models.CharField(
+        _("delivery"),
+        max_length=100,
+        help_text=_("The delivery's idempotency key, or the platform's message id (公众号 MsgID)."),
+    )
     status = models.CharField(_("status"), max_length=20, choices=ReceiptStatus.choices)
     occurred_at = models.DateTimeField(_("occurred at"))
     error = models.CharField(_("error"), max_length=500, blank=True)
@@ -164,3 +171,39 @@ class WebhookReceipt(models.Model):
 
     def __str__(self):
         return f"{self.delivery}: {self.get_status_display()}"
+
+
+class Subscription(models.Model):
+    """The one-time grants (一次性订阅) a person gave a mini-program for one subscribe
+    message template: each send uses one; the platform answers 43101 without any."""
+
+    account = models.ForeignKey(
+        ChannelAccount,
+        on_delete=models.CASCADE,
+        related_name="subscriptions",
+        verbose_name=_("channel account"),
+    )
+    openid = models.CharField(_("openid"), max_length=128)
+    template_id = models.CharField(_("template id"), max_length=128)
+    remaining = models.PositiveIntegerField(_("grants left"), default=0)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    last_updated = models.DateTimeField(_("last updated"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = [
+        Via("catalog.businessline", "account__brand__business_line"),
+        Via("catalog.brand", "account__brand"),
+    ]
+
+    class Meta:
+        ordering = ["-last_updated", "-pk"]
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "openid", "template_id"], name="activation_subscription_unique"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.openid} · {self.template_id}: {self.remaining}"

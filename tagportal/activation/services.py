@@ -7,6 +7,7 @@ import hmac
 from dataclasses import asdict, dataclass
 
 from django.db import transaction
+from django.db.models import F
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
@@ -16,14 +17,17 @@ from .connectors.robot import RobotClient
 from .connectors.sms_aliyun import AliyunSmsClient, domestic
 from .connectors.sms_tencent import TencentSmsClient
 from .connectors.webhook import WebhookClient, max_receipts
+from .connectors.wechat import MiniProgramClient, OfficialAccountClient, parse_event, template_receipt
 from .connectors.wecom import WeComClient
 from .connectors.weimob import WeimobClient
 from .connectors.youzan import YouzanClient
-from .models import ChannelAccount, WebhookReceipt
+from .models import ChannelAccount, Subscription, WebhookReceipt
 
 CLIENTS = {
     ChannelKind.WECOM: WeComClient,
     ChannelKind.WECOM_ROBOT: RobotClient,
+    ChannelKind.WECHAT_MP: OfficialAccountClient,
+    ChannelKind.MINIPROGRAM: MiniProgramClient,
     ChannelKind.WEBHOOK: WebhookClient,
     ChannelKind.SMS_ALIYUN: AliyunSmsClient,
     ChannelKind.SMS_TENCENT: TencentSmsClient,
@@ -196,3 +200,72 @@ def record_sms_receipts(account: ChannelAccount, payload) -> dict:
     rows = _sms_rows(payload)
     parse = _aliyun_receipt if account.kind == ChannelKind.SMS_ALIYUN else _tencent_receipt
     return _store(account, [parse(row, i) for i, row in enumerate(rows)])
+
+
+def record_wechat_event(account: ChannelAccount, body: bytes) -> bool | None:
+    """Record the ``TEMPLATESENDJOBFINISH`` event in ``body`` as a receipt of its MsgID,
+    once: ``True`` if it was new, ``False`` for a replay, ``None`` for any other message
+    (nothing kept). A malformed body raises
+    :class:`~.connectors.wechat.CallbackRefused`."""
+    receipt = template_receipt(parse_event(body))
+    if receipt is None:
+        return None
+    msgid, status, moment, error = receipt
+    _obj, created = WebhookReceipt.objects.get_or_create(
+        account=account, delivery=msgid, status=status, defaults={"occurred_at": moment, "error": error}
+    )
+    return created
+
+
+#: The platform's answer when the person has no grant left (or refused the template).
+NOT_SUBSCRIBED = 43101
+
+
+def grant_subscription(account: ChannelAccount, openid: str, template_id: str, count: int = 1) -> int:
+    """Record ``count`` more one-time grants of ``template_id`` by ``openid`` (what the
+    mini-program reports after ``wx.requestSubscribeMessage`` was accepted); answers the
+    grants left."""
+    if account.kind != ChannelKind.MINIPROGRAM:
+        raise ValueError(_("Subscriptions belong to mini-program accounts."))
+    if not openid or not template_id or count < 1:
+        raise ValueError(_("A subscription needs an openid, a template id and at least one grant."))
+    with transaction.atomic():
+        row, _created = Subscription.objects.select_for_update().get_or_create(
+            account=account, openid=openid, template_id=template_id
+        )
+        Subscription.objects.filter(pk=row.pk).update(remaining=F("remaining") + count)
+        row.refresh_from_db(fields=["remaining"])
+    return row.remaining
+
+
+def _take_grant(account: ChannelAccount, openid: str, template_id: str) -> bool:
+    with transaction.atomic():
+        return bool(
+            Subscription.objects.filter(
+                account=account, openid=openid, template_id=template_id, remaining__gt=0
+            ).update(remaining=F("remaining") - 1)
+        )
+
+
+def send_subscribe_message(
+    account: ChannelAccount, openid: str, template_id: str, data: dict, **options
+) -> None:
+    """Send a subscribe message only if the person has a grant left, using it: no grant
+    is a final :class:`ChannelError` (43101) without calling. A platform refusal gives
+    the grant back (43101 forgets them all); a failure that may have sent keeps it used."""
+    if not _take_grant(account, openid, template_id):
+        raise ChannelError(
+            NOT_SUBSCRIBED, _("The person has no subscription left to this template."), retryable=False
+        )
+    subscription = Subscription.objects.filter(account=account, openid=openid, template_id=template_id)
+    try:
+        MiniProgramClient(account).send_subscribe(openid, template_id, data, **options)
+    except ChannelError as exc:
+        if exc.code == NOT_SUBSCRIBED:
+            subscription.update(remaining=0)
+        elif isinstance(exc.code, int) and not 500 <= exc.code < 600:  # refused: nothing sent
+            subscription.update(remaining=F("remaining") + 1)
+        raise
+    except ValueError:
+        subscription.update(remaining=F("remaining") + 1)
+        raise

@@ -25,3 +25,9 @@ def sleeps(monkeypatch):
 def platform(settings, httpserver):
     settings.TAGPORTAL_WECOM_API_BASE = httpserver.url_for("/").rstrip("/")
     return httpserver
+
+
+@pytest.fixture
+def wechat_platform(settings, httpserver):
+    settings.TAGPORTAL_WECHAT_API_BASE = httpserver.url_for("/").rstrip("/")
+    return httpserver

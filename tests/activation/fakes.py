@@ -206,3 +206,125 @@ class FakeReceiver:
             return Response("", status=status, headers=headers)
         self.received[request.headers["Idempotency-Key"]] = json.loads(body)
         return Response("", status=204)
+
+
+class FakeWeChat:
+    """WeChat's server API for a 公众号 and a 小程序: tokens that expire (``ttl``) and
+    ``fail_token_once`` (40001/40014/42001 on the next call), ``busy`` (the next n calls
+    answer 45009), template messages deduplicated by (openid, ``client_msg_id``) with
+    ``sent`` counting real sends, the 50-openid cap of tagging (40032 beyond), known tags
+    (45159 otherwise), users with a full tag list (45059), openids of this appid (49003
+    otherwise) and subscriptions (43101 without one; one send uses one grant)."""
+
+    def __init__(self, server, appid="wx-app", appsecret="app-secret", ttl=7200):
+        self.appid, self.appsecret, self.ttl = appid, appsecret, ttl
+        self.clock = time.monotonic
+        self.tokens: dict[str, float] = {}
+        self.token_calls = 0
+        self.calls: Counter = Counter()
+        self.fail_token_once: int | None = None
+        self.busy = 0
+        self.openids: set[str] = set()  # followers of this appid; others answer 49003
+        self.full: set[str] = set()  # users who have the most tags already
+        self.tags: dict[int, set[str]] = {100: set()}
+        self.templates: dict[tuple[str, str], str] = {}  # (openid, client_msg_id) → msgid
+        self.sent: list[dict] = []
+        self.subscriptions: Counter = Counter()  # (openid, template_id) → grants
+        self.subscribe_sent: list[dict] = []
+        self._ids = itertools.count(1000)
+        server.expect_request("/cgi-bin/token", method="GET").respond_with_handler(self.token)
+        for path, name in (
+            ("message/template/send", "template_send"),
+            ("tags/members/batchtagging", "batchtagging"),
+            ("tags/members/batchuntagging", "batchuntagging"),
+            ("message/subscribe/send", "subscribe_send"),
+        ):
+            server.expect_request(f"/cgi-bin/{path}", method="POST").respond_with_handler(self._guarded(name))
+
+    def token(self, request):
+        self.token_calls += 1
+        if request.args.get("grant_type") != "client_credential":
+            return _error(40002, "invalid grant_type")
+        if request.args.get("appid") != self.appid:
+            return _error(40013, "invalid appid")
+        if request.args.get("secret") != self.appsecret:
+            return _error(40001, "invalid credential, access_token is invalid or not latest")
+        token = f"wx-token-{next(self._ids)}"
+        self.tokens[token] = self.clock() + self.ttl
+        return _json({"access_token": token, "expires_in": self.ttl})
+
+    def _guarded(self, name):
+        def handle(request):
+            self.calls[name] += 1
+            token = request.args.get("access_token", "")
+            if self.fail_token_once is not None:
+                code, self.fail_token_once = self.fail_token_once, None
+                return _error(code, "access_token invalid or expired")
+            if token not in self.tokens:
+                return _error(40014, "invalid access_token")
+            if self.tokens[token] <= self.clock():
+                return _error(42001, "access_token expired")
+            if self.busy:
+                self.busy -= 1
+                return _error(45009, "reach max api daily quota limit")
+            try:
+                body = json.loads(request.get_data())
+            except ValueError:
+                return _error(47001, "data format error")
+            return getattr(self, name)(body)
+
+        return handle
+
+    def template_send(self, body):
+        openid, template_id, key = body.get("touser"), body.get("template_id"), body.get("client_msg_id")
+        if not openid or openid not in self.openids:
+            return _error(40003, "invalid openid")
+        data = body.get("data")
+        if not template_id or not isinstance(data, dict) or any("value" not in v for v in data.values()):
+            return _error(47003, "argument invalid! data.value invalid")
+        if key and (openid, key) in self.templates:
+            return _json({"errcode": 0, "errmsg": "ok", "msgid": self.templates[(openid, key)]})
+        msgid = next(self._ids)
+        if key:
+            self.templates[(openid, key)] = msgid
+        self.sent.append(body)
+        return _json({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+    def _tagging(self, body, add: bool):
+        openids, tagid = body.get("openid_list"), body.get("tagid")
+        if not isinstance(openids, list) or not openids:
+            return _error(40032, "invalid openid list size")
+        if len(openids) > 50:
+            return _error(40032, "invalid openid list size, at most 50")
+        if tagid not in self.tags:
+            return _error(45159, "invalid tag id")
+        if any(o not in self.openids for o in openids):
+            return _error(49003, "not match openid with appid")
+        if add and any(o in self.full for o in openids):
+            return _error(45059, "has too many tags")
+        if add:
+            self.tags[tagid].update(openids)
+        else:
+            self.tags[tagid].difference_update(openids)
+        return _error(0, "ok")
+
+    def batchtagging(self, body):
+        return self._tagging(body, True)
+
+    def batchuntagging(self, body):
+        return self._tagging(body, False)
+
+    def subscribe_send(self, body):
+        openid, template_id = body.get("touser"), body.get("template_id")
+        if not openid or openid not in self.openids:
+            return _error(40003, "invalid openid")
+        if body.get("miniprogram_state", "formal") not in ("developer", "trial", "formal"):
+            return _error(47003, "argument invalid! miniprogram_state")
+        data = body.get("data")
+        if not isinstance(data, dict) or not data or any("value" not in v for v in data.values()):
+            return _error(47003, "argument invalid! data.value invalid")
+        if self.subscriptions[(openid, template_id)] <= 0:
+            return _error(43101, "user refuse to accept the msg")
+        self.subscriptions[(openid, template_id)] -= 1
+        self.subscribe_sent.append(body)
+        return _error(0, "ok")

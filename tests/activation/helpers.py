@@ -5,6 +5,8 @@ def account(brand, kind="wecom", name=None, settings=None, secrets=None) -> Chan
     defaults = {
         "wecom": ({"corpid": "ww-corp", "agentid": 1000002}, {"corpsecret": "corp-secret"}),
         "wecom_robot": ({}, {"key": "robot-key"}),
+        "wechat_mp": ({"appid": "wx-app"}, {"appsecret": "app-secret", "callback_token": "cb-token"}),
+        "miniprogram": ({"appid": "wx-app"}, {"appsecret": "app-secret"}),
         "webhook": ({"url": "http://127.0.0.1:9/hooks/tagportal"}, {"signing_secret": "signing-secret"}),
     }[kind]
     obj = ChannelAccount(

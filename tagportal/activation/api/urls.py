@@ -15,5 +15,10 @@ urlpatterns = [
         api.SmsReceiptsView.as_view(),
         name="activation-sms-receipts",
     ),
+    path(
+        "wechat/<int:account_id>/callback/",
+        api.WeChatCallbackView.as_view(),
+        name="activation-wechat-callback",
+    ),
     *router.urls,
 ]

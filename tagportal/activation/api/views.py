@@ -13,7 +13,9 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -24,6 +26,7 @@ from tagportal.core.permissions import may_add_into
 from .. import services
 from ..choices import ChannelKind
 from ..connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRefused, verify
+from ..connectors.wechat import CallbackRefused, verify_callback
 from ..models import ChannelAccount
 from .serializers import (
     ChannelAccountSerializer,
@@ -162,3 +165,92 @@ class SmsReceiptsView(APIView):
         except services.ReceiptsRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response({**self.answers[platform], **counts})
+
+
+class PlainTextRenderer(BaseRenderer):
+    """WeChat reads the answer of its callback as plain text (``echostr``, ``success``)."""
+
+    media_type = "text/plain"
+    format = "txt"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return str(data).encode(self.charset)
+
+
+class PlainTextOnly(BaseContentNegotiation):
+    """Plain text whatever the caller's ``Accept`` says."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class WeChatCallbackView(APIView):
+    """The server a 公众号 is configured with (服务器配置, plain mode): ``GET`` checks it
+    (``signature`` = SHA-1 of the sorted account ``callback_token``, ``timestamp`` and
+    ``nonce``; answers ``echostr``), ``POST`` takes the event messages, signed the same
+    way, and records ``TEMPLATESENDJOBFINISH`` as a delivery receipt of its MsgID (once).
+    A missing or forged signature: 403; a body that is not a WeChat XML message: 400;
+    safe mode (``encrypt_type=aes``) is not supported: 400."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    renderer_classes = [PlainTextRenderer]
+    content_negotiation_class = PlainTextOnly
+
+    def _account(self, request, account_id: int) -> ChannelAccount:
+        account = get_object_or_404(ChannelAccount, pk=account_id, kind=ChannelKind.WECHAT_MP, is_active=True)
+        verify_callback(
+            account.secret("callback_token"),
+            request.query_params.get("signature"),
+            request.query_params.get("timestamp"),
+            request.query_params.get("nonce"),
+        )
+        return account
+
+    @staticmethod
+    def _text(text: str, status_code: int = 200) -> Response:
+        return Response(text, status=status_code)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The echostr, when the signature matches.")),
+            403: OpenApiResponse(description=gettext_lazy("The signature is missing or forged.")),
+        },
+    )
+    def get(self, request, account_id: int):
+        try:
+            self._account(request, account_id)
+        except CallbackRefused as exc:
+            return self._text(str(exc), status.HTTP_403_FORBIDDEN)
+        return self._text(request.query_params.get("echostr", ""))
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The event is taken (“success”).")),
+            400: OpenApiResponse(description=gettext_lazy("The body is not a WeChat XML message.")),
+            403: OpenApiResponse(description=gettext_lazy("The signature is missing or forged.")),
+            409: OpenApiResponse(
+                description=gettext_lazy("The same receipts are being recorded; send again.")
+            ),
+        },
+    )
+    def post(self, request, account_id: int):
+        try:
+            account = self._account(request, account_id)
+        except CallbackRefused as exc:
+            return self._text(str(exc), status.HTTP_403_FORBIDDEN)
+        if request.query_params.get("encrypt_type", "raw") != "raw":
+            return self._text(
+                _("Messages in safe mode are not supported; use plain mode."), status.HTTP_400_BAD_REQUEST
+            )
+        try:
+            services.record_wechat_event(account, request.body)
+        except CallbackRefused as exc:
+            return self._text(str(exc), status.HTTP_400_BAD_REQUEST)
+        return self._text("success")
