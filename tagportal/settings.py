@@ -353,6 +353,14 @@ TAGPORTAL_PII_KEY = os.environ.get("TAGPORTAL_PII_KEY") or SECRET_KEY
 #: Fernet keys (comma-separated, the first encrypts) for secrets kept at rest: channel
 #: credentials, scoring-endpoint keys (see tagportal.core.secrets). Unset: derived from SECRET_KEY.
 TAGPORTAL_SECRET_KEYS = os.environ.get("TAGPORTAL_SECRET_KEYS", "")
+#: Fernet keys (comma-separated, the first encrypts) of the contact vault, where the phone
+#: numbers SMS needs are kept encrypted (tagportal.activation.vault). Never derived from
+#: SECRET_KEY nor shared with TAGPORTAL_SECRET_KEYS. Unset: no vault (SMS is unavailable).
+TAGPORTAL_VAULT_KEYS = os.environ.get("TAGPORTAL_VAULT_KEYS", "")
+#: Who may be contacted on a channel with no consent row: ``opt_out`` (anyone not opted
+#: out; service messages) or ``opt_in`` (only who opted in), for every channel, or per
+#: channel as ``sms=opt_in,wecom=opt_out,*=opt_out`` (tagportal.activation.consent).
+TAGPORTAL_CONSENT_DEFAULT = os.environ.get("TAGPORTAL_CONSENT_DEFAULT", "opt_out")
 #: Where links in notification e-mails point.
 TAGPORTAL_BASE_URL = os.environ.get("TAGPORTAL_BASE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "tagportal@localhost")

@@ -207,3 +207,190 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.openid} · {self.template_id}: {self.remaining}"
+
+
+# ---------------------------------------------------------------------------
+# Contact vault, consent and suppression (see :mod:`.vault` and :mod:`.consent`)
+
+BRAND_SCOPE = [Via("catalog.businessline", "brand__business_line"), Via("catalog.brand", "brand")]
+
+
+class ContactKind(models.TextChoices):
+    PHONE = "phone", _("phone")
+
+
+class ConsentChannel(models.TextChoices):
+    """What a person consents to: a channel as people know it (SMS, whichever platform
+    sends it), or every channel at once."""
+
+    ALL = "all", _("all channels")
+    SMS = "sms", _("SMS")
+    WECOM = "wecom", _("WeCom (企业微信)")
+    WECHAT_MP = "wechat_mp", _("WeChat official account (公众号)")
+    MINIPROGRAM = "miniprogram", _("WeChat mini-program (小程序)")
+    YOUZAN = "youzan", _("Youzan (有赞)")
+    WEIMOB = "weimob", _("Weimob (微盟)")
+    WEBHOOK = "webhook", _("Signed webhook")
+
+
+class ConsentState(models.TextChoices):
+    OPTED_IN = "opted_in", _("opted in")
+    OPTED_OUT = "opted_out", _("opted out")
+
+
+class ConsentSource(models.TextChoices):
+    IMPORT = "import", _("import")
+    API = "api", _("API")
+    CALLBACK = "callback", _("channel callback")
+
+
+class SuppressionKey(models.TextChoices):
+    PHONE = "phone", _("phone (keyed hash)")
+    OPENID = "openid", _("openid")
+    ONEID = "oneid", _("OneID")
+
+
+class ContactEntry(models.Model):
+    """A person's contact value (a phone number) encrypted with the vault's own keys; its
+    keyed hash (the one profiles stores identities under) and mask beside it. The value
+    is decrypted only by :func:`.vault.reveal`, each time recorded as a :class:`VaultAccess`."""
+
+    brand = models.ForeignKey(
+        "catalog.Brand", on_delete=models.PROTECT, related_name="contact_entries", verbose_name=_("brand")
+    )
+    oneid = models.PositiveBigIntegerField(_("OneID"))
+    kind = models.CharField(_("kind"), max_length=20, choices=ContactKind.choices, default=ContactKind.PHONE)
+    ciphertext = models.TextField(_("ciphertext"), editable=False)
+    value_hash = models.CharField(_("value hash"), max_length=64, editable=False)
+    masked = models.CharField(_("masked value"), max_length=64, editable=False)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    last_updated = models.DateTimeField(_("last updated"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = BRAND_SCOPE
+
+    class Meta:
+        ordering = ["brand", "oneid", "kind", "pk"]
+        verbose_name = _("contact entry")
+        verbose_name_plural = _("contact entries")
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "kind", "value_hash"], name="activation_contact_unique"),
+            models.CheckConstraint(condition=Q(kind__in=ContactKind.values), name="activation_contact_kind"),
+        ]
+        indexes = [models.Index(fields=["brand", "oneid"], name="activation_contact_person")]
+
+    def __str__(self):
+        return f"OneID {self.oneid}: {self.masked}"
+
+
+class VaultAccess(models.Model):
+    """One decryption of a contact entry: why, by whom (none: the system), when."""
+
+    entry = models.ForeignKey(
+        ContactEntry, on_delete=models.CASCADE, related_name="accesses", verbose_name=_("contact entry")
+    )
+    purpose = models.CharField(_("purpose"), max_length=200)
+    actor = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    at = models.DateTimeField(_("at"), auto_now_add=True, db_index=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = [
+        Via("catalog.businessline", "entry__brand__business_line"),
+        Via("catalog.brand", "entry__brand"),
+    ]
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        verbose_name = _("vault access")
+        verbose_name_plural = _("vault accesses")
+
+    def __str__(self):
+        return f"{self.entry} · {self.purpose} · {self.actor or _('system')}"
+
+
+class Consent(models.Model):
+    """A person's consent to, or refusal of, one channel (or all of them) of a brand."""
+
+    brand = models.ForeignKey(
+        "catalog.Brand", on_delete=models.PROTECT, related_name="consents", verbose_name=_("brand")
+    )
+    oneid = models.PositiveBigIntegerField(_("OneID"))
+    channel = models.CharField(_("channel"), max_length=20, choices=ConsentChannel.choices)
+    state = models.CharField(_("state"), max_length=20, choices=ConsentState.choices)
+    source = models.CharField(
+        _("source"), max_length=20, choices=ConsentSource.choices, default=ConsentSource.API
+    )
+    at = models.DateTimeField(_("at"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = BRAND_SCOPE
+
+    class Meta:
+        ordering = ["brand", "oneid", "channel"]
+        verbose_name = _("consent")
+        verbose_name_plural = _("consents")
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "oneid", "channel"], name="activation_consent_unique"),
+            models.CheckConstraint(
+                condition=Q(channel__in=ConsentChannel.values), name="activation_consent_channel"
+            ),
+            models.CheckConstraint(
+                condition=Q(state__in=ConsentState.values), name="activation_consent_state"
+            ),
+        ]
+
+    def __str__(self):
+        return f"OneID {self.oneid} · {self.get_channel_display()}: {self.get_state_display()}"
+
+
+class Suppression(models.Model):
+    """Nobody matching the key is contacted on any channel (until ``until``, if set)."""
+
+    brand = models.ForeignKey(
+        "catalog.Brand", on_delete=models.PROTECT, related_name="suppressions", verbose_name=_("brand")
+    )
+    key_type = models.CharField(_("key type"), max_length=10, choices=SuppressionKey.choices)
+    key = models.CharField(
+        _("key"),
+        max_length=128,
+        editable=False,
+        help_text=_("The phone's keyed hash, the openid or the OneID; a phone number is never kept."),
+    )
+    masked = models.CharField(_("masked value"), max_length=64, editable=False)
+    reason = models.CharField(_("reason"), max_length=200)
+    until = models.DateTimeField(_("until"), null=True, blank=True, help_text=_("Empty: for good."))
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = BRAND_SCOPE
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        verbose_name = _("suppression")
+        verbose_name_plural = _("suppressions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["brand", "key_type", "key"], name="activation_suppression_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(key_type__in=SuppressionKey.values), name="activation_suppression_key_type"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_key_type_display()} {self.masked}"

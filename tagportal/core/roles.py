@@ -60,6 +60,15 @@ _MANAGE_CHANNELS = [
     "activation.add_channelaccount",
     "activation.change_channelaccount",
 ]
+_VIEW_CONSENT = ["activation.view_consent", "activation.view_suppression"]
+_MANAGE_CONSENT = [
+    *_VIEW_CONSENT,
+    "activation.add_consent",
+    "activation.change_consent",
+    "activation.add_suppression",
+    "activation.delete_suppression",
+    "activation.add_contactentry",
+]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,
     "lineage.add_datasource",
@@ -88,6 +97,7 @@ ROLES: dict[str, dict] = {
             "audiences.export_identities",
             *_VIEW_MODELS,
             *_VIEW_CHANNELS,
+            *_VIEW_CONSENT,
         ],
     },
     STEWARD: {
@@ -122,6 +132,7 @@ ROLES: dict[str, dict] = {
             "audiences.approve_repin",
             *_MANAGE_MODELS,
             *_MANAGE_CHANNELS,
+            *_MANAGE_CONSENT,
         ],
     },
     ANALYST: {

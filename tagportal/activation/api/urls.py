@@ -1,10 +1,13 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from . import consent
 from . import views as api
 
 router = DefaultRouter()
 router.register("accounts", api.ChannelAccountViewSet)
+router.register("consents", consent.ConsentViewSet)
+router.register("suppressions", consent.SuppressionViewSet)
 
 urlpatterns = [
     path(
