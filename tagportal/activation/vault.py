@@ -145,3 +145,84 @@ def rotate_all(entries: Iterable[ContactEntry] | None = None) -> int:
         if batch:
             done += ContactEntry.objects.bulk_update(batch, ["ciphertext"])
     return done
+
+
+# ---------------------------------------------------------------------------
+# Import
+
+#: The most data rows one import file may hold.
+IMPORT_MAX_ROWS = 100_000
+IMPORT_COLUMNS = ("oneid", "phone")
+
+
+class ImportRefused(ValueError):
+    """An import refused whole: ``errors`` are ``{"row", "error"}`` (row 1 is the header)."""
+
+    def __init__(self, errors: list[dict]):
+        super().__init__(errors[0]["error"] if errors else "")
+        self.errors = errors
+
+
+def read_import(upload) -> list[list[str]]:
+    """The rows of an uploaded CSV of ``oneid,phone`` (header first), through the upload
+    limits of :mod:`tagportal.core.uploads`."""
+    from tagportal.core import uploads
+
+    try:
+        uploads.check_size(upload)
+        source = upload.open("rb") if hasattr(upload, "open") else upload
+        return uploads.csv_rows(source, max_rows=IMPORT_MAX_ROWS + 1, max_columns=len(IMPORT_COLUMNS) + 8)
+    except uploads.UploadError as exc:
+        raise ImportRefused([{"row": None, "error": exc.message}]) from exc
+
+
+def import_rows(brand, table: list[list[str]]) -> int:
+    """Store every row of ``table`` (a header ``oneid,phone`` then values) or none:
+    :class:`ImportRefused` lists each bad row. A OneID merged into another person is
+    stored under the person it is now; one the brand does not know is refused."""
+    from tagportal.profiles.services import live_oneids
+
+    _fernet()  # no vault: refused before reading anything
+    if not table:
+        raise ImportRefused([{"row": None, "error": _("The file is empty.")}])
+    header = [str(h or "").strip().lower() for h in table[0]]
+    if header[:2] != list(IMPORT_COLUMNS) or any(h for h in header[2:]):
+        raise ImportRefused(
+            [
+                {
+                    "row": 1,
+                    "error": _("The header must be exactly: %(cols)s.") % {"cols": ",".join(IMPORT_COLUMNS)},
+                }
+            ]
+        )
+    errors: list[dict] = []
+    parsed: list[tuple[int, int, str]] = []
+    for number, row in enumerate(table[1:], start=2):
+        cells = [str(c or "").strip() for c in row] + ["", ""]
+        if not any(cells):
+            continue
+        oneid_text, phone = cells[0], cells[1]
+        if not oneid_text.isdigit() or not 0 < int(oneid_text) < 2**63:
+            errors.append({"row": number, "error": _("The OneID must be a positive whole number.")})
+            continue
+        try:
+            parsed.append((number, int(oneid_text), normalise_phone(phone)))
+        except ContactRefused as exc:
+            errors.append({"row": number, "error": str(exc)})
+    live = live_oneids(brand, {oneid for _n, oneid, _p in parsed})
+    seen: dict[str, int] = {}
+    for number, oneid, phone in parsed:
+        if oneid not in live:
+            errors.append({"row": number, "error": _("The brand has no person with this OneID.")})
+        elif phone in seen:
+            errors.append(
+                {"row": number, "error": _("The same number is on row %(row)s.") % {"row": seen[phone]}}
+            )
+        else:
+            seen[phone] = number
+    if errors:
+        raise ImportRefused(sorted(errors, key=lambda e: e["row"] or 0))
+    with transaction.atomic():
+        for _number, oneid, phone in parsed:
+            store(brand, live[oneid], phone)
+    return len(parsed)

@@ -273,3 +273,62 @@ def test_api_never_returns_the_phone(world, keys):
     assert client.post(SUPPRESSIONS, sup, format="json").status_code == 400  # already suppressed
     bad = client.post(SUPPRESSIONS, {**sup, "value": "555"}, format="json")
     assert bad.status_code == 400
+
+
+IMPORT = "/api/activation/vault/import/"
+
+
+def _csv(text: str):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("phones.csv", text.encode(), content_type="text/csv")
+
+
+def test_vault_import_all_or_nothing(world, keys):
+    from tagportal.profiles.models import Customer
+
+    for oneid in (101, 102):
+        Customer.objects.create(brand=world.own_brand, oneid=oneid)
+    client = client_for(world.steward)
+    bad = client.post(
+        IMPORT,
+        {
+            "brand": world.own_brand.code,
+            "file": _csv("oneid,phone\n101,13811112222\n102,12\n999,13933334444\n"),
+        },
+        format="multipart",
+    )
+    assert bad.status_code == 400, bad.content
+    assert [e["row"] for e in bad.json()["errors"]] == [3, 4]
+    assert not ContactEntry.objects.exists()
+    good = client.post(
+        IMPORT,
+        {
+            "brand": world.own_brand.code,
+            "file": _csv("oneid,phone\n101,+86 138 1111 2222\n102,13933334444\n"),
+        },
+        format="multipart",
+    )
+    assert good.status_code == 200, good.content
+    assert good.json() == {"stored": 2}
+    assert "1381111" not in good.content.decode()
+    entry = ContactEntry.objects.get(oneid=101)
+    assert vault.reveal(entry, "test") == "13811112222"
+    phone_only = client.post(
+        IMPORT, {"brand": world.own_brand.code, "file": _csv("phone\n13811112222\n")}, format="multipart"
+    )
+    assert phone_only.status_code == 400
+
+
+def test_vault_import_permissions_and_no_vault(world, settings):
+    settings.TAGPORTAL_VAULT_KEYS = ""
+    data = {"brand": world.own_brand.code, "file": _csv("oneid,phone\n1,13811112222\n")}
+    assert client_for(world.operator).post(IMPORT, data, format="multipart").status_code == 403
+    data["file"] = _csv("oneid,phone\n1,13811112222\n")
+    assert client_for(world.steward).post(IMPORT, data, format="multipart").status_code == 409
+    data["file"] = _csv("oneid,phone\n1,13811112222\n")
+    assert APIClient().post(IMPORT, data, format="multipart").status_code == 401
+    other = {"brand": world.other_brand.code, "file": _csv("oneid,phone\n1,13811112222\n")}
+    settings.TAGPORTAL_VAULT_KEYS = KEY_A
+    assert client_for(world.steward).post(IMPORT, other, format="multipart").status_code == 400
+    assert not ContactEntry.objects.exists()

@@ -12,9 +12,12 @@ from __future__ import annotations
 import django_filters
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from tagportal.catalog.models import Brand
@@ -24,7 +27,15 @@ from tagportal.core.permissions import may_add_into
 from tagportal.profiles import pii
 
 from .. import vault
-from ..models import Consent, ConsentChannel, ConsentSource, ConsentState, Suppression, SuppressionKey
+from ..models import (
+    Consent,
+    ConsentChannel,
+    ConsentSource,
+    ConsentState,
+    ContactEntry,
+    Suppression,
+    SuppressionKey,
+)
 
 
 class ConsentSerializer(serializers.ModelSerializer):
@@ -156,3 +167,49 @@ class SuppressionViewSet(
     def perform_create(self, serializer):
         _check_brand(self.request.user, Suppression, serializer.validated_data["brand"])
         serializer.save(created_by=self.request.user)
+
+
+class VaultImportSerializer(serializers.Serializer):
+    brand = ScopedRelatedField(
+        slug_field="code", queryset=Brand.objects.all(), help_text=gettext_lazy("brand code")
+    )
+    file = serializers.FileField(help_text=gettext_lazy("A CSV with the header oneid,phone."))
+
+
+class VaultImportResultSerializer(serializers.Serializer):
+    stored = serializers.IntegerField()
+
+
+class VaultImportView(APIView):
+    """Phone numbers into the brand's contact vault: a CSV ``oneid,phone``; every row is
+    stored or none (400 with each bad row). Stewards and admins only; 409 without a vault.
+    The numbers are never answered back."""
+
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={"multipart/form-data": VaultImportSerializer},
+        responses={
+            200: VaultImportResultSerializer,
+            400: OpenApiResponse(description=gettext_lazy("Bad rows; nothing was stored.")),
+            409: OpenApiResponse(description=gettext_lazy("The contact vault is not configured.")),
+        },
+    )
+    def post(self, request):
+        serializer = VaultImportSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        brand = serializer.validated_data["brand"]
+        if not may_add_into(request.user, ContactEntry, brand):
+            raise PermissionDenied(
+                _("You may not import contact data into the brand “%(brand)s”.") % {"brand": brand}
+            )
+        if not vault.enabled():
+            return Response(
+                {"detail": _("The contact vault is not configured (TAGPORTAL_VAULT_KEYS is empty).")},
+                status=status.HTTP_409_CONFLICT,
+            )
+        try:
+            stored = vault.import_rows(brand, vault.read_import(serializer.validated_data["file"]))
+        except vault.ImportRefused as exc:
+            return Response({"detail": _("Nothing was stored."), "errors": exc.errors}, status=400)
+        return Response({"stored": stored})

@@ -10,6 +10,7 @@ router.register("consents", consent.ConsentViewSet)
 router.register("suppressions", consent.SuppressionViewSet)
 
 urlpatterns = [
+    path("vault/import/", consent.VaultImportView.as_view(), name="activation-vault-import"),
     path(
         "webhooks/<int:account_id>/receipts/", api.WebhookReceiptsView.as_view(), name="activation-receipts"
     ),
