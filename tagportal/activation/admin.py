@@ -102,3 +102,6 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdm
     list_filter = (("account__brand", ScopedRelatedFieldListFilter),)
     list_select_related = ("account", "account__brand")
     search_fields = ("openid", "template_id")
+
+
+from . import admin_consent  # noqa: E402, F401  (the vault, consent and suppression pages)

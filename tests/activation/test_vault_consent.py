@@ -332,3 +332,19 @@ def test_vault_import_permissions_and_no_vault(world, settings):
     settings.TAGPORTAL_VAULT_KEYS = KEY_A
     assert client_for(world.steward).post(IMPORT, other, format="multipart").status_code == 400
     assert not ContactEntry.objects.exists()
+
+
+def test_admin_shows_the_mask_only(world, keys, client):
+    entry = vault.store(world.own_brand, 50, PHONE)
+    vault.reveal(entry, "audit me")
+    client.force_login(world.admin)
+    for url in (
+        "/admin/activation/contactentry/",
+        f"/admin/activation/contactentry/{entry.pk}/change/",
+        "/admin/activation/vaultaccess/",
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        html = response.content.decode()
+        assert "138******78" in html or "audit me" in html
+        assert PHONE not in html and entry.ciphertext not in html
