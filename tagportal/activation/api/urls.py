@@ -2,9 +2,11 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from . import views as api
+from .deliveries import DeliveryViewSet
 
 router = DefaultRouter()
 router.register("accounts", api.ChannelAccountViewSet)
+router.register("deliveries", DeliveryViewSet)
 
 urlpatterns = [
     path(
