@@ -19,6 +19,7 @@ from tagportal.activation.tasks import DEFAULT_SCHEDULES
 from tagportal.activation.tasks import deliver_due as deliver_due_task
 from tests.conftest import client_for
 
+from ..api.contract import ReadContract, ReadOnlyContract, Resource, ScopedContract, once
 from .fakes import FakeReceiver, FakeWeChat
 from .helpers import account
 
@@ -265,3 +266,52 @@ def test_the_api_lists_the_callers_brands_and_retries_for_stewards(world, hook, 
     assert steward.post(URL, {}).status_code in (403, 405)  # read-only
     assert client_for(world.nobody).get(URL).status_code == 403
     assert deliveries.process(failed, now=timezone.now()) == "sent"
+
+
+def test_the_admin_lists_dead_letters_and_retries_them(world, hook, receiver, sleeps):
+    from django.test import Client
+
+    receiver.statuses = [(500, {})] * 3
+    send = deliveries.create_send(hook, {}, people(1), now=T0)
+    now = T0
+    for _ in range(3):
+        deliveries.deliver_due(now=now)
+        now += dt.timedelta(minutes=5)
+    other = deliveries.create_send(hook, {}, [("p9", "crm-9")], now=now)
+    deliveries.deliver_due(now=now)
+    dead, sent = send.deliveries.get(state="dead"), other.deliveries.get(state="sent")
+    browser = Client()
+    browser.force_login(world.admin)
+    page = browser.get("/admin/activation/deadletter/")
+    assert page.status_code == 200
+    assert dead.idempotency_key in page.text and sent.idempotency_key not in page.text
+    listed = browser.get("/admin/activation/delivery/", {"state__exact": "sent", "send": other.pk})
+    assert sent.idempotency_key in listed.text and dead.idempotency_key not in listed.text
+    browser.post(
+        "/admin/activation/deadletter/",
+        {"action": "retry", "_selected_action": [dead.pk]},
+    )
+    dead.refresh_from_db()
+    assert (dead.state, dead.attempts) == ("queued", 0)
+
+
+def _delivery(world, brand):
+    hook = account(brand, "webhook", settings={"url": "http://127.0.0.1:9/x"})
+    return deliveries.create_send(hook, {}, people(1), now=T0, kick=False).deliveries.get()
+
+
+class TestDeliveriesContract(Resource, ReadContract, ScopedContract, ReadOnlyContract):
+    url = URL
+    model = Delivery
+
+    def user(self, world):
+        return world.steward
+
+    def read_only_user(self, world):
+        return world.operator  # views deliveries, retries none
+
+    def permitted(self, world):
+        return once(world, "_own_delivery", lambda: _delivery(world, world.own_brand))
+
+    def other(self, world):
+        return once(world, "_other_delivery", lambda: _delivery(world, world.other_brand))
