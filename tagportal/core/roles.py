@@ -65,6 +65,8 @@ _MANAGE_CHANNELS = [
     "activation.add_channelaccount",
     "activation.change_channelaccount",
     "activation.change_delivery",
+    "activation.view_deadletter",
+    "activation.change_deadletter",
 ]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,

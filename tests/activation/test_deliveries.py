@@ -293,6 +293,9 @@ def test_the_admin_lists_dead_letters_and_retries_them(world, hook, receiver, sl
     )
     dead.refresh_from_db()
     assert (dead.state, dead.attempts) == ("queued", 0)
+    steward = Client()
+    steward.force_login(world.steward)
+    assert steward.get("/admin/activation/deadletter/").status_code == 200
 
 
 def _delivery(world, brand):
