@@ -126,7 +126,10 @@ def claim_due(limit: int = 100, now: dt.datetime | None = None) -> list[Delivery
         Delivery.objects.filter(pk__in=pks).update(
             state=DeliveryState.SENDING, lease_until=lease, attempts=F("attempts") + 1, updated=now
         )
-    return list(Delivery.objects.filter(pk__in=pks).select_related("send", "send__account").order_by("pk"))
+        # read within the transaction: a failure here gives the rows back, none is left claimed unseen
+        return list(
+            Delivery.objects.filter(pk__in=pks).select_related("send", "send__account").order_by("pk")
+        )
 
 
 def _claim_one(delivery: Delivery, now: dt.datetime) -> Delivery | None:
