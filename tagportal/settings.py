@@ -438,3 +438,14 @@ TAGPORTAL_CHANNEL_RETRY_MAX_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_RE
 TAGPORTAL_CHANNEL_TIMEOUT_SECONDS = float(os.environ.get("TAGPORTAL_CHANNEL_TIMEOUT_SECONDS", "10"))
 #: An access token is dropped this many seconds before the platform says it expires.
 TAGPORTAL_TOKEN_MARGIN_SECONDS = int(os.environ.get("TAGPORTAL_TOKEN_MARGIN_SECONDS", "300"))
+#: Deliveries: tries in all before a delivery is dead, the backoff between tries (initial
+#: and maximum seconds, plus jitter), the lease of a claim (a killed worker's rows come
+#: back after it), rows claimed at once, and how long one periodic run keeps claiming.
+TAGPORTAL_DELIVERY_MAX_ATTEMPTS = int(os.environ.get("TAGPORTAL_DELIVERY_MAX_ATTEMPTS", "6"))
+TAGPORTAL_DELIVERY_BACKOFF_SECONDS = float(os.environ.get("TAGPORTAL_DELIVERY_BACKOFF_SECONDS", "30"))
+TAGPORTAL_DELIVERY_BACKOFF_MAX_SECONDS = float(
+    os.environ.get("TAGPORTAL_DELIVERY_BACKOFF_MAX_SECONDS", "3600")
+)
+TAGPORTAL_DELIVERY_LEASE_SECONDS = int(os.environ.get("TAGPORTAL_DELIVERY_LEASE_SECONDS", "300"))
+TAGPORTAL_DELIVERY_BATCH = int(os.environ.get("TAGPORTAL_DELIVERY_BATCH", "200"))
+TAGPORTAL_DELIVERY_TASK_SECONDS = float(os.environ.get("TAGPORTAL_DELIVERY_TASK_SECONDS", "50"))

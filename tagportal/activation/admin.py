@@ -17,9 +17,9 @@ from tagportal.core.admin import (
 )
 from tagportal.core.secrets import SecretFormField
 
-from . import services
+from . import deliveries, services
 from .kinds import ALL_SECRETS, SPECS
-from .models import ChannelAccount, Subscription, WebhookReceipt
+from .models import ChannelAccount, DeadLetter, Delivery, DeliveryState, Send, Subscription, WebhookReceipt
 
 
 def _help(name: str) -> str:
@@ -102,6 +102,64 @@ class SubscriptionAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdm
     list_filter = (("account__brand", ScopedRelatedFieldListFilter),)
     list_select_related = ("account", "account__brand")
     search_fields = ("openid", "template_id")
+
+
+# deliveries ---------------------------------------------------------------------
+@admin.register(Send)
+class SendAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = ("__str__", "brand", "account", "kind", "status", "created_by", "created")
+    list_filter = ("kind", "status", ("brand", ScopedRelatedFieldListFilter))
+    list_select_related = ("brand", "account", "created_by")
+
+
+class _DeliveryAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "idempotency_key",
+        "send",
+        "kind",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_error_code",
+        "last_error",
+        "provider_id",
+    )
+    list_filter = ("state", "send__kind", ("send__brand", ScopedRelatedFieldListFilter))
+    list_select_related = ("send", "send__brand")
+    search_fields = ("idempotency_key", "oneid", "provider_id")
+    actions = ["retry"]
+
+    @admin.display(description=gettext_lazy("kind"), ordering="send__kind")
+    def kind(self, obj):
+        return obj.send.get_kind_display()
+
+    @admin.action(description=gettext_lazy("Retry (queue again, attempts reset)"), permissions=["change"])
+    def retry(self, request, queryset):
+        done = 0
+        for delivery in queryset.restrict(request.user, "change"):
+            try:
+                deliveries.retry(delivery)
+            except deliveries.NotRetryable:
+                continue
+            done += 1
+        self.message_user(request, gettext("%(n)s deliveries queued again.") % {"n": done}, messages.SUCCESS)
+
+    def has_change_permission(self, request, obj=None):
+        # read-only rows, but the retry action needs the change permission
+        return obj is None and super(ReadOnlyAdminMixin, self).has_change_permission(request, obj)
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_DeliveryAdmin):
+    pass
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(_DeliveryAdmin):
+    list_filter = ("send__kind", ("send__brand", ScopedRelatedFieldListFilter))
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(state=DeliveryState.DEAD)
 
 
 from . import admin_consent  # noqa: E402, F401  (the vault, consent and suppression pages)

@@ -6,3 +6,8 @@ class ActivationConfig(AppConfig):
     name = "tagportal.activation"
     label = "activation"
     verbose_name = _("Activation channels")
+
+    def ready(self):
+        from . import wiring
+
+        wiring.connect()

@@ -394,3 +394,124 @@ class Suppression(models.Model):
 
     def __str__(self):
         return f"{self.get_key_type_display()} {self.masked}"
+
+
+# deliveries ---------------------------------------------------------------------
+class SendStatus(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    DONE = "done", _("done")
+
+
+class DeliveryState(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    SENDING = "sending", _("sending")
+    SENT = "sent", _("sent")
+    FAILED = "failed", _("failed")
+    DEAD = "dead", _("dead")
+    DELIVERED = "delivered", _("delivered")
+    READ = "read", _("read")
+    CLICKED = "clicked", _("clicked")
+
+
+class Send(models.Model):
+    """A batch: one message (template and content) through one channel account to many
+    people, one :class:`Delivery` each."""
+
+    brand = models.ForeignKey(
+        "catalog.Brand", on_delete=models.PROTECT, related_name="sends", verbose_name=_("brand")
+    )
+    account = models.ForeignKey(
+        ChannelAccount, on_delete=models.PROTECT, related_name="sends", verbose_name=_("channel account")
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=ChannelKind.choices)
+    content = models.JSONField(
+        _("content"), default=dict, blank=True, help_text=_("The message: template id, data, text.")
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=SendStatus.choices, default=SendStatus.QUEUED
+    )
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = ACCOUNT_SCOPE
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        verbose_name = _("send")
+        verbose_name_plural = _("sends")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ChannelKind.values), name="activation_send_kind_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.get_kind_display()} ({self.created:%Y-%m-%d %H:%M})"
+
+
+class Delivery(models.Model):
+    """One message of a send to one person: claimed when due, sent once (our unique
+    idempotency key, and the channel's own key where it has one), retried with backoff
+    on retryable errors, dead when the attempts run out."""
+
+    send = models.ForeignKey(
+        Send, on_delete=models.CASCADE, related_name="deliveries", verbose_name=_("send")
+    )
+    oneid = models.PositiveBigIntegerField(_("OneID"))
+    recipient = models.CharField(
+        _("recipient"),
+        max_length=128,
+        help_text=_(
+            "The openid, external_userid or CRM id; for SMS the number's keyed hash, never the number."
+        ),
+    )
+    idempotency_key = models.CharField(_("idempotency key"), max_length=100, unique=True)
+    state = models.CharField(
+        _("state"), max_length=10, choices=DeliveryState.choices, default=DeliveryState.QUEUED
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), db_index=True)
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    last_error_code = models.CharField(_("last error code"), max_length=64, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    provider_id = models.CharField(_("provider message id"), max_length=100, blank=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = [
+        Via("catalog.businessline", "send__brand__business_line"),
+        Via("catalog.brand", "send__brand"),
+    ]
+
+    class Meta:
+        ordering = ["-pk"]
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="activation_delivery_due")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=DeliveryState.values), name="activation_delivery_state_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.idempotency_key}: {self.get_state_display()}"
+
+
+class DeadLetter(Delivery):
+    """The dead deliveries, as their own admin list."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")

@@ -54,11 +54,19 @@ _BUILD_AUDIENCES = [
     "audiences.change_audience",
     "audiences.export_audience",
 ]
-_VIEW_CHANNELS = ["activation.view_channelaccount", "activation.view_webhookreceipt"]
+_VIEW_CHANNELS = [
+    "activation.view_channelaccount",
+    "activation.view_webhookreceipt",
+    "activation.view_send",
+    "activation.view_delivery",
+]
 _MANAGE_CHANNELS = [
     *_VIEW_CHANNELS,
     "activation.add_channelaccount",
     "activation.change_channelaccount",
+    "activation.change_delivery",
+    "activation.view_deadletter",
+    "activation.change_deadletter",
 ]
 _VIEW_CONSENT = ["activation.view_consent", "activation.view_suppression"]
 _MANAGE_CONSENT = [

@@ -3,11 +3,13 @@ from rest_framework.routers import DefaultRouter
 
 from . import consent
 from . import views as api
+from .deliveries import DeliveryViewSet
 
 router = DefaultRouter()
 router.register("accounts", api.ChannelAccountViewSet)
 router.register("consents", consent.ConsentViewSet)
 router.register("suppressions", consent.SuppressionViewSet)
+router.register("deliveries", DeliveryViewSet)
 
 urlpatterns = [
     path("vault/import/", consent.VaultImportView.as_view(), name="activation-vault-import"),

@@ -1,0 +1,33 @@
+"""Celery entry points of the activation channels. ``deliver_due`` runs every minute
+(django-celery-beat, see :data:`DEFAULT_SCHEDULES`) and after each new send; the due
+time of a delivery is a column, never a Celery countdown. ``acks_late``: a worker killed
+mid-batch leaves its rows ``sending`` under a lease, claimed again once it ends."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import deliveries
+
+#: django-celery-beat entries of this app (registered by migration 0004).
+DEFAULT_SCHEDULES = [
+    {
+        "name": "activation: deliver due messages",
+        "task": "tagportal.activation.tasks.deliver_due",
+        "every_minutes": 1,
+        "queue": "default",
+    },
+]
+
+
+@shared_task(acks_late=True)
+def deliver_due(limit: int | None = None) -> dict:
+    """Claim and send the due deliveries, batch after batch (a bounded time)."""
+    return deliveries.deliver_due(limit)
+
+
+def ensure_default_schedules(periodic_task_model=None, interval_model=None) -> list[str]:
+    """Register this app's periodic task (the engine's helper; existing entries stay)."""
+    from tagportal.engine.services import ensure_default_schedules as ensure
+
+    return ensure(periodic_task_model, interval_model, entries=DEFAULT_SCHEDULES)
