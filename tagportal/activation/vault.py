@@ -16,14 +16,12 @@ The number is decrypted only by :func:`reveal`, and each call is recorded as a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from cryptography.fernet import InvalidToken, MultiFernet
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from tagportal.core import secrets
 from tagportal.profiles import pii
 from tagportal.profiles.choices import IdentityType
 
@@ -39,20 +37,7 @@ class ContactRefused(ValueError):
 
 
 def _keys() -> tuple[bytes, ...]:
-    configured = getattr(settings, "TAGPORTAL_VAULT_KEYS", None) or []
-    if isinstance(configured, str):
-        configured = [k.strip() for k in configured.split(",") if k.strip()]
-    return tuple(k.encode() if isinstance(k, str) else k for k in configured)
-
-
-@lru_cache(maxsize=4)
-def _fernet_for(keys: tuple[bytes, ...]) -> MultiFernet:
-    try:
-        return MultiFernet([Fernet(k) for k in keys])
-    except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(
-            "TAGPORTAL_VAULT_KEYS must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated."
-        ) from exc
+    return secrets.configured_keys("TAGPORTAL_VAULT_KEYS")
 
 
 def enabled() -> bool:
@@ -66,12 +51,12 @@ def _fernet() -> MultiFernet:
         raise VaultUnavailable(
             _("The contact vault is not configured (TAGPORTAL_VAULT_KEYS is empty): no number is stored.")
         )
-    return _fernet_for(keys)
+    return secrets.multi_fernet(keys, "TAGPORTAL_VAULT_KEYS")
 
 
 def generate_key() -> str:
     """A new key for ``TAGPORTAL_VAULT_KEYS``."""
-    return Fernet.generate_key().decode()
+    return secrets.generate_key()
 
 
 def normalise_phone(phone: str) -> str:

@@ -42,28 +42,36 @@ def _derived(secret: str) -> bytes:
     return base64.urlsafe_b64encode(key)
 
 
-def _keys() -> tuple[bytes, ...]:
-    configured = getattr(settings, "TAGPORTAL_SECRET_KEYS", None) or []
+def configured_keys(setting: str) -> tuple[bytes, ...]:
+    """The Fernet keys a setting names (a comma-separated text or a list), first first."""
+    configured = getattr(settings, setting, None) or []
     if isinstance(configured, str):
         configured = [k for k in (part.strip() for part in configured.split(",")) if k]
-    if configured:
-        return tuple(k.encode() if isinstance(k, str) else k for k in configured)
-    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
-    return tuple(_derived(s) for s in [settings.SECRET_KEY, *fallbacks])
+    return tuple(k.encode() if isinstance(k, str) else k for k in configured)
 
 
-@lru_cache(maxsize=4)
-def _fernet_for(keys: tuple[bytes, ...]) -> MultiFernet:
+@lru_cache(maxsize=8)
+def multi_fernet(keys: tuple[bytes, ...], setting: str = "TAGPORTAL_SECRET_KEYS") -> MultiFernet:
+    """The MultiFernet of ``keys`` (the first encrypts); bad keys are a configuration error
+    naming ``setting``."""
     try:
         return MultiFernet([Fernet(k) for k in keys])
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured(
-            "TAGPORTAL_SECRET_KEYS must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated."
+            f"{setting} must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated."
         ) from exc
 
 
+def _keys() -> tuple[bytes, ...]:
+    configured = configured_keys("TAGPORTAL_SECRET_KEYS")
+    if configured:
+        return configured
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
+    return tuple(_derived(s) for s in [settings.SECRET_KEY, *fallbacks])
+
+
 def _fernet() -> MultiFernet:
-    return _fernet_for(_keys())
+    return multi_fernet(_keys())
 
 
 def generate_key() -> str:
