@@ -216,3 +216,64 @@ def retry_after_of(response: requests.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def json_answer(response) -> dict:
+    """The JSON object a WeChat-family API answered (a 5xx is retryable, anything not a
+    JSON object a final error)."""
+    if response.status_code >= 500:
+        raise ChannelError(response.status_code, response.reason or "server error", retryable=True)
+    try:
+        data = response.json()
+    except ValueError as exc:
+        raise ChannelError(response.status_code, "not a JSON answer", retryable=False) from exc
+    if not isinstance(data, dict):
+        raise ChannelError(response.status_code, "not a JSON object", retryable=False)
+    return data
+
+
+class CgiBinClient:
+    """What the WeChat-family clients (WeCom, 公众号, 小程序) share: ``POST
+    <api base>/cgi-bin/<path>?access_token=`` with the cached token (``self.tokens``, a
+    :class:`TokenCache`), retried on retryable errors, the token fetched anew once when
+    the platform calls it invalid (:attr:`token_invalid`). Subclasses give
+    :meth:`api_base` and :meth:`error_of`."""
+
+    token_invalid: frozenset[int] = frozenset()
+    tokens: TokenCache
+
+    def api_base(self) -> str:
+        raise NotImplementedError
+
+    def error_of(self, data: dict) -> ChannelError:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Fetch a token now (the connection test), kept for the calls to come."""
+        self.tokens.clear()
+        with_retries(self.tokens.get)
+
+    def call(self, path: str, payload: dict, *, idempotent: bool) -> dict:
+        """POST ``payload`` to ``/cgi-bin/<path>`` with the cached token, retried on
+        retryable errors; an invalid or expired token is fetched anew once."""
+        return with_retries(lambda: self._once(path, payload, idempotent))
+
+    def _once(self, path: str, payload: dict, idempotent: bool) -> dict:
+        for refreshed in (False, True):
+            token = self.tokens.get()
+            response = http_call(
+                "POST",
+                f"{self.api_base()}/cgi-bin/{path}",
+                idempotent=idempotent,
+                params={"access_token": token},
+                json=payload,
+            )
+            data = json_answer(response)
+            code = int(data.get("errcode", 0))
+            if code == 0:
+                return data
+            if code in self.token_invalid and not refreshed:
+                self.tokens.invalidate(token)
+                continue
+            raise self.error_of(data)
+        raise AssertionError("unreachable")

@@ -9,8 +9,8 @@ import hashlib
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from .base import ChannelError, acquire, http_call, with_retries
-from .wecom import _api_base, _json, error_of
+from .base import ChannelError, acquire, http_call, json_answer, with_retries
+from .wecom import _api_base, error_of
 
 MSGTYPES = ("text", "markdown", "news")
 #: Content limits of the documentation: text 2048 bytes, markdown 4096 bytes, 1–8 articles.
@@ -57,7 +57,7 @@ class RobotClient:
             params={"key": self.key},
             json=body,
         )
-        data = _json(response)
+        data = json_answer(response)
         if int(data.get("errcode", 0)) != 0:
             raise error_of(data)
         return data
@@ -74,7 +74,7 @@ class RobotClient:
             params={"key": self.key},
             json={"msgtype": "text", "text": {"content": ""}},
         )
-        data = _json(response)
+        data = json_answer(response)
         code = int(data.get("errcode", 0))
         if code == INVALID_KEY or code in (-1, 45009):
             raise error_of(data)

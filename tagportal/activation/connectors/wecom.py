@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from .base import ChannelError, TokenCache, http_call, with_retries
+from .base import CgiBinClient, ChannelError, TokenCache, http_call, json_answer
 
 #: The token is invalid (40014) or expired (42001): fetch a new one and call again, once.
 TOKEN_INVALID = frozenset({40014, 42001})
@@ -44,19 +44,15 @@ def error_of(data: dict) -> ChannelError:
     return ChannelError(code, str(data.get("errmsg", "")), retryable=code in RETRYABLE)
 
 
-def _json(response) -> dict:
-    if response.status_code >= 500:
-        raise ChannelError(response.status_code, response.reason or "server error", retryable=True)
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise ChannelError(response.status_code, "not a JSON answer", retryable=False) from exc
-    if not isinstance(data, dict):
-        raise ChannelError(response.status_code, "not a JSON object", retryable=False)
-    return data
+class WeComClient(CgiBinClient):
+    token_invalid = TOKEN_INVALID
 
+    def api_base(self) -> str:
+        return _api_base()
 
-class WeComClient:
+    def error_of(self, data: dict) -> ChannelError:
+        return error_of(data)
+
     def __init__(self, account):
         self.account = account
         self.corpid = account.settings.get("corpid", "")
@@ -76,41 +72,10 @@ class WeComClient:
             idempotent=True,
             params={"corpid": self.corpid, "corpsecret": self.corpsecret},
         )
-        data = _json(response)
+        data = json_answer(response)
         if data.get("errcode", 0) != 0 or not data.get("access_token"):
             raise error_of(data)
         return data["access_token"], int(data.get("expires_in", 7200))
-
-    def check(self) -> None:
-        """Fetch a token now (the connection test), kept for the calls to come."""
-        self.tokens.clear()
-        with_retries(self.tokens.get)
-
-    # calls -------------------------------------------------------------------
-    def call(self, path: str, payload: dict, *, idempotent: bool) -> dict:
-        """POST ``payload`` to ``/cgi-bin/<path>`` with the cached token, retried on
-        retryable errors; an invalid or expired token is fetched anew once."""
-        return with_retries(lambda: self._once(path, payload, idempotent))
-
-    def _once(self, path: str, payload: dict, idempotent: bool) -> dict:
-        for refreshed in (False, True):
-            token = self.tokens.get()
-            response = http_call(
-                "POST",
-                f"{_api_base()}/cgi-bin/{path}",
-                idempotent=idempotent,
-                params={"access_token": token},
-                json=payload,
-            )
-            data = _json(response)
-            code = int(data.get("errcode", 0))
-            if code == 0:
-                return data
-            if code in TOKEN_INVALID and not refreshed:
-                self.tokens.invalidate(token)
-                continue
-            raise error_of(data)
-        raise AssertionError("unreachable")
 
     # customer mass messages -------------------------------------------------
     def add_msg_template(

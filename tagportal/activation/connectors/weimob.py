@@ -11,8 +11,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from .base import ChannelError, TokenCache, http_call, retry_after_of, with_retries
-from .wecom import _json
+from .base import ChannelError, TokenCache, http_call, json_answer, retry_after_of, with_retries
 
 #: The token is invalid or expired: fetch a new one and call again, once.
 TOKEN_INVALID = frozenset({"80001001000119", "80001001000120", "401"})
@@ -54,7 +53,7 @@ class WeimobClient:
         if self.shop_id:
             params["shop_id"] = self.shop_id
         response = http_call("POST", f"{_api_base()}/fuwu/b/oauth2/token", idempotent=True, params=params)
-        data = _json(response)
+        data = json_answer(response)
         if not data.get("access_token"):
             raise error_of(data)
         return data["access_token"], int(data.get("expires_in", 7200))
@@ -80,7 +79,7 @@ class WeimobClient:
                 raise ChannelError(
                     429, "too many requests", retryable=True, retry_after=retry_after_of(response)
                 )
-            data = _json(response)
+            data = json_answer(response)
             error = error_of(data)
             if error.code == "0":
                 return data.get("data") or {}

@@ -13,8 +13,7 @@ import time
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from .base import ChannelError, TokenCache, http_call, with_retries
-from .wecom import _json
+from .base import ChannelError, TokenCache, http_call, json_answer, with_retries
 
 #: The token is unknown or expired: fetch a new one and call again, once.
 TOKEN_INVALID = frozenset({4201, 4202})
@@ -70,7 +69,7 @@ class YouzanClient:
                 "refresh": False,
             },
         )
-        data = _json(response)
+        data = json_answer(response)
         token = (data.get("data") or {}).get("access_token")
         if not _succeeded(data) or not token:
             raise error_of(data)
@@ -94,7 +93,7 @@ class YouzanClient:
                 params={"access_token": token},
                 json=payload,
             )
-            data = _json(response)
+            data = json_answer(response)
             if _succeeded(data):
                 return data.get("data")
             error = error_of(data)
