@@ -129,7 +129,7 @@ class _DeliveryAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin)
     search_fields = ("idempotency_key", "oneid", "provider_id")
     actions = ["retry"]
 
-    @admin.display(description=gettext_lazy("kind"), ordering="send__kind")
+    @admin.display(description=gettext_lazy("channel kind"), ordering="send__kind")
     def kind(self, obj):
         return obj.send.get_kind_display()
 

@@ -38,7 +38,7 @@ class ChannelAccount(models.Model):
     brand = models.ForeignKey(
         "catalog.Brand", on_delete=models.PROTECT, related_name="channel_accounts", verbose_name=_("brand")
     )
-    kind = models.CharField(_("kind"), max_length=20, choices=ChannelKind.choices)
+    kind = models.CharField(_("channel kind"), max_length=20, choices=ChannelKind.choices)
     name = models.CharField(_("name"), max_length=100)
     settings = models.JSONField(
         _("settings"),
@@ -259,7 +259,9 @@ class ContactEntry(models.Model):
         "catalog.Brand", on_delete=models.PROTECT, related_name="contact_entries", verbose_name=_("brand")
     )
     oneid = models.PositiveBigIntegerField(_("OneID"))
-    kind = models.CharField(_("kind"), max_length=20, choices=ContactKind.choices, default=ContactKind.PHONE)
+    kind = models.CharField(
+        _("contact kind"), max_length=20, choices=ContactKind.choices, default=ContactKind.PHONE
+    )
     ciphertext = models.TextField(_("ciphertext"), editable=False)
     value_hash = models.CharField(_("value hash"), max_length=64, editable=False)
     masked = models.CharField(_("masked value"), max_length=64, editable=False)
@@ -423,7 +425,7 @@ class Send(models.Model):
     account = models.ForeignKey(
         ChannelAccount, on_delete=models.PROTECT, related_name="sends", verbose_name=_("channel account")
     )
-    kind = models.CharField(_("kind"), max_length=20, choices=ChannelKind.choices)
+    kind = models.CharField(_("channel kind"), max_length=20, choices=ChannelKind.choices)
     content = models.JSONField(
         _("content"), default=dict, blank=True, help_text=_("The message: template id, data, text.")
     )
