@@ -46,6 +46,7 @@ from . import expressions as ex
 from .choices import AudienceKind, AudienceStatus, RefreshTrigger
 from .members import NoResult, Selection, select
 from .models import Audience, AudienceSnapshot
+from .signals import snapshot_taken
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +227,11 @@ def take_snapshot(
             "last_error": "",
         }
         Audience.objects.filter(pk=audience.pk).update(**state)
+        transaction.on_commit(
+            lambda: snapshot_taken.send(
+                sender=AudienceSnapshot, audience_id=audience.pk, number=snapshot.number
+            )
+        )
     for name, value in state.items():
         setattr(audience, name, value)
     return snapshot

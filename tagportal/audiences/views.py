@@ -14,6 +14,7 @@ and a redirect; a refused action is a message, never a server error.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from itertools import islice
 
@@ -47,7 +48,10 @@ from . import expressions as ex
 from . import services
 from .choices import AudienceKind, AudienceStatus
 from .models import Audience, AudienceSnapshot
+from .signals import DETAIL_SECTIONS
 from .store import NoResult
+
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 HISTORY_PAGE_SIZE = 50
@@ -684,7 +688,23 @@ def detail(request, pk: int):
         "is_lookalike": audience.kind == AudienceKind.LOOKALIKE,
         "lookalikes": audience.lookalikes.restrict(user, "view").order_by("-created")[:20],
     }
+    context["sections"] = detail_sections(request, audience)
     return _render(request, "audiences/detail.html", context)
+
+
+def detail_sections(request, audience: Audience) -> list[dict]:
+    """The sections higher apps add to the audience page (:data:`.signals.DETAIL_SECTIONS`);
+    one that fails is logged and left out, the page still answers."""
+    sections = []
+    for section in DETAIL_SECTIONS:
+        try:
+            answer = section(request, audience)
+        except Exception:
+            log.exception("audience page section %r failed", section)
+            continue
+        if answer:
+            sections.append(answer)
+    return sections
 
 
 @login_required
