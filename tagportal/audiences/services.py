@@ -651,6 +651,17 @@ def _used_tags(audience: Audience) -> QuerySet:
     ).distinct()
 
 
+def used_tag_ids(audience: Audience) -> list[int]:
+    """The ids of the tags an audience reads (what a use of the audience uses)."""
+    return list(_used_tags(audience).values_list("pk", flat=True))
+
+
+def record_use(audience: Audience, user, kind) -> None:
+    """Record one use of each tag the audience reads, of usage ``kind`` (e.g. a channel
+    sync or a send from a higher app), by ``user`` (or the audience's owner)."""
+    _record(used_tag_ids(audience), _client(user, audience), kind)
+
+
 def stale_pins(audience: Audience) -> list[dict]:
     """Tags whose published version, or the version of their current result, is newer
     than the one the audience is pinned to: ``[{code, name, pinned, current}]`` by code."""

@@ -9,5 +9,6 @@ class UsageKind(models.TextChoices):
     TAG_READ = "tag_read", _("Tag API read")
     AUDIENCE = "audience", _("Audience")
     JOURNEY = "journey", _("Journey")
+    ACTIVATION = "activation", _("Activation (channel sync or send)")
     EXPORT = "export", _("Export")
     PAGE_VIEW = "page_view", _("Page view")
