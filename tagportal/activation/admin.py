@@ -18,12 +18,13 @@ from tagportal.core.admin import (
 from tagportal.core.secrets import SecretFormField
 
 from . import deliveries, services
-from .kinds import ALL_SECRETS, SPECS
+from .choices import ChannelKind
+from .kinds import ALL_SECRETS, SECRET_LABELS, SPECS
 from .models import ChannelAccount, DeadLetter, Delivery, DeliveryState, Send, Subscription, WebhookReceipt
 
 
 def _help(name: str) -> str:
-    kinds = ", ".join(str(kind) for kind, spec in SPECS.items() if name in spec.secrets)
+    kinds = "、".join(str(ChannelKind(kind).label) for kind, spec in SPECS.items() if name in spec.secrets)
     return gettext("Used by: %(kinds)s. Stored encrypted and never shown again; leave blank to keep it.") % {
         "kinds": kinds
     }
@@ -46,7 +47,10 @@ _secret_help = lazy(_help, str)
 ChannelAccountForm = type(
     "ChannelAccountForm",
     (_AccountForm,),
-    {f"secret_{name}": SecretFormField(label=name, help_text=_secret_help(name)) for name in ALL_SECRETS},
+    {
+        f"secret_{name}": SecretFormField(label=SECRET_LABELS.get(name, name), help_text=_secret_help(name))
+        for name in ALL_SECRETS
+    },
 )
 
 

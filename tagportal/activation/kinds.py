@@ -81,6 +81,22 @@ SPECS: dict[str, KindSpec] = {
     ChannelKind.WEBHOOK: KindSpec({"url": "url"}, {}, ("signing_secret",)),
 }
 
+#: What each secret is called on the platform's console (the admin form's labels).
+SECRET_LABELS = {
+    "corpsecret": gettext_lazy("WeCom app secret (corpsecret)"),
+    "key": gettext_lazy("Group robot webhook key"),
+    "appsecret": gettext_lazy("WeChat AppSecret"),
+    "callback_token": gettext_lazy("Message callback token"),
+    "encoding_aes_key": gettext_lazy("Message EncodingAESKey"),
+    "access_key_id": gettext_lazy("Alibaba Cloud AccessKey ID"),
+    "access_key_secret": gettext_lazy("Alibaba Cloud AccessKey secret"),
+    "receipt_token": gettext_lazy("Status report URL token"),
+    "secret_id": gettext_lazy("Tencent Cloud SecretId"),
+    "secret_key": gettext_lazy("Tencent Cloud SecretKey"),
+    "client_secret": gettext_lazy("Open platform client secret"),
+    "signing_secret": gettext_lazy("Webhook signing secret"),
+}
+
 #: Every secret name of every kind (the admin form offers one input for each).
 ALL_SECRETS: tuple[str, ...] = tuple(sorted({name for spec in SPECS.values() for name in spec.secrets}))
 

@@ -16,6 +16,9 @@ from tagportal.activation.connectors.wechat import (
     MiniProgramClient,
     OfficialAccountClient,
     callback_signature,
+    decrypt_message,
+    encrypt_message,
+    msg_signature,
 )
 from tagportal.activation.models import Subscription, WebhookReceipt
 
@@ -238,11 +241,11 @@ def test_a_malformed_event_is_400(world, body):
     assert not WebhookReceipt.objects.exists()
 
 
-def test_other_messages_are_taken_but_not_kept_and_safe_mode_is_refused(world):
+def test_other_messages_are_taken_but_not_kept(world):
     obj = account(world.own_brand, "wechat_mp")
     text = b"<xml><MsgType>text</MsgType><Content>hi</Content></xml>"
     assert _callback(obj, body=text).content == b"success"
-    assert _callback(obj, body=_event(), encrypt_type="aes").status_code == 400
+    assert _callback(obj, body=_event(), encrypt_type="rot13").status_code == 400
     assert not WebhookReceipt.objects.exists()
     wecom = account(world.own_brand)
     assert _callback(wecom, body=_event()).status_code == 404
@@ -286,3 +289,61 @@ def test_subscriptions_belong_to_mini_programs(world):
     with pytest.raises(ValueError):
         services.grant_subscription(account(world.own_brand, "miniprogram"), "o1", "sub-1", 0)
     assert not Subscription.objects.exists()
+
+
+# safe mode (安全模式) -----------------------------------------------------------------
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+
+
+def _safe_account(world, name="safe"):
+    return account(
+        world.own_brand,
+        "wechat_mp",
+        name=name,
+        secrets={"appsecret": "s", "callback_token": "cb-token", "encoding_aes_key": AES_KEY},
+    )
+
+
+def _safe_post(obj, clear: bytes, *, appid="wx-app", forge=False, key=AES_KEY):
+    ciphertext = encrypt_message(key, appid, clear)
+    timestamp, nonce = "1794000000", "n0nce"
+    body = f"<xml><ToUserName>gh_7f083739789a</ToUserName><Encrypt>{ciphertext}</Encrypt></xml>".encode()
+    sig = msg_signature("forged" if forge else "cb-token", timestamp, nonce, ciphertext)
+    return _callback(obj, body=body, encrypt_type="aes", msg_signature=sig)
+
+
+def test_the_safe_mode_layout_is_wechats():
+    """Random 16 bytes, big-endian length, message, appid; AES-256-CBC, IV = key[:16],
+    PKCS#7 to 32 bytes — read back here with the cipher alone."""
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    token = encrypt_message(AES_KEY, "wx-app", b"<xml/>", random16=b"r" * 16)
+    key = base64.b64decode(AES_KEY + "=")
+    raw = base64.b64decode(token)
+    assert len(raw) == 64  # 16 + 4 + 6 + 6 = 32 bytes, a whole block: 32 bytes of padding follow
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    clear = decryptor.update(raw) + decryptor.finalize()
+    assert clear.startswith(b"r" * 16 + b"\x00\x00\x00\x06<xml/>wx-app")
+    assert decrypt_message(AES_KEY, "wx-app", token) == b"<xml/>"
+
+
+def test_a_safe_mode_event_is_decrypted_and_recorded(world):
+    obj = _safe_account(world)
+    answer = _safe_post(obj, _event("991"))
+    assert answer.status_code == 200 and answer.content == b"success"
+    assert WebhookReceipt.objects.get(account=obj).delivery == "991"
+
+
+def test_safe_mode_refusals(world):
+    obj = _safe_account(world)
+    assert _safe_post(obj, _event(), forge=True).status_code == 403  # msg_signature forged
+    assert _safe_post(obj, _event(), appid="wx-other").status_code == 403  # another account's message
+    other_key = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg"
+    assert _safe_post(obj, _event(), key=other_key).status_code in (400, 403)  # does not decrypt
+    plain = _callback(obj, body=_event(), encrypt_type="aes", msg_signature="x")
+    assert plain.status_code == 400  # no Encrypt element
+    no_key = account(world.own_brand, "wechat_mp", name="no key")
+    assert _safe_post(no_key, _event()).status_code == 400
+    assert not WebhookReceipt.objects.exists()

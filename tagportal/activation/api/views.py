@@ -26,7 +26,7 @@ from tagportal.core.permissions import may_add_into
 from .. import services
 from ..choices import ChannelKind
 from ..connectors.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureRefused, verify
-from ..connectors.wechat import CallbackRefused, verify_callback
+from ..connectors.wechat import CallbackRefused, open_safe_message, verify_callback
 from ..models import ChannelAccount
 from .serializers import (
     ChannelAccountSerializer,
@@ -193,8 +193,10 @@ class WeChatCallbackView(APIView):
     (``signature`` = SHA-1 of the sorted account ``callback_token``, ``timestamp`` and
     ``nonce``; answers ``echostr``), ``POST`` takes the event messages, signed the same
     way, and records ``TEMPLATESENDJOBFINISH`` as a delivery receipt of its MsgID (once).
-    A missing or forged signature: 403; a body that is not a WeChat XML message: 400;
-    safe mode (``encrypt_type=aes``) is not supported: 400."""
+    In safe mode (``encrypt_type=aes``) the ``Encrypt`` element is checked against
+    ``msg_signature`` and decrypted with the account's ``encoding_aes_key``.
+    A missing or forged signature, or a message for another appid: 403; a body that is
+    not a WeChat XML message or does not decrypt: 400."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -245,12 +247,26 @@ class WeChatCallbackView(APIView):
             account = self._account(request, account_id)
         except CallbackRefused as exc:
             return self._text(str(exc), status.HTTP_403_FORBIDDEN)
-        if request.query_params.get("encrypt_type", "raw") != "raw":
-            return self._text(
-                _("Messages in safe mode are not supported; use plain mode."), status.HTTP_400_BAD_REQUEST
-            )
+        body = request.body
+        mode = request.query_params.get("encrypt_type", "raw")
+        if mode not in ("raw", "aes"):
+            return self._text(_("encrypt_type must be raw or aes."), status.HTTP_400_BAD_REQUEST)
+        if mode == "aes":
+            try:
+                body = open_safe_message(
+                    body,
+                    token=account.secret("callback_token"),
+                    encoding_aes_key=account.secret("encoding_aes_key"),
+                    appid=str(account.settings.get("appid", "")),
+                    signature=request.query_params.get("msg_signature"),
+                    timestamp=request.query_params.get("timestamp"),
+                    nonce=request.query_params.get("nonce"),
+                )
+            except CallbackRefused as exc:
+                code = status.HTTP_403_FORBIDDEN if exc.forged else status.HTTP_400_BAD_REQUEST
+                return self._text(str(exc), code)
         try:
-            services.record_wechat_event(account, request.body)
+            services.record_wechat_event(account, body)
         except CallbackRefused as exc:
             return self._text(str(exc), status.HTTP_400_BAD_REQUEST)
         return self._text("success")

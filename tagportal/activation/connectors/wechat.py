@@ -8,8 +8,13 @@ documentation (developers.weixin.qq.com): ``cgi-bin/token``,
 ``cgi-bin/message/template/send``, ``cgi-bin/tags/members/batchtagging`` /
 ``batchuntagging`` and ``cgi-bin/message/subscribe/send``.
 
-The event callback is taken in plain mode only (明文模式): a message in safe mode
-(``encrypt_type=aes``) is refused, and ``encoding_aes_key`` is kept but not used yet.
+The event callback is taken in plain mode (明文模式) and in safe mode (安全模式,
+``encrypt_type=aes``): there the body's ``Encrypt`` is signed by ``msg_signature`` (SHA-1
+of the sorted token, timestamp, nonce and ciphertext) and decrypted as WeChat's message
+encryption describes: AES-256-CBC with the key ``base64(EncodingAESKey + "=")`` and its
+first 16 bytes as IV, PKCS#7 padding to 32 bytes, the clear text being 16 random bytes,
+the message length (4 bytes, big-endian), the message and the appid (which must be the
+account's). Compatible mode (兼容模式) carries both and is read as safe mode.
 
 >>> callback_signature("tok", "1700000000", "nonce")
 'd99efb498b2af921b2fb462c378cbf243f7bbd3f'
@@ -17,10 +22,14 @@ The event callback is taken in plain mode only (明文模式): a message in safe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import hmac
+import struct
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
 from django.conf import settings
@@ -210,17 +219,92 @@ def verify_callback(token: str, signature: str | None, timestamp: str | None, no
         raise CallbackRefused(_("The signature does not match."), forged=True)
 
 
-def parse_event(body: bytes) -> dict[str, str]:
-    """The fields of a plain-mode event message (``CallbackRefused`` if it is not one)."""
+def aes_key(encoding_aes_key: str) -> bytes:
+    """The 32-byte AES key of a 43-character EncodingAESKey (``CallbackRefused`` if malformed)."""
+    try:
+        key = base64.b64decode((encoding_aes_key or "") + "=", validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(encoding_aes_key or "") != 43 or len(key) != 32:
+        raise CallbackRefused(_("The account's EncodingAESKey is not 43 characters of base64."))
+    return key
+
+
+def _cipher(key: bytes) -> Cipher:
+    return Cipher(algorithms.AES(key), modes.CBC(key[:16]))
+
+
+def encrypt_message(encoding_aes_key: str, appid: str, message: bytes, random16: bytes | None = None) -> str:
+    """``message`` encrypted as WeChat does for safe mode (base64 text): what a test or a
+    reply uses."""
+    import os
+
+    key = aes_key(encoding_aes_key)
+    clear = (random16 or os.urandom(16)) + struct.pack(">I", len(message)) + message + appid.encode()
+    pad = 32 - len(clear) % 32
+    clear += bytes([pad]) * pad
+    encryptor = _cipher(key).encryptor()
+    return base64.b64encode(encryptor.update(clear) + encryptor.finalize()).decode()
+
+
+def decrypt_message(encoding_aes_key: str, appid: str, ciphertext: str) -> bytes:
+    """The message inside a safe-mode ``Encrypt`` (``CallbackRefused`` if it does not
+    decrypt, is padded wrongly, or belongs to another appid)."""
+    key = aes_key(encoding_aes_key)
+    try:
+        raw = base64.b64decode(ciphertext, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CallbackRefused(_("The encrypted message is not base64.")) from exc
+    if not raw or len(raw) % 16:
+        raise CallbackRefused(_("The encrypted message does not decrypt."))
+    decryptor = _cipher(key).decryptor()
+    clear = decryptor.update(raw) + decryptor.finalize()
+    pad = clear[-1]
+    if not 1 <= pad <= 32 or clear[-pad:] != bytes([pad]) * pad or len(clear) - pad < 20:
+        raise CallbackRefused(_("The encrypted message does not decrypt."))
+    clear = clear[:-pad]
+    (length,) = struct.unpack(">I", clear[16:20])
+    message, sender = clear[20 : 20 + length], clear[20 + length :]
+    if len(message) != length or not hmac.compare_digest(sender, appid.encode()):
+        raise CallbackRefused(_("The encrypted message is not for this account."), forged=True)
+    return message
+
+
+def msg_signature(token: str, timestamp: str, nonce: str, ciphertext: str) -> str:
+    """The ``msg_signature`` of a safe-mode message."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce, ciphertext])).encode()).hexdigest()
+
+
+def open_safe_message(
+    body: bytes, *, token: str, encoding_aes_key: str, appid: str, signature, timestamp, nonce
+) -> bytes:
+    """The clear XML of a safe-mode message after checking its ``msg_signature``."""
+    fields = _xml_fields(body)
+    ciphertext = fields.get("Encrypt", "")
+    if not ciphertext:
+        raise CallbackRefused(_("The message has no Encrypt element."))
+    if not token or not signature or not timestamp or nonce is None:
+        raise CallbackRefused(_("The callback is not signed."), forged=True)
+    if not hmac.compare_digest(msg_signature(token, timestamp, nonce, ciphertext), signature):
+        raise CallbackRefused(_("The signature does not match."), forged=True)
+    return decrypt_message(encoding_aes_key, appid, ciphertext)
+
+
+def _xml_fields(body: bytes) -> dict[str, str]:
     try:
         root = ElementTree.fromstring(body)
     except (ElementTree.ParseError, DefusedXmlException, ValueError) as exc:
         raise CallbackRefused(_("The body is not XML.")) from exc
     if root.tag != "xml":
         raise CallbackRefused(_("The body is not a WeChat message."))
-    fields = {child.tag: (child.text or "").strip() for child in root}
+    return {child.tag: (child.text or "").strip() for child in root}
+
+
+def parse_event(body: bytes) -> dict[str, str]:
+    """The fields of a plain-mode event message (``CallbackRefused`` if it is not one)."""
+    fields = _xml_fields(body)
     if "Encrypt" in fields and "MsgType" not in fields:
-        raise CallbackRefused(_("Messages in safe mode are not supported; use plain mode."))
+        raise CallbackRefused(_("A safe-mode message must come with encrypt_type=aes."))
     return fields
 
 
