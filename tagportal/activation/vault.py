@@ -16,6 +16,7 @@ The number is decrypted only by :func:`reveal`, and each call is recorded as a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from cryptography.fernet import InvalidToken, MultiFernet
 from django.db import transaction
@@ -161,25 +162,52 @@ def read_import(upload) -> list[list[str]]:
         raise ImportRefused([{"row": None, "error": exc.message}]) from exc
 
 
-def import_rows(brand, table: list[list[str]]) -> int:
-    """Store every row of ``table`` (a header ``oneid,phone`` then values) or none:
-    :class:`ImportRefused` lists each bad row. A OneID merged into another person is
-    stored under the person it is now; one the brand does not know is refused."""
+PHONE_ONLY_COLUMNS = ("phone",)
+
+
+@dataclass
+class Imported:
+    """What an import stored, and (a file of phones only) how many numbers no person of
+    the brand holds, with their rows: those are left out."""
+
+    stored: int
+    unmatched: int = 0
+    unmatched_rows: list[int] = field(default_factory=list)
+
+
+def _header_error() -> ImportRefused:
+    return ImportRefused(
+        [
+            {
+                "row": 1,
+                "error": _("The header must be exactly %(cols)s, or %(phone)s alone.")
+                % {"cols": ",".join(IMPORT_COLUMNS), "phone": PHONE_ONLY_COLUMNS[0]},
+            }
+        ]
+    )
+
+
+def import_rows(brand, table: list[list[str]], *, user=None) -> Imported:
+    """Store every row of ``table`` or none: :class:`ImportRefused` lists each bad row.
+
+    - ``oneid,phone``: a OneID merged into another person is stored under the person it
+      is now; one the brand does not know is refused.
+    - ``phone`` alone: each number goes to the person of the brand whose phone identity
+      it is (compared by keyed hash). That answers who holds a number, so it is an
+      identity lookup: it needs ``profiles.lookup_identity`` and is recorded (never the
+      numbers); numbers nobody holds are left out and counted."""
     from tagportal.profiles.services import live_oneids
 
     _fernet()  # no vault: refused before reading anything
     if not table:
         raise ImportRefused([{"row": None, "error": _("The file is empty.")}])
     header = [str(h or "").strip().lower() for h in table[0]]
-    if header[:2] != list(IMPORT_COLUMNS) or any(h for h in header[2:]):
-        raise ImportRefused(
-            [
-                {
-                    "row": 1,
-                    "error": _("The header must be exactly: %(cols)s.") % {"cols": ",".join(IMPORT_COLUMNS)},
-                }
-            ]
-        )
+    while header and not header[-1]:
+        header.pop()
+    if header == list(PHONE_ONLY_COLUMNS):
+        return _import_phones(brand, table, user)
+    if header != list(IMPORT_COLUMNS):
+        raise _header_error()
     errors: list[dict] = []
     parsed: list[tuple[int, int, str]] = []
     for number, row in enumerate(table[1:], start=2):
@@ -210,4 +238,43 @@ def import_rows(brand, table: list[list[str]]) -> int:
     with transaction.atomic():
         for _number, oneid, phone in parsed:
             store(brand, live[oneid], phone)
-    return len(parsed)
+    return Imported(len(parsed))
+
+
+def _import_phones(brand, table: list[list[str]], user) -> Imported:
+    from tagportal.profiles import lookups
+    from tagportal.profiles.choices import IdentityType, LookupEndpoint
+    from tagportal.profiles.services import identity_oneids
+
+    rows = [(n, [str(c or "").strip() for c in row]) for n, row in enumerate(table[1:], start=2)]
+    rows = [(n, cells) for n, cells in rows if any(cells)]
+    lookups.check(user, LookupEndpoint.VAULT_IMPORT, len(rows), brand=brand)
+    errors: list[dict] = []
+    parsed: list[tuple[int, str]] = []
+    seen: dict[str, int] = {}
+    for number, cells in rows:
+        if any(cells[1:]):
+            errors.append({"row": number, "error": _("A file of phones only has one column.")})
+            continue
+        try:
+            phone = normalise_phone(cells[0])
+        except ContactRefused as exc:
+            errors.append({"row": number, "error": str(exc)})
+            continue
+        if phone in seen:
+            errors.append(
+                {"row": number, "error": _("The same number is on row %(row)s.") % {"row": seen[phone]}}
+            )
+            continue
+        seen[phone] = number
+        parsed.append((number, phone))
+    if errors:
+        raise ImportRefused(errors)
+    holders = identity_oneids(brand, IdentityType.PHONE, "", [phone for _n, phone in parsed])
+    lookups.record(user, LookupEndpoint.VAULT_IMPORT, len(parsed), found=len(holders), brand=brand)
+    unmatched = [number for number, phone in parsed if phone not in holders]
+    with transaction.atomic():
+        for _number, phone in parsed:
+            if phone in holders:
+                store(brand, holders[phone], phone)
+    return Imported(len(parsed) - len(unmatched), len(unmatched), unmatched)

@@ -45,3 +45,4 @@ class LookupEndpoint(models.TextChoices):
     PROFILE_BATCH = "profile_batch", _("Profile batch (API)")
     ADMIN_SEARCH = "admin_search", _("Customer search (admin)")
     SCORE_FILE = "score_file", _("Score file keyed by identity (algorithm models)")
+    VAULT_IMPORT = "vault_import", _("Contact vault import by phone number")

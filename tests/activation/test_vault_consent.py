@@ -310,14 +310,46 @@ def test_vault_import_all_or_nothing(world, keys):
         format="multipart",
     )
     assert good.status_code == 200, good.content
-    assert good.json() == {"stored": 2}
+    assert good.json() == {"stored": 2, "unmatched": 0, "unmatched_rows": []}
     assert "1381111" not in good.content.decode()
     entry = ContactEntry.objects.get(oneid=101)
     assert vault.reveal(entry, "test") == "13811112222"
-    phone_only = client.post(
-        IMPORT, {"brand": world.own_brand.code, "file": _csv("phone\n13811112222\n")}, format="multipart"
+    header = client.post(
+        IMPORT, {"brand": world.own_brand.code, "file": _csv("mobile\n13811112222\n")}, format="multipart"
     )
-    assert phone_only.status_code == 400
+    assert header.status_code == 400 and header.json()["errors"][0]["row"] == 1
+
+
+def test_vault_import_of_phones_only_is_a_recorded_identity_lookup(world, keys):
+    from tagportal.profiles.models import Customer, Identity, IdentityLookup
+    from tagportal.profiles.pii import hash_value, mask
+
+    holder = Customer.objects.create(brand=world.own_brand, oneid=201)
+    Identity.objects.create(
+        brand=world.own_brand,
+        customer=holder,
+        type="phone",
+        value_hash=hash_value("phone", "13955556666"),
+        masked=mask("phone", "13955556666"),
+    )
+    data = lambda text: {"brand": world.own_brand.code, "file": _csv(text)}  # noqa: E731
+    # a steward without the lookup permission may not ask who holds numbers
+    refused = client_for(world.steward).post(IMPORT, data("phone\n13955556666\n"), format="multipart")
+    assert refused.status_code == 403
+    assert IdentityLookup.objects.get().refused
+    admin = client_for(world.admin)
+    bad = admin.post(IMPORT, data("phone\n13955556666\n123\n139 5555 6666\n"), format="multipart")
+    assert bad.status_code == 400
+    assert [e["row"] for e in bad.json()["errors"]] == [3, 4]
+    assert not ContactEntry.objects.exists()
+    good = admin.post(IMPORT, data("phone\n+86 139 5555 6666\n13977778888\n"), format="multipart")
+    assert good.status_code == 200, good.content
+    assert good.json() == {"stored": 1, "unmatched": 1, "unmatched_rows": [3]}
+    assert "1397777" not in good.content.decode()
+    entry = ContactEntry.objects.get()
+    assert entry.oneid == 201 and vault.reveal(entry, "test") == "13955556666"
+    audit = IdentityLookup.objects.filter(refused=False).get()
+    assert (audit.endpoint, audit.candidates, audit.found) == ("vault_import", 2, 1)
 
 
 def test_vault_import_permissions_and_no_vault(world, settings):

@@ -178,11 +178,17 @@ class VaultImportSerializer(serializers.Serializer):
 
 class VaultImportResultSerializer(serializers.Serializer):
     stored = serializers.IntegerField()
+    unmatched = serializers.IntegerField(
+        help_text=gettext_lazy("Numbers no person of the brand holds (phones-only files).")
+    )
+    unmatched_rows = serializers.ListField(child=serializers.IntegerField())
 
 
 class VaultImportView(APIView):
-    """Phone numbers into the brand's contact vault: a CSV ``oneid,phone``; every row is
-    stored or none (400 with each bad row). Stewards and admins only; 409 without a vault.
+    """Phone numbers into the brand's contact vault: a CSV ``oneid,phone``, or ``phone``
+    alone (each number to the person holding it: an identity lookup, needing that
+    permission; numbers nobody holds are counted, not stored); every row is stored or none
+    (400 with each bad row). Stewards and admins only; 409 without a vault.
     The numbers are never answered back."""
 
     parser_classes = [MultiPartParser]
@@ -209,7 +215,11 @@ class VaultImportView(APIView):
                 status=status.HTTP_409_CONFLICT,
             )
         try:
-            stored = vault.import_rows(brand, vault.read_import(serializer.validated_data["file"]))
+            done = vault.import_rows(
+                brand, vault.read_import(serializer.validated_data["file"]), user=request.user
+            )
         except vault.ImportRefused as exc:
             return Response({"detail": _("Nothing was stored."), "errors": exc.errors}, status=400)
-        return Response({"stored": stored})
+        return Response(
+            {"stored": done.stored, "unmatched": done.unmatched, "unmatched_rows": done.unmatched_rows[:1000]}
+        )
