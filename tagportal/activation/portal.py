@@ -4,6 +4,7 @@ channel's tags, when that page exists)."""
 
 from __future__ import annotations
 
+from django.db.models import Count
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext as _
 
@@ -28,6 +29,7 @@ def audience_section(request, audience) -> dict | None:
             Send.objects.restrict(user, "view")
             .filter(audience=audience)
             .select_related("account")
+            .annotate(n=Count("deliveries"))
             .order_by("-created", "-pk")[:RECENT]
         )
         for send in recent:
@@ -37,7 +39,7 @@ def audience_section(request, audience) -> dict | None:
                     "id": send.pk,
                     "at": beijing_text(send.created),
                     "account": send.account.name,
-                    "n": send.deliveries.count(),
+                    "n": send.n,
                 }
             )
     links = []
