@@ -105,7 +105,7 @@ def _refuse(message: str, key: str = "content") -> SendRefused:
 
 def _text(value, name: str, required: bool) -> str:
     label = FIELD_LABELS.get(name, name)
-    if value is None or value == "":
+    if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise _refuse(_("The %(field)s is required for this channel.") % {"field": label}, name)
         return ""
