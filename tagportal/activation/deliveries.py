@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import services
+from . import variables as tag_variables
 from .choices import ChannelKind
 from .connectors.base import ChannelError, RateLimited
 from .models import ChannelAccount, Delivery, DeliveryState, Send
@@ -74,14 +75,24 @@ def create_send(
     user=None,
     now: dt.datetime | None = None,
     kick: bool = True,
+    audience=None,
+    variables: dict[int, dict[str, str]] | None = None,
 ) -> Send:
     """A send of ``content`` through ``account`` to ``recipients`` (``(OneID, recipient)``
     pairs; a OneID given twice gets one delivery), all due now. ``kick`` queues
-    :func:`~.tasks.deliver_due` once the transaction commits."""
+    :func:`~.tasks.deliver_due` once the transaction commits. ``audience``: the audience
+    it goes to, if any; ``variables``: each person's tag-variable values
+    (:mod:`.variables`), kept on their delivery."""
     now = now or timezone.now()
+    variables = variables or {}
     with transaction.atomic():
         send = Send.objects.create(
-            brand_id=account.brand_id, account=account, kind=account.kind, content=content, created_by=user
+            brand_id=account.brand_id,
+            account=account,
+            kind=account.kind,
+            content=content,
+            created_by=user,
+            audience=audience,
         )
         seen, rows = set(), []
         for oneid, recipient in recipients:
@@ -95,6 +106,7 @@ def create_send(
                     recipient=recipient,
                     idempotency_key=f"{send.pk}:{oneid}",
                     next_attempt_at=now,
+                    variables=variables.get(oneid, {}),
                 )
             )
         Delivery.objects.bulk_create(rows, batch_size=1000)
@@ -247,7 +259,10 @@ def _call(delivery: Delivery) -> str:
     if not account.is_active:
         raise ChannelError("inactive", _("The channel account is not active."), retryable=False)
     client = services.CLIENTS[account.kind](account)
-    return adapter(client, delivery, delivery.send.content or {})
+    content = delivery.send.content or {}
+    if delivery.variables or tag_variables.codes_in(content):
+        content = tag_variables.fill(content, delivery.variables)
+    return adapter(client, delivery, content)
 
 
 # processing ----------------------------------------------------------------------

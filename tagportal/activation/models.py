@@ -441,6 +441,15 @@ class Send(models.Model):
         verbose_name=_("created by"),
     )
     created = models.DateTimeField(_("created"), auto_now_add=True)
+    audience = models.ForeignKey(
+        "audiences.Audience",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="activation_sends",
+        verbose_name=_("audience"),
+        help_text=_("The audience the send went to, if it was sent to one."),
+    )
 
     objects = RestrictedQuerySet.as_manager()
     scope = ACCOUNT_SCOPE
@@ -485,6 +494,12 @@ class Delivery(models.Model):
     last_error_code = models.CharField(_("last error code"), max_length=64, blank=True)
     last_error = models.CharField(_("last error"), max_length=500, blank=True)
     provider_id = models.CharField(_("provider message id"), max_length=100, blank=True)
+    variables = models.JSONField(
+        _("variables"),
+        default=dict,
+        blank=True,
+        help_text=_("The person's values of the tag variables of the content, read when the send was made."),
+    )
     created = models.DateTimeField(_("created"), auto_now_add=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     updated = models.DateTimeField(_("updated"), auto_now=True)

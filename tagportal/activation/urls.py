@@ -1,7 +1,16 @@
 """The activation pages, mounted at ``/activation/`` with the namespace ``activation``."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views
 
 app_name = "activation"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", views.accounts, name="accounts"),
+    path("accounts/<int:pk>/test/", views.test_account, name="test_account"),
+    path("deliveries/", views.delivery_list, name="deliveries"),
+    path("deliveries/<int:pk>/retry/", views.retry, name="retry"),
+    path("dead-letters/", views.dead_letters, name="dead_letters"),
+    path("audiences/<int:pk>/send/", views.send_to_audience, name="send"),
+]

@@ -60,7 +60,13 @@ def vault_phone(delivery: Delivery) -> str | None:
 
 
 def connect() -> None:
-    """Register the hooks once."""
+    """Register the hooks once (and the channels section of the audience page)."""
+    from tagportal.audiences.signals import DETAIL_SECTIONS
+
+    from .portal import audience_section
+
+    if audience_section not in DETAIL_SECTIONS:
+        DETAIL_SECTIONS.append(audience_section)
     if consent_check not in deliveries.PRE_SEND_CHECKS:
         deliveries.PRE_SEND_CHECKS.append(consent_check)
     if vault_phone not in deliveries.PHONE_RESOLVERS:

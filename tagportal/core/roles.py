@@ -68,6 +68,8 @@ _MANAGE_CHANNELS = [
     "activation.view_deadletter",
     "activation.change_deadletter",
 ]
+#: Sending a message to an audience now (with ``audiences.change_audience`` on it).
+_SEND_MESSAGES = ["activation.add_send"]
 _VIEW_CONSENT = ["activation.view_consent", "activation.view_suppression"]
 _MANAGE_CONSENT = [
     *_VIEW_CONSENT,
@@ -105,6 +107,7 @@ ROLES: dict[str, dict] = {
             "audiences.export_identities",
             *_VIEW_MODELS,
             *_VIEW_CHANNELS,
+            *_SEND_MESSAGES,
             *_VIEW_CONSENT,
         ],
     },
@@ -140,6 +143,7 @@ ROLES: dict[str, dict] = {
             "audiences.approve_repin",
             *_MANAGE_MODELS,
             *_MANAGE_CHANNELS,
+            *_SEND_MESSAGES,
             *_MANAGE_CONSENT,
         ],
     },

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from . import consent
 from . import views as api
 from .deliveries import DeliveryViewSet
+from .sends import SendToAudienceView
 
 router = DefaultRouter()
 router.register("accounts", api.ChannelAccountViewSet)
@@ -12,6 +13,7 @@ router.register("suppressions", consent.SuppressionViewSet)
 router.register("deliveries", DeliveryViewSet)
 
 urlpatterns = [
+    path("sends/", SendToAudienceView.as_view(), name="activation-sends"),
     path("vault/import/", consent.VaultImportView.as_view(), name="activation-vault-import"),
     path(
         "webhooks/<int:account_id>/receipts/", api.WebhookReceiptsView.as_view(), name="activation-receipts"
