@@ -1,7 +1,11 @@
 """The activation pages, mounted at ``/activation/`` with the namespace ``activation``."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from . import views_sync
 
 app_name = "activation"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("audiences/<int:pk>/sync/", views_sync.audience_syncs, name="audience-syncs"),
+]

@@ -4,12 +4,14 @@ from rest_framework.routers import DefaultRouter
 from . import consent
 from . import views as api
 from .deliveries import DeliveryViewSet
+from .syncs import AudienceSyncViewSet
 
 router = DefaultRouter()
 router.register("accounts", api.ChannelAccountViewSet)
 router.register("consents", consent.ConsentViewSet)
 router.register("suppressions", consent.SuppressionViewSet)
 router.register("deliveries", DeliveryViewSet)
+router.register("syncs", AudienceSyncViewSet)
 
 urlpatterns = [
     path("vault/import/", consent.VaultImportView.as_view(), name="activation-vault-import"),
