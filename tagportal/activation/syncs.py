@@ -36,6 +36,7 @@ from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
 from tagportal.audiences import services as audience_services
+from tagportal.audiences.choices import AudienceStatus
 from tagportal.audiences.models import Audience, AudienceSnapshot
 from tagportal.core.permissions import may
 from tagportal.profiles.choices import IdentityType
@@ -108,6 +109,8 @@ def _check(audience: Audience, account: ChannelAccount, tag_name: str, tag_group
             _("An audience syncs to a WeCom, 公众号, Youzan or Weimob account, not to “%(kind)s”.")
             % {"kind": account.get_kind_display()}
         )
+    if audience.status == AudienceStatus.ARCHIVED:
+        raise SyncRefused(_("An archived audience is not synced."))
     if account.brand_id != audience.brand_id:
         raise SyncRefused(_("The channel account belongs to another brand than the audience."))
     if not account.is_active:

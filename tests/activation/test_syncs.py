@@ -349,6 +349,11 @@ def test_create_sync_refusals(world, django_capture_on_commit_callbacks):
     wecom = account(world.own_brand, "wecom")
     with pytest.raises(syncs.SyncRefused, match="userid"):
         syncs.create_sync(world.operator, audience, wecom, "x", tag_group="g")
+    archived = make_audience(world)
+    Audience.objects.filter(pk=archived.pk).update(status="archived")
+    archived.refresh_from_db()
+    with pytest.raises(syncs.SyncRefused, match="archived"):
+        syncs.create_sync(world.operator, archived, mp, "x")
     syncs.create_sync(world.operator, audience, mp, "x")
     with pytest.raises(syncs.SyncRefused, match="already"):
         syncs.create_sync(world.operator, audience, mp, "x")
@@ -444,3 +449,16 @@ def test_the_periodic_task_is_registered(world):
     assert any(entry["task"] == "tagportal.activation.tasks.run_syncs" for entry in DEFAULT_SCHEDULES)
     ensure_default_schedules()
     assert PeriodicTask.objects.filter(task="tagportal.activation.tasks.run_syncs", enabled=True).exists()
+
+
+def test_the_admin_lists_syncs_and_their_batches(world, django_capture_on_commit_callbacks):
+    from django.test import Client
+
+    audience = make_audience(world)
+    snapshot(audience, [1], django_capture_on_commit_callbacks)
+    syncs.create_sync(world.operator, audience, account(world.own_brand, "wechat_mp"), "近访复购")
+    client = Client()
+    client.force_login(world.admin)
+    listed = client.get("/admin/activation/audiencesync/")
+    assert listed.status_code == 200 and "近访复购" in listed.content.decode()
+    assert client.get("/admin/activation/syncbatch/").status_code == 200
