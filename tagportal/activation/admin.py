@@ -20,7 +20,17 @@ from tagportal.core.secrets import SecretFormField
 from . import deliveries, services
 from .choices import ChannelKind
 from .kinds import ALL_SECRETS, SECRET_LABELS, SPECS
-from .models import ChannelAccount, DeadLetter, Delivery, DeliveryState, Send, Subscription, WebhookReceipt
+from .models import (
+    AudienceSync,
+    ChannelAccount,
+    DeadLetter,
+    Delivery,
+    DeliveryState,
+    Send,
+    Subscription,
+    SyncBatch,
+    WebhookReceipt,
+)
 
 
 def _help(name: str) -> str:
@@ -164,6 +174,42 @@ class DeadLetterAdmin(_DeliveryAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(state=DeliveryState.DEAD)
+
+
+# audience syncs (created and paused through their page and the API) -------------
+@admin.register(AudienceSync)
+class AudienceSyncAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "audience",
+        "account",
+        "tag_name",
+        "status",
+        "synced_number",
+        "added",
+        "removed",
+        "unreachable",
+        "rejected",
+        "last_error",
+    )
+    list_filter = ("status", "account__kind", ("audience__brand", ScopedRelatedFieldListFilter))
+    list_select_related = ("audience", "account")
+    search_fields = ("tag_name", "audience__name")
+
+
+@admin.register(SyncBatch)
+class SyncBatchAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "sync",
+        "number",
+        "op",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "done_count",
+        "last_error",
+    )
+    list_filter = ("state", "op", ("sync__audience__brand", ScopedRelatedFieldListFilter))
+    list_select_related = ("sync", "sync__audience", "sync__account")
 
 
 from . import admin_consent  # noqa: E402, F401  (the vault, consent and suppression pages)

@@ -532,3 +532,157 @@ class DeadLetter(Delivery):
         proxy = True
         verbose_name = _("dead letter")
         verbose_name_plural = _("dead letters")
+
+
+# audience syncs -----------------------------------------------------------------
+class SyncStatus(models.TextChoices):
+    ACTIVE = "active", _("active")
+    PAUSED = "paused", _("paused")
+
+
+class SyncOp(models.TextChoices):
+    ADD = "add", _("add the tag")
+    REMOVE = "remove", _("remove the tag")
+
+
+class BatchState(models.TextChoices):
+    QUEUED = "queued", _("queued")
+    RUNNING = "running", _("running")
+    DONE = "done", _("done")
+    FAILED = "failed", _("failed")
+
+
+#: The channel kinds whose customers carry a tag an audience can be synced to.
+SYNC_KINDS = (ChannelKind.WECOM, ChannelKind.WECHAT_MP, ChannelKind.YOUZAN, ChannelKind.WEIMOB)
+
+AUDIENCE_SCOPE = [
+    Via("catalog.businessline", "audience__business_line"),
+    Via("catalog.brand", "audience__brand"),
+]
+
+
+class AudienceSync(models.Model):
+    """An audience kept in step with a customer tag of a channel account: everyone on
+    the first run, then who joined (tag added) and who left (tag removed) at each new
+    snapshot, as :class:`SyncBatch` rows (see :mod:`.syncs`)."""
+
+    audience = models.ForeignKey(
+        "audiences.Audience",
+        on_delete=models.PROTECT,
+        related_name="channel_syncs",
+        verbose_name=_("audience"),
+    )
+    account = models.ForeignKey(
+        ChannelAccount,
+        on_delete=models.PROTECT,
+        related_name="audience_syncs",
+        verbose_name=_("channel account"),
+    )
+    tag_name = models.CharField(_("platform tag name"), max_length=100)
+    tag_group = models.CharField(
+        _("platform tag group"), max_length=30, blank=True, help_text=_("WeCom: the tag group's name.")
+    )
+    platform_tag_id = models.CharField(
+        _("platform tag id"),
+        max_length=64,
+        blank=True,
+        help_text=_("Set once the tag exists on the platform."),
+    )
+    settings = models.JSONField(
+        _("settings"),
+        default=dict,
+        blank=True,
+        help_text=_("WeCom: the member's userid who tags the customers; Weimob: the tag id."),
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=SyncStatus.choices, default=SyncStatus.ACTIVE
+    )
+    queued_number = models.PositiveIntegerField(
+        _("snapshot queued"),
+        null=True,
+        blank=True,
+        help_text=_("The snapshot whose changes are queued last."),
+    )
+    synced_number = models.PositiveIntegerField(
+        _("snapshot synced"), null=True, blank=True, help_text=_("The snapshot last fully applied.")
+    )
+    added = models.PositiveIntegerField(_("added (last run)"), default=0)
+    removed = models.PositiveIntegerField(_("removed (last run)"), default=0)
+    unreachable = models.PositiveIntegerField(_("unreachable (last run)"), default=0)
+    rejected = models.PositiveIntegerField(_("refused by the platform (last run)"), default=0)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        django_settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    last_updated = models.DateTimeField(_("last updated"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = AUDIENCE_SCOPE
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        verbose_name = _("audience sync")
+        verbose_name_plural = _("audience syncs")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["audience", "account", "tag_name"], name="activation_sync_unique_tag"
+            ),
+            models.CheckConstraint(condition=Q(status__in=SyncStatus.values), name="activation_sync_status"),
+        ]
+
+    def __str__(self):
+        return f"{self.audience} → {self.account} · {self.tag_name}"
+
+
+class SyncBatch(models.Model):
+    """One chunk of recipients to tag (or untag) for one snapshot of a sync, sized to
+    the platform's limit: claimed when due under a lease, retried with backoff after a
+    retryable error, failed on a final one. Tagging twice changes nothing, so a batch
+    taken again after its lease ran out is safe."""
+
+    sync = models.ForeignKey(
+        AudienceSync, on_delete=models.CASCADE, related_name="batches", verbose_name=_("sync")
+    )
+    number = models.PositiveIntegerField(_("snapshot"))
+    op = models.CharField(_("operation"), max_length=10, choices=SyncOp.choices)
+    recipients = models.JSONField(
+        _("recipients"),
+        default=list,
+        help_text=_("The openids, external_userids, wids or phone hashes of the chunk; never a phone."),
+    )
+    state = models.CharField(_("state"), max_length=10, choices=BatchState.choices, default=BatchState.QUEUED)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"))
+    lease_until = models.DateTimeField(_("lease until"), null=True, blank=True)
+    done_count = models.PositiveIntegerField(_("applied"), default=0)
+    rejected = models.JSONField(_("refused by the platform"), default=list, blank=True)
+    last_error = models.CharField(_("last error"), max_length=500, blank=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = RestrictedQuerySet.as_manager()
+    scope = [
+        Via("catalog.businessline", "sync__audience__business_line"),
+        Via("catalog.brand", "sync__audience__brand"),
+    ]
+
+    class Meta:
+        ordering = ["sync", "number", "pk"]
+        verbose_name = _("sync batch")
+        verbose_name_plural = _("sync batches")
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="activation_syncbatch_due")]
+        constraints = [
+            models.CheckConstraint(condition=Q(op__in=SyncOp.values), name="activation_syncbatch_op"),
+            models.CheckConstraint(
+                condition=Q(state__in=BatchState.values), name="activation_syncbatch_state"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.sync_id} #{self.number} {self.op} ({len(self.recipients)}): {self.state}"

@@ -1,27 +1,29 @@
 """The 触达 (channels) section of the audience page (:data:`tagportal.audiences.signals.DETAIL_SECTIONS`):
-the audience's recent sends and the links to send to it now (and to sync it to a
-channel's tags, when that page exists)."""
+the audience's recent sends and channel-tag syncs, and the links to send to it now and
+to sync it to a channel's customer tags."""
 
 from __future__ import annotations
 
 from django.db.models import Count
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 from django.utils.translation import gettext as _
 
 from tagportal.core.days import beijing_text
 
 from . import sends
-from .models import Send
+from .models import AudienceSync, Send
 
 RECENT = 5
 
 
 def audience_section(request, audience) -> dict | None:
-    """The section for ``audience``, or ``None`` for a user who neither sees sends nor may send."""
+    """The section for ``audience``, or ``None`` for a user who sees neither sends nor
+    syncs and may not send."""
     user = request.user
     sees = user.has_perm("activation.view_send")
+    sees_syncs = user.has_perm("activation.view_audiencesync")
     may_send = sends.may_send(user, audience)
-    if not sees and not may_send:
+    if not sees and not may_send and not sees_syncs:
         return None
     rows = []
     if sees:
@@ -42,19 +44,22 @@ def audience_section(request, audience) -> dict | None:
                     "n": send.n,
                 }
             )
+    sent = len(rows)
     links = []
     if may_send:
         links.append((_("Send now"), reverse("activation:send", args=[audience.pk])))
-        try:
-            links.append((_("Sync to a channel's tags"), reverse("activation:sync", args=[audience.pk])))
-        except NoReverseMatch:
-            pass
+    if sees_syncs:
+        syncs = AudienceSync.objects.restrict(user, "view").filter(audience=audience).count()
+        rows.append(_("Synced to %(n)s customer tag(s) of the brand's channels.") % {"n": syncs})
+        links.append(
+            (_("Sync to a channel's tags"), reverse("activation:audience-syncs", args=[audience.pk]))
+        )
     if sees:
         links.append((_("Deliveries"), reverse("activation:deliveries")))
     return {
         "id": "activation",
         "title": _("Channels"),
-        "text": "" if rows else _("No message has been sent to this audience yet."),
+        "text": _("No message has been sent to this audience yet.") if sees and not sent else "",
         "rows": rows,
         "links": links,
     }

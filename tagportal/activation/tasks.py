@@ -1,19 +1,27 @@
 """Celery entry points of the activation channels. ``deliver_due`` runs every minute
 (django-celery-beat, see :data:`DEFAULT_SCHEDULES`) and after each new send; the due
 time of a delivery is a column, never a Celery countdown. ``acks_late``: a worker killed
-mid-batch leaves its rows ``sending`` under a lease, claimed again once it ends."""
+mid-batch leaves its rows ``sending`` under a lease, claimed again once it ends.
+``run_syncs`` does the same for the audience syncs' batches (:mod:`.syncs`)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from . import deliveries
+from . import deliveries, syncs
 
-#: django-celery-beat entries of this app (registered by migration 0004).
+#: django-celery-beat entries of this app (registered by migration 0004, the audience
+#: syncs' by ``audience_sync``).
 DEFAULT_SCHEDULES = [
     {
         "name": "activation: deliver due messages",
         "task": "tagportal.activation.tasks.deliver_due",
+        "every_minutes": 1,
+        "queue": "default",
+    },
+    {
+        "name": "activation: apply due audience syncs",
+        "task": "tagportal.activation.tasks.run_syncs",
         "every_minutes": 1,
         "queue": "default",
     },
@@ -24,6 +32,12 @@ DEFAULT_SCHEDULES = [
 def deliver_due(limit: int | None = None) -> dict:
     """Claim and send the due deliveries, batch after batch (a bounded time)."""
     return deliveries.deliver_due(limit)
+
+
+@shared_task(acks_late=True)
+def run_syncs(limit: int | None = None) -> dict:
+    """Claim and apply the due batches of the audience syncs (a bounded time)."""
+    return syncs.run_due(limit)
 
 
 def ensure_default_schedules(periodic_task_model=None, interval_model=None) -> list[str]:

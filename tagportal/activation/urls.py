@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import views, views_sync
 
 app_name = "activation"
 
@@ -13,4 +13,5 @@ urlpatterns = [
     path("deliveries/<int:pk>/retry/", views.retry, name="retry"),
     path("dead-letters/", views.dead_letters, name="dead_letters"),
     path("audiences/<int:pk>/send/", views.send_to_audience, name="send"),
+    path("audiences/<int:pk>/sync/", views_sync.audience_syncs, name="audience-syncs"),
 ]

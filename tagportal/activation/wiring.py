@@ -1,7 +1,8 @@
 """The deliveries' hooks filled by the contact vault and consent (connected when the app
 is ready): every send checks consent and suppression at send time, not only when the
 audience was built, and an SMS delivery's number comes from the vault, decrypted there
-and then (each decryption recorded)."""
+and then (each decryption recorded). An audience's new snapshot queues the work of its
+channel syncs (:func:`.syncs.on_snapshot_taken`)."""
 
 from __future__ import annotations
 
@@ -60,11 +61,14 @@ def vault_phone(delivery: Delivery) -> str | None:
 
 
 def connect() -> None:
-    """Register the hooks once (and the channels section of the audience page)."""
-    from tagportal.audiences.signals import DETAIL_SECTIONS
+    """Register the hooks once; a new audience snapshot queues the syncs' work, and the
+    audience page gets the channels section."""
+    from tagportal.audiences.signals import DETAIL_SECTIONS, snapshot_taken
 
+    from . import syncs
     from .portal import audience_section
 
+    snapshot_taken.connect(syncs.on_snapshot_taken, dispatch_uid="activation.audience_syncs")
     if audience_section not in DETAIL_SECTIONS:
         DETAIL_SECTIONS.append(audience_section)
     if consent_check not in deliveries.PRE_SEND_CHECKS:

@@ -70,6 +70,12 @@ _MANAGE_CHANNELS = [
 ]
 #: Sending a message to an audience now (with ``audiences.change_audience`` on it).
 _SEND_MESSAGES = ["activation.add_send"]
+_SYNC_AUDIENCES = [
+    "activation.view_audiencesync",
+    "activation.add_audiencesync",
+    "activation.change_audiencesync",
+    "activation.view_syncbatch",
+]
 _VIEW_CONSENT = ["activation.view_consent", "activation.view_suppression"]
 _MANAGE_CONSENT = [
     *_VIEW_CONSENT,
@@ -104,6 +110,7 @@ ROLES: dict[str, dict] = {
             "governance.change_changerequest",
             *_VIEW_PROFILES,
             *_BUILD_AUDIENCES,
+            *_SYNC_AUDIENCES,
             "audiences.export_identities",
             *_VIEW_MODELS,
             *_VIEW_CHANNELS,
@@ -139,6 +146,7 @@ ROLES: dict[str, dict] = {
             *_VIEW_PROFILES,
             "profiles.add_importjob",
             *_BUILD_AUDIENCES,
+            *_SYNC_AUDIENCES,
             "audiences.export_identities",
             "audiences.approve_repin",
             *_MANAGE_MODELS,

@@ -210,11 +210,12 @@ class FakeReceiver:
 
 class FakeWeChat:
     """WeChat's server API for a 公众号 and a 小程序: tokens that expire (``ttl``) and
-    ``fail_token_once`` (40001/40014/42001 on the next call), ``busy`` (the next n calls
-    answer 45009), template messages deduplicated by (openid, ``client_msg_id``) with
-    ``sent`` counting real sends, the 50-openid cap of tagging (40032 beyond), known tags
-    (45159 otherwise), users with a full tag list (45059), openids of this appid (49003
-    otherwise) and subscriptions (43101 without one; one send uses one grant)."""
+        ``fail_token_once`` (40001/40014/42001 on the next call), ``busy`` (the next n calls
+        answer 45009), template messages deduplicated by (openid, ``client_msg_id``) with
+        ``sent`` counting real sends, the 50-openid cap of tagging (40032 beyond), known tags
+        (45159 otherwise) created by ``tags/create`` (1 to 30 characters: 45158; a name taken:
+    45157) and listed by ``tags/get``, users with a full tag list (45059), openids of this appid (49003
+        otherwise) and subscriptions (43101 without one; one send uses one grant)."""
 
     def __init__(self, server, appid="wx-app", appsecret="app-secret", ttl=7200):
         self.appid, self.appsecret, self.ttl = appid, appsecret, ttl
@@ -227,13 +228,18 @@ class FakeWeChat:
         self.openids: set[str] = set()  # followers of this appid; others answer 49003
         self.full: set[str] = set()  # users who have the most tags already
         self.tags: dict[int, set[str]] = {100: set()}
+        self.tag_names: dict[int, str] = {100: "星标组"}
         self.templates: dict[tuple[str, str], str] = {}  # (openid, client_msg_id) → msgid
         self.sent: list[dict] = []
         self.subscriptions: Counter = Counter()  # (openid, template_id) → grants
         self.subscribe_sent: list[dict] = []
         self._ids = itertools.count(1000)
         server.expect_request("/cgi-bin/token", method="GET").respond_with_handler(self.token)
+        server.expect_request("/cgi-bin/tags/get", method="GET").respond_with_handler(
+            self._guarded("tags_get")
+        )
         for path, name in (
+            ("tags/create", "tags_create"),
             ("message/template/send", "template_send"),
             ("tags/members/batchtagging", "batchtagging"),
             ("tags/members/batchuntagging", "batchuntagging"),
@@ -267,6 +273,8 @@ class FakeWeChat:
             if self.busy:
                 self.busy -= 1
                 return _error(45009, "reach max api daily quota limit")
+            if request.method == "GET":
+                return getattr(self, name)({})
             try:
                 body = json.loads(request.get_data())
             except ValueError:
@@ -274,6 +282,26 @@ class FakeWeChat:
             return getattr(self, name)(body)
 
         return handle
+
+    def tags_get(self, body):
+        return _json(
+            {
+                "tags": [
+                    {"id": i, "name": self.tag_names.get(i, f"tag {i}"), "count": len(o)}
+                    for i, o in self.tags.items()
+                ]
+            }
+        )
+
+    def tags_create(self, body):
+        name = (body.get("tag") or {}).get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 30:
+            return _error(45158, "tag name too long")
+        if name in self.tag_names.values():
+            return _error(45157, "invalid tag name: duplicate")
+        tagid = next(self._ids)
+        self.tags[tagid], self.tag_names[tagid] = set(), name
+        return _json({"tag": {"id": tagid, "name": name}})
 
     def template_send(self, body):
         openid, template_id, key = body.get("touser"), body.get("template_id"), body.get("client_msg_id")

@@ -290,8 +290,10 @@ def test_audience_section_lists_recent_sends(world, audience, mp):
     sends.send_to_audience(world.operator, audience, mp, {"template_id": "T"})
     response = client_for(world.operator).get(reverse("audiences:detail", args=[audience.pk]))
     section = next(s for s in response.context["sections"] if s["id"] == "activation")
-    assert len(section["rows"]) == 1 and section["rows"][0].endswith("瑞颜服务号 · 3 deliveries")
+    assert section["rows"][0].endswith("瑞颜服务号 · 3 deliveries")
+    assert section["rows"][1] == "Synced to 0 customer tag(s) of the brand's channels."
     assert (str(section["links"][0][0]), section["links"][0][1]) == ("Send now", send_url(audience))
+    assert reverse("activation:audience-syncs", args=[audience.pk]) in [url for _l, url in section["links"]]
     analyst = client_for(world.analyst).get(reverse("audiences:detail", args=[audience.pk]))
     links = [s for s in analyst.context["sections"] if s["id"] == "activation"]
     assert all(url != send_url(audience) for s in links for _label, url in s["links"])

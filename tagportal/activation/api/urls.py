@@ -5,12 +5,14 @@ from . import consent
 from . import views as api
 from .deliveries import DeliveryViewSet
 from .sends import SendToAudienceView
+from .syncs import AudienceSyncViewSet
 
 router = DefaultRouter()
 router.register("accounts", api.ChannelAccountViewSet)
 router.register("consents", consent.ConsentViewSet)
 router.register("suppressions", consent.SuppressionViewSet)
 router.register("deliveries", DeliveryViewSet)
+router.register("syncs", AudienceSyncViewSet)
 
 urlpatterns = [
     path("sends/", SendToAudienceView.as_view(), name="activation-sends"),

@@ -253,20 +253,20 @@ class CgiBinClient:
         self.tokens.clear()
         with_retries(self.tokens.get)
 
-    def call(self, path: str, payload: dict, *, idempotent: bool) -> dict:
-        """POST ``payload`` to ``/cgi-bin/<path>`` with the cached token, retried on
-        retryable errors; an invalid or expired token is fetched anew once."""
-        return with_retries(lambda: self._once(path, payload, idempotent))
+    def call(self, path: str, payload: dict | None, *, idempotent: bool, method: str = "POST") -> dict:
+        """POST ``payload`` to ``/cgi-bin/<path>`` with the cached token (or GET it, with no
+        body), retried on retryable errors; an invalid or expired token is fetched anew once."""
+        return with_retries(lambda: self._once(path, payload, idempotent, method))
 
-    def _once(self, path: str, payload: dict, idempotent: bool) -> dict:
+    def _once(self, path: str, payload: dict | None, idempotent: bool, method: str = "POST") -> dict:
         for refreshed in (False, True):
             token = self.tokens.get()
             response = http_call(
-                "POST",
+                method,
                 f"{self.api_base()}/cgi-bin/{path}",
                 idempotent=idempotent,
                 params={"access_token": token},
-                json=payload,
+                **({"json": payload} if method == "POST" else {}),
             )
             data = json_answer(response)
             code = int(data.get("errcode", 0))

@@ -44,6 +44,8 @@ TOKEN_INVALID = frozenset({40001, 40014, 42001})
 RETRYABLE = frozenset({-1, 45009})
 #: The most openids one ``batchtagging`` / ``batchuntagging`` call takes.
 MAX_OPENIDS = 50
+#: The longest user tag name a 公众号 takes, in characters.
+MAX_TAG_NAME = 30
 #: Tag errors that fail one call's openids but not the others': a user with too many
 #: tags (45059), an openid of another appid (49003).
 PER_BATCH_FINAL = frozenset({45059, 49003})
@@ -140,6 +142,18 @@ class OfficialAccountClient(WeChatClient):
             }
         answer = self.call("message/template/send", payload, idempotent=True)
         return str(answer.get("msgid", ""))
+
+    def get_tags(self) -> list[dict]:
+        """``cgi-bin/tags/get``: the account's user tags, ``[{"id", "name", "count"}]``."""
+        return self.call("tags/get", None, idempotent=True, method="GET").get("tags", [])
+
+    def create_tag(self, name: str) -> dict:
+        """``cgi-bin/tags/create``: a new user tag, answered as ``{"id", "name"}``; a name
+        longer than :data:`MAX_TAG_NAME` characters is refused before calling. Not
+        repeated after a timeout (it may have created the tag: read :meth:`get_tags`)."""
+        if not name or len(name) > MAX_TAG_NAME:
+            raise ValueError(_("A 公众号 tag name has 1 to %(max)s characters.") % {"max": MAX_TAG_NAME})
+        return self.call("tags/create", {"tag": {"name": name}}, idempotent=False).get("tag", {})
 
     def batch_tagging(self, tagid: int, openids: list[str]) -> dict:
         return self._tagging("tags/members/batchtagging", tagid, openids)
