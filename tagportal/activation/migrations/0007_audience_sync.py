@@ -18,7 +18,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('django_celery_beat', '0019_alter_periodictasks_options'),
-        ('activation', '0005_kind_labels'),
+        ('activation', '0006_send_audience'),
         ('audiences', '0003_computation_state'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
