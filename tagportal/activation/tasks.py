@@ -17,6 +17,12 @@ DEFAULT_SCHEDULES = [
         "every_minutes": 1,
         "queue": "default",
     },
+    {
+        "name": "activation: read back WeCom mass message results",
+        "task": "tagportal.activation.tasks.read_wecom_results",
+        "every_minutes": 60,
+        "queue": "default",
+    },
 ]
 
 
@@ -24,6 +30,23 @@ DEFAULT_SCHEDULES = [
 def deliver_due(limit: int | None = None) -> dict:
     """Claim and send the due deliveries, batch after batch (a bounded time)."""
     return deliveries.deliver_due(limit)
+
+
+@shared_task
+def read_wecom_results() -> dict:
+    """Each active WeCom account's per-customer results of its sent mass messages, as
+    receipts; an account the platform refuses is skipped (and tried next time)."""
+    from .choices import ChannelKind
+    from .connectors.base import ChannelError
+    from .models import ChannelAccount
+
+    totals = {}
+    for account in ChannelAccount.objects.filter(kind=ChannelKind.WECOM, is_active=True):
+        try:
+            totals[account.pk] = deliveries.read_wecom_results(account)
+        except ChannelError as exc:
+            totals[account.pk] = {"error": str(exc.code)}
+    return totals
 
 
 def ensure_default_schedules(periodic_task_model=None, interval_model=None) -> list[str]:
