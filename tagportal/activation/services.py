@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .choices import ChannelKind, ReceiptStatus
 from .connectors.base import ChannelError
@@ -226,10 +227,13 @@ def record_wechat_event(account: ChannelAccount, body: bytes) -> bool | None:
 #: (the member has not confirmed yet) is none.
 WECOM_RESULTS = {
     "sent": (ReceiptStatus.DELIVERED, ""),
-    "not_friend": (ReceiptStatus.FAILED, "not_friend: the customer is not a friend of the sender"),
+    "not_friend": (
+        ReceiptStatus.FAILED,
+        gettext_lazy("not_friend: the customer is not a friend of the sender"),
+    ),
     "already_received_today": (
         ReceiptStatus.FAILED,
-        "already_received_today: the customer already received a mass message today",
+        gettext_lazy("already_received_today: the customer already received a mass message today"),
     ),
 }
 
@@ -247,7 +251,7 @@ def record_wecom_results(account: ChannelAccount, msgid: str, rows: list[dict]) 
             continue
         sent_at = row.get("send_time")
         moment = dt.datetime.fromtimestamp(int(sent_at), dt.UTC) if sent_at else timezone.now()
-        parsed.append((f"{msgid}:{row['external_userid']}"[:100], result[0], moment, result[1]))
+        parsed.append((f"{msgid}:{row['external_userid']}"[:100], result[0], moment, str(result[1])))
     return _store(account, parsed)
 
 
