@@ -358,7 +358,9 @@ def _in_doubt(delivery: Delivery, now: dt.datetime) -> str | None:
             verdict, provider_id = resolver(
                 _client(delivery), delivery, delivery.send.content or {}, delivery.call_started_at, now
             )
-        except ChannelError as exc:  # could not ask: ask again later
+        except ChannelError as exc:  # could not ask: ask again later (or never: in doubt)
+            if not exc.retryable:
+                return _doubtful(delivery, now)
             return _failed(delivery, str(exc.code), exc.message, True, exc.retry_after, now, settled=False)
     if verdict == RESEND:
         Delivery.objects.filter(pk=delivery.pk).update(call_started_at=None)

@@ -36,6 +36,7 @@ class FakeWeCom:
         self.fail_token_once: int | None = None
         self.refuse_tokens = False
         self.busy = 0
+        self.lose_answers = 0  # mass messages created, their answer lost (502)
         self.max_per_second: int | None = None
         self.recent: deque = deque()
         self.relationships: set[tuple[str, str]] = set()
@@ -106,6 +107,9 @@ class FakeWeCom:
         fail = [i for i in ids if (sender, i) not in self.relationships]
         msgid = f"msg-{next(self._ids)}"
         self.messages[msgid] = {"sender": sender, "ids": ids, "fail": fail, "created": int(time.time())}
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return Response("bad gateway", status=502)
         return _json({"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid})
 
     def get_groupmsg_send_result(self, body):

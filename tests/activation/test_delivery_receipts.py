@@ -243,6 +243,18 @@ def test_wecom_in_doubt_is_found_in_the_mass_messages_or_sent_again(world, wecom
     assert other.deliveries.get().provider_id != row.provider_id
 
 
+def test_a_lost_wecom_answer_is_not_repeated_but_found(world, wecom, settings, sleeps):
+    settings.TAGPORTAL_CHANNEL_RETRY_ATTEMPTS = 3  # the client's own retries do not repeat it either
+    wecom.lose_answers = 1
+    acc = account(world.own_brand, "wecom")
+    send = deliveries.create_send(acc, {"sender": "alice", "text": "x"}, [(1, "wm-1")], kick=False)
+    assert deliveries.deliver_due() == {"queued": 1}
+    assert wecom.calls["add_msg_template"] == 1 and sleeps == []
+    assert deliveries.deliver_due(now=later(60)) == {"sent": 1}
+    assert wecom.calls["add_msg_template"] == 1 and len(wecom.messages) == 1
+    assert send.deliveries.get().provider_id in wecom.messages
+
+
 def test_aliyun_lost_answer_is_asked_and_not_sent_twice(world, endpoints, sleeps):
     aliyun = FakeAliyunSms(endpoints)
     aliyun.lose_answers = 1

@@ -277,11 +277,17 @@ def retry_after_of(response: requests.Response) -> float | None:
         return None
 
 
-def json_answer(response) -> dict:
-    """The JSON object a WeChat-family API answered (a 5xx is retryable, anything not a
-    JSON object a final error)."""
+def json_answer(response, *, idempotent: bool = True) -> dict:
+    """The JSON object a WeChat-family API answered (a 5xx is retryable — but for a call
+    that is not ``idempotent`` it may have been acted on: ``maybe_sent``, not repeated —
+    anything not a JSON object a final error)."""
     if response.status_code >= 500:
-        raise ChannelError(response.status_code, response.reason or "server error", retryable=True)
+        raise ChannelError(
+            response.status_code,
+            response.reason or "server error",
+            retryable=True,
+            maybe_sent=not idempotent,
+        )
     try:
         data = response.json()
     except ValueError as exc:
@@ -327,7 +333,7 @@ class CgiBinClient:
                 params={"access_token": token},
                 json=payload,
             )
-            data = json_answer(response)
+            data = json_answer(response, idempotent=idempotent)
             code = int(data.get("errcode", 0))
             if code == 0:
                 return data
