@@ -9,11 +9,12 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from tagportal.activation import deliveries, services
+from tagportal.activation import deliveries, services, tasks
 from tagportal.activation.choices import ChannelKind
 from tagportal.activation.connectors import base
 from tagportal.activation.connectors.base import RateLimited, acquire
 from tagportal.activation.models import Delivery, Send, WebhookReceipt
+from tests.conftest import client_for
 
 from .fakes import FakeReceiver, FakeWeCom
 from .fakes_channels import FakeAliyunSms, FakeTencentSms, FakeYouzan
@@ -178,7 +179,12 @@ def test_wecom_send_results_are_read_back_as_receipts(world, wecom, sleeps):
     one, two = send.deliveries.get(oneid=1), send.deliveries.get(oneid=2)
     assert one.state == "delivered"
     assert two.state == "failed" and two.last_error.startswith("not_friend")
-    assert deliveries.read_wecom_results(acc) == {"accepted": 0, "duplicates": 0}  # nothing left sent
+    # the hourly task: nothing left sent, nothing asked
+    assert tasks.read_wecom_results() == {acc.pk: {"accepted": 0, "duplicates": 0}}
+    assert wecom.calls["get_groupmsg_send_result"] == 2  # one per message, all read before
+    assert "tagportal.activation.tasks.read_wecom_results" in {e["task"] for e in tasks.DEFAULT_SCHEDULES}
+    body = client_for(world.steward).get(f"/api/activation/deliveries/{one.pk}/").json()
+    assert body["delivered_at"] and body["state"] == "delivered"
 
 
 # sends ---------------------------------------------------------------------------

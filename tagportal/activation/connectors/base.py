@@ -163,7 +163,7 @@ def acquire(key: str, rate: str, *, wait: float = 0.0) -> None:
 #: is checked in its own client (``TAGPORTAL_WECOM_ROBOT_RATE``).
 DEFAULT_RATES = {
     # add_msg_template: WeCom caps each corp's API calls; a member confirms each message
-    "wecom": "20/second;10000/day",
+    "wecom": "20/second",
     # template/send: the account's daily quota (100,000 for a verified service account)
     "wechat_mp": "50/second;100000/day",
     # subscribeMessage.send: frequency limited per mini-program
