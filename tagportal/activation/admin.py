@@ -138,7 +138,8 @@ class _DeliveryAdmin(ReadOnlyAdminMixin, RestrictedAdminMixin, admin.ModelAdmin)
         "last_error",
         "provider_id",
     )
-    list_filter = ("state", "send__kind", ("send__brand", ScopedRelatedFieldListFilter))
+    # last_error_code: the in_doubt ones a person checks before retrying
+    list_filter = ("state", "last_error_code", "send__kind", ("send__brand", ScopedRelatedFieldListFilter))
     list_select_related = ("send", "send__brand")
     search_fields = ("idempotency_key", "oneid", "provider_id")
     actions = ["retry"]

@@ -12,7 +12,38 @@
   the platform's message id, ``queued`` again after a retryable error (exponential
   backoff with jitter), ``dead`` once ``TAGPORTAL_DELIVERY_MAX_ATTEMPTS`` are used,
   ``failed`` on a final error. A delivery no longer ``sending`` under our lease is left
-  alone, so processing twice sends once.
+  alone, so processing twice sends once. Each kind's rate limit
+  (:func:`~.connectors.base.acquire_for`, per account) is taken before the call: a full
+  window queues the delivery again, not counted as an attempt.
+- In doubt: ``call_started_at`` is written (committed) just before the platform is
+  called and cleared once its answer is recorded. A delivery claimed again with it set
+  (its worker died after calling, or the answer was lost) may have reached the platform:
+  :data:`IN_DOUBT_RESOLVERS` decide whether it is sent again, found sent, or ``failed``
+  with code ``in_doubt`` for a person to look at — never sent twice blindly.
+- Receipts move deliveries forward (:func:`~.receipts.apply_receipt`); a send is
+  ``done`` once none of its deliveries is queued or sending (:func:`settle_sends`).
+
+What makes a repeated call safe, per kind:
+
+============== ======================================= ===========================================
+kind           the platform's own key                  a call in doubt
+============== ======================================= ===========================================
+wechat_mp      ``client_msg_id`` (dropped if repeated) sent again
+webhook        ``Idempotency-Key`` (the receiver keeps  sent again
+               it, by our documented contract)
+wecom          none                                    asked: ``get_groupmsg_list_v2`` since the
+                                                       call, each message's send result; found →
+                                                       sent with its msgid, else sent again
+sms_aliyun     none (``OutId`` is only echoed back)    asked: ``QuerySendDetails`` of the number
+                                                       that day; our ``OutId`` found → sent, else
+                                                       sent again
+sms_tencent    none (``SessionContext`` only echoed)   asked: ``PullSmsSendStatusByPhoneNumber``;
+                                                       found → sent, else ``in_doubt`` (a report
+                                                       may come late: absence proves nothing)
+miniprogram    none                                    ``in_doubt``, not sent again
+wecom_robot    none                                    ``in_doubt``, not sent again
+youzan         none (coupon take has no request id)    ``in_doubt``, not sent again
+============== ======================================= ===========================================
 
 No long Celery countdowns: the due time is a column, read by the periodic
 :func:`~.tasks.deliver_due`.
@@ -34,8 +65,10 @@ from django.utils.translation import gettext as _
 from . import services
 from . import variables as tag_variables
 from .choices import ChannelKind
-from .connectors.base import ChannelError, RateLimited
-from .models import ChannelAccount, Delivery, DeliveryState, Send
+from .connectors.base import ChannelError, RateLimited, acquire_for
+from .models import ChannelAccount, Delivery, DeliveryState, Send, SendStatus
+from .receipts import IN_DOUBT
+from .receipts import apply_receipt as apply_receipt  # public here too
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +272,20 @@ def _sms_tencent(client, d: Delivery, content: dict) -> str:
     return str(rows[0].get("serial_no", ""))
 
 
+def _youzan(client, d: Delivery, content: dict) -> str:
+    """A coupon of ``content["coupon_group_id"]`` to the person: by ``yz_open_id`` when
+    ``content["to"]`` says so (the recipient is one), else by the number behind the
+    recipient's phone hash."""
+    group = str(content.get("coupon_group_id") or "")
+    if not group:
+        raise ValueError(_("A coupon send needs the coupon group id."))
+    if content.get("to") == "yz_open_id":
+        taken = client.take_coupon(group, yz_open_id=d.recipient)
+    else:
+        taken = client.take_coupon(group, mobile=_phone(d))
+    return str(taken.get("coupon_id") or taken.get("id") or "")
+
+
 #: kind → ``(client, delivery, content) -> provider message id``.
 ADAPTERS: dict[str, Callable] = {
     ChannelKind.WECOM: _wecom,
@@ -248,21 +295,122 @@ ADAPTERS: dict[str, Callable] = {
     ChannelKind.WEBHOOK: _webhook,
     ChannelKind.SMS_ALIYUN: _sms_aliyun,
     ChannelKind.SMS_TENCENT: _sms_tencent,
+    ChannelKind.YOUZAN: _youzan,
 }
 
 
-def _call(delivery: Delivery) -> str:
+# in doubt ------------------------------------------------------------------------
+RESEND, SENT, DOUBT = "resend", "sent", "in_doubt"
+BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
+
+def _resend(client, d: Delivery, content: dict, since: dt.datetime, now: dt.datetime):
+    return RESEND, ""
+
+
+def _wecom_found(client, d: Delivery, content: dict, since: dt.datetime, now: dt.datetime):
+    msgid = client.find_sent(
+        content.get("sender", ""), d.recipient, int(since.timestamp()) - 60, int(now.timestamp()) + 60
+    )
+    return (SENT, msgid) if msgid else (RESEND, "")
+
+
+def _aliyun_found(client, d: Delivery, content: dict, since: dt.datetime, now: dt.datetime):
+    phone = _phone(d)
+    for day in sorted({since.astimezone(BEIJING).date(), now.astimezone(BEIJING).date()}):
+        if client.find_sent(phone, d.idempotency_key, day):
+            return SENT, ""
+    return RESEND, ""
+
+
+def _tencent_found(client, d: Delivery, content: dict, since: dt.datetime, now: dt.datetime):
+    found = client.find_sent(
+        _phone(d), d.idempotency_key, int(since.timestamp()) - 60, int(now.timestamp()) + 60
+    )
+    return (SENT, found["serial_no"]) if found else (DOUBT, "")
+
+
+#: kind → ``(client, delivery, content, call started, now) -> (verdict, provider id)``
+#: for a delivery whose call may have reached the platform: :data:`RESEND` (the channel
+#: drops a repeat, or the platform says nothing arrived), :data:`SENT` (it did), or
+#: :data:`DOUBT` (cannot tell). A kind not listed cannot tell.
+IN_DOUBT_RESOLVERS: dict[str, Callable] = {
+    ChannelKind.WECHAT_MP: _resend,
+    ChannelKind.WEBHOOK: _resend,
+    ChannelKind.WECOM: _wecom_found,
+    ChannelKind.SMS_ALIYUN: _aliyun_found,
+    ChannelKind.SMS_TENCENT: _tencent_found,
+}
+
+
+def _client(delivery: Delivery):
     account = delivery.send.account
-    adapter = ADAPTERS.get(delivery.send.kind)
-    if adapter is None:
+    if delivery.send.kind not in ADAPTERS:
         raise ChannelError("unsupported", _("This channel kind sends no messages."), retryable=False)
     if not account.is_active:
         raise ChannelError("inactive", _("The channel account is not active."), retryable=False)
-    client = services.CLIENTS[account.kind](account)
+    return services.CLIENTS[account.kind](account)
+
+
+def content_of(delivery: Delivery) -> dict:
+    """The send's content with the delivery's tag variables filled in."""
     content = delivery.send.content or {}
     if delivery.variables or tag_variables.codes_in(content):
         content = tag_variables.fill(content, delivery.variables)
-    return adapter(client, delivery, content)
+    return content
+
+
+def _call(delivery: Delivery, now: dt.datetime) -> str:
+    """The account's rate taken, the start of the call recorded (committed), the call."""
+    client = _client(delivery)
+    acquire_for(delivery.send.account)
+    Delivery.objects.filter(pk=delivery.pk).update(call_started_at=now)
+    return ADAPTERS[delivery.send.kind](client, delivery, content_of(delivery))
+
+
+def _in_doubt(delivery: Delivery, now: dt.datetime) -> str | None:
+    """Settle a delivery whose earlier call may have reached the platform: the state it
+    ends in, or ``None`` to send it again."""
+    resolver = IN_DOUBT_RESOLVERS.get(delivery.send.kind)
+    verdict, provider_id = DOUBT, ""
+    if resolver is not None:
+        try:
+            verdict, provider_id = resolver(
+                _client(delivery), delivery, content_of(delivery), delivery.call_started_at, now
+            )
+        except ChannelError as exc:  # could not ask: ask again later (or never: in doubt)
+            if not exc.retryable:
+                return _doubtful(delivery, now)
+            return _failed(delivery, str(exc.code), exc.message, True, exc.retry_after, now, settled=False)
+    if verdict == RESEND:
+        Delivery.objects.filter(pk=delivery.pk).update(call_started_at=None)
+        return None
+    if verdict == SENT:
+        _finish(
+            delivery,
+            state=DeliveryState.SENT,
+            provider_id=str(provider_id or "")[:100],
+            sent_at=delivery.call_started_at,
+            call_started_at=None,
+            last_error_code="",
+            last_error="",
+            updated=now,
+        )
+        return DeliveryState.SENT
+    return _doubtful(delivery, now)
+
+
+def _doubtful(delivery: Delivery, now: dt.datetime) -> str:
+    _finish(
+        delivery,
+        state=DeliveryState.FAILED,
+        last_error_code=IN_DOUBT,
+        last_error=_(
+            "May have been sent; not resent to avoid a duplicate. Check with the platform, then retry if it was not."
+        ),
+        updated=now,
+    )
+    return DeliveryState.FAILED
 
 
 # processing ----------------------------------------------------------------------
@@ -290,6 +438,10 @@ def process(delivery: Delivery, *, now: dt.datetime | None = None) -> str:
             return "taken"
     elif current.state != DeliveryState.SENDING or current.lease_until != delivery.lease_until:
         return current.state  # not due, done, or another worker's
+    if current.call_started_at is not None:
+        settled = _in_doubt(current, now)
+        if settled is not None:
+            return settled
     for check in PRE_SEND_CHECKS:
         reason = check(current)
         if reason:
@@ -302,10 +454,11 @@ def process(delivery: Delivery, *, now: dt.datetime | None = None) -> str:
             )
             return DeliveryState.FAILED
     try:
-        provider_id = _call(current)
+        provider_id = _call(current, now)
     except RateLimited as exc:  # our own limiter: nothing sent, not an attempt
         _finish(
             current,
+            call_started_at=None,
             state=DeliveryState.QUEUED,
             attempts=F("attempts") - 1,
             next_attempt_at=now + dt.timedelta(seconds=float(exc.retry_after or 1)),
@@ -315,16 +468,21 @@ def process(delivery: Delivery, *, now: dt.datetime | None = None) -> str:
         )
         return DeliveryState.QUEUED
     except ChannelError as exc:
+        if exc.maybe_sent:  # the answer was lost: asked (or failed in doubt) before any resend
+            if current.send.kind not in IN_DOUBT_RESOLVERS:
+                return _doubtful(current, now)
+            return _failed(current, str(exc.code), exc.message, True, exc.retry_after, now, settled=False)
         return _failed(current, str(exc.code), exc.message, exc.retryable, exc.retry_after, now)
     except ValueError as exc:  # the content does not fit the channel
         return _failed(current, "invalid", str(exc), False, None, now)
-    except Exception as exc:  # a bug or an outage: tried again, dead in the end
+    except Exception as exc:  # a bug or an outage: may have sent, so settled before a resend
         log.exception("delivery %s failed", current.idempotency_key)
-        return _failed(current, "error", f"{type(exc).__name__}: {exc}", True, None, now)
+        return _failed(current, "error", f"{type(exc).__name__}: {exc}", True, None, now, settled=False)
     _finish(
         current,
         state=DeliveryState.SENT,
         provider_id=str(provider_id or "")[:100],
+        call_started_at=None,
         sent_at=now,
         last_error_code="",
         last_error="",
@@ -333,7 +491,9 @@ def process(delivery: Delivery, *, now: dt.datetime | None = None) -> str:
     return DeliveryState.SENT
 
 
-def _failed(delivery, code, message, retryable, retry_after, now) -> str:
+def _failed(delivery, code, message, retryable, retry_after, now, *, settled: bool = True) -> str:
+    """``settled``: nothing reached the platform (the call's start is forgotten); else
+    the next claim finds out first."""
     if not retryable:
         state, due = DeliveryState.FAILED, delivery.next_attempt_at
     elif delivery.attempts >= max_attempts():
@@ -345,8 +505,10 @@ def _failed(delivery, code, message, retryable, retry_after, now) -> str:
                 wait, min(float(retry_after), float(_setting("TAGPORTAL_DELIVERY_BACKOFF_MAX_SECONDS", 3600)))
             )
         state, due = DeliveryState.QUEUED, now + dt.timedelta(seconds=wait)
+    extra = {"call_started_at": None} if settled else {}
     _finish(
         delivery,
+        **extra,
         state=state,
         next_attempt_at=due,
         last_error_code=code[:64],
@@ -372,8 +534,44 @@ def deliver_due(
         for delivery in batch:
             state = process(delivery, now=now)
             counts[state] = counts.get(state, 0) + 1
+        settle_sends({d.send_id for d in batch})
         if len(batch) < limit or time.monotonic() - started > budget:
             return counts
+
+
+def settle_sends(send_ids: Iterable[int]) -> int:
+    """Mark ``done`` the sends among ``send_ids`` none of whose deliveries is queued or
+    sending (one query); how many changed."""
+    send_ids = list(send_ids)
+    if not send_ids:
+        return 0
+    busy = Delivery.objects.filter(
+        send_id__in=send_ids, state__in=(DeliveryState.QUEUED, DeliveryState.SENDING)
+    ).values("send_id")
+    return (
+        Send.objects.filter(pk__in=send_ids, status=SendStatus.QUEUED)
+        .exclude(pk__in=busy)
+        .update(status=SendStatus.DONE)
+    )
+
+
+def read_wecom_results(account: ChannelAccount) -> dict:
+    """Read back each customer's result of the account's mass messages whose deliveries
+    are still ``sent`` (``get_groupmsg_send_result``), as receipts: sent → delivered, not a
+    friend / already received today → failed with that reason."""
+    pending = (
+        Delivery.objects.filter(send__account=account, state=DeliveryState.SENT)
+        .exclude(provider_id="")
+        .values_list("provider_id", "send__content")
+        .distinct()
+    )
+    client = services.CLIENTS[ChannelKind.WECOM](account)
+    totals = {"accepted": 0, "duplicates": 0}
+    for msgid, content in pending:
+        rows = client.get_groupmsg_send_result(msgid, (content or {}).get("sender", ""))
+        for key, value in services.record_wecom_results(account, msgid, rows).items():
+            totals[key] += value
+    return totals
 
 
 # dead letters --------------------------------------------------------------------
@@ -391,4 +589,5 @@ def retry(delivery: Delivery, *, now: dt.datetime | None = None) -> Delivery:
     if not updated:
         raise NotRetryable(_("Only a dead or failed delivery can be retried."))
     delivery.refresh_from_db()
+    Send.objects.filter(pk=delivery.send_id).update(status=SendStatus.QUEUED)
     return delivery

@@ -502,6 +502,15 @@ class Delivery(models.Model):
     )
     created = models.DateTimeField(_("created"), auto_now_add=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    call_started_at = models.DateTimeField(
+        _("call started at"),
+        null=True,
+        blank=True,
+        help_text=_("Set just before the platform is called, cleared once its answer is recorded."),
+    )
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+    clicked_at = models.DateTimeField(_("clicked at"), null=True, blank=True)
     updated = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = RestrictedQuerySet.as_manager()

@@ -1,4 +1,5 @@
-"""What other modules do with channel accounts: test a connection, record receipts."""
+"""What other modules do with channel accounts: test a connection, record receipts (each
+moves the delivery it names, :func:`~.receipts.apply_receipt`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .choices import ChannelKind, ReceiptStatus
 from .connectors.base import ChannelError
@@ -22,6 +24,7 @@ from .connectors.wecom import WeComClient
 from .connectors.weimob import WeimobClient
 from .connectors.youzan import YouzanClient
 from .models import ChannelAccount, Subscription, WebhookReceipt
+from .receipts import apply_receipt
 
 CLIENTS = {
     ChannelKind.WECOM: WeComClient,
@@ -190,6 +193,7 @@ def _store(account: ChannelAccount, parsed) -> dict:
                 defaults={"occurred_at": moment, "error": error},
             )
             accepted += created
+            apply_receipt(account, delivery, status, moment, error)
     return {"accepted": accepted, "duplicates": len(parsed) - accepted}
 
 
@@ -211,10 +215,44 @@ def record_wechat_event(account: ChannelAccount, body: bytes) -> bool | None:
     if receipt is None:
         return None
     msgid, status, moment, error = receipt
-    _obj, created = WebhookReceipt.objects.get_or_create(
-        account=account, delivery=msgid, status=status, defaults={"occurred_at": moment, "error": error}
-    )
+    with transaction.atomic():
+        _obj, created = WebhookReceipt.objects.get_or_create(
+            account=account, delivery=msgid, status=status, defaults={"occurred_at": moment, "error": error}
+        )
+        apply_receipt(account, msgid, status, moment, error)
     return created
+
+
+#: A WeCom customer's send status (``get_groupmsg_send_result``) as a receipt; ``unsent``
+#: (the member has not confirmed yet) is none.
+WECOM_RESULTS = {
+    "sent": (ReceiptStatus.DELIVERED, ""),
+    "not_friend": (
+        ReceiptStatus.FAILED,
+        gettext_lazy("not_friend: the customer is not a friend of the sender"),
+    ),
+    "already_received_today": (
+        ReceiptStatus.FAILED,
+        gettext_lazy("already_received_today: the customer already received a mass message today"),
+    ),
+}
+
+
+def record_wecom_results(account: ChannelAccount, msgid: str, rows: list[dict]) -> dict:
+    """Store each customer's result of the mass message ``msgid`` (the rows of
+    :meth:`~.connectors.wecom.WeComClient.get_groupmsg_send_result`) as a receipt of
+    ``"<msgid>:<external_userid>"``, each once; the unconfirmed ones are skipped."""
+    from django.utils import timezone
+
+    parsed = []
+    for row in rows:
+        result = WECOM_RESULTS.get(row.get("status"))
+        if result is None or not row.get("external_userid"):
+            continue
+        sent_at = row.get("send_time")
+        moment = dt.datetime.fromtimestamp(int(sent_at), dt.UTC) if sent_at else timezone.now()
+        parsed.append((f"{msgid}:{row['external_userid']}"[:100], result[0], moment, str(result[1])))
+    return _store(account, parsed)
 
 
 #: The platform's answer when the person has no grant left (or refused the template).

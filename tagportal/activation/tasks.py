@@ -23,6 +23,11 @@ DEFAULT_SCHEDULES = [
         "name": "activation: apply due audience syncs",
         "task": "tagportal.activation.tasks.run_syncs",
         "every_minutes": 1,
+    },
+    {
+        "name": "activation: read back WeCom mass message results",
+        "task": "tagportal.activation.tasks.read_wecom_results",
+        "every_minutes": 60,
         "queue": "default",
     },
 ]
@@ -38,6 +43,23 @@ def deliver_due(limit: int | None = None) -> dict:
 def run_syncs(limit: int | None = None) -> dict:
     """Claim and apply the due batches of the audience syncs (a bounded time)."""
     return syncs.run_due(limit)
+
+
+@shared_task
+def read_wecom_results() -> dict:
+    """Each active WeCom account's per-customer results of its sent mass messages, as
+    receipts; an account the platform refuses is skipped (and tried next time)."""
+    from .choices import ChannelKind
+    from .connectors.base import ChannelError
+    from .models import ChannelAccount
+
+    totals = {}
+    for account in ChannelAccount.objects.filter(kind=ChannelKind.WECOM, is_active=True):
+        try:
+            totals[account.pk] = deliveries.read_wecom_results(account)
+        except ChannelError as exc:
+            totals[account.pk] = {"error": str(exc.code)}
+    return totals
 
 
 def ensure_default_schedules(periodic_task_model=None, interval_model=None) -> list[str]:

@@ -26,6 +26,14 @@ REASONS = {
 }
 
 
+def _by_phone(send) -> bool:
+    """Whether the send reaches people by the number behind their phone hash (SMS, and a
+    Youzan coupon not sent by yz_open_id)."""
+    if send.kind == ChannelKind.YOUZAN:
+        return (send.content or {}).get("to") != "yz_open_id"
+    return send.kind in SMS_KINDS
+
+
 def consent_check(delivery: Delivery) -> str | None:
     """``None`` when the person may be contacted on the delivery's channel now, else why not."""
     send = delivery.send
@@ -33,7 +41,7 @@ def consent_check(delivery: Delivery) -> str | None:
         send.brand,
         delivery.oneid,
         send.kind,
-        phone_hash=delivery.recipient if send.kind in SMS_KINDS else None,
+        phone_hash=delivery.recipient if _by_phone(send) else None,
         openid=delivery.recipient if send.kind in OPENID_KINDS else None,
     )
     if allowed:

@@ -36,6 +36,7 @@ class FakeWeCom:
         self.fail_token_once: int | None = None
         self.refuse_tokens = False
         self.busy = 0
+        self.lose_answers = 0  # mass messages created, their answer lost (502)
         self.max_per_second: int | None = None
         self.recent: deque = deque()
         self.relationships: set[tuple[str, str]] = set()
@@ -47,6 +48,7 @@ class FakeWeCom:
         for name in (
             "add_msg_template",
             "get_groupmsg_send_result",
+            "get_groupmsg_list_v2",
             "get_corp_tag_list",
             "add_corp_tag",
             "mark_tag",
@@ -104,7 +106,10 @@ class FakeWeCom:
             return _error(41048, "no content")
         fail = [i for i in ids if (sender, i) not in self.relationships]
         msgid = f"msg-{next(self._ids)}"
-        self.messages[msgid] = {"sender": sender, "ids": ids, "fail": fail}
+        self.messages[msgid] = {"sender": sender, "ids": ids, "fail": fail, "created": int(time.time())}
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return Response("bad gateway", status=502)
         return _json({"errcode": 0, "errmsg": "ok", "fail_list": fail, "msgid": msgid})
 
     def get_groupmsg_send_result(self, body):
@@ -120,6 +125,33 @@ class FakeWeCom:
         nxt = start + limit if start + limit < len(message["ids"]) else ""
         return _json(
             {"errcode": 0, "errmsg": "ok", "send_list": rows, "next_cursor": str(nxt) if nxt else ""}
+        )
+
+    def get_groupmsg_list_v2(self, body):
+        start, end = body.get("start_time"), body.get("end_time")
+        if (
+            body.get("chat_type") not in ("single", "group")
+            or not isinstance(start, int)
+            or not isinstance(end, int)
+        ):
+            return _error(40058, "chat_type, start_time and end_time are required")
+        if not 0 <= end - start <= 31 * 86400:
+            return _error(40058, "the time range is at most one month")
+        limit = min(int(body.get("limit", 50)), 100)
+        found = [
+            {"msgid": msgid, "creator": m["sender"], "create_type": 1, "create_time": str(m["created"])}
+            for msgid, m in self.messages.items()
+            if start <= m["created"] <= end and body.get("creator") in (None, m["sender"])
+        ]
+        offset = int(body.get("cursor") or 0)
+        rest = offset + limit < len(found)
+        return _json(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "group_msg_list": found[offset : offset + limit],
+                "next_cursor": str(offset + limit) if rest else "",
+            }
         )
 
     def get_corp_tag_list(self, body):

@@ -1,8 +1,11 @@
 """Local fakes of the SMS platforms, Youzan and Weimob (pytest-httpserver). Each checks
 what the real platform checks as far as is practical — the request signature (Aliyun's
-ACS3-HMAC-SHA256, Tencent's TC3-HMAC-SHA256, recomputed), the caps, the idempotency
-keys (a repeated ``OutId`` / ``SessionContext`` is answered again, not sent again),
-tokens that expire and the documented error codes — and counts the real sends."""
+ACS3-HMAC-SHA256, Tencent's TC3-HMAC-SHA256, recomputed), the caps, tokens that expire
+and the documented error codes — and counts the real sends. Neither SMS platform
+promises to drop a repeated ``OutId`` / ``SessionContext`` (they are only echoed back in
+receipts and queries), so the fakes send a repeat again and count it in
+``duplicates``; what was sent can be asked (``QuerySendDetails``,
+``PullSmsSendStatusByPhoneNumber``)."""
 
 from __future__ import annotations
 
@@ -38,8 +41,10 @@ class FakeAliyunSms:
     1,000 numbers per ``SendSms`` and 100 per ``SendBatchSms``, mainland numbers only
     (``isv.MOBILE_NUMBER_ILLEGAL``), the template's parameters
     (``isv.TEMPLATE_MISSING_PARAMETERS``), ``limit_control`` calls refused with
-    ``isv.BUSINESS_LIMIT_CONTROL``, ``lose_answers`` calls sent but answered 500 (the
-    answer lost), and each ``OutId`` sent once."""
+    ``isv.BUSINESS_LIMIT_CONTROL``, ``lose_answers`` calls sent but answered 503 (the
+    answer lost); a repeated ``OutId`` is sent again (counted in ``duplicates``).
+    ``QuerySendDetails`` answers a number's sends of one Beijing day (``SendDate``
+    yyyyMMdd, at most 50 a page) with their ``OutId``."""
 
     def __init__(self, server, key_id="LTAI-test", key_secret="aliyun-secret", sign_name="TagPortal"):
         self.key_id, self.key_secret, self.sign_name = key_id, key_secret, sign_name
@@ -48,6 +53,7 @@ class FakeAliyunSms:
         self.verified = 0
         self.sends: list[dict] = []  # the real sends, one per call that went out
         self.by_out_id: dict[str, str] = {}
+        self.duplicates = 0
         self.limit_control = 0
         self.lose_answers = 0
         self._ids = itertools.count(1000)
@@ -90,6 +96,8 @@ class FakeAliyunSms:
         params = {**request.args.to_dict(), **request.form.to_dict()}
         if action == "QuerySendStatistics":
             return self._answer("OK", Data={"TotalSize": 0, "TargetList": []})
+        if action == "QuerySendDetails":
+            return self._details(params)
         if action == "SendSms":
             numbers = params.get("PhoneNumbers", "").split(",")
             cap = 1000
@@ -134,19 +142,40 @@ class FakeAliyunSms:
         for p in params_list:
             if p is None or any(k not in p for k in self.templates[template]):
                 return self._answer("isv.TEMPLATE_MISSING_PARAMETERS")
-        if out_id and out_id in self.by_out_id:
-            return self._answer("OK", BizId=self.by_out_id[out_id])
         if self.limit_control:
             self.limit_control -= 1
             return self._answer("isv.BUSINESS_LIMIT_CONTROL", "触发号码天级流控")
         biz_id = f"{next(self._ids)}^0"
-        self.sends.append({"out_id": out_id, "numbers": list(numbers), "biz_id": biz_id})
+        day = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y%m%d")
+        self.sends.append({"out_id": out_id, "numbers": list(numbers), "biz_id": biz_id, "day": day})
         if out_id:
+            self.duplicates += out_id in self.by_out_id
             self.by_out_id[out_id] = biz_id
         if self.lose_answers:
             self.lose_answers -= 1
             return Response("upstream timeout", status=503)
         return self._answer("OK", BizId=biz_id)
+
+    def _details(self, params):
+        number, day = params.get("PhoneNumber", ""), params.get("SendDate", "")
+        if not number or not re.fullmatch(r"\d{8}", day):
+            return self._answer("isv.INVALID_PARAMETERS", "PhoneNumber and SendDate (yyyyMMdd) are required")
+        size, page = int(params.get("PageSize") or 0), int(params.get("CurrentPage") or 0)
+        if not 1 <= size <= 50 or page < 1:
+            return self._answer("isv.INVALID_PARAMETERS", "PageSize 1 to 50, CurrentPage from 1")
+        rows = [
+            {
+                "PhoneNum": number,
+                "OutId": s["out_id"],
+                "SendStatus": 3,
+                "ErrCode": "DELIVERED",
+                "SendDate": day,
+            }
+            for s in self.sends
+            if s["day"] == day and number in s["numbers"]
+        ]
+        chunk = rows[(page - 1) * size : page * size]
+        return self._answer("OK", TotalCount=len(rows), SmsSendDetailDTOs={"SmsSendDetailDTO": chunk})
 
     def sent_numbers(self) -> int:
         return sum(len(s["numbers"]) for s in self.sends)
@@ -160,7 +189,9 @@ class FakeTencentSms:
     ``InvalidParameterValue.IncorrectPhoneNumber`` in its own status), numbers over their
     daily limit (``LimitExceeded.PhoneNumberDailyLimit``, per number), the app and sign,
     ``busy`` calls refused with ``RequestLimitExceeded``, ``lose_answers`` calls sent but
-    answered 502, and each ``SessionContext`` sent once."""
+    answered 502; a repeated ``SessionContext`` is sent again (counted in
+    ``duplicates``). ``PullSmsSendStatusByPhoneNumber`` answers the status reports of a
+    number (only once ``reports_ready``: a report comes after the send)."""
 
     def __init__(
         self, server, secret_id="AKID-test", secret_key="tencent-key", app_id="1400000001", sign="TagPortal"
@@ -170,6 +201,8 @@ class FakeTencentSms:
         self.verified = 0
         self.sends: list[dict] = []
         self.by_context: dict[str, list] = {}
+        self.duplicates = 0
+        self.reports_ready = True
         self.daily_limited: set[str] = set()
         self.busy = 0
         self.lose_answers = 0
@@ -221,6 +254,8 @@ class FakeTencentSms:
             return self._error("FailedOperation.SmsSdkAppIdVerifyFail")
         if action == "PullSmsSendStatus":
             return _json({"Response": {"PullSmsSendStatusSet": [], "RequestId": "r"}})
+        if action == "PullSmsSendStatusByPhoneNumber":
+            return self._reports(payload)
         if action != "SendSms":
             return self._error("InvalidAction")
         numbers = payload.get("PhoneNumberSet") or []
@@ -229,8 +264,6 @@ class FakeTencentSms:
         if payload.get("SignName") != self.sign:
             return self._error("FailedOperation.SignatureIncorrectOrUnapproved")
         context = payload.get("SessionContext", "")
-        if context and context in self.by_context:
-            return _json({"Response": {"SendStatusSet": self.by_context[context], "RequestId": "r"}})
         if self.busy:
             self.busy -= 1
             return self._error("RequestLimitExceeded", "request frequency over limit")
@@ -257,11 +290,35 @@ class FakeTencentSms:
             {"context": context, "numbers": [s["PhoneNumber"] for s in statuses if s["Code"] == "Ok"]}
         )
         if context:
+            self.duplicates += context in self.by_context
             self.by_context[context] = statuses
         if self.lose_answers:
             self.lose_answers -= 1
             return Response("bad gateway", status=502)
         return _json({"Response": {"SendStatusSet": statuses, "RequestId": "r"}})
+
+    def _reports(self, payload):
+        begin, end, limit = payload.get("BeginTime"), payload.get("EndTime"), payload.get("Limit")
+        if not isinstance(begin, int) or not isinstance(end, int) or end < begin:
+            return self._error("InvalidParameterValue", "BeginTime and EndTime: epoch seconds")
+        if not isinstance(limit, int) or not 1 <= limit <= 100 or payload.get("Offset") != 0:
+            return self._error("InvalidParameterValue", "Limit 1 to 100, Offset 0")
+        number = payload.get("PhoneNumber", "")
+        rows = []
+        if self.reports_ready:
+            for context, statuses in self.by_context.items():
+                for status in statuses:
+                    if status["PhoneNumber"] == number and status["Code"] == "Ok":
+                        rows.append(
+                            {
+                                "PhoneNumber": number,
+                                "SerialNo": status["SerialNo"],
+                                "SessionContext": context,
+                                "ReportStatus": "SUCCESS",
+                                "UserReceiveTime": "2026-03-02 16:00:05",
+                            }
+                        )
+        return _json({"Response": {"PullSmsSendStatusSet": rows[:limit], "RequestId": "r"}})
 
     def sent_numbers(self) -> int:
         return sum(len(s["numbers"]) for s in self.sends)

@@ -5,7 +5,9 @@ final, status pushes kept once behind the account's receipt token, tokens cached
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import time
 
 import pytest
 from django.test import Client
@@ -87,14 +89,24 @@ def test_aliyun_batch_splits_at_100_and_takes_each_numbers_params(world, aliyun,
     assert results[0]["numbers"][0] == "13800000000"  # +86 dropped for Aliyun
 
 
-def test_aliyun_lost_answer_is_retried_without_a_second_send(world, aliyun, sleeps):
+def test_aliyun_lost_answer_is_not_repeated_but_can_be_asked(world, aliyun, sleeps):
     client = AliyunSmsClient(make(world.own_brand, "sms_aliyun"))
     aliyun.lose_answers = 1
-    results = client.send(numbers(3), "SMS_100", {"code": "1"}, out_id="d-2")
-    assert aliyun.calls["SendSms"] == 2
-    assert len(aliyun.sends) == 1 and aliyun.sent_numbers() == 3
-    assert results[0]["biz_id"] == aliyun.sends[0]["biz_id"]
-    assert len(sleeps) == 1
+    with pytest.raises(ChannelError) as caught:
+        client.send(numbers(3), "SMS_100", {"code": "1"}, out_id="d-2")
+    assert caught.value.maybe_sent is True
+    assert aliyun.calls["SendSms"] == 1 and aliyun.sent_numbers() == 3 and sleeps == []
+    today = dt.datetime.now(dt.UTC).astimezone(services.BEIJING).date()
+    assert client.find_sent(numbers(1, 1)[0], "d-2", today)["out_id"] == "d-2"
+    assert client.find_sent(numbers(1, 1)[0], "d-9", today) is None
+    assert client.find_sent(numbers(1, 5)[0], "d-2", today) is None
+
+
+def test_the_aliyun_fake_sends_a_repeated_out_id_again(world, aliyun, sleeps):
+    client = AliyunSmsClient(make(world.own_brand, "sms_aliyun"))
+    client.send(numbers(1), "SMS_100", {"code": "1"}, out_id="d-7")
+    client.send(numbers(1), "SMS_100", {"code": "1"}, out_id="d-7")
+    assert len(aliyun.sends) == 2 and aliyun.duplicates == 1
 
 
 def test_aliyun_limit_control_is_retried(world, aliyun, sleeps):
@@ -159,14 +171,28 @@ def test_tencent_numbers_refused_one_by_one_are_final(world, tencent, sleeps):
     assert tencent.calls["SendSms"] == 1 and sleeps == []
 
 
-def test_tencent_request_limits_and_lost_answers_are_retried_once_sent(world, tencent, sleeps):
+def test_tencent_request_limits_are_retried_and_a_lost_answer_is_not(world, tencent, sleeps):
     client = TencentSmsClient(make(world.own_brand, "sms_tencent"))
     tencent.busy = 1
-    tencent.lose_answers = 1
     rows = client.send(numbers(2), "1001", ["1"], session_context="d-3")
-    assert tencent.calls["SendSms"] == 3  # refused, sent but the answer lost, answered again
-    assert len(tencent.sends) == 1 and tencent.sent_numbers() == 2
-    assert all(r["ok"] for r in rows) and len(sleeps) == 2
+    assert tencent.calls["SendSms"] == 2 and len(sleeps) == 1  # refused, then sent
+    assert all(r["ok"] for r in rows)
+    tencent.lose_answers = 1
+    with pytest.raises(ChannelError) as caught:
+        client.send(numbers(1, 5), "1001", ["1"], session_context="d-4")
+    assert caught.value.maybe_sent is True and tencent.calls["SendSms"] == 3
+    assert len(tencent.sends) == 2 and tencent.duplicates == 0
+    now = int(time.time())
+    found = client.find_sent(numbers(1, 5)[0], "d-4", now - 60, now + 60)
+    assert found["serial_no"] == tencent.by_context["d-4"][0]["SerialNo"]
+    assert client.find_sent(numbers(1, 5)[0], "d-3", now - 60, now + 60) is None
+
+
+def test_the_tencent_fake_sends_a_repeated_session_context_again(world, tencent, sleeps):
+    client = TencentSmsClient(make(world.own_brand, "sms_tencent"))
+    client.send(numbers(1), "1001", ["1"], session_context="d-8")
+    client.send(numbers(1), "1001", ["1"], session_context="d-8")
+    assert len(tencent.sends) == 2 and tencent.duplicates == 1
 
 
 def test_tencent_connection_test_and_a_wrong_key(world, tencent, sleeps):

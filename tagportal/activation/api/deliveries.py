@@ -40,6 +40,9 @@ class DeliverySerializer(serializers.ModelSerializer):
             "provider_id",
             "created",
             "sent_at",
+            "delivered_at",
+            "read_at",
+            "clicked_at",
             "updated",
         ]
         read_only_fields = fields

@@ -24,7 +24,7 @@ import requests
 import tenacity
 from django.conf import settings
 from django.core.cache import cache
-from limits import parse
+from limits import parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -37,15 +37,26 @@ class ChannelError(Exception):
 
     ``code`` is the platform's error code (``errcode``, an HTTP status, ``"connection"``);
     ``retryable`` says whether the same call may succeed later; ``retry_after`` is the
-    wait the platform asked for, in seconds, if any.
+    wait the platform asked for, in seconds, if any; ``maybe_sent`` says the request may
+    have reached the platform and been acted on (its answer was lost): such a call is not
+    repeated blindly.
     """
 
-    def __init__(self, code, message: str, *, retryable: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        code,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        maybe_sent: bool = False,
+    ):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
         self.retry_after = retry_after
+        self.maybe_sent = maybe_sent
 
 
 class RateLimited(ChannelError):
@@ -95,8 +106,14 @@ def with_retries(call: Callable[[], T], *, attempts: int | None = None) -> T:
             _setting("TAGPORTAL_CHANNEL_RETRY_MAX_SECONDS", 30.0),
         ),
         # our own limiter's refusal goes back to the caller, who schedules the call later
+        # nor is a call that may have been acted on: the caller finds out first
         retry=tenacity.retry_if_exception(
-            lambda exc: isinstance(exc, ChannelError) and exc.retryable and not isinstance(exc, RateLimited)
+            lambda exc: (
+                isinstance(exc, ChannelError)
+                and exc.retryable
+                and not exc.maybe_sent
+                and not isinstance(exc, RateLimited)
+            )
         ),
         sleep=lambda seconds: _sleep(seconds),
         before_sleep=lambda state: log.info(
@@ -118,18 +135,60 @@ def limiter() -> MovingWindowRateLimiter:
 
 
 def acquire(key: str, rate: str, *, wait: float = 0.0) -> None:
-    """Take one call of ``rate`` (``"20/minute"``) for ``key``, waiting at most ``wait``
-    seconds for the window to free; :class:`RateLimited` (nothing sent) otherwise."""
-    item = parse(rate)
+    """Take one call of ``rate`` (``"20/minute"``, or several windows ``"50/second;
+    100000/day"``) for ``key``, waiting at most ``wait`` seconds for the windows to free;
+    :class:`RateLimited` (nothing sent) otherwise. A call refused by one window uses
+    none of the others."""
+    items = parse_many(rate)
     deadline = time.monotonic() + wait
     while True:
-        if limiter().hit(item, "tagportal-activation", key):
+        full = [item for item in items if not limiter().test(item, "tagportal-activation", key)]
+        if not full and all(limiter().hit(item, "tagportal-activation", key) for item in items):
             return
-        stats = limiter().get_window_stats(item, "tagportal-activation", key)
-        retry_after = max(0.01, stats.reset_time - time.time())
+        retry_after = max(
+            0.01,
+            *(
+                limiter().get_window_stats(item, "tagportal-activation", key).reset_time - time.time()
+                for item in (full or items)
+            ),
+        )
         if time.monotonic() + retry_after > deadline:
             raise RateLimited(key, retry_after)
         _sleep(min(retry_after, 0.25))
+
+
+#: Calls a channel account makes, per kind, before each message (checked by the delivery
+#: pipeline; ``TAGPORTAL_CHANNEL_RATES`` overrides a kind). The platforms' documented
+#: limits, or a cautious default where none is published; the group robot's 20 a minute
+#: is checked in its own client (``TAGPORTAL_WECOM_ROBOT_RATE``).
+DEFAULT_RATES = {
+    # add_msg_template: WeCom caps each corp's API calls; a member confirms each message
+    "wecom": "20/second",
+    # template/send: the account's daily quota (100,000 for a verified service account)
+    "wechat_mp": "50/second;100000/day",
+    # subscribeMessage.send: frequency limited per mini-program
+    "miniprogram": "50/second",
+    # SendSms: per-account QPS (Aliyun 5,000, Tencent 3,000); kept far below
+    "sms_aliyun": "100/second",
+    "sms_tencent": "100/second",
+    # youzan.ump.coupon.take: the app's call frequency (调用频率)
+    "youzan": "20/second",
+    "webhook": "50/second",
+}
+
+
+def rate_of(kind: str) -> str | None:
+    """The rate limit of an account of ``kind`` (``None``: none here)."""
+    rates = {**DEFAULT_RATES, **(_setting("TAGPORTAL_CHANNEL_RATES", None) or {})}
+    return rates.get(str(kind)) or None
+
+
+def acquire_for(account) -> None:
+    """One call of the account's kind's rate (:func:`rate_of`), keyed per account;
+    :class:`RateLimited` when its window is full, nothing sent."""
+    rate = rate_of(account.kind)
+    if rate:
+        acquire(f"account:{account.kind}:{account.pk}", rate)
 
 
 def reset_rate_limits() -> None:
@@ -202,7 +261,7 @@ def http_call(
     except requests.ConnectTimeout as exc:
         raise ChannelError("connection", str(exc), retryable=True) from exc
     except requests.Timeout as exc:
-        raise ChannelError("timeout", str(exc), retryable=idempotent) from exc
+        raise ChannelError("timeout", str(exc), retryable=idempotent, maybe_sent=not idempotent) from exc
     except requests.ConnectionError as exc:
         raise ChannelError("connection", str(exc), retryable=True) from exc
     except requests.RequestException as exc:
@@ -218,11 +277,17 @@ def retry_after_of(response: requests.Response) -> float | None:
         return None
 
 
-def json_answer(response) -> dict:
-    """The JSON object a WeChat-family API answered (a 5xx is retryable, anything not a
-    JSON object a final error)."""
+def json_answer(response, *, idempotent: bool = True) -> dict:
+    """The JSON object a WeChat-family API answered (a 5xx is retryable — but for a call
+    that is not ``idempotent`` it may have been acted on: ``maybe_sent``, not repeated —
+    anything not a JSON object a final error)."""
     if response.status_code >= 500:
-        raise ChannelError(response.status_code, response.reason or "server error", retryable=True)
+        raise ChannelError(
+            response.status_code,
+            response.reason or "server error",
+            retryable=True,
+            maybe_sent=not idempotent,
+        )
     try:
         data = response.json()
     except ValueError as exc:
@@ -268,7 +333,7 @@ class CgiBinClient:
                 params={"access_token": token},
                 **({"json": payload} if method == "POST" else {}),
             )
-            data = json_answer(response)
+            data = json_answer(response, idempotent=idempotent)
             code = int(data.get("errcode", 0))
             if code == 0:
                 return data

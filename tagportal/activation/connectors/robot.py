@@ -57,7 +57,7 @@ class RobotClient:
             params={"key": self.key},
             json=body,
         )
-        data = json_answer(response)
+        data = json_answer(response, idempotent=False)
         if int(data.get("errcode", 0)) != 0:
             raise error_of(data)
         return data

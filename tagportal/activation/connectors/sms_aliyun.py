@@ -5,11 +5,14 @@ The SDK signs each call (``ACS3-HMAC-SHA256``) and speaks to
 ``TAGPORTAL_ALIYUN_SMS_ENDPOINT`` (``dysmsapi.aliyuncs.com``; a ``http://host:port`` in
 the tests). Its own retries are switched off: ours (``with_retries``) retry only the
 retryable codes. Each call carries an ``OutId`` (the delivery's key, ``-<n>`` per split
-call), so a send repeated after a lost answer can be recognised as the same one.
+call). Aliyun does not promise to drop a repeated ``OutId`` (it only echoes it in the
+receipts and in ``QuerySendDetails``), so a send whose answer was lost is not repeated:
+it raises a ``maybe_sent`` error and :meth:`AliyunSmsClient.find_sent` asks the platform.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from django.conf import settings
@@ -89,9 +92,9 @@ class AliyunSmsClient:
             )
         )
 
-    def _call(self, method: str, request) -> dict:
+    def _call(self, method: str, request, *, sends: bool = False) -> dict:
         """One SDK call, its answer's body; a refusal or a transport failure as
-        :class:`ChannelError`."""
+        :class:`ChannelError` (``maybe_sent`` when a send's answer was lost)."""
         from alibabacloud_tea_util.models import RuntimeOptions
         from Tea.exceptions import TeaException
 
@@ -102,13 +105,17 @@ class AliyunSmsClient:
             response = getattr(client, method)(request, RuntimeOptions(autoretry=False, max_attempts=0))
         except TeaException as exc:
             if getattr(exc, "inner_exception", None) is not None:
-                # failed on the way (connection, timeout): the OutId makes trying again safe
-                raise ChannelError("connection", str(exc.message or exc), retryable=True) from exc
+                # failed on the way (connection, timeout): a send may have arrived
+                raise ChannelError(
+                    "connection", str(exc.message or exc), retryable=True, maybe_sent=sends
+                ) from exc
             status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
             status = status if isinstance(status, int) else None
-            raise error_of(str(exc.code or status or "error"), str(exc.message or ""), status) from exc
+            error = error_of(str(exc.code or status or "error"), str(exc.message or ""), status)
+            error.maybe_sent = sends and (status or 0) >= 500
+            raise error from exc
         except (OSError, ValueError) as exc:
-            raise ChannelError("connection", str(exc), retryable=True) from exc
+            raise ChannelError("connection", str(exc), retryable=True, maybe_sent=sends) from exc
         body = response.body.to_map() if response.body is not None else {}
         code = str(body.get("Code", ""))
         if code != "OK":
@@ -134,7 +141,9 @@ class AliyunSmsClient:
                 template_param=json.dumps(params, ensure_ascii=False) if params else None,
                 out_id=chunk_id,
             )
-            body = with_retries(lambda request=request: self._call("send_sms_with_options", request))
+            body = with_retries(
+                lambda request=request: self._call("send_sms_with_options", request, sends=True)
+            )
             results.append({"biz_id": body.get("BizId", ""), "out_id": chunk_id, "numbers": chunk})
         return results
 
@@ -155,15 +164,44 @@ class AliyunSmsClient:
                 template_param_json=json.dumps([p or {} for _n, p in chunk], ensure_ascii=False),
                 out_id=chunk_id,
             )
-            body = with_retries(lambda request=request: self._call("send_batch_sms_with_options", request))
+            body = with_retries(
+                lambda request=request: self._call("send_batch_sms_with_options", request, sends=True)
+            )
             results.append({"biz_id": body.get("BizId", ""), "out_id": chunk_id, "numbers": numbers})
         return results
+
+    def find_sent(self, number: str, out_id: str, day: dt.date) -> dict | None:
+        """``QuerySendDetails`` of ``number`` on the Beijing ``day``: the record our
+        ``out_id`` sent (``{"out_id", "send_status", "err_code"}``), or ``None`` when the
+        platform holds none (nothing of ours reached it)."""
+        from alibabacloud_dysmsapi20170525 import models
+
+        page = 1
+        while True:
+            request = models.QuerySendDetailsRequest(
+                phone_number=domestic(number),
+                send_date=day.strftime("%Y%m%d"),
+                page_size=50,
+                current_page=page,
+            )
+            body = with_retries(
+                lambda request=request: self._call("query_send_details_with_options", request)
+            )
+            rows = (body.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO") or []
+            for row in rows:
+                if row.get("OutId") == out_id:
+                    return {
+                        "out_id": out_id,
+                        "send_status": row.get("SendStatus"),
+                        "err_code": row.get("ErrCode", ""),
+                    }
+            if len(rows) < 50 or page * 50 >= int(body.get("TotalCount") or 0):
+                return None
+            page += 1
 
     def check(self) -> None:
         """Call ``QuerySendStatistics`` for today (reads, sends nothing): the keys and
         the endpoint answer."""
-        import datetime as dt
-
         from alibabacloud_dysmsapi20170525 import models
 
         day = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=8))).strftime("%Y%m%d")

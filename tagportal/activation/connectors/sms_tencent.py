@@ -5,7 +5,10 @@ The SDK signs each call (``TC3-HMAC-SHA256``) and speaks to
 ``TAGPORTAL_TENCENT_SMS_ENDPOINT`` (``sms.tencentcloudapi.com``; a ``http://host:port`` in
 the tests). Numbers go in E.164 (a mainland number gets ``+86``), at most
 :data:`MAX_NUMBERS` a call; each call carries a ``SessionContext`` (the delivery's key,
-``-<n>`` per split call).
+``-<n>`` per split call). Tencent does not promise to drop a repeated
+``SessionContext`` (it is only echoed back), so a send whose answer was lost raises a
+``maybe_sent`` error rather than being repeated; :meth:`TencentSmsClient.find_sent` looks
+for its status report (``PullSmsSendStatusByPhoneNumber``).
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ class TencentSmsClient:
             ClientProfile(signMethod="TC3-HMAC-SHA256", httpProfile=profile),
         )
 
-    def _call(self, action: str, payload: dict) -> dict:
+    def _call(self, action: str, payload: dict, *, sends: bool = False) -> dict:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
         from tencentcloud.sms.v20210111 import models
 
@@ -99,9 +102,12 @@ class TencentSmsClient:
                 code,
                 str(exc.get_message() or ""),
                 retryable=code.startswith(RETRYABLE_PREFIXES) and code not in NOT_RETRYABLE,
+                # a non-200 answer or a fault on the platform's side: the send may have gone out
+                maybe_sent=sends
+                and code.startswith(("ServerNetworkError", "InternalError", "ClientNetworkError")),
             ) from exc
         except (OSError, ValueError) as exc:
-            raise ChannelError("connection", str(exc), retryable=True) from exc
+            raise ChannelError("connection", str(exc), retryable=True, maybe_sent=sends) from exc
         return json.loads(response.to_json_string())
 
     def send(
@@ -125,7 +131,7 @@ class TencentSmsClient:
                 "TemplateParamSet": [str(p) for p in params],
                 "SessionContext": context,
             }
-            answer = with_retries(lambda payload=payload: self._call("SendSms", payload))
+            answer = with_retries(lambda payload=payload: self._call("SendSms", payload, sends=True))
             for status in answer.get("SendStatusSet") or []:
                 code = status.get("Code", "")
                 rows.append(
@@ -139,6 +145,25 @@ class TencentSmsClient:
                     }
                 )
         return rows
+
+    def find_sent(self, number: str, session_context: str, since: int, until: int) -> dict | None:
+        """The status report (``PullSmsSendStatusByPhoneNumber``, epoch seconds) of the
+        send with our ``session_context`` to ``number``: ``{"serial_no", "status"}``, or
+        ``None`` when there is none — which does not prove nothing was sent (a report
+        may come later, or pulling may be off for the app)."""
+        payload = {
+            "BeginTime": int(since),
+            "EndTime": int(until),
+            "Offset": 0,
+            "Limit": 100,
+            "PhoneNumber": e164(number),
+            "SmsSdkAppId": self.app_id,
+        }
+        answer = with_retries(lambda: self._call("PullSmsSendStatusByPhoneNumber", payload))
+        for row in answer.get("PullSmsSendStatusSet") or []:
+            if row.get("SessionContext") == session_context:
+                return {"serial_no": row.get("SerialNo", ""), "status": row.get("ReportStatus", "")}
+        return None
 
     def check(self) -> None:
         """``PullSmsSendStatus`` of one receipt (reads, sends nothing): the keys, the app

@@ -117,6 +117,40 @@ class WeComClient(CgiBinClient):
             if not cursor:
                 return rows
 
+    def get_groupmsg_list(self, creator: str, start_time: int, end_time: int) -> list[dict]:
+        """The single-chat mass messages ``creator`` created between the two epoch
+        seconds (``get_groupmsg_list_v2``, at most a month apart): ``{"msgid",
+        "creator", "create_time"}``."""
+        rows, cursor = [], ""
+        while True:
+            payload = {
+                "chat_type": "single",
+                "start_time": int(start_time),
+                "end_time": int(end_time),
+                "creator": creator,
+                "filter_type": 2,
+                "limit": 100,
+            }
+            if cursor:
+                payload["cursor"] = cursor
+            data = self.call("externalcontact/get_groupmsg_list_v2", payload, idempotent=True)
+            rows.extend(data.get("group_msg_list", []))
+            cursor = data.get("next_cursor", "")
+            if not cursor:
+                return rows
+
+    def find_sent(self, sender: str, external_userid: str, start_time: int, end_time: int) -> str | None:
+        """The msgid of a mass message ``sender`` created in the window that includes
+        ``external_userid``, or ``None``: nothing of ours reached WeCom for them."""
+        for message in self.get_groupmsg_list(sender, start_time, end_time):
+            msgid = message.get("msgid", "")
+            if msgid and any(
+                row.get("external_userid") == external_userid
+                for row in self.get_groupmsg_send_result(msgid, sender)
+            ):
+                return msgid
+        return None
+
     # customer tags -----------------------------------------------------------
     def get_corp_tag_list(self, tag_ids: list[str] = (), group_ids: list[str] = ()) -> list[dict]:
         payload = {}

@@ -93,7 +93,7 @@ class YouzanClient:
                 params={"access_token": token},
                 json=payload,
             )
-            data = json_answer(response)
+            data = json_answer(response, idempotent=idempotent)
             if _succeeded(data):
                 return data.get("data")
             error = error_of(data)
