@@ -23,6 +23,7 @@ DEFAULT_SCHEDULES = [
         "name": "activation: apply due audience syncs",
         "task": "tagportal.activation.tasks.run_syncs",
         "every_minutes": 1,
+        "queue": "default",
     },
     {
         "name": "activation: read back WeCom mass message results",
