@@ -7,13 +7,14 @@ from django.http import Http404
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from guardian.admin import GuardedModelAdmin
 
 from tagportal.core.admin import HistoryAdmin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
+from tagportal.core.days import beijing_text
 from tagportal.core.permissions import containers_for_add, is_unrestricted, may
 from tagportal.usage import services as usage
 
@@ -21,7 +22,7 @@ from . import export as tag_export
 from . import hooks, services
 from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
-from .history import compare_records
+from .history import compare_records, default_pair, snapshot_changes, version_records
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
 from .templates import TemplateError
 
@@ -201,6 +202,32 @@ class TagVersionInline(admin.TabularInline):
 CATEGORY_LABEL = gettext_lazy("category")
 
 
+def published_versions(tag, records) -> list[dict]:
+    """The rows of a tag's published versions, newest first: the version, when (Beijing
+    time), who proposed and who approved it (as governance records; the publisher when
+    nothing does), its note, the labels of the fields it changed and the history record
+    of its publication (to compare)."""
+    versions = list(tag.versions.select_related("published_by").order_by("version"))
+    people = hooks.version_people([v.pk for v in versions])
+    publications = version_records(records)
+    rows, before = [], None
+    for version in versions:
+        found = people.get(version.pk, {})
+        changed = snapshot_changes(before, version.snapshot, Tag.field_label) if before is not None else []
+        rows.append(
+            {
+                "version": version,
+                "at": beijing_text(version.published_at),
+                "proposed_by": found.get("proposed_by"),
+                "approved_by": found.get("approved_by") or version.published_by,
+                "changed": [change.label for change in changed],
+                "record": publications.get(version.version),
+            }
+        )
+        before = version.snapshot
+    return rows[::-1]
+
+
 def stale_ids(request) -> set[int]:
     """Tags reading a data source past its refresh SLA (as lineage judges), once per request."""
     if not hasattr(request, "_tp_stale_ids"):
@@ -263,16 +290,28 @@ class FreshnessFilter(admin.SimpleListFilter):
         return queryset
 
 
-def category_path_column(request, id_attr="category_id", label=CATEGORY_LABEL, order="category__name"):
+def category_path_column(
+    request, id_attr="category_id", label=CATEGORY_LABEL, order="category__name", crumbs=False
+):
     """A changelist column showing a category's full path, from one query per page
-    however deep the tree is."""
+    however deep the tree is; with ``crumbs``, as a breadcrumb (父类 › 子类) whose names
+    never break inside."""
 
     if not hasattr(request, "_tp_category_paths"):
         request._tp_category_paths = Category.path_names()
     paths = request._tp_category_paths
 
     def category_path(obj):
-        return paths.get(getattr(obj, id_attr), "")
+        path = paths.get(getattr(obj, id_attr), "")
+        if not crumbs or not path:
+            return path
+        *parents, leaf = path.split(" › ")
+        return format_html(
+            '<span class="tp-crumbs" title="{}">{}<span class="tp-crumb tp-leaf">{}</span></span>',
+            path,
+            format_html_join("", '<span class="tp-crumb">{}</span> › ', ((p,) for p in parents)),
+            leaf,
+        )
 
     category_path.short_description = label
     category_path.admin_order_field = order
@@ -292,19 +331,21 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     change_form_template = "admin/catalog/tag/change_form.html"
     object_history_template = "admin/catalog/tag/object_history.html"
     object_history_list_template = "admin/catalog/tag/object_history_list.html"
+    # Built for reading at 1280 px: the Chinese name first (the link) with the code under
+    # it, the category as a breadcrumb, the brand with its business line, then the state.
     list_display = (
-        "code", "name", "name_en", "category_path", "brand", "business_line", "kind", "value_type",
-        "status", "published_version", "coverage", "data_freshness", "owner", "last_updated",
+        "tag_name", "category_path", "brand_and_line", "kind", "status", "version_label",
+        "coverage", "data_freshness", "owner", "updated",
     )  # fmt: skip
-    list_display_links = ("code", "name")
+    list_display_links = ("tag_name",)
     list_filter = (
         ("business_line", ScopedRelatedFieldListFilter),
         ("brand", ScopedRelatedFieldListFilter),
-        ("regions", ScopedRelatedFieldListFilter),
         CategoryTreeFilter,
         "kind",
-        "value_type",
         "status",
+        ("regions", ScopedRelatedFieldListFilter),
+        "value_type",
         "refresh_mode",
         ("owner", admin.RelatedOnlyFieldListFilter),
         "template",
@@ -313,11 +354,13 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     list_select_related = ("brand", "business_line", "owner")
     search_fields = ("code", "name", "name_en", "description")
     search_help_text = gettext_lazy("Search Chinese and English names, codes and descriptions.")
-    list_per_page = 100
+    list_per_page = 50
+    empty_value_display = "—"
     show_full_result_count = False
     autocomplete_fields = ("regions", "owner")
     readonly_fields = ("business_line", "status", "published_version", "template", "created", "last_updated")
     inlines = [TagVersionInline]
+    history_list_display = ["history_at"]
     actions = ["export_selected"]
 
     class Media:
@@ -387,7 +430,12 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
                 fmt: f"{url}?{urlencode([*params.lists(), ('format', [fmt])], doseq=True)}"
                 for fmt in tag_export.FORMATS
             },
+            # The dictionary is read at its full width: the header links lead elsewhere.
+            "is_nav_sidebar_enabled": False,
         }
+        if not self.has_change_permission(request) and "title" not in extra_context:
+            # Django's "Select tag to change" reads wrong to someone who may only read.
+            extra_context["title"] = _("Tag dictionary")
         return super().changelist_view(request, extra_context)
 
     @admin.action(description=gettext_lazy("Export selected tags"), permissions=["view"])
@@ -445,7 +493,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
 
     def get_list_display(self, request):
         columns = {
-            "category_path": category_path_column(request),
+            "category_path": category_path_column(request, crumbs=True),
             "data_freshness": freshness_column(request),
         }
         return [columns.get(c, c) if isinstance(c, str) else c for c in self.list_display]
@@ -474,6 +522,30 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     def category_path(self, obj):  # replaced per request by get_list_display
         return obj.category.path_name
 
+    @admin.display(description=gettext_lazy("tag"), ordering="name")
+    def tag_name(self, obj):
+        """The Chinese name (the link), the code under it in small type."""
+        return format_html(
+            '<span class="tp-name">{}</span><small class="tp-code">{}</small>', obj.name, obj.code
+        )
+
+    @admin.display(description=gettext_lazy("brand · business line"), ordering="brand__code")
+    def brand_and_line(self, obj):
+        return format_html('{}<small class="tp-line">{}</small>', obj.brand.name, obj.business_line.name)
+
+    @admin.display(description=gettext_lazy("version"), ordering="published_version")
+    def version_label(self, obj):
+        return f"v{obj.published_version}" if obj.published_version else "—"
+
+    @admin.display(description=gettext_lazy("updated"), ordering="last_updated")
+    def updated(self, obj):
+        """The day of the last change (Beijing time), the minute in the tooltip."""
+        return format_html(
+            '<span title="{}">{}</span>',
+            beijing_text(obj.last_updated),
+            beijing_text(obj.last_updated, "%Y-%m-%d"),
+        )
+
     def get_urls(self):
         urls = super().get_urls()
         info = self.model._meta.app_label, self.model._meta.model_name
@@ -491,6 +563,38 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         ]
         return extra + urls
 
+    def history_view(self, request, object_id, extra_context=None):
+        """One row per published version (who proposed it, who approved it, when, what it
+        changed), then every edit; the comparison opens on the last two versions that
+        differ in what the tag says."""
+        obj = self.get_queryset(request).filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if obj is not None and self.has_view_or_change_permission(request, obj):
+            records = list(obj.history.order_by("history_date", "history_id"))
+            pair = default_pair(records)
+            extra_context = {
+                **(extra_context or {}),
+                "tag_versions": published_versions(obj, records),
+                "compare_from": pair[0].history_id if pair else None,
+                "compare_to": pair[1].history_id if pair else None,
+                "is_nav_sidebar_enabled": False,
+            }
+        return super().history_view(request, object_id, extra_context)
+
+    def history_at(self, record):
+        """When an edit was made, in Beijing time (set on each record shown)."""
+        return beijing_text(record.history_date)
+
+    def set_history_delta_changes(self, request, historical_records, foreign_keys_are_objs=True):
+        """What each edit changed, in words: labels, related objects by name, choices by
+        label, times in Beijing time, "—" for nothing (never "Deleted user (pk=None)")."""
+        previous = None
+        for current in historical_records:  # newest first
+            if previous is not None:
+                previous.history_delta_changes = [
+                    change.as_dict() for change in compare_records(current, previous) if change.changed
+                ]
+            previous = current
+
     def history_compare_view(self, request, object_id):
         obj = self.get_queryset(request).filter(pk=object_id).first()
         if obj is None:
@@ -502,7 +606,10 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         ordered = list(records.order_by("history_date", "history_id").values_list("history_id", flat=True))
         if not ordered:
             raise Http404
-        if not first or not second:
+        if not first and not second:
+            pair = default_pair(records.order_by("history_date", "history_id"))
+            first, second = (pair[0].history_id, pair[1].history_id) if pair else (ordered[-1], ordered[-1])
+        elif not first or not second:
             second = second or ordered[-1]
             first = first or (ordered[-2] if len(ordered) > 1 else ordered[-1])
         try:
@@ -521,9 +628,12 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
             "opts": self.model._meta,
             "old": old,
             "new": new,
+            "old_at": beijing_text(old.history_date),
+            "new_at": beijing_text(new.history_date),
             "changes": [change.as_dict() for change in changes],
             "changed_count": sum(1 for c in changes if c.changed),
             "show_all": request.GET.get("all") == "1",
+            "is_nav_sidebar_enabled": False,
         }
         return TemplateResponse(request, "admin/catalog/tag/history_compare.html", context)
 

@@ -22,8 +22,9 @@ import json
 from dataclasses import dataclass, field
 
 from django.db import models
-from django.utils import formats, timezone
 from django.utils.translation import gettext as _
+
+from tagportal.core.days import beijing_text
 
 SKIPPED_FIELDS = {"id", "created", "last_updated"}
 #: How a missing or empty value reads.
@@ -109,7 +110,7 @@ def _field_text(field_obj, value, names: dict) -> str:
     if isinstance(field_obj, models.BooleanField):
         return _("yes") if value else _("no")
     if isinstance(field_obj, models.DateTimeField):
-        return formats.localize(timezone.localtime(value))  # shown in Beijing time
+        return beijing_text(value)  # in Beijing time, to the minute
     return display(value)
 
 
@@ -204,3 +205,42 @@ def snapshot_changes(before: dict, after: dict, label=None) -> list[FieldChange]
                 FieldChange.between(key, label(key) if label else key, display(old), display(new), True)
             )
     return changes
+
+
+# ---------------------------------------------------------------------------
+# Published versions in the history
+
+
+#: Fields a publication, a re-certification or a status change sets: not what a tag says.
+LIFECYCLE_FIELDS = {"status", "published_version", "certified_at", "certified_by"}
+
+
+def content_changed(old, new) -> list[str]:
+    """The fields of what the tag says (not its lifecycle) that differ between two
+    historical records."""
+    return [name for name in changed_field_names(old, new) if name not in LIFECYCLE_FIELDS]
+
+
+def version_records(records) -> dict[int, object]:
+    """``{version number: the history record of its publication}`` from a tag's records in
+    order, oldest first: the first record carrying each published version number."""
+    found: dict[int, object] = {}
+    for record in records:
+        if record.published_version and record.published_version not in found:
+            found[record.published_version] = record
+    return found
+
+
+def default_pair(records) -> tuple | None:
+    """The two records a comparison opens on, from a tag's records oldest first: the last
+    two published versions that differ in what the tag says (two records of one approval
+    never), else the last two records that do; ``None`` with fewer than two records."""
+    records = list(records)
+    if len(records) < 2:
+        return None
+    published = list(version_records(records).values())
+    for candidates in (published, records):
+        for i in range(len(candidates) - 1, 0, -1):
+            if content_changed(candidates[i - 1], candidates[i]):
+                return candidates[i - 1], candidates[i]
+    return records[-2], records[-1]

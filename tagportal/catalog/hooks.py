@@ -17,6 +17,9 @@ shows what they know about a tag in two ways:
   :func:`register_model_check` to judge such declarations when packs are checked, and
   links the tags to its models on :data:`~.signals.template_applied`. Without it the
   declarations are checked for their shape only.
+- **Who proposed and who approved a published version** is governance's to know: it
+  registers :func:`register_version_people` when it starts. Without it a version names
+  only the person who published it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ ModelCheck = Callable[[dict, str, list[str]], list[str]]
 _stale_flags: list[StaleFlags] = []
 _source_names: list[SourceNames] = []
 _model_checks: list[ModelCheck] = []
+
+#: ``fn(version_ids)``: ``{version id: {"proposed_by": user, "approved_by": user}}``.
+VersionPeople = Callable[[list[int]], dict[int, dict]]
+_version_people: list[VersionPeople] = []
 
 
 def _register(registry: list, fn):
@@ -60,6 +67,22 @@ def register_model_check(fn: ModelCheck) -> ModelCheck:
     """Register ``fn(model, value_type, value_codes)``: the problems (plain strings) with a
     template tag's ``model`` declaration for a tag of that value type and value codes."""
     return _register(_model_checks, fn)
+
+
+def register_version_people(fn: VersionPeople) -> VersionPeople:
+    """Register ``fn(version_ids)``: who proposed and who approved each published version
+    (``{version id: {"proposed_by": user or None, "approved_by": user or None}}``)."""
+    return _register(_version_people, fn)
+
+
+def version_people(version_ids: list[int]) -> dict[int, dict]:
+    """Who proposed and who approved each of the versions, by every registered provider
+    (none: ``{}``)."""
+    people: dict[int, dict] = {}
+    for fn in _version_people:
+        for version_id, found in fn(list(version_ids)).items():
+            people.setdefault(version_id, {}).update(found)
+    return people
 
 
 def model_problems(model: dict, value_type: str, value_codes: list[str]) -> list[str]:

@@ -204,9 +204,13 @@ def apply_changes(tag: Tag, changes: dict, user=None, reason: str = "") -> TagVe
     regions = changes.pop("regions", None)
     if regions is not None:
         regions = list(Region.objects.filter(code__in=regions))
-    if user is not None:
-        tag._history_user = user
-    _write(None, tag, regions=regions, reason=reason, **_resolve(changes))
+    # One approval is one history record: the write is recorded by the publication that
+    # follows it (which records the regions too), not as a record of its own.
+    tag.skip_history_when_saving = True
+    try:
+        _write(None, tag, regions=regions, reason=reason, **_resolve(changes))
+    finally:
+        del tag.skip_history_when_saving
     return publish_tag(tag, user=user, note=reason)
 
 

@@ -8,8 +8,11 @@ class GovernanceConfig(AppConfig):
     verbose_name = _("Governance")
 
     def ready(self):
+        from tagportal.catalog import hooks as catalog_hooks
         from tagportal.predictive import hooks
 
-        from . import model_runs, signals, tasks  # noqa: F401 - connects the receivers, registers the tasks
+        from . import model_runs, services, signals, tasks  # noqa: F401 - connects the receivers, registers the tasks
 
         hooks.register_run_links(model_runs.run_review_links)
+        # A tag's history names who proposed and who approved each published version.
+        catalog_hooks.register_version_people(services.version_people)

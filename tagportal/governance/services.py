@@ -832,3 +832,19 @@ def open_requests_for_tag(tag: Tag):
             ]
         )
     )
+
+
+def version_people(version_ids: list[int]) -> dict[int, dict]:
+    """Who proposed and who approved the change requests that produced the published
+    versions ``version_ids`` (registered with the dictionary, which shows them in a tag's
+    history)."""
+    items = ChangeItem.objects.filter(produced_version_id__in=version_ids).select_related(
+        "change_request__proposer", "change_request__reviewer"
+    )
+    return {
+        item.produced_version_id: {
+            "proposed_by": item.change_request.proposer,
+            "approved_by": item.change_request.reviewer,
+        }
+        for item in items
+    }
