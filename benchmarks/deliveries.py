@@ -33,7 +33,10 @@ What the platforms received is counted at the fakes, never read from our databas
 - ``rate_limit_violations``: calls the fakes refused for being beyond the platform's
   limit (the group robot's 20 messages a minute per key, the real limit on both sides).
 
-Writes ``benchmarks/results/deliveries.json`` and prints a table.
+Writes ``benchmarks/results/deliveries.json`` (``--quick``: 3,000 deliveries, written to
+``deliveries-quick.json``) and prints a table. Needs PostgreSQL (``BENCH_POSTGRES_URL``,
+else the local server) and Redis (``--redis``; the two databases of ``--redis-dbs`` are
+emptied).
 
     python benchmarks/deliveries.py [--quick] [--deliveries 100000] [--kills 2]
 """
@@ -590,10 +593,8 @@ def run(args) -> dict:
             states = _states()
             done = sum(states.get(s, 0) for s in TERMINAL)
             backlog = states.get("queued", 0) + states.get("sending", 0)
-            while next_wave < args.waves and backlog < args.backlog:
-                made = create_wave(next_wave, accounts, people, args.waves, None)
-                created += made
-                backlog += made
+            if next_wave < args.waves and backlog < args.backlog:  # a wave at a time: tasks keep flowing
+                created += create_wave(next_wave, accounts, people, args.waves, None)
                 next_wave += 1
             if next_wave >= args.waves and done >= created:
                 finished = True
