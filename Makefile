@@ -65,6 +65,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/reports.py
 	$(BIN)/python benchmarks/audiences.py
 	$(BIN)/python benchmarks/predictive.py
+	$(BIN)/python benchmarks/deliveries.py
 
 messages: install-dev
 	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles
