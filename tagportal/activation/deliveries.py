@@ -76,6 +76,11 @@ log = logging.getLogger(__name__)
 #: register here); the first reason given fails the delivery without calling the channel.
 PRE_SEND_CHECKS: list[Callable[[Delivery], str | None]] = []
 
+#: A faster form of some of :data:`PRE_SEND_CHECKS` for a whole claimed batch:
+#: ``{check: (deliveries) -> {delivery pk: reason}}``; :func:`deliver_due` runs these once
+#: per batch instead of the check once per delivery.
+BATCH_CHECKS: dict[Callable, Callable[[list[Delivery]], dict[int, str]]] = {}
+
 #: ``(delivery) -> phone number`` for the SMS kinds, registered by the contact vault;
 #: without it an SMS delivery fails (the recipient column only holds the number's hash).
 PHONE_RESOLVERS: list[Callable[[Delivery], str | None]] = []
@@ -364,7 +369,9 @@ def _call(delivery: Delivery, now: dt.datetime) -> str:
     """The account's rate taken, the start of the call recorded (committed), the call."""
     client = _client(delivery)
     acquire_for(delivery.send.account)
-    Delivery.objects.filter(pk=delivery.pk).update(call_started_at=now)
+    if IN_DOUBT_RESOLVERS.get(delivery.send.kind) is not _resend:
+        # a kind whose repeat the channel drops is simply sent again: no journal needed
+        Delivery.objects.filter(pk=delivery.pk).update(call_started_at=now)
     return ADAPTERS[delivery.send.kind](client, delivery, content_of(delivery))
 
 
@@ -423,27 +430,42 @@ def _finish(delivery: Delivery, **fields) -> bool:
     )
 
 
-def process(delivery: Delivery, *, now: dt.datetime | None = None) -> str:
+def process(
+    delivery: Delivery,
+    *,
+    now: dt.datetime | None = None,
+    claimed: bool = False,
+    checked: dict[Callable, dict[int, str]] | None = None,
+) -> str:
     """Send one claimed delivery (a queued one is claimed first) and answer its state
     afterwards. A delivery in any other state, or whose lease another worker took, is
-    left as it is."""
+    left as it is.
+
+    ``claimed``: the delivery is the row :func:`claim_due` just answered (not read
+    again); ``checked``: the answers of :data:`BATCH_CHECKS` for its batch."""
     now = now or timezone.now()
-    current = Delivery.objects.select_related("send", "send__account").filter(pk=delivery.pk).first()
-    if current is None:
-        return "missing"
-    expired = current.state == DeliveryState.SENDING and current.lease_until and current.lease_until < now
-    if (current.state == DeliveryState.QUEUED and current.next_attempt_at <= now) or expired:
-        current = _claim_one(current, now)
+    if claimed and delivery.state == DeliveryState.SENDING and delivery.lease_until:
+        current = delivery
+    else:
+        current = Delivery.objects.select_related("send", "send__account").filter(pk=delivery.pk).first()
         if current is None:
-            return "taken"
-    elif current.state != DeliveryState.SENDING or current.lease_until != delivery.lease_until:
-        return current.state  # not due, done, or another worker's
+            return "missing"
+        expired = current.state == DeliveryState.SENDING and current.lease_until and current.lease_until < now
+        if (current.state == DeliveryState.QUEUED and current.next_attempt_at <= now) or expired:
+            current = _claim_one(current, now)
+            if current is None:
+                return "taken"
+        elif current.state != DeliveryState.SENDING or current.lease_until != delivery.lease_until:
+            return current.state  # not due, done, or another worker's
     if current.call_started_at is not None:
         settled = _in_doubt(current, now)
         if settled is not None:
             return settled
     for check in PRE_SEND_CHECKS:
-        reason = check(current)
+        if checked is not None and check in checked:
+            reason = checked[check].get(current.pk)
+        else:
+            reason = check(current)
         if reason:
             _finish(
                 current,
@@ -531,8 +553,9 @@ def deliver_due(
     started, counts = time.monotonic(), {}
     while True:
         batch = claim_due(limit, now=now)
+        checked = {check: many(batch) for check, many in BATCH_CHECKS.items() if check in PRE_SEND_CHECKS}
         for delivery in batch:
-            state = process(delivery, now=now)
+            state = process(delivery, now=now, claimed=True, checked=checked)
             counts[state] = counts.get(state, 0) + 1
         settle_sends({d.send_id for d in batch})
         if len(batch) < limit or time.monotonic() - started > budget:

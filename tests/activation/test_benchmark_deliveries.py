@@ -40,7 +40,7 @@ def _reachable() -> str | None:
 def test_every_kind_is_delivered_through_a_killed_worker(tmp_path):
     why = _reachable()
     if why:
-        pytest.skip(f"needs PostgreSQL at {SERVER} and Redis at {REDIS}: {why}")
+        pytest.fail(f"needs PostgreSQL at {SERVER} and Redis at {REDIS}: {why}")
     output = tmp_path / "deliveries.json"
     args = ["--deliveries", "150", "--kills", "1", "--robot-keys", "2", "--robot-per-key", "3"]
     args += ["--waves", "2", "--backlog", "100", "--timeout", "240", "--quiet", "--output", str(output)]
