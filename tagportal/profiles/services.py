@@ -352,16 +352,13 @@ def _apply(brand: Brand, resolution, region: pd.DataFrame, customer_of, tree, *,
     undo_reason = reason or _("The OneID rules no longer join these people.")
     absorbed = {int(m): (int(k), rule) for k, m, rule in resolution.merges.itertuples(index=False)}
     kept = set(resolution.identities["oneid"].tolist())
-
-    def root(customer: int) -> int:
-        while customer in tree:
-            customer = tree[customer].kept_id
-        return customer
-
-    roots = {customer: root(customer) for customer in tree}
+    # where each person ends: itself, or the person it is merged into
+    final = {oneid_: oneid_ for oneid_ in kept} | {m: k for m, (k, _rule) in absorbed.items()}
     for customer, merge in list(tree.items()):
-        target = absorbed.get(merge.merged_oneid)
-        if merge.merged_oneid in kept or (target and customer_of[target[0]] != roots[customer]):
+        if merge.merged_oneid not in final:
+            continue  # none of its identities is in play
+        # a merge in force stays when the person it went into ends where this one does
+        if final.get(merge.kept_oneid, merge.kept_oneid) != final[merge.merged_oneid]:
             _undo(merge, undo_reason)
             del tree[customer]
     merges = []
