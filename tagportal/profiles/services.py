@@ -130,9 +130,13 @@ def resolve_identities(
     reason: str = "",
 ) -> Resolved:
     """Link the identities of ``links`` (``record``, ``type``, ``app``, ``value`` in clear)
-    into people of ``brand``: identities already known keep their person, new ones
-    join the person their record resolves to or a new person, and people found to be
-    one are merged (recorded as :class:`MergeRecord` with the rule that joined them).
+    into people of ``brand``. The records are kept as :class:`IdentityLink` pairs and
+    the region they touch (everything connected to their identities by a stored pair or
+    a person) is resolved again from its pairs and the new records, so the people are
+    those of all records resolved at once, whatever the imports were. People found to
+    be one are merged (a :class:`MergeRecord` with the rule that joined them); a merge
+    the rules no longer make is marked split and its person keeps its OneID again;
+    identities the rules move are noted in the giving person's history.
 
     Atomic; it locks the brand's OneID sequence until the surrounding transaction ends.
     """
