@@ -304,6 +304,34 @@ class MergeRecord(TimeStampedModel):
         }
 
 
+class IdentityLink(models.Model):
+    """Two identities named on one record (an import row, an event): what OneID
+    resolution needs to decide the people of a brand again from its records.
+
+    A record is stored as pairs from one of its identities (an unguarded one when it
+    names any) to each other one, a record naming one identity as that identity with
+    itself. Resolving these pairs as records gives the same people as the records did.
+    """
+
+    brand = models.ForeignKey(
+        Brand, on_delete=models.PROTECT, related_name="identity_links", verbose_name=_("brand")
+    )
+    a = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+", verbose_name=_("identity"))
+    b = models.ForeignKey(Identity, on_delete=models.CASCADE, related_name="+", verbose_name=_("named with"))
+
+    scope = BRAND_SCOPE
+    objects = RestrictedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("identity link")
+        verbose_name_plural = _("identity links")
+        constraints = [models.UniqueConstraint(fields=["a", "b"], name="identity_link_unique")]
+        indexes = [models.Index(fields=["b"], name="identity_link_b")]
+
+    def __str__(self):
+        return f"{self.a_id} — {self.b_id}"
+
+
 class ImportJob(TimeStampedModel):
     """One import of customers, identities, events or orders: its progress and its report."""
 

@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -27,7 +28,7 @@ from tagportal.catalog.models import Brand
 
 from . import oneid, pii
 from .choices import IdentityType
-from .models import Customer, Event, Identity, ImportJob, MergeRecord, Order
+from .models import Customer, Event, Identity, IdentityLink, ImportJob, MergeRecord, Order
 
 #: Rows written per ``bulk_create`` call, and between two progress reports.
 BATCH = 2000
@@ -116,18 +117,6 @@ def _existing_identities(brand: Brand, hashes: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["identity_id", "type", "app", "hash", "customer_id", "oneid"])
 
 
-def _guard_identities(brand: Brand, customer_ids: list[int], types: set[str]) -> pd.DataFrame:
-    rows = []
-    if types:
-        for chunk in _chunks(sorted(set(customer_ids))):
-            rows.extend(
-                Identity.objects.filter(
-                    brand=brand, customer_id__in=chunk, type__in=sorted(types)
-                ).values_list("pk", "type", "app", "value_hash", "customer_id", "customer__oneid")
-            )
-    return pd.DataFrame(rows, columns=["identity_id", "type", "app", "hash", "customer_id", "oneid"])
-
-
 def next_oneid(brand: Brand) -> int:
     return (Customer.objects.filter(brand=brand).aggregate(m=Max("oneid"))["m"] or 0) + 1
 
@@ -141,9 +130,13 @@ def resolve_identities(
     reason: str = "",
 ) -> Resolved:
     """Link the identities of ``links`` (``record``, ``type``, ``app``, ``value`` in clear)
-    into people of ``brand``: identities already known keep their person, new ones
-    join the person their record resolves to or a new person, and people found to be
-    one are merged (recorded as :class:`MergeRecord` with the rule that joined them).
+    into people of ``brand``. The records are kept as :class:`IdentityLink` pairs and
+    the region they touch (everything connected to their identities by a stored pair or
+    a person) is resolved again from its pairs and the new records, so the people are
+    those of all records resolved at once, whatever the imports were. People found to
+    be one are merged (a :class:`MergeRecord` with the rule that joined them); a merge
+    the rules no longer make is marked split and its person keeps its OneID again;
+    identities the rules move are noted in the giving person's history.
 
     Atomic; it locks the brand's OneID sequence until the surrounding transaction ends.
     """
@@ -156,6 +149,75 @@ def lock_brand(brand: Brand) -> None:
     Brand.objects.select_for_update().filter(pk=brand.pk).first()
 
 
+def _region(brand: Brand, identity_ids: Iterable[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The identities and stored links OneID must decide again when records name
+    ``identity_ids``: everything connected to them by a stored link or by being one
+    person now (nothing outside it can change). ``identity_id``, ``type``, ``app``,
+    ``hash``, ``customer_id``, ``oneid``; and ``a``, ``b`` (identity ids)."""
+    seen: set[int] = set()
+    customers: set[int] = set()
+    pairs: dict[int, tuple[int, int]] = {}
+    frontier = set(identity_ids)
+    while frontier:
+        seen |= frontier
+        found: set[int] = set()
+        for chunk in _chunks(sorted(frontier)):
+            for pk, a, b in IdentityLink.objects.filter(Q(a_id__in=chunk) | Q(b_id__in=chunk)).values_list(
+                "pk", "a_id", "b_id"
+            ):
+                pairs[pk] = (a, b)
+                found.update((a, b))
+            owners = set(Identity.objects.filter(pk__in=chunk).values_list("customer_id", flat=True))
+            fresh = sorted(owners - customers)
+            customers |= owners
+            for group in _chunks(fresh):
+                found.update(Identity.objects.filter(customer_id__in=group).values_list("pk", flat=True))
+        frontier = found - seen
+    rows = []
+    for chunk in _chunks(sorted(seen)):
+        rows.extend(
+            Identity.objects.filter(brand=brand, pk__in=chunk).values_list(
+                "pk", "type", "app", "value_hash", "customer_id", "customer__oneid"
+            )
+        )
+    identities = pd.DataFrame(rows, columns=["identity_id", "type", "app", "hash", "customer_id", "oneid"])
+    links = pd.DataFrame(list(pairs.values()), columns=["a", "b"], dtype="int64")
+    return identities, links
+
+
+def _origins(region: pd.DataFrame) -> tuple[pd.Series, dict[int, MergeRecord]]:
+    """Each identity's OneID before the merges still in force (the person it came with),
+    and those merges by merged customer (through chains of merges)."""
+    tree: dict[int, MergeRecord] = {}
+    frontier = set(region["customer_id"].tolist())
+    while frontier:
+        found = {}
+        for chunk in _chunks(sorted(frontier)):
+            for merge in MergeRecord.objects.filter(kept_id__in=chunk, undone_at__isnull=True):
+                found[merge.merged_id] = merge
+        tree.update(found)
+        frontier = set(found) - frontier
+    origin = region["oneid"].copy()
+    if not tree:
+        return origin, tree
+
+    def root(customer: int) -> int:
+        while customer in tree:
+            customer = tree[customer].kept_id
+        return customer
+
+    where = dict(zip(region["identity_id"].tolist(), region.index, strict=True))
+    done = set()
+    for merge in sorted(tree.values(), key=lambda m: m.pk):
+        holder = root(merge.kept_id)
+        for identity in merge.identities_moved:
+            row = where.get(identity)
+            if row is not None and identity not in done and region.at[row, "customer_id"] == holder:
+                origin.at[row] = merge.merged_oneid
+                done.add(identity)
+    return origin, tree
+
+
 def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason: str) -> Resolved:
     lock_brand(brand)
     if len(links) == 0:
@@ -164,15 +226,31 @@ def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason
         )
         return Resolved(records=empty)
     hashed = _hashed_links(links)
+    record_codes, record_values = pd.factorize(hashed["record"], sort=False)
+    hashed["code"] = record_codes.astype("int64")
     known = _existing_identities(brand, hashed["hash"].tolist())
     known = known.merge(hashed[["type", "app", "hash"]].drop_duplicates(), on=["type", "app", "hash"])
-    guard_types = {t for rule in rules for t in rule.never_merges}
-    guard = _guard_identities(brand, known["customer_id"].tolist(), guard_types)
-    context = pd.concat([known, guard], ignore_index=True).drop_duplicates("identity_id")
+    region, stored = _region(brand, known["identity_id"].tolist())
+    origin, tree = _origins(region)
+
+    # the stored links of the region as records, after the new ones
+    by_id = region.set_index("identity_id")
+    pair_code = len(record_values) + np.arange(len(stored), dtype="int64")
+    two = (stored["a"] != stored["b"]).to_numpy(dtype=bool)
+    ends = pd.DataFrame(
+        {
+            "code": np.concatenate([pair_code, pair_code[two]]),
+            "identity_id": np.concatenate([stored["a"].to_numpy(), stored["b"].to_numpy()[two]]),
+        }
+    )
+    ends = ends.join(by_id[["type", "app", "hash"]], on="identity_id")
+    every = pd.concat(
+        [hashed[["code", "type", "app", "hash"]], ends[["code", "type", "app", "hash"]]], ignore_index=True
+    )
     first_new = next_oneid(brand)
     resolution = oneid.resolve(
-        hashed.assign(value=hashed["hash"])[["record", "type", "app", "value"]],
-        context.rename(columns={"hash": "value"})[["type", "app", "value", "oneid"]],
+        every.rename(columns={"code": "record", "hash": "value"}),
+        region.assign(oneid=origin).rename(columns={"hash": "value"})[["type", "app", "value", "oneid"]],
         rules,
         next_oneid=first_new,
     )
@@ -185,13 +263,9 @@ def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason
         created_customers = len(resolution.new_oneids)
     customer_of = dict(
         Customer.objects.filter(brand=brand, oneid__gte=first_new).values_list("oneid", "pk")
-    ) | dict(zip(context["oneid"].tolist(), context["customer_id"].tolist(), strict=True))
-
-    merges = []
-    for kept, merged, rule in resolution.merges.itertuples(index=False):
-        merges.append(
-            _merge(brand, customer_of[int(kept)], customer_of[int(merged)], rule=rule, job=job, reason=reason)
-        )
+    ) | dict(zip(region["oneid"].tolist(), region["customer_id"].tolist(), strict=True))
+    customer_of |= {merge.merged_oneid: merged for merged, merge in tree.items()}
+    merges = _apply(brand, resolution, region, customer_of, tree, job=job, reason=reason)
 
     identities = resolution.identities
     new = identities[identities["previous_oneid"].isna() & identities["linked"]]
@@ -224,7 +298,12 @@ def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason
         ["identity_id", "type", "app", "hash", "oneid"]
     ]
     per_link = hashed.merge(ids, on=["type", "app", "hash"], how="left")
-    per_link = per_link.merge(resolution.records.rename(columns={"oneid": "record_oneid"}), on="record")
+    _store_links(brand, per_link, rules)
+    real = resolution.records[resolution.records["record"] < len(record_values)]
+    real = pd.DataFrame(
+        {"record": record_values[real["record"].to_numpy()], "oneid": real["oneid"].to_numpy()}
+    )
+    per_link = per_link.merge(real.rename(columns={"oneid": "record_oneid"}), on="record")
     per_link["is_new"] = (
         per_link.merge(
             new[["type", "app", "value"]].rename(columns={"value": "hash"}).assign(_new=True),
@@ -235,7 +314,7 @@ def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason
         .to_numpy(dtype=bool)
     )
     primary = per_link[per_link["oneid"] == per_link["record_oneid"]].drop_duplicates("record")
-    records = resolution.records.merge(primary[["record", "identity_id"]], on="record", how="left")
+    records = real.merge(primary[["record", "identity_id"]], on="record", how="left")
     records["customer_id"] = records["oneid"].map(customer_of).astype("int64")
     records["new"] = (
         records["record"].map(per_link.groupby("record")["is_new"].sum()).fillna(0).astype("int64")
@@ -246,6 +325,90 @@ def _resolve_identities(brand: Brand, links: pd.DataFrame, *, rules, job, reason
         identities_created=created_identities,
         merges=merges,
     )
+
+
+def _store_links(brand: Brand, per_link: pd.DataFrame, rules) -> None:
+    """Keep each record's identities as pairs (see :class:`IdentityLink`)."""
+    guarded = {t for rule in rules if rule.never_merges for t in rule.types}
+    frame = per_link[["code", "type", "identity_id"]].drop_duplicates(["code", "identity_id"])
+    frame = frame.assign(guarded=frame["type"].isin(guarded)).sort_values(["code", "guarded"], kind="stable")
+    anchor = frame.groupby("code")["identity_id"].transform("first")
+    size = frame.groupby("code")["identity_id"].transform("size")
+    keep = (frame["identity_id"] != anchor) | (size == 1)
+    pairs = set(
+        zip(
+            anchor[keep].astype("int64").tolist(),
+            frame["identity_id"][keep].astype("int64").tolist(),
+            strict=True,
+        )
+    )
+    IdentityLink.objects.bulk_create(
+        [IdentityLink(brand_id=brand.pk, a_id=a, b_id=b) for a, b in sorted(pairs)],
+        batch_size=BATCH,
+        ignore_conflicts=True,
+    )
+
+
+def _apply(brand: Brand, resolution, region: pd.DataFrame, customer_of, tree, *, job, reason) -> list:
+    """Make the people of ``region`` what ``resolution`` says: undo the merges it no
+    longer makes, record the new ones, and move the identities the rules put in another
+    person there, with the events and orders that arrived with them."""
+    undo_reason = reason or _("The OneID rules no longer join these people.")
+    absorbed = {int(m): (int(k), rule) for k, m, rule in resolution.merges.itertuples(index=False)}
+    kept = set(resolution.identities["oneid"].tolist())
+    # where each person ends: itself, or the person it is merged into
+    final = {oneid_: oneid_ for oneid_ in kept} | {m: k for m, (k, _rule) in absorbed.items()}
+    for customer, merge in list(tree.items()):
+        if merge.merged_oneid not in final:
+            continue  # none of its identities is in play
+        # a merge in force stays when the person it went into ends where this one does
+        if final.get(merge.kept_oneid, merge.kept_oneid) != final[merge.merged_oneid]:
+            _undo(merge, undo_reason)
+            del tree[customer]
+    merges = []
+    for merged, (into, rule) in sorted(absorbed.items()):
+        if customer_of[merged] not in tree:
+            merges.append(
+                _merge(brand, customer_of[into], customer_of[merged], rule=rule, job=job, reason=reason)
+            )
+    if len(region) == 0:
+        return merges
+    table = region[["identity_id", "type", "app", "hash"]].merge(
+        resolution.identities.rename(columns={"value": "hash"})[["type", "app", "hash", "oneid"]],
+        on=["type", "app", "hash"],
+    )
+    table["target"] = table["oneid"].map(customer_of)
+    now = dict(
+        pair
+        for chunk in _chunks(table["identity_id"].tolist())
+        for pair in Identity.objects.filter(pk__in=chunk).values_list("pk", "customer_id")
+    )
+    table["current"] = table["identity_id"].map(now)
+    moving = table[table["current"] != table["target"]]
+    for (source, target), group in moving.groupby(["current", "target"]):
+        moved = group["identity_id"].tolist()
+        Identity.objects.filter(pk__in=moved).update(customer_id=target)
+        Event.objects.filter(customer_id=source, identity_id__in=moved).update(customer_id=target)
+        Order.objects.filter(customer_id=source, identity_id__in=moved).update(customer_id=target)
+        giver = Customer.objects.get(pk=source)
+        giver._change_reason = _("The OneID rules moved %(count)s identities to OneID %(oneid)s.") % {
+            "count": len(moved),
+            "oneid": Customer.objects.get(pk=target).oneid,
+        }
+        giver.save(update_fields=["last_updated"])
+    return merges
+
+
+def _undo(merge: MergeRecord, reason: str) -> None:
+    """Mark a merge the rules no longer make as split; its identities move in :func:`_apply`."""
+    merged = Customer.objects.select_for_update().get(pk=merge.merged_id)
+    merged.merged_into = None
+    merged._change_reason = _("Split off OneID %(oneid)s again.") % {"oneid": merge.kept_oneid}
+    merged.save(update_fields=["merged_into", "last_updated"])
+    merge.undone_at = timezone.now()
+    merge.undo_reason = reason
+    merge._change_reason = reason
+    merge.save(update_fields=["undone_at", "undo_reason", "last_updated"])
 
 
 def _merge(
@@ -305,6 +468,11 @@ def split(merge: MergeRecord, *, user=None, reason: str = "") -> MergeRecord:
         Event.objects.filter(customer=kept, identity_id__in=moved).update(customer=merged)
         Order.objects.filter(customer=kept, identity_id__in=moved).update(customer=merged)
         Identity.objects.filter(pk__in=moved).update(customer=merged)
+        # the records that joined them no longer count (until a new one joins them again)
+        staying = list(Identity.objects.filter(customer=kept).values_list("pk", flat=True))
+        IdentityLink.objects.filter(
+            Q(a_id__in=moved, b_id__in=staying) | Q(a_id__in=staying, b_id__in=moved)
+        ).delete()
         kept.attributes = dict(merge.kept_attributes_before or {})
         kept._change_reason = _("Split OneID %(oneid)s off again.") % {"oneid": merged.oneid}
         kept.save(update_fields=["attributes", "last_updated"])

@@ -149,3 +149,16 @@ def test_lookup_compares_hashes_and_checks_input(brand, other_brand):
         services.lookup_customer(mine, "passport", "x")
     with pytest.raises(ValidationError):
         services.lookup_customer(mine, "phone", "not a phone")
+
+
+def test_a_split_by_hand_holds_until_a_new_record_joins_them_again(brand):
+    resolve(brand, ("a", "phone", PHONE), ("b", "jd_pin", "j"))
+    [merge] = resolve(brand, ("x", "phone", PHONE), ("x", "jd_pin", "j")).merges
+    services.split(merge)
+    # a later record about one of them re-resolves their region: they stay apart
+    assert not resolve(brand, ("y", "phone", PHONE), ("y", "tmall_id", "t")).merges
+    assert Customer.objects.filter(brand=brand).active().count() == 2
+    assert person(brand, "jd_pin", "j").oneid == 2
+    # a new record naming both joins them again
+    [again] = resolve(brand, ("z", "jd_pin", "j"), ("z", "tmall_id", "t")).merges
+    assert (again.kept_oneid, again.merged_oneid) == (1, 2)

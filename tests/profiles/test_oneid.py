@@ -60,7 +60,8 @@ def test_a_device_never_merges_two_people_with_different_phones():
     )
     people = oneids(result)
     assert people["r1"] != people["r2"]
-    # the device and the record naming only the device go to the first-ranked person
+    # the device and the record naming only the device go to the person whose phone
+    # sorts first (by keyed hash; here the values stand for the hashes)
     device = result.identities.set_index("value").loc["d", "oneid"]
     assert device == people["r1"] == people["r3"]
 
@@ -173,3 +174,61 @@ def test_resolution_is_deterministic_and_vectorised_at_scale():
     # records naming the same identity are one person
     same = frame.assign(oneid=one.records["oneid"].to_numpy()).groupby(["type", "value"])["oneid"].nunique()
     assert (same == 1).all()
+
+
+def partition(resolution) -> set[frozenset]:
+    table = resolution.identities
+    return {frozenset(zip(g["type"], g["app"], g["value"], strict=True)) for _o, g in table.groupby("oneid")}
+
+
+def test_the_people_do_not_depend_on_the_order_of_the_records():
+    frame = links(
+        ("a", "phone", "p2"),
+        ("a", "device_id", "d"),
+        ("b", "phone", "p1"),
+        ("b", "device_id", "d"),
+        ("c", "douyin_openid", "x"),
+        ("c", "device_id", "d"),
+        ("d", "phone", "p3"),
+        ("d", "device_id", "e"),
+        ("f", "douyin_openid", "x"),
+        ("f", "device_id", "e"),
+        ("g", "device_id", "e"),
+        ("g", "device_id", "h"),
+    )
+    expected = partition(resolve(frame))
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        shuffled = frame.iloc[rng.permutation(len(frame))]
+        renamed = shuffled.assign(record=shuffled["record"].map(lambda r: f"z{r}"))
+        assert partition(resolve(renamed)) == expected
+    # d (seen with p1, p2 and the person without a phone) joins p1's person and x; x brings
+    # e, which cannot also bring p3: p3 stays alone, h comes with e (a record naming only devices)
+    assert expected == {
+        frozenset(
+            {
+                ("phone", "", "p1"),
+                ("device_id", "", "d"),
+                ("douyin_openid", "", "x"),
+                ("device_id", "", "e"),
+                ("device_id", "", "h"),
+            }
+        ),
+        frozenset({("phone", "", "p2")}),
+        frozenset({("phone", "", "p3")}),
+    }
+
+
+def test_every_identity_gets_a_oneid_when_a_device_is_shared_by_two_phones():
+    result = resolve(
+        links(
+            ("1", "phone", "p1"),
+            ("1", "device_id", "dA"),
+            ("2", "phone", "p2"),
+            ("2", "device_id", "dA"),
+            ("3", "phone", "p2"),
+            ("3", "device_id", "dB"),
+        )
+    )
+    by_value = dict(zip(result.identities["value"], result.identities["oneid"], strict=True))
+    assert by_value == {"p1": 1, "dA": 1, "p2": 2, "dB": 2}
