@@ -13,6 +13,7 @@ TLS), ``TRUSTED_PROXY_COUNT`` (proxies in front that append to X-Forwarded-For).
 Logins: ``AXES_FAILURE_LIMIT``, ``AXES_COOLOFF_MINUTES``; API rates: ``THROTTLE_*``.
 """
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -426,6 +427,10 @@ TAGPORTAL_WECHAT_API_BASE = os.environ.get("TAGPORTAL_WECHAT_API_BASE", "https:/
 TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or (
     CACHE_URL if CACHE_URL.startswith(("redis://", "rediss://")) else "memory://"
 )
+#: Per-account call rates by channel kind, overriding the defaults of
+#: ``activation.connectors.base.DEFAULT_RATES``: a JSON object such as
+#: ``{"wecom": "20/second", "wechat_mp": "50/second;100000/day"}``.
+TAGPORTAL_CHANNEL_RATES = json.loads(os.environ.get("TAGPORTAL_CHANNEL_RATES") or "{}")
 #: Messages a WeCom group robot takes (the platform's limit: 20 a minute).
 TAGPORTAL_WECOM_ROBOT_RATE = os.environ.get("TAGPORTAL_WECOM_ROBOT_RATE", "20/minute")
 #: Tries of a channel call in all (retryable errors only), and the backoff bounds in seconds.
