@@ -50,6 +50,8 @@ from .forms import (
 from .models import ChangeRequest
 
 PAGE_SIZE = 50
+#: How many tags of a request its row in a list names.
+QUEUE_TAGS_SHOWN = 3
 #: Column titles of the audit table on the page (the CSV keeps its Chinese headers).
 AUDIT_LABELS = {
     "time": gettext_lazy("Time (Beijing)"),
@@ -167,6 +169,9 @@ def _request_list(request, which: str):
                 "cr": cr,
                 "kind": _kind_of(cr, items),
                 "count": len(items),
+                # Requests often share a title ("修改说明"): the tags tell them apart.
+                "tags": [item.tag for item in items if item.tag_id][:QUEUE_TAGS_SHOWN],
+                "more_tags": max(len([item for item in items if item.tag_id]) - QUEUE_TAGS_SHOWN, 0),
                 "age": _age_days(cr),
                 "stale_tags": stale_items,
                 "stale_reasons": sorted({r for item in stale_items for r in stale[item.pk]}),
@@ -647,7 +652,8 @@ def audit_page(request):
         "form": form,
         "columns": columns,
         "page": page,
-        "rows": [[row.get(key, "") for key, _label in columns] for row in page] if page else [],
+        "labels": dict(columns),
+        "rows": list(page) if page else [],
         "total": total,
         "query": form.data.urlencode(),
         "csv_query": form.data.urlencode(),
