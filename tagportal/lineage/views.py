@@ -41,6 +41,9 @@ COLORS = {
 KIND_ORDER = {services.SOURCE: 0, services.FIELD: 1, services.MODEL: 2, services.TAG: 3}
 #: Pixels per link through a node, between nodes, around the figure; height limits.
 NODE_UNIT, NODE_PAD, MARGIN = 12, 12, 10
+#: Room right of the figure for the labels of the last column, and below it: plotly.js
+#: may push the lowest nodes a little past the height the layout asked for.
+LABEL_ROOM, SLACK = 160, 1.08
 MIN_HEIGHT, MAX_HEIGHT = 400, 8000
 #: The most nodes one view draws (more are unreadable): beyond, the page asks for a filter.
 MAX_NODES = 60
@@ -149,6 +152,7 @@ def draw(
     business_line: BusinessLine | None,
     brand: Brand | None,
     keep: set | None = None,
+    root: tuple | None = None,
 ) -> Drawing:
     """The Sankey of everything the user may view, narrowed by the filters, the focus and
     ``keep`` (the nodes of a tag's neighbourhood or of a search), at most ``MAX_NODES``."""
@@ -246,7 +250,7 @@ def draw(
             colors.append(STALE_SOURCE_COLOR if kind == services.SOURCE else STALE_TAG_COLOR)
         else:
             colors.append(COLORS[kind])
-        is_root = focus is not None and node == (focus.kind, focus.obj.pk)
+        is_root = node == root or (focus is not None and node == (focus.kind, focus.obj.pk))
         if is_root and node not in stale_nodes:
             colors[-1] = ROOT_COLOR
         outlines.append("#000000" if is_root else "rgba(0, 0, 0, 0.25)")
@@ -278,8 +282,8 @@ def draw(
     )
     figure = go.Figure(sankey)
     figure.update_layout(
-        height=placed.height + 2 * MARGIN,
-        margin={"l": MARGIN, "r": MARGIN, "t": MARGIN, "b": MARGIN},
+        height=int(placed.height * SLACK) + 2 * MARGIN,
+        margin={"l": MARGIN, "r": LABEL_ROOM, "t": MARGIN, "b": MARGIN + int(placed.height * (SLACK - 1))},
         font={"size": 12},
     )
     drawing.figure = figure
@@ -451,7 +455,8 @@ def lineage(request):
         keep = set()
         for tag in found[:MAX_FOUND]:
             keep |= neighbourhood(tag, depth=1)
-    drawing = draw(request, focus, business_line, brand, keep)
+    root = (services.TAG, around.pk) if around is not None else None
+    drawing = draw(request, focus, business_line, brand, keep, root)
     figure_html = ""
     if drawing.figure is not None:
         figure_html = drawing.figure.to_html(

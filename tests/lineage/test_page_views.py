@@ -59,6 +59,9 @@ def test_focus_shows_the_tag_what_it_reads_and_what_reads_it_two_steps_away(clie
     assert {"等级二", "消费等级", "累计消费", "等级三", "等级四"} <= names
     assert "yimei-pos.amount" not in names and world.own_tag.name not in names
     assert "等级二" in response.context["title"]
+    (trace,) = response.context["figure"]["data"]
+    outlines = dict(zip(trace["node"]["label"], trace["node"]["line"]["color"], strict=True))
+    assert outlines["等级二"] == "#000000" and outlines["等级三"] != "#000000"  # the tag stands out
     focus_on_level = names_of(client.get("/lineage/", {"focus": level.pk}))
     assert {"消费等级", "累计消费", "yimei-pos.amount", "等级二", "等级三"} <= focus_on_level
     assert "门店收银" not in focus_on_level and "等级四" not in focus_on_level
