@@ -62,6 +62,8 @@ if not DEBUG and (
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+#: A refused form answers with the portal's page, in the visitor's language.
+CSRF_FAILURE_VIEW = "tagportal.core.views.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",

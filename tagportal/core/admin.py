@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -30,6 +31,11 @@ class RestrictedAdminMixin:
         if not super().has_delete_permission(request, obj):
             return False
         return obj is None or may(request.user, obj, "delete")
+
+    def _get_obj_does_not_exist_redirect(self, request, opts, object_id):
+        """Another business line's object (or none at all) is not found: a 404, not the
+        admin's redirect to the list with "perhaps it was deleted"."""
+        raise Http404(_("Nothing to show: it does not exist or you may not view it."))
 
     def get_changeform_initial_data(self, request):
         """The add form's values from the query string, without the related ids that
@@ -76,6 +82,15 @@ class HistoryAdmin(SimpleHistoryAdmin):
     simple-history saves a past version posted to its page after checking only that the
     user may view the history: a reader could put a published tag back to a draft, or a
     change request back to another state, past the services that own those changes."""
+
+    def history_view(self, request, object_id, extra_context=None):
+        """Another business line's object: a 404, as its change page (the history of a
+        deleted object stays readable to whoever may view its model's history)."""
+        pk = unquote(object_id)
+        exists = self.model._default_manager.filter(pk=pk).exists() if pk.isdigit() else False
+        if exists and self.get_object(request, pk) is None:
+            raise Http404(_("Nothing to show: it does not exist or you may not view it."))
+        return super().history_view(request, object_id, extra_context)
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":

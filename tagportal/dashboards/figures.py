@@ -253,7 +253,8 @@ def jaccard_of(pair: Mapping) -> float | None:
 
 
 def pair_label(pair: Mapping) -> str:
-    return f"{tag_label(pair.get('a') or {})} ↔ {tag_label(pair.get('b') or {})}"
+    """The two tags of a pair on two lines, so that the label fits beside the bars."""
+    return f"{tag_label(pair.get('a') or {})} ↔<br>{tag_label(pair.get('b') or {})}"
 
 
 def duplicate_scores(pairs: Sequence[Mapping]) -> go.Figure:
@@ -287,8 +288,8 @@ def duplicate_scores(pairs: Sequence[Mapping]) -> go.Figure:
         figure,
         barmode="group",
         height=max(300, 2 * BAR_HEIGHT * len(pairs) + 120),
-        xaxis={"range": [0, 1], "tickformat": ".0%"},
-        yaxis={"autorange": "reversed", "type": "category", "automargin": True},
+        xaxis={"range": [0, 1], "tickformat": ".0%", "automargin": True},
+        yaxis={"autorange": "reversed", "type": "category", "automargin": True, "tickfont": {"size": 11}},
     )
 
 

@@ -186,6 +186,30 @@ def _drawn_lines(viewer, source: Source) -> dict[int, str]:
     return {pk: name for pk, name in viewer.line_names.items() if line is None or pk == line}
 
 
+def activity_series(viewer, rows: list[dict], meta: dict) -> list[dict]:
+    """What an activity chart and its totals count: per week and brand, each tag once
+    (the report's ``week_brand_totals``) when the page is not narrowed to regions, else
+    the report's rows (there a tag of several regions counts in each of them)."""
+    weekly = meta.get("week_brand_totals")
+    if not isinstance(weekly, dict) or viewer.filters.region_ids is not None:
+        return rows
+    line_of = {str(row.get("brand")): row.get("business_line") for row in rows}
+    return [
+        {"week": week, "business_line": line_of[brand], "brand": int(brand), **values}
+        for brand, weeks in weekly.items()
+        if brand in line_of
+        for week, values in weeks.items()
+    ]
+
+
+def default_measure(series: list[dict]) -> str:
+    """The measure an activity chart opens on: the usual one, else the first with data."""
+    for measure in (fig.DEFAULT_MEASURE, *fig.MEASURES):
+        if any(int(row.get(measure) or 0) for row in series):
+            return measure
+    return fig.DEFAULT_MEASURE
+
+
 def _report_info(viewer, source: Source | None) -> dict | None:
     if source is None:
         return None
@@ -252,12 +276,22 @@ def index(request):
         "unused": unused,
     }
     figures = {}
+    activity_measure = None
     if sources[ReportKind.ACTIVITY] is not None:
+        series = activity_series(
+            viewer,
+            rows[ReportKind.ACTIVITY],
+            visible_meta(
+                ReportKind.ACTIVITY, sources[ReportKind.ACTIVITY].meta, rows[ReportKind.ACTIVITY], viewer
+            ),
+        )
+        activity_measure = default_measure(series)
         figures["activity"] = fig.compact(
             fig.activity(
-                rows[ReportKind.ACTIVITY],
+                series,
                 sources[ReportKind.ACTIVITY].meta.get("weeks") or [],
                 _drawn_lines(viewer, sources[ReportKind.ACTIVITY]),
+                activity_measure,
             )
         )
     if sources[ReportKind.USAGE] is not None and rows[ReportKind.USAGE]:
@@ -299,6 +333,7 @@ def index(request):
         "title": _("Cleanup dashboard"),
         "headline": headline,
         "run_line": run_line,
+        "activity_measure": fig.MEASURE_LABELS[activity_measure] if activity_measure else "",
         "reports": reports,
         "kinds": ReportKind.choices,
     }
@@ -369,10 +404,12 @@ def run_reports(request):
 @require_GET
 def activity(request):
     viewer = viewer_for(request)
-    measure = request.GET.get("measure", "").strip() or fig.DEFAULT_MEASURE
-    if measure not in fig.MEASURES:
+    measure = request.GET.get("measure", "").strip()
+    if measure and measure not in fig.MEASURES:
         raise PageError(_("Unknown measure “%(measure)s”.") % {"measure": measure})
     source, rows, meta = _source(viewer, request, ReportKind.ACTIVITY)
+    rows = activity_series(viewer, rows, meta)
+    measure = measure or default_measure(rows)
     figures, totals = {}, []
     if source is not None:
         lines = _drawn_lines(viewer, source)
@@ -521,7 +558,8 @@ def quality(request):
         coverage = [r["coverage"] for r in rows if r.get("coverage") is not None]
         psi = [r["psi"] for r in rows if r.get("psi") is not None]
         figures["coverage"] = fig.coverage_histogram(coverage)
-        figures["psi"] = fig.psi_histogram(psi, threshold)
+        if psi:
+            figures["psi"] = fig.psi_histogram(psi, threshold)
         by_code = sorted(rows, key=lambda r: (str(r.get("code")), r["tag"]))
         empty = [r for r in by_code if r.get("coverage") is not None and float(r["coverage"]) <= 0]
         full = [r for r in by_code if r.get("coverage") is not None and float(r["coverage"]) >= 1]

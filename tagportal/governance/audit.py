@@ -47,80 +47,147 @@ def _name(user) -> str:
     return user.username if user is not None else ""
 
 
-def audit_rows(user, start: dt.date, end: dt.date, business_line=None) -> list[dict]:
+#: The kinds of a tag's recorded edits (simple-history's ``history_type``), as filter values.
+HISTORY_KINDS = {"created": "+", "edited": "~", "deleted": "-"}
+
+
+def history_kind_labels() -> dict[str, str]:
+    return {"created": _("Created"), "edited": _("Edited"), "deleted": _("Deleted")}
+
+
+def kind_choices() -> list[tuple[str, str]]:
+    """Every event kind of the trail: the governance decisions, then a tag's edits."""
+    return [*((value, str(label)) for value, label in AuditAction.choices), *history_kind_labels().items()]
+
+
+class AuditTrail:
+    """The audit trail of a period, oldest first, filtered by business line, brand,
+    event kind and actor (a part of the username). It counts and sorts only keys and
+    builds the rows of the slice asked for, so a paginator shows one page quickly;
+    ``list(trail)`` builds them all (the CSV, the API)."""
+
+    def __init__(
+        self, user, start: dt.date, end: dt.date, business_line=None, *, brand=None, kind="", actor=""
+    ):
+        low, high = _bounds(start, end)
+        events = AuditEvent.objects.restrict(user, "view").filter(at__gte=low, at__lt=high)
+        tags = Tag.objects.restrict(user, "view")
+        history = Tag.history.filter(history_date__gte=low, history_date__lt=high)
+        if business_line is not None:
+            events = events.filter(business_line=business_line)
+            tags = tags.filter(business_line=business_line)
+        if brand is not None:
+            events = events.filter(brand=brand)
+            tags = tags.filter(brand=brand)
+        if kind in HISTORY_KINDS:
+            events = events.none()
+            history = history.filter(history_type=HISTORY_KINDS[kind])
+        elif kind:
+            events = events.filter(action=kind)
+            history = history.none()
+        if actor:
+            events = events.filter(actor__username__icontains=actor)
+            history = history.filter(history_user__username__icontains=actor)
+        self.events = events
+        self.history = history.filter(id__in=tags.values("pk"))
+        self._keys = None
+
+    def keys(self) -> list[tuple]:
+        if self._keys is None:
+            keys = [(at, 0, pk) for at, pk in self.events.values_list("at", "pk")]
+            keys += [(at, 1, pk) for at, pk in self.history.values_list("history_date", "history_id")]
+            keys.sort()
+            self._keys = keys
+        return self._keys
+
+    def count(self) -> int:
+        return len(self.keys())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return _rows(self.keys()[index])
+        return _rows([self.keys()[index]])[0]
+
+    def __iter__(self):
+        return iter(self[:])
+
+
+def audit_rows(user, start: dt.date, end: dt.date, business_line=None, **filters) -> list[dict]:
     """Governance decisions and every recorded edit of a tag, oldest first."""
-    low, high = _bounds(start, end)
-    events = (
-        AuditEvent.objects.restrict(user, "view")
-        .filter(at__gte=low, at__lt=high)
-        .select_related(
-            "actor", "tag", "business_line", "brand", "change_request__proposer", "change_request__reviewer"
-        )
+    return list(AuditTrail(user, start, end, business_line, **filters))
+
+
+def _rows(keys: list[tuple]) -> list[dict]:
+    event_ids = [pk for _at, source, pk in keys if source == 0]
+    history_ids = [pk for _at, source, pk in keys if source == 1]
+    events = AuditEvent.objects.filter(pk__in=event_ids).select_related(
+        "actor", "tag", "business_line", "brand", "change_request__proposer", "change_request__reviewer"
     )
-    tags = Tag.objects.restrict(user, "view")
-    if business_line is not None:
-        events = events.filter(business_line=business_line)
-        tags = tags.filter(business_line=business_line)
-    rows = []
-    labels = dict(AuditAction.choices)
-    for event in events:
-        cr = event.change_request
-        rows.append(
-            {
-                "at": event.at,
-                "time": _local(event.at),
-                "business_line": event.business_line.name,
-                "brand": event.brand.name if event.brand else "",
-                "tag_code": event.tag.code if event.tag else "",
-                "tag_name": event.tag.name if event.tag else "",
-                "event": str(labels.get(event.action, event.action)),
-                "actor": _name(event.actor),
-                "change_request": f"#{cr.pk} {cr.title}" if cr else "",
-                "proposer": _name(cr.proposer) if cr else "",
-                "approver": _name(cr.reviewer) if cr else "",
-                "fields": ", ".join(event.detail.get("fields", [])),
-                "version": event.detail.get("version", "") or "",
-                "reason": event.detail.get("reason", "") or event.detail.get("note", "") or "",
-            }
-        )
-    history = (
-        Tag.history.filter(history_date__gte=low, history_date__lt=high, id__in=tags.values("pk"))
-        .select_related("history_user", "business_line", "brand")
-        .order_by("id", "history_date", "history_id")
+    records = Tag.history.filter(history_id__in=history_ids).select_related(
+        "history_user", "business_line", "brand"
     )
-    kinds = {"+": _("Created"), "~": _("Edited"), "-": _("Deleted")}
-    previous = {}
-    records = list(history)
-    earlier = {}
-    first_ids = {r.id for r in records}
-    # the record just before the period, per tag, so the first change in it shows its fields
-    for record in Tag.history.filter(id__in=first_ids, history_date__lt=low).order_by("id", "history_date"):
-        earlier[record.id] = record
-    for record in records:
-        before = previous.get(record.id, earlier.get(record.id))
-        rows.append(
-            {
-                "at": record.history_date,
-                "time": _local(record.history_date),
-                "business_line": record.business_line.name if record.business_line_id else "",
-                "brand": record.brand.name if record.brand_id else "",
-                "tag_code": record.code,
-                "tag_name": record.name,
-                "event": str(kinds.get(record.history_type, record.history_type)),
-                "actor": _name(record.history_user),
-                "change_request": "",
-                "proposer": "",
-                "approver": "",
-                "fields": ", ".join(changed_field_names(before, record)) if before is not None else "",
-                "version": record.published_version or "",
-                "reason": record.history_change_reason or "",
-            }
-        )
-        previous[record.id] = record
-    rows.sort(key=lambda r: r["at"])
-    for row in rows:
-        row.pop("at")
-    return rows
+    built = {(0, e.pk): _event_row(e) for e in events}
+    befores = _predecessors(list(records))
+    built.update({(1, r.history_id): _history_row(r, befores.get(r.history_id)) for r in records})
+    return [built[(source, pk)] for _at, source, pk in keys]
+
+
+def _predecessors(records) -> dict:
+    """For each historical record: the record of the same tag just before it (any time)."""
+    if not records:
+        return {}
+    latest = max(r.history_date for r in records)
+    wanted = {r.history_id for r in records}
+    found, last = {}, {}
+    earlier = Tag.history.filter(id__in={r.id for r in records}, history_date__lte=latest).order_by(
+        "id", "history_date", "history_id"
+    )
+    for record in earlier.iterator():
+        if record.history_id in wanted:
+            found[record.history_id] = last.get(record.id)
+        last[record.id] = record
+    return found
+
+
+def _event_row(event) -> dict:
+    cr = event.change_request
+    return {
+        "time": _local(event.at),
+        "business_line": event.business_line.name,
+        "brand": event.brand.name if event.brand else "",
+        "tag_code": event.tag.code if event.tag else "",
+        "tag_name": event.tag.name if event.tag else "",
+        "event": str(dict(AuditAction.choices).get(event.action, event.action)),
+        "actor": _name(event.actor),
+        "change_request": f"#{cr.pk} {cr.title}" if cr else "",
+        "proposer": _name(cr.proposer) if cr else "",
+        "approver": _name(cr.reviewer) if cr else "",
+        "fields": ", ".join(event.detail.get("fields", [])),
+        "version": event.detail.get("version", "") or "",
+        "reason": event.detail.get("reason", "") or event.detail.get("note", "") or "",
+    }
+
+
+def _history_row(record, before) -> dict:
+    kinds = {value: history_kind_labels()[key] for key, value in HISTORY_KINDS.items()}
+    return {
+        "time": _local(record.history_date),
+        "business_line": record.business_line.name if record.business_line_id else "",
+        "brand": record.brand.name if record.brand_id else "",
+        "tag_code": record.code,
+        "tag_name": record.name,
+        "event": str(kinds.get(record.history_type, record.history_type)),
+        "actor": _name(record.history_user),
+        "change_request": "",
+        "proposer": "",
+        "approver": "",
+        "fields": ", ".join(changed_field_names(before, record)) if before is not None else "",
+        "version": record.published_version or "",
+        "reason": record.history_change_reason or "",
+    }
 
 
 def to_csv(rows: list[dict]) -> bytes:

@@ -15,10 +15,11 @@ from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.forms import PrettyJSONField, ValuesField
-from tagportal.catalog.models import BusinessLine, Category, Region, Tag
+from tagportal.catalog.models import Brand, BusinessLine, Category, Region, Tag
 from tagportal.core.filters import MAX_DAYS
 
 from . import services
+from .audit import kind_choices as audit_kind_choices
 from .choices import ChangeKind, RequestState
 
 #: The pseudo-kind of the propose form that rolls a tag back to one of its published versions.
@@ -360,10 +361,31 @@ class AuditForm(forms.Form):
         to_field_name="code",
         empty_label=gettext_lazy("All I may view"),
     )
+    brand = forms.ModelChoiceField(
+        label=gettext_lazy("Brand"),
+        queryset=Brand.objects.none(),
+        required=False,
+        to_field_name="code",
+        empty_label=gettext_lazy("All I may view"),
+    )
+    kind = forms.ChoiceField(label=gettext_lazy("Event"), required=False)
+    actor = forms.CharField(
+        label=gettext_lazy("By"),
+        required=False,
+        max_length=150,
+        widget=forms.TextInput(attrs={"placeholder": gettext_lazy("username"), "size": 10}),
+    )
 
     def __init__(self, data=None, *, user, **kwargs):
         super().__init__(data, **kwargs)
         self.fields["business_line"].queryset = BusinessLine.objects.restrict(user, "view")
+        self.fields["brand"].queryset = Brand.objects.restrict(user, "view").select_related("business_line")
+        self.fields["kind"].choices = [("", _("All")), *audit_kind_choices()]
+
+    def filters(self) -> dict:
+        """The trail's filters from the cleaned data (see ``audit.AuditTrail``)."""
+        data = self.cleaned_data
+        return {"brand": data.get("brand"), "kind": data.get("kind") or "", "actor": data.get("actor") or ""}
 
     @staticmethod
     def defaults() -> dict:

@@ -11,7 +11,6 @@ message, never a server error.
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
@@ -51,7 +50,8 @@ from .forms import (
 from .models import ChangeRequest
 
 PAGE_SIZE = 50
-AUDIT_PAGE_ROWS = 2000
+#: How many tags of a request its row in a list names.
+QUEUE_TAGS_SHOWN = 3
 #: Column titles of the audit table on the page (the CSV keeps its Chinese headers).
 AUDIT_LABELS = {
     "time": gettext_lazy("Time (Beijing)"),
@@ -169,6 +169,9 @@ def _request_list(request, which: str):
                 "cr": cr,
                 "kind": _kind_of(cr, items),
                 "count": len(items),
+                # Requests often share a title ("修改说明"): the tags tell them apart.
+                "tags": [item.tag for item in items if item.tag_id][:QUEUE_TAGS_SHOWN],
+                "more_tags": max(len([item for item in items if item.tag_id]) - QUEUE_TAGS_SHOWN, 0),
                 "age": _age_days(cr),
                 "stale_tags": stale_items,
                 "stale_reasons": sorted({r for item in stale_items for r in stale[item.pk]}),
@@ -623,28 +626,37 @@ def recertify(request):
 
 def _audit_form(request):
     _require(request.user, "governance.view_auditevent")
-    return AuditForm(request.GET or AuditForm.defaults(), user=request.user)
+    data = request.GET.copy()
+    for key, value in AuditForm.defaults().items():
+        if not data.get(key):
+            data[key] = value
+    data.pop("page", None)
+    return AuditForm(data, user=request.user)
 
 
 @login_required
 @require_GET
 def audit_page(request):
     form = _audit_form(request)
-    rows, total = [], 0
+    page, total = None, 0
+    columns = [(key, AUDIT_LABELS[key]) for key, _header in audit.COLUMNS]
     if form.is_valid():
         data = form.cleaned_data
-        all_rows = audit.audit_rows(request.user, data["start"], data["end"], data["business_line"])
-        total = len(all_rows)
-        rows = all_rows[:AUDIT_PAGE_ROWS]
-    columns = [(key, AUDIT_LABELS[key]) for key, _header in audit.COLUMNS]
+        trail = audit.AuditTrail(
+            request.user, data["start"], data["end"], data["business_line"], **form.filters()
+        )
+        page = _paginate(request, trail)
+        total = page.paginator.count
     context = {
         "title": _("Audit trail"),
         "form": form,
         "columns": columns,
-        "rows": [[row.get(key, "") for key, _label in columns] for row in rows],
+        "page": page,
+        "labels": dict(columns),
+        "rows": list(page) if page else [],
         "total": total,
-        "shown": len(rows),
-        "csv_query": form.data.urlencode() if hasattr(form.data, "urlencode") else urlencode(form.data),
+        "query": form.data.urlencode(),
+        "csv_query": form.data.urlencode(),
     }
     return _render(
         request, "governance/audit.html", context, nav="audit", status=200 if form.is_valid() else 400
@@ -658,7 +670,7 @@ def audit_csv(request):
     if not form.is_valid():
         return audit_page(request)
     data = form.cleaned_data
-    rows = audit.audit_rows(request.user, data["start"], data["end"], data["business_line"])
+    rows = audit.audit_rows(request.user, data["start"], data["end"], data["business_line"], **form.filters())
     return spreadsheets.attachment(audit.to_csv(rows), audit.csv_filename(data["start"], data["end"]))
 
 

@@ -41,7 +41,16 @@ COLORS = {
 KIND_ORDER = {services.SOURCE: 0, services.FIELD: 1, services.MODEL: 2, services.TAG: 3}
 #: Pixels per link through a node, between nodes, around the figure; height limits.
 NODE_UNIT, NODE_PAD, MARGIN = 12, 12, 10
+#: Room right of the figure for the labels of the last column, and below it: plotly.js
+#: may push the lowest nodes a little past the height the layout asked for.
+LABEL_ROOM, SLACK = 160, 1.08
 MIN_HEIGHT, MAX_HEIGHT = 400, 8000
+#: The most nodes one view draws (more are unreadable): beyond, the page asks for a filter.
+MAX_NODES = 60
+#: How far the "focus on this tag" view reaches upstream and downstream.
+FOCUS_DEPTH = 2
+#: How many tags a search lists.
+MAX_FOUND = 20
 ROOT_COLOR = "#f0a30a"
 STALE_SOURCE_COLOR = "#c62828"
 STALE_TAG_COLOR = "#ef5350"
@@ -66,6 +75,8 @@ class Drawing:
     #: The URL each node opens when clicked, in the order of the figure's nodes.
     links: list[str] = field(default_factory=list)
     models: list[PredictiveModel] = field(default_factory=list)
+    #: How many nodes the view has; more than drawn when it was cut to ``MAX_NODES``.
+    total: int = 0
 
 
 def _int(value) -> int | None:
@@ -135,8 +146,16 @@ def _link(kind, obj) -> str:
     return f"{reverse('lineage:impact')}?{urlencode({kind: value})}"
 
 
-def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand: Brand | None) -> Drawing:
-    """The Sankey of everything the user may view, narrowed by the filters and the focus."""
+def draw(
+    request,
+    focus: Focus | None,
+    business_line: BusinessLine | None,
+    brand: Brand | None,
+    keep: set | None = None,
+    root: tuple | None = None,
+) -> Drawing:
+    """The Sankey of everything the user may view, narrowed by the filters, the focus and
+    ``keep`` (the nodes of a tag's neighbourhood or of a search), at most ``MAX_NODES``."""
     user = request.user
     sources = DataSource.objects.restrict(user, "view")
     fields = DataField.objects.restrict(user, "view").select_related("source")
@@ -176,8 +195,12 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
         **{(services.MODEL, m.pk): m for m in models},
         **{(services.TAG, t.pk): t for t in tags},
     }
+    if keep is not None:
+        objects = {node: obj for node, obj in objects.items() if node in keep}
     graph = services.lineage_graph()
     edges = [(a, b) for a, b in graph.edges if a in objects and b in objects]
+    total = len({node for edge in edges for node in edge})
+    edges = _at_most(edges, MAX_NODES)
 
     stale_sources = {s.pk: s for s in services.stale_sources()}
     visible_tag_ids = {pk for kind, pk in objects if kind == services.TAG}
@@ -186,7 +209,7 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
     )
     reasons = services.stale_reasons(stale_tags)
 
-    drawing = Drawing()
+    drawing = Drawing(total=total)
     shown = sorted({node for edge in edges for node in edge}, key=lambda n: (KIND_ORDER[n[0]], n[1]))
     drawing.counts = {kind: sum(1 for n in shown if n[0] == kind) for kind in COLORS}
     drawing.stale_rows = _stale_rows(graph, stale_sources, objects, visible_tag_ids)
@@ -227,7 +250,7 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
             colors.append(STALE_SOURCE_COLOR if kind == services.SOURCE else STALE_TAG_COLOR)
         else:
             colors.append(COLORS[kind])
-        is_root = focus is not None and node == (focus.kind, focus.obj.pk)
+        is_root = node == root or (focus is not None and node == (focus.kind, focus.obj.pk))
         if is_root and node not in stale_nodes:
             colors[-1] = ROOT_COLOR
         outlines.append("#000000" if is_root else "rgba(0, 0, 0, 0.25)")
@@ -259,12 +282,39 @@ def draw(request, focus: Focus | None, business_line: BusinessLine | None, brand
     )
     figure = go.Figure(sankey)
     figure.update_layout(
-        height=placed.height + 2 * MARGIN,
-        margin={"l": MARGIN, "r": MARGIN, "t": MARGIN, "b": MARGIN},
+        height=int(placed.height * SLACK) + 2 * MARGIN,
+        margin={"l": MARGIN, "r": LABEL_ROOM, "t": MARGIN, "b": MARGIN + int(placed.height * (SLACK - 1))},
         font={"size": 12},
     )
     drawing.figure = figure
     return drawing
+
+
+def _at_most(edges: list, limit: int) -> list:
+    """The edges among at most ``limit`` nodes: whole tags with what they read, the tags
+    first in the order of their ids, so that a cut view still shows complete chains."""
+    nodes = {node for edge in edges for node in edge}
+    if len(nodes) <= limit:
+        return edges
+    graph = nx.DiGraph(edges)
+    kept: set = set()
+    ends = sorted((n for n in nodes if n[0] == services.TAG), key=lambda n: n[1])
+    for node in ends:
+        chain = ({node} | nx.ancestors(graph, node)) - kept
+        if len(kept) + len(chain) <= limit:
+            kept |= chain
+    return [(a, b) for a, b in edges if a in kept and b in kept]
+
+
+def neighbourhood(tag: Tag, depth: int = FOCUS_DEPTH) -> set:
+    """The tag, what it reads and what reads it, up to ``depth`` steps either way."""
+    graph = services.lineage_graph()
+    root = (services.TAG, tag.pk)
+    if root not in graph:
+        return {root}
+    down = nx.single_source_shortest_path_length(graph, root, cutoff=depth)
+    up = nx.single_source_shortest_path_length(graph.reverse(copy=False), root, cutoff=depth)
+    return set(down) | set(up)
 
 
 @dataclass
@@ -359,15 +409,54 @@ def _choice(model_queryset, value):
     return model_queryset.filter(pk=pk).first() if pk else None
 
 
+def _search(tags, query: str):
+    return tags.filter(Q(name__icontains=query) | Q(code__icontains=query) | Q(name_en__icontains=query))
+
+
 @login_required
 def lineage(request):
     user = request.user
+    params = request.GET
     focus = _focus(request)
     lines = BusinessLine.objects.restrict(user, "view")
     brands = Brand.objects.restrict(user, "view").select_related("business_line")
-    business_line = _choice(lines, request.GET.get("business_line"))
-    brand = _choice(brands, request.GET.get("brand"))
-    drawing = draw(request, focus, business_line, brand)
+    visible_tags = Tag.objects.restrict(user, "view").select_related("brand")
+    business_line = _choice(lines, params.get("business_line"))
+    brand = _choice(brands, params.get("brand"))
+    query = params.get("q", "").strip()[:100]
+    around = None
+    if params.get("focus"):
+        pk = _int(params["focus"])
+        around = visible_tags.filter(pk=pk).first() if pk else None
+        if around is None:
+            raise Http404(_("Nothing to show: it does not exist or you may not view it."))
+    # No filter at all: the user's first business line (the whole graph is unreadable).
+    defaulted = (
+        focus is None
+        and around is None
+        and not query
+        and brand is None
+        and business_line is None
+        and params.get("business_line") != "all"
+    )
+    if defaulted:
+        business_line = lines.first()
+    keep, found = None, []
+    if around is not None:
+        keep = neighbourhood(around)
+        business_line = brand = None
+    elif query and focus is None:
+        matches = _search(visible_tags, query)
+        if business_line is not None:
+            matches = matches.filter(business_line=business_line)
+        if brand is not None:
+            matches = matches.filter(brand=brand)
+        found = list(matches.order_by("brand__code", "code")[: MAX_FOUND + 1])
+        keep = set()
+        for tag in found[:MAX_FOUND]:
+            keep |= neighbourhood(tag, depth=1)
+    root = (services.TAG, around.pk) if around is not None else None
+    drawing = draw(request, focus, business_line, brand, keep, root)
     figure_html = ""
     if drawing.figure is not None:
         figure_html = drawing.figure.to_html(
@@ -378,23 +467,32 @@ def lineage(request):
         )
     if focus is not None:
         title = _("Impact of %(obj)s") % {"obj": focus.obj}
+    elif around is not None:
+        title = _("Around %(tag)s: what it reads and what reads it") % {"tag": around}
     else:
         title = _("Lineage")
-    graph_tags = (
-        Tag.objects.restrict(user, "view")
-        .filter(
-            Q(lineage_inputs__isnull=False)
-            | Q(lineage_dependents__isnull=False)
-            | Q(model_output__model__lineage_inputs__isnull=False)
-            | Q(model_inputs__isnull=False)
-        )
-        .distinct()
-        .select_related("brand")
-    )
+    graph_tags = visible_tags.filter(
+        Q(lineage_inputs__isnull=False)
+        | Q(lineage_dependents__isnull=False)
+        | Q(model_output__model__lineage_inputs__isnull=False)
+        | Q(model_inputs__isnull=False)
+    ).distinct()
+    drawn = sum(drawing.counts.values())
     context = {
         **admin.site.each_context(request),
         "title": title,
         "focus": focus,
+        "around": around,
+        "query": query,
+        "found": found[:MAX_FOUND],
+        "found_more": len(found) > MAX_FOUND,
+        "defaulted": defaulted and business_line is not None,
+        "shown_line": business_line,
+        "filtered": bool(business_line or brand or query or around) and graph_tags.exists(),
+        "drawn": drawn,
+        "total": drawing.total,
+        "cut": drawing.total > drawn,
+        "max_nodes": MAX_NODES,
         "figure_html": figure_html,
         "figure": drawing.figure.to_plotly_json() if drawing.figure is not None else None,
         "counts": drawing.counts,
@@ -407,11 +505,13 @@ def lineage(request):
         "fields": DataField.objects.restrict(user, "view").select_related("source"),
         "graph_tags": graph_tags.order_by("brand__code", "code"),
         "selected": {
-            "business_line": business_line.pk if business_line else None,
+            "business_line": business_line.pk
+            if business_line
+            else ("all" if params.get("business_line") == "all" else None),
             "brand": brand.pk if brand else None,
-            "source": request.GET.get("source", ""),
-            "field": _int(request.GET.get("field", "")),
-            "tag": _int(request.GET.get("tag", "")),
+            "source": params.get("source", ""),
+            "field": _int(params.get("field", "")),
+            "tag": _int(params.get("tag", "")),
         },
     }
     return TemplateResponse(request, "lineage/graph.html", context)

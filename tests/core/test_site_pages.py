@@ -89,3 +89,27 @@ def test_api_docs_load_nothing_from_another_host(db, address):
     policy = response["Content-Security-Policy"]
     assert "default-src 'self'" in policy and "img-src 'self' data:" in policy
     assert "http" not in policy
+
+
+def test_a_refused_form_is_the_portals_403_page_not_djangos(world):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(world.operator)
+    response = client.post("/review/bulk/", {}, **CHINESE)
+    assert response.status_code == 403
+    page = response.content.decode()
+    assert "403 Forbidden" not in page and "CSRF" not in page
+    assert 'id="tp-error"' in page and "tp-error-csrf" in page
+    assert 'id="tp-portal-nav"' in page and 'lang="zh-hans"' in page and "返回首页" in page
+
+
+def test_another_business_lines_tag_in_the_admin_is_a_404(world):
+    client = Client()
+    client.force_login(world.operator)
+    base = f"/admin/catalog/tag/{world.other_tag.pk}"
+    for url in (f"{base}/change/", f"{base}/history/", f"{base}/change/?_changelist_filters=x"):
+        response = client.get(url, **CHINESE)
+        assert response.status_code == 404, url
+        assert "页面不存在" in response.content.decode()
+    assert client.get(f"/admin/catalog/tag/{world.own_tag.pk}/change/").status_code == 200
+    # no such tag at all: the same answer
+    assert client.get("/admin/catalog/tag/999999/change/").status_code == 404

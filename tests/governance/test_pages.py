@@ -507,3 +507,17 @@ def test_audit_csv_downloads_with_chinese_headers_and_the_approver(client, publi
     # a bad period is an error on the form, not a file
     bad = client.get("/review/audit/csv/", {"start": today, "end": "2000-01-01"})
     assert bad.status_code == 400 and bad.context["form"].errors.get("end")
+
+
+def test_requests_of_one_title_are_told_apart_by_number_and_tag(client, published):
+    w = published
+    first_cr = services.propose(
+        w.operator,
+        [services.ItemSpec(kind=ChangeKind.UPDATE, tag=w.own_tag, changes={"description": "一"})],
+        title="修改说明",
+        submit_now=True,
+    )
+    login(client, w.steward)
+    html = text_of(client.get("/review/"))
+    assert "修改说明" in html
+    assert f"#{first_cr.pk} · {w.own_tag.name} <code>{w.own_tag.code}</code>" in html

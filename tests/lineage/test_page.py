@@ -57,7 +57,7 @@ def test_the_page_draws_a_sankey_of_visible_objects_only(client, world, lin):
 @pytest.mark.django_db
 def test_the_admin_sees_every_business_line(client, world, lin, graph):
     client.force_login(world.admin)
-    _trace, names = labels(client.get("/lineage/"))
+    _trace, names = labels(client.get("/lineage/", {"business_line": "all"}))
     # Tags of several brands are drawn: their labels name the brand.
     assert {"累计消费 · 瑞颜", "食品消费 · 清泉", "天猫旗舰店"} <= set(names)
 

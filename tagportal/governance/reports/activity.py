@@ -125,6 +125,9 @@ def build(scope: ReportScope) -> dict:
     cells: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
     totals = dict.fromkeys(MEASURES, 0)
     brand_totals: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+    week_brand_totals: dict[int, dict[str, dict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: dict.fromkeys(MEASURES, 0))
+    )
     for measure, found in counts.items():
         for (pk, week), n in found.items():
             if not n or pk not in owners:
@@ -135,6 +138,7 @@ def build(scope: ReportScope) -> dict:
                 cells[(week, line, brand, region)][measure] += n
             totals[measure] += n
             brand_totals[brand][measure] += n
+            week_brand_totals[brand][week.isoformat()][measure] += n
 
     rows = [
         {
@@ -169,6 +173,11 @@ def build(scope: ReportScope) -> dict:
             "totals": totals,
             # Per brand, each tag once: the totals of the brands a viewer may see.
             "brand_totals": {str(brand): brand_totals[brand] for brand in sorted(brand_totals)},
+            # Per brand and week, each tag once: what a chart over whole brands draws.
+            "week_brand_totals": {
+                str(brand): {week: dict(values) for week, values in sorted(week_brand_totals[brand].items())}
+                for brand in sorted(week_brand_totals)
+            },
         },
         "rows": rows,
     }

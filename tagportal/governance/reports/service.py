@@ -358,6 +358,8 @@ def visible_meta(kind: str, meta: Mapping | None, rows: list[dict], whole_brands
         by_brand = {k: v for k, v in (meta.get("brand_totals") or {}).items() if k in brands}
         if "brand_totals" in meta:
             meta["brand_totals"] = by_brand
+        if "week_brand_totals" in meta:
+            meta["week_brand_totals"] = {k: v for k, v in meta["week_brand_totals"].items() if k in brands}
         if whole_brands and "brand_totals" in meta:
             meta["totals"] = {m: sum(int(t.get(m) or 0) for t in by_brand.values()) for m in MEASURES}
         else:
