@@ -55,6 +55,7 @@ class Command(BaseCommand):
             demo.load_demo_duplicates(spec.get("duplicates", []))
             self._profiles_and_tags(spec)
             self._audiences(spec)
+            self._channels()
             self._usage_and_reports(demo)
         return logins
 
@@ -64,6 +65,15 @@ class Command(BaseCommand):
         made = load_demo_audiences(spec.get("audiences", []))
         for audience in made:
             self.stdout.write(f"audience {audience.name}: {audience.size} people")
+
+    def _channels(self):
+        from tagportal.demo.activation import load_demo_channels
+
+        made = load_demo_channels()
+        if made["accounts"]:
+            self.stdout.write(
+                f"channels: {made['accounts']} demo accounts, {made['deliveries']} past deliveries"
+            )
 
     def _usage_and_reports(self, demo):
         """Backdated tag history and 120 days of usage, then every report, so the cleanup
