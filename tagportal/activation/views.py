@@ -38,16 +38,20 @@ from .models import ChannelAccount, Delivery, DeliveryState
 PAGE_SIZE = 50
 #: Key/value rows offered on the send form.
 PAIRS = 6
-FUNNEL = [
-    DeliveryState.QUEUED,
-    DeliveryState.SENDING,
-    DeliveryState.SENT,
-    DeliveryState.DELIVERED,
-    DeliveryState.READ,
-    DeliveryState.CLICKED,
-    DeliveryState.FAILED,
-    DeliveryState.DEAD,
-]
+#: The funnel's stages: everything made, then the deliveries that reached at least each
+#: state (a read message was delivered and sent). Failed and dead leave the funnel; they
+#: are counted in the table beside it.
+REACHED = {
+    DeliveryState.SENT: (
+        DeliveryState.SENT,
+        DeliveryState.DELIVERED,
+        DeliveryState.READ,
+        DeliveryState.CLICKED,
+    ),
+    DeliveryState.DELIVERED: (DeliveryState.DELIVERED, DeliveryState.READ, DeliveryState.CLICKED),
+    DeliveryState.READ: (DeliveryState.READ, DeliveryState.CLICKED),
+    DeliveryState.CLICKED: (DeliveryState.CLICKED,),
+}
 FUNNEL_COLOR = "#2f6f9f"
 
 
@@ -118,18 +122,27 @@ def test_account(request, pk: int):
 # Deliveries
 
 
-def funnel_figure(counts: dict[str, int]) -> go.Figure:
+def funnel_stages(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """``[(label, deliveries)]``: all of them, then those that reached each state."""
     labels = dict(DeliveryState.choices)
+    stages = [(str(_("Made")), sum(counts.values()))]
+    for state, states in REACHED.items():
+        stages.append((str(labels[state]), sum(counts.get(s, 0) for s in states)))
+    return stages
+
+
+def funnel_figure(counts: dict[str, int]) -> go.Figure:
+    stages = funnel_stages(counts)
     figure = go.Figure(
         go.Funnel(
-            y=[str(labels[s]) for s in FUNNEL],
-            x=[counts.get(s, 0) for s in FUNNEL],
-            textinfo="value",
+            y=[label for label, _n in stages],
+            x=[n for _label, n in stages],
+            textinfo="value+percent initial",
             marker={"color": FUNNEL_COLOR},
-            hovertemplate="%{y}: %{x}<extra></extra>",
+            hovertemplate="%{y}: %{x} (%{percentInitial:.1%})<extra></extra>",
         )
     )
-    figure.update_layout(height=320, margin={"l": 90, "r": 20, "t": 10, "b": 20})
+    figure.update_layout(height=300, margin={"l": 80, "r": 20, "t": 10, "b": 20})
     return figure
 
 
@@ -175,7 +188,8 @@ def delivery_list(request):
         "state": state,
         "kinds": ChannelKind.choices,
         "states": DeliveryState.choices,
-        "counts": [(label, counts.get(value, 0)) for value, label in DeliveryState.choices],
+        "counts": [(value, label, counts.get(value, 0)) for value, label in DeliveryState.choices],
+        "total": sum(counts.values()),
         "figures": {"funnel": json.loads(funnel_figure(counts).to_json())},
     }
     return _render(request, "activation/deliveries.html", context)
@@ -221,6 +235,18 @@ def retry(request, pk: int):
 
 # ---------------------------------------------------------------------------
 # Sending to an audience
+
+
+#: The channel kinds each field of the send form is for (the page shows a field only
+#: for its kinds once an account is chosen).
+FIELD_KINDS = {
+    "template": ("wechat_mp", "miniprogram", "sms_aliyun", "sms_tencent"),
+    "page": ("miniprogram",),
+    "url": ("wechat_mp",),
+    "text": ("wecom", "webhook"),
+    "sender": ("wecom",),
+    "pairs": ("wechat_mp", "miniprogram", "sms_aliyun", "sms_tencent", "webhook"),
+}
 
 
 class SendForm(forms.Form):
@@ -274,6 +300,16 @@ class SendForm(forms.Form):
     def pairs(self):
         return [(self[f"key_{i}"], self[f"value_{i}"]) for i in range(1, PAIRS + 1)]
 
+    def rows(self):
+        """``(bound field, "kind kind …")`` of the content fields."""
+        return [
+            (self[name], " ".join(FIELD_KINDS[name]))
+            for name in ("template", "page", "url", "text", "sender")
+        ]
+
+    def account_kinds(self) -> dict[str, str]:
+        return {str(pk): kind for pk, kind in self.fields["account"].queryset.values_list("pk", "kind")}
+
     def content(self) -> dict:
         """The content for the chosen account's kind (:data:`.sends.CONTENT`)."""
         data = self.cleaned_data
@@ -322,6 +358,8 @@ def send_to_audience(request, pk: int):
         "title": _("Send now: %(name)s") % {"name": audience.name},
         "audience": audience,
         "form": form,
+        "pair_kinds": " ".join(FIELD_KINDS["pairs"]),
+        "account_kinds": form.account_kinds(),
         "variable_help": _(
             "Write %(example)s in a text to fill in each person's current value of that tag "
             "(an empty text when they have none)."

@@ -4,7 +4,7 @@ so the channel pages, the delivery funnel and an audience's 触达 section show 
 The accounts hold placeholder secrets: the real platforms are not reachable from a demo,
 so a connection test answers the platform's refusal and a new send ends in the dead
 letters after its retries. The past sends are written as their outcome (sent, delivered,
-read, clicked, failed) three days ago, not sent.
+read, clicked, failed) at the time of the bootstrap, not sent.
 """
 
 from __future__ import annotations
@@ -58,8 +58,6 @@ SENDS = [
     ),
 ]
 
-DAYS_AGO = 3
-
 
 def load_demo_channels(brand_code: str = "ruiyan", seed: int = 1) -> dict:
     """The accounts and the past sends (once: a brand that has accounts is left alone)."""
@@ -75,7 +73,7 @@ def load_demo_channels(brand_code: str = "ruiyan", seed: int = 1) -> dict:
         account.save()
         accounts[name] = account
     rng = random.Random(seed)
-    at = timezone.now() - dt.timedelta(days=DAYS_AGO)
+    at = timezone.now()
     made = 0
     for account_name, audience_name, content, shares in SENDS:
         audience = Audience.objects.filter(brand=brand, name=audience_name).first()
@@ -93,19 +91,19 @@ def load_demo_channels(brand_code: str = "ruiyan", seed: int = 1) -> dict:
 
 
 def _outcomes(send, shares: dict, rng: random.Random, at: dt.datetime) -> int:
-    """Give the send's deliveries the outcomes in ``shares`` (their times after ``at``)."""
+    """Give the send's deliveries the outcomes in ``shares`` (their times: ``at``)."""
     states, weights = list(shares), list(shares.values())
     rows = list(send.deliveries.all())
     for row in rows:
         state = rng.choices(states, weights)[0]
-        sent_at = at + dt.timedelta(seconds=rng.uniform(5, 600))
+        sent_at = at
         row.state, row.attempts, row.created = state, 1, at
         row.sent_at = None if state in ("failed", "dead") else sent_at
         row.provider_id = "" if row.sent_at is None else f"demo-{row.pk}"
-        later = sent_at + dt.timedelta(minutes=rng.uniform(1, 120))
+        later = at
         row.delivered_at = later if state in ("delivered", "read", "clicked") else None
-        row.read_at = later + dt.timedelta(minutes=5) if state in ("read", "clicked") else None
-        row.clicked_at = later + dt.timedelta(minutes=8) if state == "clicked" else None
+        row.read_at = later if state in ("read", "clicked") else None
+        row.clicked_at = later if state == "clicked" else None
         if state == DeliveryState.FAILED:
             row.attempts, row.last_error_code, row.last_error = 1, "84061", "not external contact"
         elif state == DeliveryState.DEAD:

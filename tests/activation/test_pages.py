@@ -256,7 +256,9 @@ def test_deliveries_list_masks_recipients_and_counts_states(world, dead):
     page = response.content.decode()
     assert response.status_code == 200
     assert "crm-member-123456" not in page and "crm****56" in page
-    assert response.context["figures"]["funnel"]["data"][0]["x"] == [0, 0, 0, 0, 0, 0, 0, 1]
+    # made, then reached sent / delivered / read / clicked: a dead one made it no further
+    assert response.context["figures"]["funnel"]["data"][0]["x"] == [1, 0, 0, 0, 0]
+    assert ("dead", "dead", 1) in response.context["counts"]
     other = client_for(world.operator).get(reverse("activation:deliveries"), {"send": dead.send_id + 1})
     assert other.context["rows"] == []
 
@@ -297,3 +299,10 @@ def test_audience_section_lists_recent_sends(world, audience, mp):
     analyst = client_for(world.analyst).get(reverse("audiences:detail", args=[audience.pk]))
     links = [s for s in analyst.context["sections"] if s["id"] == "activation"]
     assert all(url != send_url(audience) for s in links for _label, url in s["links"])
+
+
+def test_the_funnel_counts_what_reached_each_stage():
+    from tagportal.activation.views import funnel_stages
+
+    counts = {"queued": 1, "sent": 2, "delivered": 3, "read": 4, "clicked": 5, "failed": 6, "dead": 7}
+    assert [n for _label, n in funnel_stages(counts)] == [28, 14, 12, 9, 5]

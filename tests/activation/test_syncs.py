@@ -25,6 +25,7 @@ from tagportal.usage.choices import UsageKind
 from tagportal.usage.models import UsageBuffer
 from tests.conftest import client_for
 
+from ..api.contract import ReadContract, Resource, ScopedContract, once
 from .fakes import FakeWeChat, FakeWeCom
 from .fakes_channels import FakeWeimob, FakeYouzan
 from .helpers import account
@@ -462,3 +463,24 @@ def test_the_admin_lists_syncs_and_their_batches(world, django_capture_on_commit
     listed = client.get("/admin/activation/audiencesync/")
     assert listed.status_code == 200 and "近访复购" in listed.content.decode()
     assert client.get("/admin/activation/syncbatch/").status_code == 200
+
+
+# the API's read contract --------------------------------------------------------------
+def _sync(world, brand):
+    audience = make_audience(world, brand)
+    hook_account = account(brand, "wechat_mp", name=f"contract 公众号 {brand.code}")
+    return AudienceSync.objects.create(audience=audience, account=hook_account, tag_name="契约测试")
+
+
+class TestSyncsContract(Resource, ReadContract, ScopedContract):
+    url = "/api/activation/syncs/"
+    model = AudienceSync
+
+    def user(self, world):
+        return world.operator
+
+    def permitted(self, world):
+        return once(world, "_own_sync", lambda: _sync(world, world.own_brand))
+
+    def other(self, world):
+        return once(world, "_other_sync", lambda: _sync(world, world.other_brand))

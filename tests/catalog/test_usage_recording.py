@@ -154,8 +154,8 @@ def test_a_page_view_is_one_insert(world):
 
 
 def test_pages_not_shown_are_not_page_views(world):
-    # another business line's tag: the admin answers "does not exist" (a redirect)
-    assert admin_client(world.analyst).get(change_url(world.other_tag)).status_code == 302
+    # another business line's tag: the admin answers "not found" (404)
+    assert admin_client(world.analyst).get(change_url(world.other_tag)).status_code == 404
     assert admin_client(world.nobody).get(change_url(world.own_tag)).status_code in (302, 403)
     assert Client().get(change_url(world.own_tag)).status_code == 302  # to the login page
     # the changelist lists the dictionary: not a use of its tags
