@@ -35,6 +35,7 @@ from .choices import ChannelKind
 from .models import (
     Consent,
     ConsentChannel,
+    ConsentSource,
     ConsentState,
     ContactEntry,
     ContactKind,
@@ -193,3 +194,30 @@ def may_contact_many(
                 result.refused[oneid] = reason
                 result.counts[reason] += 1
     return result
+
+
+# ---------------------------------------------------------------------------
+# Consent from the channels' own callbacks
+
+#: What a person texts back to stop SMS (上行退订), compared without case or spaces.
+SMS_STOP_WORDS = frozenset({"td", "t", "n", "退订", "退", "取消", "unsubscribe", "stop", "0000"})
+
+
+def is_stop_reply(text) -> bool:
+    """Whether an SMS reply asks to stop messages (``TD``, ``退订`` …)."""
+    return isinstance(text, str) and "".join(text.split()).lower() in SMS_STOP_WORDS
+
+
+def set_from_callback(brand, oneids, channel: str, state: str) -> int:
+    """Record ``state`` on ``channel`` for the people ``oneids`` of ``brand`` as said by a
+    channel callback (source ``callback``); how many people it touched."""
+    touched = 0
+    for oneid in sorted({int(o) for o in oneids}):
+        Consent.objects.update_or_create(
+            brand=brand,
+            oneid=oneid,
+            channel=channel,
+            defaults={"state": state, "source": ConsentSource.CALLBACK},
+        )
+        touched += 1
+    return touched

@@ -209,9 +209,13 @@ def record_sms_receipts(account: ChannelAccount, payload) -> dict:
 def record_wechat_event(account: ChannelAccount, body: bytes) -> bool | None:
     """Record the ``TEMPLATESENDJOBFINISH`` event in ``body`` as a receipt of its MsgID,
     once: ``True`` if it was new, ``False`` for a replay, ``None`` for any other message
-    (nothing kept). A malformed body raises
+    (nothing kept; a ``subscribe`` / ``unsubscribe`` event sets the follower's consent to
+    the 公众号, see :func:`_follow_event`). A malformed body raises
     :class:`~.connectors.wechat.CallbackRefused`."""
-    receipt = template_receipt(parse_event(body))
+    fields = parse_event(body)
+    if _follow_event(account, fields):
+        return None
+    receipt = template_receipt(fields)
     if receipt is None:
         return None
     msgid, status, moment, error = receipt
@@ -307,3 +311,88 @@ def send_subscribe_message(
     except ValueError:
         subscription.update(remaining=F("remaining") + 1)
         raise
+
+
+# consent from the channels' callbacks ------------------------------------------
+#: A 公众号 event on following or unfollowing → the follower's consent to it.
+FOLLOW_EVENTS = {"subscribe": "opted_in", "unsubscribe": "opted_out"}
+
+
+def _follow_event(account: ChannelAccount, fields: dict) -> bool:
+    """A ``subscribe`` / ``unsubscribe`` event records the person holding the openid as
+    opted in / out of the 公众号 (nobody holding it: nothing kept); ``False`` for any
+    other message."""
+    from tagportal.profiles.choices import IdentityType
+    from tagportal.profiles.services import identity_oneids
+
+    from .consent import set_from_callback
+    from .models import ConsentChannel
+
+    state = FOLLOW_EVENTS.get(fields.get("Event", "")) if fields.get("MsgType") == "event" else None
+    if state is None:
+        return False
+    openid = fields.get("FromUserName", "")
+    if openid and len(openid) <= 128:
+        appid = str(account.settings.get("appid", ""))
+        holders = identity_oneids(account.brand, IdentityType.WECHAT_OPENID, appid, [openid])
+        set_from_callback(account.brand, holders.values(), ConsentChannel.WECHAT_MP, state)
+    return True
+
+
+def _reply_rows(payload) -> list[dict]:
+    rows = payload if isinstance(payload, list) else [payload] if isinstance(payload, dict) else None
+    if not rows:
+        raise ReceiptsRefused(_("The body must be a JSON object or array of replies."))
+    if len(rows) > max_receipts():
+        raise ReceiptsRefused(_("At most %(n)s replies per request.") % {"n": max_receipts()})
+    for i, row in enumerate(rows):
+        where = _("reply %(n)s") % {"n": i + 1}
+        if not isinstance(row, dict):
+            raise ReceiptsRefused(_("%(where)s: not an object.") % {"where": where})
+        phone, text = row.get("phone_number") or row.get("mobile"), row.get("content", row.get("text"))
+        if not isinstance(phone, str) or not 0 < len(phone) <= 32 or not isinstance(text, str):
+            raise ReceiptsRefused(
+                _("%(where)s: the number (phone_number or mobile) and the text (content or text) are needed.")
+                % {"where": where}
+            )
+        if len(text) > 1000:
+            raise ReceiptsRefused(
+                _("%(where)s: the text is longer than 1,000 characters.") % {"where": where}
+            )
+    return rows
+
+
+def record_sms_replies(account: ChannelAccount, payload) -> dict:
+    """The replies people texted to the account's numbers (上行短信: Aliyun's
+    ``{phone_number, content, …}`` array, Tencent's ``{mobile, text, …}``): a reply asking
+    to stop (``TD``, ``退订`` …) opts the people holding that number (a phone identity or a
+    vault entry, compared by keyed hash) out of SMS. The numbers and texts are not kept.
+    ``{"replies", "stop", "opted_out"}``; a malformed body raises :class:`ReceiptsRefused`."""
+    from tagportal.profiles import pii
+    from tagportal.profiles.models import Identity
+
+    from .consent import is_stop_reply, set_from_callback
+    from .models import ConsentChannel, ConsentState, ContactEntry
+
+    rows = _reply_rows(payload)
+    hashes = set()
+    for row in rows:
+        if is_stop_reply(row.get("content", row.get("text"))):
+            number = domestic(str(row.get("phone_number") or row.get("mobile")))
+            hashes.add(pii.hash_value("phone", number))
+    people: set[int] = set()
+    if hashes:
+        people.update(
+            Identity.objects.filter(brand=account.brand, type="phone", value_hash__in=hashes).values_list(
+                "customer__oneid", flat=True
+            )
+        )
+        people.update(
+            ContactEntry.objects.filter(brand=account.brand, value_hash__in=hashes).values_list(
+                "oneid", flat=True
+            )
+        )
+    with transaction.atomic():
+        touched = set_from_callback(account.brand, people, ConsentChannel.SMS, ConsentState.OPTED_OUT)
+    stops = sum(1 for row in rows if is_stop_reply(row.get("content", row.get("text"))))
+    return {"replies": len(rows), "stop": stops, "opted_out": touched}

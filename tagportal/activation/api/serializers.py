@@ -79,5 +79,9 @@ class ConnectionCheckSerializer(serializers.Serializer):
 
 
 def receipts_body(raw: bytes):
-    """The JSON of a receipts request (``ValueError`` if it is not JSON)."""
-    return json.loads(raw.decode("utf-8"))
+    """The JSON of a receipts request (``ValueError`` if it is not JSON, or nested past
+    what the parser takes)."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise ValueError("nested too deeply") from exc

@@ -26,6 +26,11 @@ urlpatterns = [
         name="activation-sms-receipts",
     ),
     path(
+        "sms/<int:account_id>/<str:platform>/replies/",
+        api.SmsRepliesView.as_view(),
+        name="activation-sms-replies",
+    ),
+    path(
         "wechat/<int:account_id>/callback/",
         api.WeChatCallbackView.as_view(),
         name="activation-wechat-callback",

@@ -167,6 +167,44 @@ class SmsReceiptsView(APIView):
         return Response({**self.answers[platform], **counts})
 
 
+class SmsRepliesView(APIView):
+    """Replies people texted back (上行短信) that an SMS platform pushes, under the same
+    ``?token=`` as the status reports: a stop reply (``TD``, ``退订`` …) opts the people
+    holding the number out of SMS. Nothing of the number or the text is kept."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    kinds = SmsReceiptsView.kinds
+    answers = SmsReceiptsView.answers
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description=gettext_lazy("The replies are read.")),
+            400: OpenApiResponse(description=gettext_lazy("The body is not a list of replies.")),
+            403: OpenApiResponse(description=gettext_lazy("The receipt token is missing or wrong.")),
+        },
+    )
+    def post(self, request, account_id: int, platform: str):
+        kind = self.kinds.get(platform)
+        if kind is None:
+            return Response({"detail": _("Not found.")}, status=status.HTTP_404_NOT_FOUND)
+        account = get_object_or_404(ChannelAccount, pk=account_id, kind=kind, is_active=True)
+        if not services.receipt_token_matches(account, request.query_params.get("token")):
+            return Response(
+                {"detail": _("The receipt token is missing or wrong.")}, status=status.HTTP_403_FORBIDDEN
+            )
+        try:
+            payload = receipts_body(request.body)
+        except (ValueError, UnicodeDecodeError):
+            return Response({"detail": _("The body is not JSON.")}, status=status.HTTP_400_BAD_REQUEST)
+        try:
+            counts = services.record_sms_replies(account, payload)
+        except services.ReceiptsRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({**self.answers[platform], **counts})
+
+
 class PlainTextRenderer(BaseRenderer):
     """WeChat reads the answer of its callback as plain text (``echostr``, ``success``)."""
 
