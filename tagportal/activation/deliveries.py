@@ -67,7 +67,7 @@ from . import variables as tag_variables
 from .choices import ChannelKind
 from .connectors.base import ChannelError, RateLimited, acquire_for
 from .models import ChannelAccount, Delivery, DeliveryState, Send, SendStatus
-from .receipts import IN_DOUBT
+from .receipts import IN_DOUBT, apply_early_receipts
 from .receipts import apply_receipt as apply_receipt  # public here too
 
 log = logging.getLogger(__name__)
@@ -554,9 +554,18 @@ def deliver_due(
     while True:
         batch = claim_due(limit, now=now)
         checked = {check: many(batch) for check, many in BATCH_CHECKS.items() if check in PRE_SEND_CHECKS}
+        sent = []
         for delivery in batch:
             state = process(delivery, now=now, claimed=True, checked=checked)
             counts[state] = counts.get(state, 0) + 1
+            if state == DeliveryState.SENT:
+                sent.append(delivery)
+        if sent:
+            # the platforms' message ids just written, then receipts that came before them
+            ids = dict(Delivery.objects.filter(pk__in=[d.pk for d in sent]).values_list("pk", "provider_id"))
+            for delivery in sent:
+                delivery.provider_id = ids.get(delivery.pk, "")
+            apply_early_receipts(sent)
         settle_sends({d.send_id for d in batch})
         if len(batch) < limit or time.monotonic() - started > budget:
             return counts

@@ -80,3 +80,23 @@ def apply_receipt(
             last_error_code="", last_error="", **fields
         )
     return bool(moved)
+
+
+def apply_early_receipts(sent: list[Delivery]) -> int:
+    """Apply the receipts that came before their deliveries were recorded as sent (a fast
+    platform, a slow worker): those stored under a just-sent delivery's idempotency key or
+    platform message id, in one query for the batch; how many moved a delivery."""
+    from .models import WebhookReceipt
+
+    keys = {d.idempotency_key for d in sent} | {d.provider_id for d in sent if d.provider_id}
+    if not keys:
+        return 0
+    accounts = {d.send.account_id: d.send.account for d in sent}
+    order = {status: i for i, status in enumerate([ReceiptStatus.FAILED, *_STAMP])}
+    early = sorted(
+        WebhookReceipt.objects.filter(account_id__in=list(accounts), delivery__in=sorted(keys)),
+        key=lambda r: order.get(r.status, 0),
+    )
+    return sum(
+        apply_receipt(accounts[r.account_id], r.delivery, r.status, r.occurred_at, r.error) for r in early
+    )

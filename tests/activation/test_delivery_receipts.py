@@ -360,3 +360,18 @@ def test_several_windows_a_refusal_uses_none(settings):
     with pytest.raises(RateLimited):
         acquire("k", "5/minute;3/hour")  # now the hour is full
     acquire("other", "2/minute;3/hour")  # another key, its own windows
+
+
+def test_a_receipt_that_came_before_the_delivery_was_recorded_applies_once_it_is(hook, receiver, sleeps):
+    send = deliveries.create_send(hook, {}, [(1, "a"), (2, "b")], kick=False)
+    key = f"{send.pk}:1"
+    # the receiver reports delivery and a click while our worker has not written "sent" yet
+    services.record_receipts(hook, {"receipts": [
+        {"delivery": key, "status": "clicked", "at": "2026-12-07T10:00:05+08:00"},
+        {"delivery": key, "status": "delivered", "at": "2026-12-07T10:00:01+08:00"},
+    ]})  # fmt: skip
+    assert send.deliveries.get(oneid=1).state == "queued"
+    assert deliveries.deliver_due() == {"sent": 2}
+    first, second = send.deliveries.get(oneid=1), send.deliveries.get(oneid=2)
+    assert first.state == "clicked" and first.delivered_at is not None and first.clicked_at is not None
+    assert second.state == "sent"
