@@ -433,6 +433,9 @@ TAGPORTAL_RATE_LIMIT_STORAGE = os.environ.get("TAGPORTAL_RATE_LIMIT_STORAGE") or
 #: ``activation.connectors.base.DEFAULT_RATES``: a JSON object such as
 #: ``{"wecom": "20/second", "wechat_mp": "50/second;100000/day"}``.
 TAGPORTAL_CHANNEL_RATES = json.loads(os.environ.get("TAGPORTAL_CHANNEL_RATES") or "{}")
+#: An audience sync's queued batches are applied at once (a worker, or a thread without
+#: a broker) rather than at the next periodic ``run_syncs``.
+TAGPORTAL_SYNC_RUN_AT_ONCE = env_bool("TAGPORTAL_SYNC_RUN_AT_ONCE", True)
 #: Messages a WeCom group robot takes (the platform's limit: 20 a minute).
 TAGPORTAL_WECOM_ROBOT_RATE = os.environ.get("TAGPORTAL_WECOM_ROBOT_RATE", "20/minute")
 #: Tries of a channel call in all (retryable errors only), and the backoff bounds in seconds.

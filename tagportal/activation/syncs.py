@@ -267,6 +267,13 @@ def queue_run(sync_id: int, *, now: dt.datetime | None = None) -> int:
         if not adds and not removes:
             fields["synced_number"] = latest.number
         AudienceSync.objects.filter(pk=sync.pk).update(**fields)
+        if (adds or removes) and getattr(settings, "TAGPORTAL_SYNC_RUN_AT_ONCE", True):
+            # applied now (a worker, or a thread without one), not at the next periodic run
+            from tagportal.core import background
+
+            from .tasks import run_syncs
+
+            background.queue_after_commit(run_syncs)
     return len(adds) + len(removes)
 
 

@@ -8,7 +8,7 @@ sync is a form error, never a server error. The audience page links here
 from __future__ import annotations
 
 from django import forms
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -99,4 +99,5 @@ def audience_syncs(request, pk: int):
         "form": form,
         "no_accounts": may_sync and not accounts.exists(),
     }
-    return TemplateResponse(request, "activation/sync.html", context)
+    # the admin's header, user links and navigation, as on the other portal pages
+    return TemplateResponse(request, "activation/sync.html", {**admin.site.each_context(request), **context})

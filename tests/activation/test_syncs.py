@@ -35,6 +35,12 @@ LATER = dt.timedelta(hours=2)
 
 
 @pytest.fixture(autouse=True)
+def runs_when_asked(settings):
+    """The batches run when a test calls ``run_due`` (at the times it gives), not at once."""
+    settings.TAGPORTAL_SYNC_RUN_AT_ONCE = False
+
+
+@pytest.fixture(autouse=True)
 def one_try_per_call(settings):
     """The clients' own retries off: the batches' retries are what is tested."""
     settings.TAGPORTAL_CHANNEL_RETRY_ATTEMPTS = 1
@@ -484,3 +490,19 @@ class TestSyncsContract(Resource, ReadContract, ScopedContract):
 
     def other(self, world):
         return once(world, "_other_sync", lambda: _sync(world, world.other_brand))
+
+
+def test_queued_work_runs_at_once_without_waiting_for_the_periodic_task(
+    world, wechat, mp, sleeps, settings, django_capture_on_commit_callbacks
+):
+    settings.TAGPORTAL_SYNC_RUN_AT_ONCE = True
+    audience = make_audience(world)
+    snapshot(audience, range(1, 6), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        sync = syncs.create_sync(world.operator, audience, mp, "即时同步")
+    sync.refresh_from_db()
+    assert (sync.synced_number, sync.added) == (1, 5)
+    snapshot(audience, range(2, 7), django_capture_on_commit_callbacks)  # the receiver queues and runs
+    sync.refresh_from_db()
+    assert (sync.synced_number, sync.added, sync.removed) == (2, 1, 1)
+    assert syncs.run_due() == {}
