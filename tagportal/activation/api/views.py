@@ -183,6 +183,9 @@ class SmsRepliesView(APIView):
             200: OpenApiResponse(description=gettext_lazy("The replies are read.")),
             400: OpenApiResponse(description=gettext_lazy("The body is not a list of replies.")),
             403: OpenApiResponse(description=gettext_lazy("The receipt token is missing or wrong.")),
+            409: OpenApiResponse(
+                description=gettext_lazy("The same receipts are being recorded; send again.")
+            ),
         },
     )
     def post(self, request, account_id: int, platform: str):
