@@ -161,21 +161,19 @@ class SmsReceiptsView(APIView):
         except (ValueError, UnicodeDecodeError):
             return Response({"detail": _("The body is not JSON.")}, status=status.HTTP_400_BAD_REQUEST)
         try:
-            counts = services.record_sms_receipts(account, payload)
+            counts = self.record(account, payload)
         except services.ReceiptsRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response({**self.answers[platform], **counts})
 
+    def record(self, account: ChannelAccount, payload) -> dict:
+        return services.record_sms_receipts(account, payload)
 
-class SmsRepliesView(APIView):
+
+class SmsRepliesView(SmsReceiptsView):
     """Replies people texted back (上行短信) that an SMS platform pushes, under the same
     ``?token=`` as the status reports: a stop reply (``TD``, ``退订`` …) opts the people
     holding the number out of SMS. Nothing of the number or the text is kept."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-    kinds = SmsReceiptsView.kinds
-    answers = SmsReceiptsView.answers
 
     @extend_schema(
         request=None,
@@ -189,23 +187,10 @@ class SmsRepliesView(APIView):
         },
     )
     def post(self, request, account_id: int, platform: str):
-        kind = self.kinds.get(platform)
-        if kind is None:
-            return Response({"detail": _("Not found.")}, status=status.HTTP_404_NOT_FOUND)
-        account = get_object_or_404(ChannelAccount, pk=account_id, kind=kind, is_active=True)
-        if not services.receipt_token_matches(account, request.query_params.get("token")):
-            return Response(
-                {"detail": _("The receipt token is missing or wrong.")}, status=status.HTTP_403_FORBIDDEN
-            )
-        try:
-            payload = receipts_body(request.body)
-        except (ValueError, UnicodeDecodeError):
-            return Response({"detail": _("The body is not JSON.")}, status=status.HTTP_400_BAD_REQUEST)
-        try:
-            counts = services.record_sms_replies(account, payload)
-        except services.ReceiptsRefused as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({**self.answers[platform], **counts})
+        return super().post(request, account_id, platform)
+
+    def record(self, account: ChannelAccount, payload) -> dict:
+        return services.record_sms_replies(account, payload)
 
 
 class PlainTextRenderer(BaseRenderer):
