@@ -52,6 +52,7 @@ from tagportal.rules.definitions import tag_references
 
 from . import bitmaps as bm
 from . import frames as fr
+from . import partitioning
 from .evaluate import TagSpec, evaluate_tags
 from .models import (
     DRIFT_PSI_THRESHOLD,
@@ -519,15 +520,18 @@ def _computable(tags: Sequence[Tag]) -> tuple[list[Tag], dict[int, TagVersion]]:
     return keep, versions
 
 
-def enqueue_compute(brand, tag_ids=None, partitions: int = 1) -> int | None:
+def enqueue_compute(brand, tag_ids=None, partitions: int | None = None) -> int | None:
     """Request a computation of the brand's published tags (or of ``tag_ids`` among them).
 
     Bumps their ``pending_version`` and, once the transaction commits, queues the task
-    (a chord of OneID ranges when ``partitions`` > 1). Returns the pending version, or
-    None when there is nothing to compute."""
+    (a chord of OneID ranges when ``partitions`` > 1; without ``partitions``, as many as
+    the memory budget needs: :func:`.partitioning.partitions_for`). Returns the pending
+    version, or None when there is nothing to compute."""
     from . import tasks
 
     brand = resolve_brand(brand)
+    if partitions is None:
+        partitions = partitioning.partitions_for(brand)
     with transaction.atomic():
         tags, _versions = _computable(_published_tags(brand, tag_ids))
         if not tags:

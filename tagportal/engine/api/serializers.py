@@ -95,10 +95,14 @@ class ComputeRequestSerializer(serializers.Serializer):
     )
     partitions = serializers.IntegerField(
         required=False,
-        default=1,
+        default=None,
+        allow_null=True,
         min_value=1,
         max_value=MAX_PARTITIONS,
-        help_text=gettext_lazy("Split the people into this many OneID ranges computed in parallel."),
+        help_text=gettext_lazy(
+            "Split the people into this many OneID ranges computed in parallel; when left out, as many "
+            "as keep each range within the memory budget (TAGPORTAL_COMPUTE_PARTITION_MB)."
+        ),
     )
 
 

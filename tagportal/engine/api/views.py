@@ -26,7 +26,7 @@ from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType, LookupEn
 from tagportal.profiles.models import MAX_ONEID
 from tagportal.usage import services as usage
 
-from .. import realtime, services
+from .. import partitioning, realtime, services
 from ..models import RunStatus, TagComputation, TagRun
 from ..results import values_for
 from .serializers import (
@@ -132,7 +132,8 @@ class ComputeView(APIView):
                     }
                 )
         tag_ids = list(tags.values_list("pk", flat=True))
-        pending = services.enqueue_compute(brand, tag_ids, partitions=data["partitions"])
+        partitions = data["partitions"] or partitioning.partitions_for(brand)
+        pending = services.enqueue_compute(brand, tag_ids, partitions=partitions)
         if pending is None:
             raise ValidationError({"brand": [_("The brand has no published tags to compute.")]})
         codes = sorted(
@@ -145,7 +146,7 @@ class ComputeView(APIView):
                 "brand": brand.code,
                 "pending_version": pending,
                 "tags": codes,
-                "partitions": data["partitions"],
+                "partitions": partitions,
             },
             status=status.HTTP_202_ACCEPTED,
         )

@@ -5,7 +5,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from tagportal.catalog.models import Brand, Tag
-from tagportal.engine import services
+from tagportal.engine import partitioning, services
 from tagportal.engine.choices import RunStatus
 
 
@@ -29,7 +29,14 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tag", action="append", dest="tags", default=[], help=_("tag code (repeatable; default: all)")
         )
-        parser.add_argument("--partitions", type=int, default=1, help=_("number of OneID ranges"))
+        parser.add_argument(
+            "--partitions",
+            type=int,
+            default=None,
+            help=_(
+                "number of OneID ranges (default: as many as the memory budget TAGPORTAL_COMPUTE_PARTITION_MB needs)"
+            ),
+        )
         parser.add_argument(
             "--as-of", dest="as_of", help=_("compute as of this moment (ISO date or datetime; default: now)")
         )
@@ -44,8 +51,10 @@ class Command(BaseCommand):
             target = Brand.objects.get(code=brand)
         except Brand.DoesNotExist as exc:
             raise CommandError(_("Unknown brand %(brand)r.") % {"brand": brand}) from exc
-        if partitions < 1:
+        if partitions is not None and partitions < 1:
             raise CommandError(_("--partitions must be at least 1."))
+        if partitions is None:
+            partitions = partitioning.partitions_for(target)
         tag_ids = None
         if tags:
             found = dict(
