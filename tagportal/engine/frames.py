@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from tagportal.core.days import BEIJING_ZONE
 
@@ -113,9 +114,24 @@ def profile_frame(profiles: pd.DataFrame | None) -> pd.DataFrame:
 
 def default_population(*id_columns: Iterable) -> pd.Index:
     """The sorted union of OneIDs."""
-    parts = [np.asarray(ids, dtype="int64") for ids in id_columns]
-    ids = np.unique(np.concatenate(parts)) if parts else np.array([], dtype="int64")
+    parts = [_unique(np.asarray(ids, dtype="int64")) for ids in id_columns]
+    if not parts:
+        ids = np.array([], dtype="int64")
+    elif len(parts) == 1:
+        ids = parts[0]
+    else:
+        ids = _unique(np.sort(np.concatenate(parts)))  # one row per person per frame left
     return pd.Index(ids, name="oneid")
+
+
+def _unique(ids: np.ndarray) -> np.ndarray:
+    """Sorted distinct values; linear when ``ids`` is already sorted (frames read by
+    OneID are), a hash pass then a sort of the distinct values otherwise."""
+    if len(ids) < 2:
+        return ids.copy()
+    if (ids[1:] >= ids[:-1]).all():
+        return ids[np.r_[True, ids[1:] != ids[:-1]]]
+    return np.sort(pd.unique(ids))
 
 
 # values ----------------------------------------------------------------------
@@ -148,10 +164,23 @@ def texts(values) -> pd.Series:
         if whole.any():
             out[whole] = x[whole].astype("int64").astype(str)
         return out.where(~np.isnan(x), pd.NA)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return _category_texts(values, string)
     out = values.astype(string)
     if values.dtype == object:  # Python booleans among other values
         out = out.replace({"True": "true", "False": "false"})
     return out
+
+
+def _category_texts(values: pd.Series, string: pd.StringDtype) -> pd.Series:
+    """:func:`texts` of a categorical: the categories converted by the same rules, then
+    looked up by code in Arrow (a categorical's own ``astype`` goes through Python
+    objects, one per row)."""
+    categories = texts(pd.Series(values.cat.categories))
+    dictionary = pa.array(categories.tolist(), type=pa.large_string(), from_pandas=True)
+    codes = values.cat.codes.to_numpy()
+    decoded = pa.DictionaryArray.from_arrays(pa.array(codes, mask=codes < 0), dictionary).dictionary_decode()
+    return pd.Series(pd.arrays.ArrowStringArray(decoded), index=values.index, name=values.name).astype(string)
 
 
 def present(values) -> np.ndarray:
