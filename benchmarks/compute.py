@@ -26,6 +26,7 @@ import datetime as dt
 import gc
 import json
 import os
+import statistics
 import sys
 from collections import Counter
 from pathlib import Path
@@ -40,7 +41,7 @@ PACK = "medical_aesthetics"
 #: What the issue asks of a 2-core machine.
 TARGETS = {
     "recompute_s": 60.0,
-    "recompute_vs_duckdb": 2.0,
+    "recompute_vs_duckdb": 1.5,
     "peak_rss_mb": 4096.0,
     "realtime_p50_ms": 10.0,
     "realtime_p99_ms": 50.0,
@@ -103,6 +104,8 @@ def engine_frames(data: dict) -> dict:
 
 # 1. engine ---------------------------------------------------------------------
 def run_engine(specs, frames: dict, as_of) -> dict:
+    """One process: evaluate_tags over all tags in one call, then to_bitmaps of each tag
+    (the reference the other measurements are checked against)."""
     from tagportal.engine.bitmaps import to_bitmaps
     from tagportal.engine.evaluate import evaluate_tags
 
@@ -124,6 +127,58 @@ def run_engine(specs, frames: dict, as_of) -> dict:
         "seconds": evaluate_s + bitmaps_s,
         "peak_rss_mb": harness.peak_rss_mb() if tracked else harness.process_peak_rss_mb(),
     }
+
+
+def run_recompute(specs, frames: dict, as_of, processes: int | None = None) -> dict:
+    """The engine's default path (:func:`tagportal.engine.parallel.evaluate`): the people
+    split over one forked process per core, each evaluating its OneID range into bitmaps
+    and numbers, OR-merged. What a brand's recompute does in one process."""
+    from tagportal.engine import parallel
+
+    keyed = dict(enumerate(specs))
+    gc.collect()
+    tracked = harness.reset_peak()
+    seconds, part = harness.timed(lambda: parallel.evaluate(keyed, frames, as_of, processes=processes))
+    import resource
+
+    return {
+        "part": part,
+        "seconds": seconds,
+        "processes": processes or parallel.processes_default(),
+        "peak_rss_mb": harness.peak_rss_mb() if tracked else harness.process_peak_rss_mb(),
+        # the largest forked process so far (KB on Linux)
+        "child_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
+
+
+def same_as_reference(recompute: dict, engine: dict, specs) -> dict:
+    """The default path's bitmaps and numbers against the one-process reference."""
+    import numpy as np
+
+    from tagportal.engine.services import value_text
+
+    part, result = recompute["part"], engine["result"]
+    differing = []
+    for key, spec in enumerate(specs):
+        if spec.code not in engine["bitmaps"]:
+            continue
+        outcome = part.outcomes.get(key)
+        reference = {value_text(k): b for k, b in engine["bitmaps"][spec.code].items()}
+        if outcome is None or {k: b for k, b in outcome.bitmaps.items() if b} != {
+            k: b for k, b in reference.items() if b
+        }:
+            differing.append(spec.code)
+            continue
+        if spec.value_type == "number":
+            expected = result.values[spec.code].dropna().astype("float64").sort_index()
+            got = outcome.numbers.astype("float64").sort_index() if outcome.numbers is not None else None
+            if (
+                got is None
+                or not got.index.equals(expected.index)
+                or not np.allclose(got, expected, rtol=RTOL)
+            ):
+                differing.append(spec.code)
+    return {"identical": not differing and part.population == len(result.population), "differing": differing}
 
 
 # 2. DuckDB baseline --------------------------------------------------------------
@@ -356,6 +411,8 @@ def run(
     links_per_person: float = 3,
     duckdb_threads: int | None = None,
     quiet: bool = False,
+    repeat: int = 3,
+    processes: int | None = None,
 ) -> dict:
     harness.setup_django()
     load_at_start = harness.load_average()
@@ -371,12 +428,29 @@ def run(
     engine = run_engine(specs, frames, as_of)
     harness.log(f"  {engine['seconds']:.1f} s, peak {engine['peak_rss_mb']:.0f} MB", quiet)
 
-    harness.log("duckdb: hand-written SQL", quiet)
-    duck = run_duckdb(frames, as_of, duckdb_threads)
-    harness.log(f"  {duck['seconds']:.1f} s, peak {duck['peak_rss_mb']:.0f} MB", quiet)
-    check = compare(engine, duck, specs)
-    harness.log(f"  identical: {check['identical']} {check['mismatches'] or ''}", quiet)
-    del duck["table"]
+    # The default path and DuckDB back to back, ``repeat`` times: the ratio of each pair
+    # (the same load on the machine for both), and its median.
+    pairs = []
+    check = same = None
+    for attempt in range(1, repeat + 1):
+        harness.log(f"run {attempt}/{repeat}: the engine's default path (a process per core)", quiet)
+        recompute = run_recompute(specs, frames, as_of, processes)
+        if same is None:
+            same = same_as_reference(recompute, engine, specs)
+        harness.log(
+            f"  {recompute['seconds']:.1f} s in {recompute['processes']} processes, "
+            f"peak {recompute['peak_rss_mb']:.0f} MB, identical to one process: {same['identical']}",
+            quiet,
+        )
+        del recompute["part"]
+        harness.log(f"run {attempt}/{repeat}: DuckDB, hand-written SQL", quiet)
+        duck = run_duckdb(frames, as_of, duckdb_threads)
+        harness.log(f"  {duck['seconds']:.1f} s, peak {duck['peak_rss_mb']:.0f} MB", quiet)
+        if check is None:
+            check = compare(engine, duck, specs)
+            harness.log(f"  identical: {check['identical']} {check['mismatches'] or ''}", quiet)
+        del duck["table"]
+        pairs.append((recompute, duck, harness.load_average()))
 
     harness.log(f"realtime: {realtime_samples:,} events", quiet)
     live = realtime_latency(specs, realtime, frames, as_of, engine["result"], realtime_samples, seed)
@@ -405,19 +479,32 @@ def run(
         "tags": len(specs),
         "tag_kinds": tag_kinds(specs),
         "generate_s": round(generate_s, 2),
-        "recompute_s": round(engine["seconds"], 2),
+        "recompute_s": round(statistics.median(r["seconds"] for r, _, _ in pairs), 2),
+        "recompute_runs_s": [round(r["seconds"], 2) for r, _, _ in pairs],
+        "recompute_processes": pairs[0][0]["processes"],
+        "one_process_s": round(engine["seconds"], 2),
         "evaluate_s": round(engine["evaluate_s"], 2),
         "bitmaps_s": round(engine["bitmaps_s"], 2),
         "metrics_computed": result.metrics_computed,
         "metrics_reused": result.metrics_reused,
         "tag_errors": result.errors,
-        "duckdb_s": round(duck["seconds"], 2),
+        "duckdb_s": round(statistics.median(d["seconds"] for _, d, _ in pairs), 2),
+        "duckdb_runs_s": [round(d["seconds"], 2) for _, d, _ in pairs],
         "duckdb_threads": duckdb_threads or os.cpu_count(),
-        "recompute_vs_duckdb": harness.speedup(engine["seconds"], duck["seconds"]),
-        "peak_rss_mb": round(engine["peak_rss_mb"]),
-        "duckdb_peak_rss_mb": round(duck["peak_rss_mb"]),
-        "identical_results": check["identical"],
-        "mismatches": check["mismatches"],
+        "recompute_vs_duckdb": round(
+            statistics.median(harness.speedup(r["seconds"], d["seconds"]) for r, d, _ in pairs), 2
+        ),
+        "recompute_vs_duckdb_runs": [harness.speedup(r["seconds"], d["seconds"]) for r, d, _ in pairs],
+        "load_average_runs": [load for _, _, load in pairs],
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r, _, _ in pairs)),
+        "recompute_child_peak_rss_mb": round(max(r["child_peak_rss_mb"] for r, _, _ in pairs)),
+        "one_process_peak_rss_mb": round(engine["peak_rss_mb"]),
+        "duckdb_peak_rss_mb": round(max(d["peak_rss_mb"] for _, d, _ in pairs)),
+        "identical_results": check["identical"] and same["identical"],
+        "mismatches": {
+            **check["mismatches"],
+            **{code: "default path differs from one process" for code in same["differing"]},
+        },
         "values_compared": check["values_compared"],
         "values_empty": check["values_empty"],
         "realtime_p50_ms": round(live["p50_ms"], 3),
@@ -427,7 +514,11 @@ def run(
         "oneid": oneid,
     }
     results["notes"] = {
-        "recompute_s": "evaluate_tags over all tags in one call + to_bitmaps of every tag, one process",
+        "recompute_s": "median of the runs of the engine's default path: tagportal.engine.parallel.evaluate, "
+        "a forked process per core over OneID ranges, bitmaps and numbers OR-merged",
+        "one_process_s": "evaluate_tags over all tags in one call + to_bitmaps of every tag, one process "
+        "(the reference every other result is checked against)",
+        "recompute_vs_duckdb": "median over the runs of recompute / DuckDB measured back to back",
         "peak_rss_mb": "peak RSS (VmHWM, reset just before) while recomputing, input frames "
         "(input_mb) and the interpreter included",
         "duckdb_s": "benchmarks/duckdb_tags.sql from the registered frames to an Arrow table of "
@@ -490,6 +581,8 @@ def main(argv=None):
     parser.add_argument("--realtime-samples", type=int, default=10_000)
     parser.add_argument("--links-per-person", type=float, default=3, help="OneID identity links per person")
     parser.add_argument("--duckdb-threads", type=int, default=None, help="default: DuckDB's (all cores)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the recompute and DuckDB (median)")
+    parser.add_argument("--processes", type=int, default=None, help="recompute processes (default: cores)")
     harness.add_output_argument(parser, "compute")
     args = parser.parse_args(argv)
     results = run(
@@ -499,6 +592,8 @@ def main(argv=None):
         realtime_samples=args.realtime_samples,
         links_per_person=args.links_per_person,
         duckdb_threads=args.duckdb_threads,
+        repeat=max(1, args.repeat),
+        processes=args.processes,
     )
     output = harness.write(results, args.output)
     print(table(results))

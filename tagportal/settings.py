@@ -409,6 +409,9 @@ TAGPORTAL_EAGER_IN_THREAD = env_bool("TAGPORTAL_EAGER_IN_THREAD", True)
 #: Memory budget of one OneID range of a tag computation, in MB: a brand is split into as
 #: many ranges (a chord's tasks, each reading only its own rows) as keep each within it.
 TAGPORTAL_COMPUTE_PARTITION_MB = float(os.environ.get("TAGPORTAL_COMPUTE_PARTITION_MB", "1024"))
+#: Processes a computation done in one process (not a chord's task) evaluates in: the
+#: people split into OneID ranges, one forked process each (default: the number of cores).
+TAGPORTAL_COMPUTE_PROCESSES = int(os.environ.get("TAGPORTAL_COMPUTE_PROCESSES", "0")) or None
 #: After a computation of a brand's tags its published models score the new data, unless
 #: they ran within this many minutes.
 TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES = int(os.environ.get("TAGPORTAL_MODEL_SCORE_INTERVAL_MINUTES", "10"))

@@ -52,7 +52,7 @@ from tagportal.rules.definitions import tag_references
 
 from . import bitmaps as bm
 from . import frames as fr
-from . import partitioning
+from . import parallel, partitioning
 from .evaluate import TagSpec, evaluate_tags
 from .models import (
     DRIFT_PSI_THRESHOLD,
@@ -896,13 +896,13 @@ def compute_brand(
                 part_frames = slice_frames(frames, lo, hi) if partitions > 1 else frames
                 part_population = population[(population >= lo) & (population < hi)]
                 parts.append(
-                    evaluate_partition(specs, part_frames, as_of, part_population, known, plan.versions)
+                    parallel.evaluate(specs, part_frames, as_of, part_population, known, plan.versions)
                 )
         else:
             ranges = bounds_ranges(*oneid_bounds(brand), partitions) if partitions > 1 else [None]
             for oneid_range in ranges:
                 loaded = load_frames(brand, oneid_range=oneid_range)
-                parts.append(evaluate_partition(specs, loaded, as_of, None, known, plan.versions))
+                parts.append(parallel.evaluate(specs, loaded, as_of, None, known, plan.versions))
                 del loaded
         merged = merge_partials(parts)
     except Exception as exc:
