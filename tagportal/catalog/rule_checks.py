@@ -58,7 +58,9 @@ def check_rule(
         return None if code == own_code else brand_tags.get(code)
 
     codes = value_codes(values) if value_type == ValueType.ENUM and values else None
-    info = validate_definition(definition, value_type=value_type or None, value_codes=codes, known_tag=known_tag)
+    info = validate_definition(
+        definition, value_type=value_type or None, value_codes=codes, known_tag=known_tag
+    )
     if kind == TagKind.COMPOSITE and not info.tags:
         raise RuleValidationError([RuleError("", _("A composite tag must read at least one other tag."))])
     if kind == TagKind.MANUAL and definition.get("type") != "manual":

@@ -41,7 +41,9 @@ class RuleDraftSerializer(serializers.Serializer):
         if "definition" not in attrs and "text" not in attrs:
             raise serializers.ValidationError({"definition": [_("Give a definition or a text.")]})
         if "values" in attrs and not isinstance(attrs["values"], list):
-            raise serializers.ValidationError({"values": [_("Values must be a list of {code, label} objects.")]})
+            raise serializers.ValidationError(
+                {"values": [_("Values must be a list of {code, label} objects.")]}
+            )
         return attrs
 
 
@@ -62,7 +64,9 @@ def draft_scope(request, data) -> tuple[Brand, Tag | None, str | None, str | Non
     brand = get_object_or_404(Brand.objects.restrict(request.user, "view"), code=data["brand"])
     tag = None
     if data.get("tag"):
-        tag = get_object_or_404(Tag.objects.restrict(request.user, "view").filter(brand=brand), pk=data["tag"])
+        tag = get_object_or_404(
+            Tag.objects.restrict(request.user, "view").filter(brand=brand), pk=data["tag"]
+        )
     value_type = data.get("value_type") or (tag.value_type if tag else None)
     kind = data.get("kind") or (tag.kind if tag else None)
     return brand, tag, value_type, kind
@@ -134,7 +138,11 @@ class RuleLanguageView(APIView):
         value_type = request.query_params.get("value_type") or None
         if value_type is not None and value_type not in ValueType.values:
             return Response(
-                {"value_type": [_("Expected one of %(choices)s.") % {"choices": ", ".join(ValueType.values)}]},
+                {
+                    "value_type": [
+                        _("Expected one of %(choices)s.") % {"choices": ", ".join(ValueType.values)}
+                    ]
+                },
                 status=status.HTTP_400_BAD_REQUEST,
             )
         described = language.describe(value_type)
