@@ -117,6 +117,8 @@
     this.root = h("div", { "class": "tp-values-table", id: "tp-values-table" });
     textarea.hidden = true;
     textarea.parentNode.insertBefore(this.root, textarea.nextSibling);
+    var help = textarea.parentNode.querySelector(".help");
+    if (help) { help.hidden = true; }  // it explains the lines the table replaces
     this.render();
   }
   ValuesTable.prototype.parse = function (text) {
@@ -316,6 +318,7 @@
   RuleEditor.prototype.scheduleCheck = function () {
     var self = this;
     clearTimeout(this.timer);
+    this.root.setAttribute("data-valid", "");
     this.status.className = "tp-re-status tp-re-pending";
     this.status.textContent = this.T.checking;
     this.timer = setTimeout(function () { self.check(); }, 400);
@@ -428,6 +431,7 @@
   RuleEditor.prototype.scheduleTextCheck = function () {
     var self = this;
     clearTimeout(this.timer);
+    this.root.setAttribute("data-valid", "");
     this.status.className = "tp-re-status tp-re-pending";
     this.status.textContent = this.T.checking;
     this.timer = setTimeout(function () { self.checkText(); }, 500);
@@ -439,6 +443,7 @@
       if (serial !== self.serial) { return; }
       if (r.status === 200) {
         self.doc = r.data.definition;
+        self.mapRows = null;
         self.lastText = r.data.text;
         self.textarea.value = JSON.stringify(cleaned(self.doc), null, 2);
         self.showStatus(r.data, {});
@@ -559,7 +564,8 @@
 
   RuleEditor.prototype.defaultLeaf = function (tagsOnly) {
     if (tagsOnly || !this.lang.attributes.length) {
-      var tag = this.tags[0];
+      var own = this.config.tag_code;
+      var tag = this.tags.filter(function (t) { return t.code !== own; })[0];
       return { tag: tag ? tag.code : "", op: "eq", value: tag && tag.value_type === "boolean" ? true : "" };
     }
     return { attribute: this.lang.attributes[0].name, op: "eq", value: "" };
@@ -587,6 +593,7 @@
     } else if (mode === "manual") { doc = { type: "manual" }; }
     else { doc = {}; }
     if (this.doc.description) { doc.description = this.doc.description; }
+    this.mapRows = null;
     this.doc = doc;
     this.mode = mode;
     this.changed(true);
