@@ -129,7 +129,11 @@ def describe(value_type: str | None = None) -> dict:
             {
                 "code": agg,
                 "label": str(AGGREGATION_LABELS[agg]),
-                "field": "none" if agg == "count" else "number" if agg in ("sum", "avg", "min", "max") else "any",
+                "field": "none"
+                if agg == "count"
+                else "number"
+                if agg in ("sum", "avg", "min", "max")
+                else "any",
             }
             for agg in AGGREGATIONS
         ],
@@ -139,7 +143,8 @@ def describe(value_type: str | None = None) -> dict:
             {"code": "last", "label": _("days since the last record")},
         ],
         "operators": [
-            {"code": op, "label": str(OPERATOR_LABELS[op]), "operand": OPERATOR_OPERANDS[op]} for op in ALL_OPS
+            {"code": op, "label": str(OPERATOR_LABELS[op]), "operand": OPERATOR_OPERANDS[op]}
+            for op in ALL_OPS
         ],
         "number_ops": list(NUMBER_OPS),
         "string_ops": list(STRING_OPS),
@@ -150,7 +155,9 @@ def describe(value_type: str | None = None) -> dict:
             {
                 "name": source,
                 "label": str(SOURCE_LABELS.get(source, source)),
-                "fields": [{"name": name, "type": kind, "label": _label(name)} for name, kind in fields.items()],
+                "fields": [
+                    {"name": name, "type": kind, "label": _label(name)} for name, kind in fields.items()
+                ],
             }
             for source, fields in current.sources.items()
         ],

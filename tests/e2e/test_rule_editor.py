@@ -94,7 +94,11 @@ def build_bucket(page, live_server):
         "where": [{"field": "type", "op": "eq", "value": "coupon_used"}],
         "window": {"last_days": 180},
     }
-    return propose(page, "优惠券敏感度按使用次数分段"), {"type": "bucket", "metric": metric, "buckets": buckets}
+    return propose(page, "优惠券敏感度按使用次数分段"), {
+        "type": "bucket",
+        "metric": metric,
+        "buckets": buckets,
+    }
 
 
 def build_cases(page, live_server):
@@ -207,7 +211,9 @@ def test_text_syntax_round_trip_and_messages_beside_inputs(live_server, page):
     page.wait_for_selector("#tp-re-status.tp-re-ok")
     # the text syntax, edited, drives the document
     page.click("#tp-re-advanced")
-    page.wait_for_function("document.querySelector('#tp-re-text-input').value.indexOf('metric: count(') === 0")
+    page.wait_for_function(
+        "document.querySelector('#tp-re-text-input').value.indexOf('metric: count(') === 0"
+    )
     page.fill("#tp-re-text-input", 'metric: count(events where type = "treatment" during last 30 days)')
     page.wait_for_selector("#tp-re-status.tp-re-ok")
     page.fill("#tp-re-text-input", "metric: count(events where type = ")

@@ -33,14 +33,14 @@ class RuleDraftSerializer(serializers.Serializer):
     tag = serializers.IntegerField(required=False, min_value=1)
     value_type = serializers.ChoiceField(choices=ValueType.choices, required=False)
     kind = serializers.ChoiceField(choices=TagKind.choices, required=False)
-    values = serializers.JSONField(required=False)
+    values = serializers.JSONField(required=False, allow_null=True)
     definition = serializers.JSONField(required=False)
     text = serializers.CharField(required=False, allow_blank=True, max_length=MAX_TEXT, trim_whitespace=False)
 
     def validate(self, attrs):
         if "definition" not in attrs and "text" not in attrs:
             raise serializers.ValidationError({"definition": [_("Give a definition or a text.")]})
-        if "values" in attrs and not isinstance(attrs["values"], list):
+        if attrs.get("values") is not None and not isinstance(attrs["values"], list):
             raise serializers.ValidationError(
                 {"values": [_("Values must be a list of {code, label} objects.")]}
             )

@@ -451,7 +451,9 @@ class RuleSampleView(APIView):
         if not value_type:
             raise ValidationError({"value_type": [_("Say which value type the tag has.")]})
         if rule.definition.get("type") == "manual":
-            raise ValidationError({"type": [_("A manual tag's values come from uploaded lists: nothing to try.")]})
+            raise ValidationError(
+                {"type": [_("A manual tag's values come from uploaded lists: nothing to try.")]}
+            )
         spec = TagSpec(
             code=tag.code if tag is not None else sampling.DRAFT_CODE,
             value_type=value_type,
