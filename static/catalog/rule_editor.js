@@ -757,8 +757,8 @@
       }
       var kind = self.fieldType(source, pred.field);
       var choices = null;
-      if (pred.field === "type" && source === "events") { choices = self.lang.event_types.map(function (t) { return [t, t]; }); }
-      if (pred.field === "channel") { choices = self.lang.channels.map(function (c) { return [c, c]; }); }
+      if (pred.field === "type" && source === "events") { choices = self.lang.event_types.map(function (t) { return [t.code, t.label]; }); }
+      if (pred.field === "channel") { choices = self.lang.channels.map(function (c) { return [c.code, c.label]; }); }
       self.comparison(line, pred, ppath, kind, choices);
       line.appendChild(h("button", { type: "button", "class": "tp-re-small tp-re-remove", title: T.remove,
         onclick: function () { list.splice(i, 1); self.changed(true); } }, ["✕"]));

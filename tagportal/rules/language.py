@@ -93,6 +93,54 @@ NAME_LABELS = {
     "sku": gettext_lazy("SKU"),
     "discount": gettext_lazy("discount"),
 }
+EVENT_TYPE_LABELS = {
+    "page_view": gettext_lazy("page view"),
+    "product_view": gettext_lazy("product view"),
+    "search": gettext_lazy("search"),
+    "add_to_cart": gettext_lazy("add to cart"),
+    "purchase": gettext_lazy("purchase"),
+    "refund": gettext_lazy("refund"),
+    "store_visit": gettext_lazy("store visit"),
+    "consultation": gettext_lazy("consultation"),
+    "appointment": gettext_lazy("appointment"),
+    "treatment": gettext_lazy("treatment"),
+    "follow_up": gettext_lazy("follow-up"),
+    "coupon_received": gettext_lazy("coupon received"),
+    "coupon_used": gettext_lazy("coupon used"),
+    "sample_request": gettext_lazy("sample request"),
+    "check_in": gettext_lazy("check-in"),
+    "sign_in": gettext_lazy("daily sign-in"),
+    "wecom_add": gettext_lazy("added on WeCom (event)"),
+    "wecom_chat": gettext_lazy("WeCom chat"),
+    "wecom_delete": gettext_lazy("deleted on WeCom"),
+    "live_view": gettext_lazy("live stream view"),
+    "content_view": gettext_lazy("content view"),
+    "content_like": gettext_lazy("content like"),
+    "content_share": gettext_lazy("content share"),
+    "review": gettext_lazy("product review"),
+    "survey": gettext_lazy("survey"),
+    "subscribe": gettext_lazy("subscribe"),
+    "unsubscribe": gettext_lazy("unsubscribe"),
+    "member_join": gettext_lazy("member join"),
+    "points_redeem": gettext_lazy("points redeemed"),
+    "complaint": gettext_lazy("complaint"),
+}
+CHANNEL_LABELS = {
+    "wechat_oa": gettext_lazy("WeChat official account"),
+    "wecom": gettext_lazy("WeCom"),
+    "miniprogram": gettext_lazy("mini program"),
+    "wechat_channels": gettext_lazy("WeChat Channels"),
+    "douyin": gettext_lazy("Douyin"),
+    "xiaohongshu": gettext_lazy("Xiaohongshu"),
+    "jd": gettext_lazy("JD"),
+    "tmall": gettext_lazy("Tmall"),
+    "store": gettext_lazy("store"),
+    "crm": gettext_lazy("CRM"),
+    "app": gettext_lazy("app"),
+    "web": gettext_lazy("website"),
+    "sms": gettext_lazy("SMS"),
+    "call_center": gettext_lazy("call centre"),
+}
 VALUE_TYPE_LABELS = {
     vocabulary.NUMBER: gettext_lazy("number"),
     vocabulary.STRING: gettext_lazy("text"),
@@ -104,6 +152,11 @@ VALUE_TYPE_LABELS = {
 def _label(name: str) -> str:
     label = NAME_LABELS.get(name)
     return f"{label} ({name})" if label else name
+
+
+def _labelled(code: str, labels) -> str:
+    label = labels.get(code)
+    return f"{label} ({code})" if label else code
 
 
 def types_for(value_type: str | None) -> list[str]:
@@ -162,7 +215,10 @@ def describe(value_type: str | None = None) -> dict:
             for source, fields in current.sources.items()
         ],
         "value_types": {kind: str(label) for kind, label in VALUE_TYPE_LABELS.items()},
-        "event_types": sorted(current.event_types()),
-        "channels": list(current.channels),
+        "event_types": [
+            {"code": code, "label": _labelled(code, EVENT_TYPE_LABELS)}
+            for code in sorted(current.event_types())
+        ],
+        "channels": [{"code": code, "label": _labelled(code, CHANNEL_LABELS)} for code in current.channels],
         "window_presets": list(WINDOW_PRESETS),
     }
