@@ -4,11 +4,9 @@ and the attributes, sources, fields, event types and channels of the registered
 :mod:`.vocabulary`, each with a label. It is made from the same tuples the validator
 checks against, so an editor built on it offers what the validator accepts.
 
->>> from tagportal.rules import vocabulary
->>> vocabulary.register(vocabulary.Vocabulary(attributes={"age": "number"}))
->>> described = describe()
->>> [t["code"] for t in described["types"]][:3], described["attributes"][0]["name"]
-(['attribute', 'metric', 'bucket'], 'age')
+>>> described = describe("number", vocabulary.Vocabulary(attributes={"age": "number"}))
+>>> [t["code"] for t in described["types"]], described["attributes"]
+(['attribute', 'metric', 'manual'], [{'name': 'age', 'type': 'number', 'label': 'age (age)'}])
 """
 
 from __future__ import annotations
@@ -169,9 +167,10 @@ def types_for(value_type: str | None) -> list[str]:
     return out
 
 
-def describe(value_type: str | None = None) -> dict:
-    """The language as plain data (labels in the active language)."""
-    current = vocabulary.current()
+def describe(value_type: str | None = None, vocab: vocabulary.Vocabulary | None = None) -> dict:
+    """The language as plain data (labels in the active language), with the registered
+    vocabulary unless ``vocab`` is given."""
+    current = vocab or vocabulary.current()
     assert set(EDITOR_TYPES) - {COMPOSITE} == set(DEFINITION_TYPES)
     return {
         "types": [
