@@ -179,7 +179,10 @@
       body.appendChild(h("tr", { "data-row": i }, cells));
     });
     this.root.innerHTML = "";
-    this.root.appendChild(h("table", {}, [
+    if (!this.rows.length) {
+      this.root.appendChild(h("span", { "class": "tp-muted", text: this.valueType === "boolean" ? T.noValuesBoolean : T.noValues }));
+    }
+    if (this.rows.length) this.root.appendChild(h("table", {}, [
       h("thead", {}, [h("tr", {}, head.map(function (t) { return h("th", { text: t }); }))]), body
     ]));
     this.root.appendChild(h("button", { type: "button", "class": "tp-re-add", id: "tp-values-add",

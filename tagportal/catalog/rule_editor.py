@@ -112,6 +112,8 @@ def editor_strings() -> dict[str, str]:
         "moveDown": _("Move down"),
         "remove": _("Remove"),
         "addValue": _("Add a value"),
+        "noValues": _("No values yet."),
+        "noValuesBoolean": _("Shown as Yes / No; add the values true and false to name them otherwise."),
         "searchRegions": _("Search regions"),
         "noneChosen": _("None chosen"),
         "chosen": _("%(n)s chosen"),
