@@ -75,7 +75,12 @@
     return path ? path + "." + part : part;
   }
 
-  function clone(value) { return JSON.parse(JSON.stringify(value)); }
+  /* Hide the help text of a field's row (the field is replaced by a widget that explains itself). */
+  function hideHelp(field) {
+    var row = field.closest(".form-row") || field.parentNode;
+    var help = row && row.querySelector(".help");
+    if (help) { help.style.display = "none"; }
+  }
 
   function replaceContents(target, source) {
     Object.keys(target).forEach(function (key) { delete target[key]; });
@@ -117,8 +122,7 @@
     this.root = h("div", { "class": "tp-values-table", id: "tp-values-table" });
     textarea.hidden = true;
     textarea.parentNode.insertBefore(this.root, textarea.nextSibling);
-    var help = textarea.parentNode.querySelector(".help");
-    if (help) { help.hidden = true; }  // it explains the lines the table replaces
+    hideHelp(textarea);  // it explains the lines the table replaces
     this.render();
   }
   ValuesTable.prototype.parse = function (text) {
@@ -270,6 +274,7 @@
       return;
     }
     this.textarea.hidden = true;
+    hideHelp(this.textarea);  // it shows the JSON the form replaces
     this.status = h("div", { "class": "tp-re-status", id: "tp-re-status", "aria-live": "polite" });
     this.formBox = h("div", { "class": "tp-re-form", id: "tp-re-form" });
     this.textBox = h("div", { "class": "tp-re-text", id: "tp-re-text", hidden: true });
@@ -532,7 +537,7 @@
     this.formBox.appendChild(this.row(T.ruleType, typeSelect));
     var doc = this.doc, mode = this.mode;
     if (!mode) { this.sampleButton.disabled = true; return; }
-    this.sampleButton.disabled = mode === "manual";
+    this.sampleButton.disabled = mode === "manual" || !this.config.sample_url;
     if (mode === "attribute") {
       this.formBox.appendChild(this.row(T.attribute, this.attributeSelect(doc, "attribute", "attribute", null)));
       this.formBox.appendChild(this.row(T.map, this.mapEditor(doc, "map")));
@@ -1097,16 +1102,43 @@
     });
     document.querySelectorAll("[data-rule-editor]").forEach(function (root) {
       var config = JSON.parse(document.getElementById(root.getAttribute("data-config")).textContent);
+      var target = document.getElementById(config.target);
+      if (!target) { return; }
+      if (root.hasAttribute("data-beside")) { target.parentNode.insertBefore(root, target.nextSibling); }
       var editor = new RuleEditor(root, config);
       if (config.values_target && document.getElementById(config.values_target)) {
         editor.valuesTable = new ValuesTable(document.getElementById(config.values_target), config.value_type, config.strings,
           function () { if (editor.doc) { editor.render(); editor.scheduleCheck(); } });
       }
-      var url = config.language_url + "?" + new URLSearchParams({ brand: config.brand, value_type: config.value_type || "" });
-      fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
-        .then(function (r) { return r.json(); })
-        .then(function (language) { editor.start(language); root.setAttribute("data-ready", "true"); })
+      function language(valueType) {
+        var url = config.language_url + "?" + new URLSearchParams({ brand: config.brand, value_type: valueType || "" });
+        return fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+          .then(function (r) { return r.json(); });
+      }
+      language(config.value_type)
+        .then(function (described) { editor.start(described); root.setAttribute("data-ready", "true"); })
         .catch(function () { root.appendChild(h("p", { "class": "errornote", text: config.strings.network })); });
+      // the tag form: the value type and the kind may change while the rule is written
+      var valueTypeInput = config.value_type_input && document.getElementById(config.value_type_input);
+      var kindInput = config.kind_input && document.getElementById(config.kind_input);
+      if (valueTypeInput) {
+        valueTypeInput.addEventListener("change", function () {
+          editor.valueType = valueTypeInput.value;
+          if (editor.valuesTable) { editor.valuesTable.valueType = valueTypeInput.value; editor.valuesTable.changed(true); }
+          language(valueTypeInput.value).then(function (described) {
+            if (!editor.doc) { return; }
+            editor.lang.types = described.types;
+            editor.render();
+            editor.scheduleCheck();
+          });
+        });
+      }
+      if (kindInput) {
+        kindInput.addEventListener("change", function () {
+          editor.kind = kindInput.value;
+          if (editor.doc) { editor.mode = editor.modeOf(editor.doc); editor.render(); editor.scheduleCheck(); }
+        });
+      }
     });
   });
 })();

@@ -25,6 +25,7 @@ from .forms import ApplyTemplateForm, TagAdminForm
 from .history import compare_records, default_pair, snapshot_changes, version_records
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
 from .rule_checks import readable_text
+from .rule_editor import editor_config
 from .templates import TemplateError
 
 
@@ -368,7 +369,8 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     actions = ["export_selected"]
 
     class Media:
-        js = ("catalog/tag_form.js",)
+        js = ("catalog/tag_form.js", "catalog/rule_editor.js")
+        css = {"all": ("catalog/rule_editor.css",)}
 
     fieldsets = (
         (None, {"fields": ("name", "name_en", "code", "description")}),
@@ -448,6 +450,10 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         if obj is not None:
             context["tag_locked"] = obj.status != TagStatus.DRAFT
             context["tag_computation"] = computation_panel(obj)
+            if obj.brand_id and self.has_change_permission(request, obj):
+                context["rule_editor"] = editor_config(
+                    obj, target="id_definition", values_target="id_values", inputs=True
+                )
             if request.user.has_perm("governance.add_changerequest") and may(request.user, obj, "change"):
                 try:
                     context["propose_url"] = reverse("governance:propose", args=[obj.pk])

@@ -1,11 +1,13 @@
 """What a page needs to show the rule editor (``static/catalog/rule_editor.js``) for a
 tag: its brand, value type, kind and values, the URLs the editor calls and its
-strings. A page of a higher app passes the URL of the sample trial (the engine's)."""
+strings. The sample trial is the engine's (:func:`.hooks.rule_sample_url`)."""
 
 from __future__ import annotations
 
 from django.urls import reverse
 from django.utils.translation import gettext as _
+
+from . import hooks
 
 
 def editor_strings() -> dict[str, str]:
@@ -120,11 +122,10 @@ def editor_strings() -> dict[str, str]:
     }
 
 
-def editor_config(
-    tag, *, target: str, values_target: str | None = None, sample_url: str | None = None
-) -> dict:
+def editor_config(tag, *, target: str, values_target: str | None = None, inputs: bool = False) -> dict:
     """The editor's configuration for ``tag`` (JSON for ``json_script``); ``target`` is the
-    id of the definition textarea, ``values_target`` that of the values textarea."""
+    id of the definition textarea, ``values_target`` that of the values textarea. With
+    ``inputs`` the editor follows the form's value type and kind selects (the tag form)."""
     return {
         "target": target,
         "values_target": values_target,
@@ -136,6 +137,8 @@ def editor_config(
         "values": tag.values or [],
         "language_url": reverse("catalog-rule-language"),
         "check_url": reverse("catalog-rule-check"),
-        "sample_url": sample_url,
+        "sample_url": hooks.rule_sample_url(),
+        "value_type_input": "id_value_type" if inputs else None,
+        "kind_input": "id_kind" if inputs else None,
         "strings": editor_strings(),
     }

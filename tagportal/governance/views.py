@@ -425,9 +425,7 @@ def _propose_page(request, tag: Tag, cr: ChangeRequest | None = None, item=None)
         "dependents": _tag_dependents(tag) if tag.status != TagStatus.DRAFT else [],
         "stale": stale_flags({tag.pk}).get(tag.pk, []),
         "open_requests": open_requests,
-        "rule_editor": editor_config(
-            tag, target="id_definition", values_target="id_values", sample_url=reverse("engine-rule-sample")
-        ),
+        "rule_editor": editor_config(tag, target="id_definition", values_target="id_values"),
     }
     status = 400 if request.method == "POST" else 200
     return _render(request, "governance/propose.html", context, nav="propose", status=status)
