@@ -15,6 +15,16 @@ from .test_review import login
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
+def count_events(event_type, days):
+    """The metric the editor starts with, once its event type and days are chosen."""
+    return {
+        "agg": "count",
+        "source": "events",
+        "where": [{"field": "type", "op": "eq", "value": event_type}],
+        "window": {"last_days": days},
+    }
+
+
 def open_editor(page, live_server, code):
     tag = Tag.objects.get(code=code)
     page.goto(f"{live_server.url}/review/propose/{tag.pk}/")
@@ -88,12 +98,7 @@ def build_bucket(page, live_server):
         if high is not None:
             bucket["max"] = high
         buckets.append(bucket)
-    metric = {
-        "agg": "count",
-        "source": "events",
-        "where": [{"field": "type", "op": "eq", "value": "coupon_used"}],
-        "window": {"last_days": 180},
-    }
+    metric = count_events("coupon_used", 180)
     return propose(page, "优惠券敏感度按使用次数分段"), {
         "type": "bucket",
         "metric": metric,
@@ -128,12 +133,7 @@ def build_condition(page, live_server):
     page.select_option(f"[data-path='{second}.attribute']", "city")
     page.select_option(f"[data-path='{second}.op']", "in")
     page.fill(f"[data-path='{second}.value']", "深圳，广州")
-    metric = {
-        "agg": "count",
-        "source": "events",
-        "where": [{"field": "type", "op": "eq", "value": "store_visit"}],
-        "window": {"last_days": 30},
-    }
+    metric = count_events("store_visit", 30)
     return propose(page, "新会员改为近30天到院两次的深广客户"), {
         "type": "condition",
         "condition": {
@@ -224,12 +224,4 @@ def test_text_syntax_round_trip_and_messages_beside_inputs(live_server, page):
     page.click("#tp-re-advanced")  # back to the form, which shows the text's rule
     assert page.input_value("[data-path='metric.window.last_days']") == "30"
     stored = propose(page, "到院次数改为近30天治疗次数")
-    assert stored == {
-        "type": "metric",
-        "metric": {
-            "agg": "count",
-            "source": "events",
-            "where": [{"field": "type", "op": "eq", "value": "treatment"}],
-            "window": {"last_days": 30},
-        },
-    }
+    assert stored == {"type": "metric", "metric": count_events("treatment", 30)}

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +20,7 @@ from tagportal.rules.syntax import RuleSyntaxError
 
 from ..choices import TagKind, ValueType
 from ..models import Brand, Tag
-from ..rule_checks import MAX_TEXT, check_rule
+from ..rule_checks import MAX_TEXT, CheckedRule, check_rule
 
 #: Most tags of a brand listed for the pickers of a composite rule.
 MAX_BRAND_TAGS = 2000
@@ -81,8 +82,9 @@ def problems(exc: Exception) -> dict[str, list[str]]:
     return {"definition": [_("The rule is too deeply nested.")]}
 
 
-def checked(request, data):
-    """The checked rule of a request's draft, or the 400 answer naming its problems."""
+def checked(request, data) -> tuple[Brand, Tag | None, str | None, CheckedRule]:
+    """The brand, tag and value type of a request's draft rule, and the rule checked;
+    a rule that does not parse or is not valid answers 400 ``{path: [messages]}``."""
     brand, tag, value_type, kind = draft_scope(request, data)
     text = data.get("text")
     try:
@@ -96,8 +98,8 @@ def checked(request, data):
             kind=kind,
         )
     except (RuleSyntaxError, RuleValidationError, RecursionError) as exc:
-        return brand, tag, value_type, None, Response(problems(exc), status=status.HTTP_400_BAD_REQUEST)
-    return brand, tag, value_type, rule, None
+        raise ValidationError(problems(exc)) from exc
+    return brand, tag, value_type, rule
 
 
 class RuleCheckView(APIView):
@@ -112,9 +114,7 @@ class RuleCheckView(APIView):
     def post(self, request):
         payload = RuleDraftSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        _brand, _tag, _value_type, rule, refused = checked(request, payload.validated_data)
-        if refused is not None:
-            return refused
+        _brand, _tag, _value_type, rule = checked(request, payload.validated_data)
         return Response(
             {"definition": rule.definition, "text": rule.text, "reads": rule.reads, "fields": rule.fields}
         )

@@ -445,9 +445,7 @@ class RuleSampleView(APIView):
         payload = rules_api.RuleDraftSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
-        brand, tag, value_type, rule, refused = rules_api.checked(request, data)
-        if refused is not None:
-            return refused
+        brand, tag, value_type, rule = rules_api.checked(request, data)
         if not value_type:
             raise ValidationError({"value_type": [_("Say which value type the tag has.")]})
         if rule.definition.get("type") == "manual":
