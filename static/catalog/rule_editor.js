@@ -499,29 +499,28 @@
       T.coverage + " ", h("strong", { id: "tp-re-sample-coverage", text: pct(data.coverage) }), " · ",
       fmt(T.seconds, { s: data.seconds })
     ]));
-    var rows = [];
-    if (data.value_type === "number") {
-      data.histogram.forEach(function (bar) {
-        var label = bar.low === bar.high ? String(bar.low) : bar.low + " – " + bar.high;
-        rows.push([label, bar.count]);
-      });
-      if (data.stats) {
-        box.appendChild(h("p", { "class": "tp-muted", text: fmt(T.stats, data.stats) }));
-      }
-    } else {
-      data.values.forEach(function (v) { rows.push([v.label === v.value ? v.value : v.label + " (" + v.value + ")", v.count]); });
-    }
-    var max = Math.max.apply(null, [1].concat(rows.map(function (r) { return r[1]; })));
     var total = data.population || 1;
-    box.appendChild(h("table", { "class": "tp-re-distribution", id: "tp-re-distribution" }, [
-      h("thead", {}, [h("tr", {}, [h("th", { text: data.value_type === "number" ? T.range : T.value }),
-        h("th", { text: T.people }), h("th", { text: T.share })])]),
-      h("tbody", {}, rows.map(function (r) {
-        return h("tr", {}, [h("td", { text: r[0] }), h("td", { "class": "tp-num", text: r[1].toLocaleString() }),
-          h("td", {}, [h("span", { "class": "tp-re-barline", style: "width:" + Math.round(160 * r[1] / max) + "px" }),
-            " " + pct(r[1] / total)])]);
-      }))
-    ]));
+    function table(heading, rows, id) {
+      var max = Math.max.apply(null, [1].concat(rows.map(function (r) { return r[1]; })));
+      box.appendChild(h("table", { "class": "tp-re-distribution", id: id }, [
+        h("thead", {}, [h("tr", {}, [h("th", { text: heading }), h("th", { text: T.people }), h("th", { text: T.share })])]),
+        h("tbody", {}, rows.map(function (r) {
+          return h("tr", {}, [h("td", { text: r[0] }), h("td", { "class": "tp-num", text: r[1].toLocaleString() }),
+            h("td", {}, [h("span", { "class": "tp-re-barline", style: "width:" + Math.round(160 * r[1] / max) + "px" }),
+              " " + pct(r[1] / total)])]);
+        }))
+      ]));
+    }
+    var byValue = data.values.map(function (v) { return [v.label === v.value ? v.value : v.label + " (" + v.value + ")", v.count]; });
+    if (data.value_type === "number") {
+      if (data.stats) { box.appendChild(h("p", { "class": "tp-muted", text: fmt(T.stats, data.stats) })); }
+      table(T.range, data.histogram.map(function (bar) {
+        return [bar.low === bar.high ? String(bar.low) : bar.low + " – " + bar.high, bar.count];
+      }), "tp-re-distribution");
+      if (byValue.length) { table(T.value, byValue, "tp-re-distribution-values"); }
+    } else {
+      table(T.value, byValue, "tp-re-distribution");
+    }
   };
 
   // -- rendering ----------------------------------------------------------------
