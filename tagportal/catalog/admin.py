@@ -24,6 +24,8 @@ from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
 from .history import compare_records, default_pair, snapshot_changes, version_records
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
+from .rule_checks import readable_text
+from .rule_editor import editor_config
 from .templates import TemplateError
 
 
@@ -358,13 +360,17 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     empty_value_display = "—"
     show_full_result_count = False
     autocomplete_fields = ("regions", "owner")
-    readonly_fields = ("business_line", "status", "published_version", "template", "created", "last_updated")
+    readonly_fields = (
+        "business_line", "status", "published_version", "template", "created", "last_updated",
+        "values_table", "definition_text",
+    )  # fmt: skip
     inlines = [TagVersionInline]
     history_list_display = ["history_at"]
     actions = ["export_selected"]
 
     class Media:
-        js = ("catalog/tag_form.js",)
+        js = ("catalog/tag_form.js", "catalog/rule_editor.js")
+        css = {"all": ("catalog/rule_editor.css",)}
 
     fieldsets = (
         (None, {"fields": ("name", "name_en", "code", "description")}),
@@ -382,6 +388,47 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
 
     def get_changelist(self, request, **kwargs):
         return TagChangeList
+
+    def get_fieldsets(self, request, obj=None):
+        """A tag shown read-only gives its values as a table and its rule as text."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        readable = {"values": "values_table", "definition": "definition_text"}
+        return [
+            (name, {**options, "fields": [readable.get(f, f) for f in options["fields"]]})
+            for name, options in fieldsets
+        ]
+
+    @admin.display(description=gettext_lazy("values"))
+    def values_table(self, obj):
+        values = [v for v in obj.values or [] if isinstance(v, dict)]
+        if not values:
+            return "—"
+        bounded = any("min" in v or "max" in v for v in values)
+        head = [_("Code"), _("Chinese label"), _("English label")]
+        if bounded:
+            head += [_("from (included)"), _("below (excluded)")]
+
+        def cells(v):
+            row = [v.get("code", ""), v.get("label", ""), v.get("label_en", "")]
+            if bounded:
+                row += ["" if v.get("min") is None else v["min"], "" if v.get("max") is None else v["max"]]
+            return format_html_join("", "<td>{}</td>", ((c,) for c in row))
+
+        return format_html(
+            '<table class="tp-values-view" id="tp-values-view"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((h,) for h in head)),
+            format_html_join("", "<tr>{}</tr>", ((cells(v),) for v in values)),
+        )
+
+    @admin.display(description=gettext_lazy("definition"))
+    def definition_text(self, obj):
+        """The rule in the text syntax (readable without knowing JSON)."""
+        text = readable_text(obj.definition)
+        if not text:
+            return "—"
+        return format_html('<pre class="tp-rule-text" id="tp-rule-text">{}</pre>', text)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "category":
@@ -403,6 +450,10 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         if obj is not None:
             context["tag_locked"] = obj.status != TagStatus.DRAFT
             context["tag_computation"] = computation_panel(obj)
+            if obj.brand_id and self.has_change_permission(request, obj):
+                context["rule_editor"] = editor_config(
+                    obj, target="id_definition", values_target="id_values", inputs=True
+                )
             if request.user.has_perm("governance.add_changerequest") and may(request.user, obj, "change"):
                 try:
                     context["propose_url"] = reverse("governance:propose", args=[obj.pk])

@@ -20,6 +20,9 @@ shows what they know about a tag in two ways:
 - **Who proposed and who approved a published version** is governance's to know: it
   registers :func:`register_version_people` when it starts. Without it a version names
   only the person who published it.
+- **Trying a draft rule on a sample** is the engine's: it registers the name of its
+  sample URL with :func:`register_rule_sample_url`; without it the rule editor offers
+  no trial.
 """
 
 from __future__ import annotations
@@ -114,3 +117,24 @@ def computation_of(tag):
     """The tag's computation state (its engine result row), or ``None`` when it was never
     computed or nothing computes tags."""
     return getattr(tag, COMPUTATION, None)
+
+
+_rule_sample_url: list[str] = []
+
+
+def register_rule_sample_url(url_name: str) -> str:
+    """Register the URL name of the endpoint that tries a draft rule on a sample."""
+    _rule_sample_url[:] = [url_name]
+    return url_name
+
+
+def rule_sample_url() -> str | None:
+    """The URL of the sample trial of draft rules (``None`` when nothing registered it)."""
+    from django.urls import NoReverseMatch, reverse
+
+    if not _rule_sample_url:
+        return None
+    try:
+        return reverse(_rule_sample_url[0])
+    except NoReverseMatch:
+        return None

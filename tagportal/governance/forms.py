@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -186,7 +187,21 @@ class ProposeForm(forms.Form):
             queryset=Region.objects.order_by("code"),
             to_field_name="code",
             required=False,
-            widget=forms.SelectMultiple(attrs={"size": 8}),
+            widget=forms.SelectMultiple(
+                attrs={
+                    "size": 8,
+                    "data-searchable": "",
+                    "data-strings": json.dumps(
+                        {
+                            "searchRegions": _("Search regions"),
+                            "noneChosen": _("None chosen"),
+                            "chosen": _("%(n)s chosen"),
+                            "remove": _("Remove"),
+                        },
+                        ensure_ascii=False,
+                    ),
+                }
+            ),
         )
         self.fields["owner"] = forms.ModelChoiceField(
             label=Tag.field_label("owner"),

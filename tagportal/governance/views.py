@@ -29,6 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Brand, BusinessLine, Tag
+from tagportal.catalog.rule_editor import editor_config
 from tagportal.catalog.services import recertification_due
 from tagportal.core import spreadsheets
 from tagportal.core.exceptions import Conflict, conflict_text, error_text
@@ -424,6 +425,7 @@ def _propose_page(request, tag: Tag, cr: ChangeRequest | None = None, item=None)
         "dependents": _tag_dependents(tag) if tag.status != TagStatus.DRAFT else [],
         "stale": stale_flags({tag.pk}).get(tag.pk, []),
         "open_requests": open_requests,
+        "rule_editor": editor_config(tag, target="id_definition", values_target="id_values"),
     }
     status = 400 if request.method == "POST" else 200
     return _render(request, "governance/propose.html", context, nav="propose", status=status)

@@ -45,6 +45,19 @@ def oneid_bounds(brand: Brand) -> tuple[int | None, int | None]:
     return found["low"], found["high"]
 
 
+def first_people_range(brand: Brand, limit: int) -> tuple[tuple[int, int] | None, int]:
+    """The OneID range ``[lo, hi)`` of the brand's first ``limit`` people (not merged
+    into someone else), by OneID, and how many people the brand has (counted up to
+    ``limit + 1``: more than ``limit`` means the range is a sample). ``None`` without people."""
+    people = Customer.objects.filter(brand=brand, merged_into__isnull=True).order_by("oneid")
+    ids = list(people.values_list("oneid", flat=True)[: limit + 1])
+    if not ids:
+        return None, 0
+    if len(ids) > limit:
+        return (ids[0], ids[limit]), len(ids)
+    return (ids[0], ids[-1] + 1), len(ids)
+
+
 def load_frames(
     brand: Brand, *, since=None, oneid_range: tuple[int, int] | None = None
 ) -> dict[str, pd.DataFrame]:

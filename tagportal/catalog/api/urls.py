@@ -1,5 +1,7 @@
+from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from . import rules
 from . import views as api
 
 router = DefaultRouter()
@@ -12,4 +14,8 @@ router.register("tags", api.TagViewSet)
 router.register("versions", api.TagVersionViewSet)
 router.register("templates", api.TemplateViewSet, basename="template")
 
-urlpatterns = router.urls
+urlpatterns = [
+    path("rules/language/", rules.RuleLanguageView.as_view(), name="catalog-rule-language"),
+    path("rules/check/", rules.RuleCheckView.as_view(), name="catalog-rule-check"),
+    *router.urls,
+]

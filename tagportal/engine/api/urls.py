@@ -9,6 +9,7 @@ router.register("runs", api.TagRunViewSet)
 
 urlpatterns = [
     path("compute/", api.ComputeView.as_view(), name="engine-compute"),
+    path("rules/sample/", api.RuleSampleView.as_view(), name="engine-rule-sample"),
     path("events/", api.EventView.as_view(), name="engine-events"),
     path("profiles/lookup/", api.ProfileLookupView.as_view(), name="engine-profile-lookup"),
     path("profiles/batch/", api.ProfileBatchView.as_view(), name="engine-profile-batch"),

@@ -3,6 +3,8 @@ send realtime events and read people's tag values (the profile tag API)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import django_filters
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
@@ -16,6 +18,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from tagportal.catalog.api import rules as rules_api
 from tagportal.catalog.models import Brand, Tag
 from tagportal.core.api import RestrictedReadOnlyViewSet
 from tagportal.core.filters import FilterSet
@@ -26,7 +29,8 @@ from tagportal.profiles.choices import HASHED_ONLY_TYPES, IdentityType, LookupEn
 from tagportal.profiles.models import MAX_ONEID
 from tagportal.usage import services as usage
 
-from .. import partitioning, realtime, services
+from .. import partitioning, realtime, sampling, services
+from ..evaluate import TagSpec
 from ..models import RunStatus, TagComputation, TagRun
 from ..results import values_for
 from .serializers import (
@@ -423,3 +427,42 @@ class ProfileBatchView(APIView):
                 }
             )
         return items
+
+
+class RuleSampleView(APIView):
+    """Try a draft rule on a sample of the brand's people (the first 20,000 by OneID,
+    at most 15 seconds) before proposing it: the value distribution (people per value,
+    a histogram for number tags) and the coverage. The same body as the rule check; an
+    invalid rule answers 400 with ``{path: [messages]}``; nothing is stored."""
+
+    permission_classes = [IsAuthenticated]
+    throttle_scope = "estimate"
+
+    @extend_schema(
+        request=rules_api.RuleDraftSerializer,
+        responses={200: OpenApiTypes.OBJECT, 503: OpenApiTypes.OBJECT},
+    )
+    def post(self, request):
+        payload = rules_api.RuleDraftSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        brand, tag, value_type, rule = rules_api.checked(request, data)
+        if not value_type:
+            raise ValidationError({"value_type": [_("Say which value type the tag has.")]})
+        if rule.definition.get("type") == "manual":
+            raise ValidationError(
+                {"type": [_("A manual tag's values come from uploaded lists: nothing to try.")]}
+            )
+        spec = TagSpec(
+            code=tag.code if tag is not None else sampling.DRAFT_CODE,
+            value_type=value_type,
+            definition=rule.definition,
+            values=data.get("values") if data.get("values") is not None else (tag.values if tag else None),
+        )
+        try:
+            result = sampling.evaluate_sample(brand, spec)
+        except sampling.SampleTooSlow as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        except sampling.SampleFailed as exc:
+            raise ValidationError({"definition": [str(exc)]}) from exc
+        return Response({**asdict(result), "text": rule.text})
