@@ -18,6 +18,7 @@
   var connecting = null; // {from, port}
   var canvas, svg, layer, panel, hidden, brandSelect;
   var nodeErrors = {};
+  var readonly = false;  // the review page shows the drawing and the settings only
 
   function t(key) { return S[key] || key; }
   function el(tag, attrs, children) {
@@ -213,6 +214,7 @@
           title: t("connect_hint"),
           text: portLabel(node, port)
         });
+        if (readonly) { b.disabled = true; row.appendChild(b); return; }
         b.addEventListener("pointerdown", function (ev) { startPortDrag(ev, node, port); });
         b.addEventListener("click", function (ev) {
           ev.stopPropagation();
@@ -225,7 +227,7 @@
       });
       box.appendChild(row);
     }
-    box.addEventListener("pointerdown", function (ev) { startNodeDrag(ev, node); });
+    if (!readonly) { box.addEventListener("pointerdown", function (ev) { startNodeDrag(ev, node); }); }
     box.addEventListener("click", function () {
       if (connecting) {
         if (connecting.from !== node.id) { var c = connecting; connecting = null; setStatus(""); connect(c.from, c.port, node.id); }
@@ -343,6 +345,10 @@
   }
   function nodeKey(ev, node) {
     if (ev.target !== ev.currentTarget) { return; }
+    if (readonly) {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); select(node.id); }
+      return;
+    }
     var step = ev.shiftKey ? GRID * 5 : GRID;
     var moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
     if (moves[ev.key]) {
@@ -442,6 +448,7 @@
       var e = graph.edges[selectedEdge];
       panel.appendChild(el("h2", { text: t("connection") }));
       panel.appendChild(el("p", { text: (byId(e.from).label || e.from) + " · " + portLabel(byId(e.from), e.port) + " → " + (byId(e.to).label || e.to) }));
+      if (readonly) { return; }
       panel.appendChild(el("button", { type: "button", className: "button tp-danger", id: "tp-remove-edge", text: t("remove_connection"), onclick: function () { graph.edges.splice(selectedEdge, 1); selectedEdge = -1; render(); } }));
       return;
     }
@@ -449,6 +456,7 @@
     if (!node) {
       panel.appendChild(el("h2", { text: t("goal") }));
       goalPanel();
+      if (readonly) { freezePanel(); return; }
       panel.appendChild(el("p", { className: "help", text: t("panel_hint") }));
       return;
     }
@@ -459,9 +467,14 @@
     var c = node.config;
     var builders = { entry: entryPanel, wait: waitPanel, branch: branchPanel, split: splitPanel, holdout: holdoutPanel, send: sendPanel, sync_tag: syncPanel, set_tag: setTagPanel };
     if (builders[node.type]) { builders[node.type](node, c); }
+    if (readonly) { freezePanel(); return; }
     panel.appendChild(el("div", { className: "tp-panel-actions" }, [
       el("button", { type: "button", className: "button tp-danger", id: "tp-remove-node", text: t("remove_node"), onclick: function () { removeNode(node.id); } })
     ]));
+  }
+  function freezePanel() {
+    panel.querySelectorAll("button").forEach(function (b) { b.parentNode.removeChild(b); });
+    panel.querySelectorAll("input, select, textarea").forEach(function (c) { c.disabled = true; });
   }
 
   function entryPanel(node, c) {
@@ -732,6 +745,7 @@
     panel = document.getElementById("tp-panel");
     layer = canvas.querySelector(".tp-layer");
     svg = canvas.querySelector("svg");
+    readonly = canvas.getAttribute("data-readonly") === "1";
     load(hidden.value);
     // palette: click adds a node below the others, or drag it onto the canvas
     document.querySelectorAll("#tp-palette [data-type]").forEach(function (b) {
