@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 
 from tagportal.activation import sends as activation_sends
 from tagportal.activation.choices import ChannelKind
@@ -143,15 +143,15 @@ def strings() -> dict[str, str]:
         "type_sync_tag": _("Sync channel tag"),
         "type_set_tag": _("Set tag"),
         "type_exit": _("Exit"),
-        "port_next": _("next"),
-        "port_happened": _("happened"),
-        "port_timeout": _("timed out"),
-        "port_else": _("other"),
-        "port_treatment": _("treatment"),
-        "port_holdout": _("holdout"),
+        "port_next": pgettext("journey port", "next"),
+        "port_happened": pgettext("journey port", "happened"),
+        "port_timeout": pgettext("journey port", "timed out"),
+        "port_else": pgettext("journey port", "other"),
+        "port_treatment": pgettext("journey port", "treatment"),
+        "port_holdout": pgettext("journey port", "holdout"),
         "one_entry": _("A journey has one entry node only."),
         "no_self": _("A node cannot lead to itself."),
-        "no_into_entry": _("Nothing may lead into the entry node."),
+        "no_into_entry": _("The entry node has no way in."),
         "connect_hint": _("Drag to a node, or click and then click the node, to connect this way out."),
         "pick_target": _("Now click the node this way out leads to (Esc cancels)."),
         "connection": _("Connection"),

@@ -35,6 +35,14 @@ from . import analytics, editor, lifecycle
 from .choices import InstanceState, JourneyStatus, NodeType, VersionState
 from .models import Journey, JourneyVersion
 
+#: How people stand in a journey, as the journey's page says it.
+OUTCOME_LABELS = {
+    InstanceState.ACTIVE: gettext_lazy("moving on"),
+    InstanceState.WAITING: gettext_lazy("waiting at a node"),
+    InstanceState.DONE: gettext_lazy("went through"),
+    InstanceState.EXITED: gettext_lazy("left early"),
+    InstanceState.CONVERTED: gettext_lazy("reached the goal"),
+}
 SANKEY_COLORS = {"node": "#2f6f9f", "converted": "#2e7d32", "exited": "#b71c1c", "done": "#607d8b"}
 
 
@@ -303,6 +311,13 @@ def _uplift_context(u) -> dict | None:
         "high": "—" if u.high is None else f"{u.high * 100:+.1f}",
         "relative": "—" if u.relative is None else f"{u.relative * 100:+.0f}%",
         "significant": u.significant,
+        "ci": (
+            _("95%% confidence interval: %(low)s to %(high)s")
+            % {
+                "low": "—" if u.low is None else f"{u.low * 100:+.1f}",
+                "high": "—" if u.high is None else f"{u.high * 100:+.1f}",
+            }
+        ),
         "known": u.difference is not None,
     }
 
@@ -324,12 +339,13 @@ def journey_detail(request, pk: int):
     versions = list(journey.versions.select_related("proposed_by", "approved_by").order_by("-number"))
     shown = journey.live_version or (versions[0] if versions else None)
     graph = shown.graph if shown else {}
-    state_labels = dict(InstanceState.choices)
+    state_labels = {k: str(v) for k, v in OUTCOME_LABELS.items()}
     counts = analytics.node_counts(journey)
     links = analytics.path_links(journey)
     sends = analytics.sends(journey)
     kinds, states = dict(ChannelKind.choices), dict(DeliveryState.choices)
     conversions = analytics.conversions(journey)
+    outcomes = analytics.outcomes(journey)
     latest = versions[0] if versions else None
     user = request.user
     may_edit = lifecycle.may_edit(user, journey)
@@ -351,9 +367,7 @@ def journey_detail(request, pk: int):
             for v in versions
         ],
         "node_rows": _node_rows(graph, counts),
-        "outcomes": [
-            (label, analytics.outcomes(journey).get(value, 0)) for value, label in InstanceState.choices
-        ],
+        "outcomes": [(label, outcomes.get(value, 0)) for value, label in OUTCOME_LABELS.items()],
         "sends": [(str(kinds.get(k, k)), str(states.get(s, s)), n) for k, s, n in sends],
         "sends_total": sum(n for _k, _s, n in sends),
         "conversions": conversions,
