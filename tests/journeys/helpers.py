@@ -1,39 +1,88 @@
-"""Small graphs and journeys for the journey tests."""
+"""Journeys built straight in the database (the lifecycle pages are elsewhere), people
+with a profile, and graph builders."""
 
 from __future__ import annotations
 
-from tagportal.journeys import lifecycle
-from tagportal.journeys.choices import VersionState
+import datetime as dt
+import itertools
+
+from tagportal.catalog.services import publish_tag
+from tagportal.journeys import services
+from tagportal.journeys.graph import Graph
+from tagportal.journeys.models import ContactPolicy, Journey, JourneyVersion
+from tagportal.profiles.models import Customer
+from tests.factories import TagFactory
+
+#: Monday 2 March 2026, 10:00 in Beijing (02:00 UTC): outside the quiet hours.
+T0 = dt.datetime(2026, 3, 2, 2, 0, tzinfo=dt.UTC)
+_names = itertools.count(1)
 
 
-def simple_graph(event: str = "store_visit", minutes: int = 60) -> dict:
-    """entry (an event) → wait → exit."""
-    return {
-        "nodes": [
-            {"id": "n1", "type": "entry", "x": 40, "y": 40, "config": {"trigger": "event", "event": event}},
-            {
-                "id": "n2",
-                "type": "wait",
-                "x": 40,
-                "y": 160,
-                "config": {"mode": "duration", "minutes": minutes},
-            },
-            {"id": "n3", "type": "exit", "x": 40, "y": 280, "config": {}},
-        ],
-        "edges": [{"from": "n1", "to": "n2", "port": "next"}, {"from": "n2", "to": "n3", "port": "next"}],
-        "goal": None,
-    }
-
-
-def draft(world, name: str = "复购召回", brand=None):
-    return lifecycle.create(world.operator, brand or world.own_brand, name, simple_graph())
-
-
-def live(world, name: str = "复购召回"):
-    """A journey proposed by the operator and approved by the steward."""
-    journey = draft(world, name)
-    version = lifecycle.submit(world.operator, journey)
-    lifecycle.approve(world.steward, version)
-    journey.refresh_from_db()
-    assert journey.live_version.state == VersionState.APPROVED
+def make_journey(brand, graph: dict, *, status="live", owner=None, name=None) -> Journey:
+    journey = Journey.objects.create(
+        brand=brand, name=name or f"旅程{next(_names)}", owner=owner, status=status
+    )
+    version = JourneyVersion.objects.create(journey=journey, number=1, graph=graph, state="approved")
+    journey.live_version = version
+    journey.save(update_fields=["live_version"])
     return journey
+
+
+def live(journey: Journey) -> services.Live:
+    journey.refresh_from_db()
+    return services.Live(journey, journey.live_version, Graph(journey.live_version.graph))
+
+
+def enter(journey: Journey, oneids, now=T0) -> int:
+    return services.enter(live(journey), oneids, now=now)
+
+
+def customers(brand, oneids) -> None:
+    Customer.objects.bulk_create([Customer(brand=brand, oneid=o) for o in oneids], ignore_conflicts=True)
+
+
+def chain(*nodes, goal=None, edges=()) -> dict:
+    """A graph of ``(id, type, config)`` nodes joined in order by their ``next`` port
+    (plus ``edges``: ``(from, port, to)``)."""
+    out = {
+        "nodes": [{"id": nid, "type": kind, "config": config} for nid, kind, config in nodes],
+        "edges": [],
+        "goal": goal,
+    }
+    linear = [n for n in nodes]
+    for (a, kind, _c), (b, _k, _c2) in zip(linear, linear[1:], strict=False):
+        if kind in ("entry", "send", "sync_tag", "set_tag") or (kind == "wait" and _c.get("mode") != "event"):
+            out["edges"].append({"from": a, "to": b, "port": "next"})
+    out["edges"] += [{"from": a, "to": b, "port": port} for a, port, b in edges]
+    return out
+
+
+def entry(trigger="event", **config) -> tuple:
+    return ("in", "entry", {"trigger": trigger, "event": "signup", **config})
+
+
+def send(nid, account, text="春季焕新", **extra) -> tuple:
+    return (nid, "send", {"account": account.pk, "content": {"text": text}, **extra})
+
+
+def no_quiet_hours(brand, **fields) -> ContactPolicy:
+    policy, _ = ContactPolicy.objects.update_or_create(
+        brand=brand, defaults={"quiet_start": dt.time(0, 0), "quiet_end": dt.time(0, 0), **fields}
+    )
+    return policy
+
+
+def manual_tag(world, code: str, value_type="enum", values=None):
+    tag = TagFactory(
+        brand=world.own_brand,
+        category=world.category,
+        code=f"yimei_visit_{code}",
+        name=code,
+        kind="manual",
+        value_type=value_type,
+        values=values or [],
+        definition={"type": "manual"},
+    )
+    publish_tag(tag)
+    tag.refresh_from_db()
+    return tag

@@ -18,7 +18,7 @@ from tests.api.contract import (
 )
 from tests.conftest import client_for
 
-from .helpers import draft, live, simple_graph
+from .portal_helpers import draft, live, simple_graph
 
 URL = "/api/journeys/journeys/"
 

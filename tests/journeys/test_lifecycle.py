@@ -12,7 +12,7 @@ from tagportal.journeys.models import JourneyInstance
 from tagportal.notifications.models import Notification
 from tests.factories import UserFactory
 
-from .helpers import draft, live, simple_graph
+from .portal_helpers import draft, live, simple_graph
 
 
 def in_state(world, status: str):

@@ -11,7 +11,7 @@ from tagportal.journeys import lifecycle
 from tagportal.journeys.choices import InstanceState, JourneyStatus, VersionState
 from tagportal.journeys.models import Conversion, InstanceStep, Journey, JourneyInstance
 
-from .helpers import draft, live, simple_graph
+from .portal_helpers import draft, live, simple_graph
 
 
 def logged_in(client, user):
