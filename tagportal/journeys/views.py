@@ -88,7 +88,7 @@ def journey_list(request):
         for j in journeys
     ]
     context = {
-        "title": _("Journeys"),
+        "title": _("Marketing journeys"),
         "rows": rows,
         "statuses": JourneyStatus.choices,
         "status": status,

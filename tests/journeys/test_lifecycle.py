@@ -91,7 +91,7 @@ def test_the_refusal_names_the_state_in_chinese(world):
     journey = in_state(world, "draft")
     with translation.override("zh-hans"), pytest.raises(lifecycle.InvalidTransition) as refused:
         lifecycle.pause(world.operator, journey)
-    assert "草稿" in str(refused.value)
+    assert "只有运行中的旅程才能暂停" in str(refused.value)
 
 
 def test_four_eyes_the_proposer_may_not_approve(world):
