@@ -231,13 +231,35 @@ def journey_edit(request, pk: int):
 # The journey's page
 
 
+#: How people left, drawn as the Sankey's last column (those who went through to an
+#: exit node are already shown by it).
+SANKEY_SINKS = (InstanceState.CONVERTED, InstanceState.EXITED)
+
+
+def _node_names(graph: dict) -> dict[str, str]:
+    """A short name per node id: its name on the canvas, else its type (with its id when
+    two nodes would read the same)."""
+    words = editor.strings()
+    nodes = [n for n in (graph or {}).get("nodes") or [] if isinstance(n, dict)]
+    plain = {
+        n.get("id"): str(n.get("label") or words.get(f"type_{n.get('type')}", n.get("id"))) for n in nodes
+    }
+    seen: dict[str, int] = {}
+    for name in plain.values():
+        seen[name] = seen.get(name, 0) + 1
+    return {nid: (f"{name} ({nid})" if seen[name] > 1 else name) for nid, name in plain.items()}
+
+
 def sankey_figure(graph: dict, links, state_labels: dict) -> dict | None:
     """The paths people took, as a Plotly Sankey diagram (``None`` when nobody entered)."""
+    links = {
+        (a, b): n
+        for (a, b), n in links.items()
+        if not b.startswith("state:") or b.split(":", 1)[1] in SANKEY_SINKS
+    }
     if not links:
         return None
-    names = {n.get("id"): (n.get("label") or n.get("id")) for n in (graph or {}).get("nodes") or []}
-    words = editor.strings()
-    types = {n.get("id"): n.get("type") for n in (graph or {}).get("nodes") or []}
+    names = _node_names(graph)
     index: dict[str, int] = {}
     labels, colors = [], []
     for a, b in links:
@@ -250,26 +272,21 @@ def sankey_figure(graph: dict, links, state_labels: dict) -> dict | None:
                 labels.append(str(state_labels.get(state, state)))
                 colors.append(SANKEY_COLORS.get(state, "#607d8b"))
             else:
-                kind = words.get(f"type_{types.get(key)}", "")
-                labels.append(
-                    f"{names.get(key, key)} · {kind}"
-                    if kind and names.get(key) != kind
-                    else str(names.get(key, key))
-                )
+                labels.append(names.get(key, key))
                 colors.append(SANKEY_COLORS["node"])
     figure = go.Figure(
         go.Sankey(
             arrangement="snap",
-            node={"label": labels, "color": colors, "pad": 14, "thickness": 14},
+            node={"label": labels, "color": colors, "pad": 18, "thickness": 12},
             link={
                 "source": [index[a] for a, _b in links],
                 "target": [index[b] for _a, b in links],
                 "value": list(links.values()),
-                "color": "rgba(47, 111, 159, 0.25)",
+                "color": "rgba(47, 111, 159, 0.22)",
             },
         )
     )
-    figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 10, "b": 10}, font={"size": 12})
+    figure.update_layout(height=380, margin={"l": 6, "r": 6, "t": 6, "b": 6}, font={"size": 12})
     return json.loads(figure.to_json())
 
 

@@ -195,7 +195,7 @@ def test_the_journey_page_counts_people_per_node_and_the_uplift(client, world):
     assert page.context["conversions"]["revenue"] == 700
     sankey = page.context["figures"]["sankey"]["data"][0]
     assert sankey["type"] == "sankey"
-    assert sum(sankey["link"]["value"]) == 20 + 10 + 10  # n1→n2, n2→n3, n3→done
+    assert sum(sankey["link"]["value"]) == 20 + 10  # n1→n2, n2→n3 (went through: no sink)
     html = page.content.decode()
     assert "plotly/plotly.min.js" in html and 'data-figure="sankey"' in html
 
