@@ -386,6 +386,7 @@
     control.id = id;
     return el("div", { className: "tp-field" }, [el("label", { "for": id, text: labelText }), control, help ? el("div", { className: "help", text: help }) : null]);
   }
+  function withId(control, id) { control.id = id; return control; }
   function selectOf(options, value, onchange, empty) {
     var s = el("select", {});
     if (empty !== undefined) { s.appendChild(el("option", { value: "", text: empty })); }
@@ -478,20 +479,20 @@
   }
 
   function entryPanel(node, c) {
-    panel.appendChild(field(t("trigger"), selectOf([["audience", t("trigger_audience")], ["tag", t("trigger_tag")], ["event", t("trigger_event")], ["schedule", t("trigger_schedule")]], c.trigger, function (v) {
+    panel.appendChild(field(t("trigger"), withId(selectOf([["audience", t("trigger_audience")], ["tag", t("trigger_tag")], ["event", t("trigger_event")], ["schedule", t("trigger_schedule")]], c.trigger, function (v) {
       node.config = { trigger: v, reentry: c.reentry || "never", reentry_days: c.reentry_days };
       if (v === "schedule") { node.config.schedule = { cron: "0 10 * * *" }; }
       render();
-    })));
+    }), "tp-cfg-trigger")));
     if (c.trigger === "audience" || c.trigger === "schedule") {
-      panel.appendChild(field(t("audience"), selectOf(audienceOptions(), c.audience, function (v) { c.audience = v ? Number(v) : null; render(); }, t("choose")), c.trigger === "audience" ? t("audience_help") : null));
+      panel.appendChild(field(t("audience"), withId(selectOf(audienceOptions(), c.audience, function (v) { c.audience = v ? Number(v) : null; render(); }, t("choose")), "tp-cfg-audience"), c.trigger === "audience" ? t("audience_help") : null));
     }
     if (c.trigger === "tag") {
       panel.appendChild(field(t("tag"), selectOf(tagOptions(false), c.tag, function (v) { c.tag = v; c.value = ""; render(); }, t("choose"))));
       panel.appendChild(field(t("value"), selectOf(valueOptions(c.tag), c.value, function (v) { c.value = v; render(); }, t("choose")), t("tag_help")));
     }
     if (c.trigger === "event") {
-      panel.appendChild(field(t("event"), selectOf(eventOptions(false), c.event, function (v) { c.event = v; render(); }, t("choose"))));
+      panel.appendChild(field(t("event"), withId(selectOf(eventOptions(false), c.event, function (v) { c.event = v; render(); }, t("choose")), "tp-cfg-event")));
     }
     if (c.trigger === "schedule") { schedulePanel(c); }
     panel.appendChild(field(t("reentry"), selectOf([["never", t("reentry_never")], ["after_days", t("reentry_after")]], c.reentry || "never", function (v) { c.reentry = v; if (v === "after_days" && !c.reentry_days) { c.reentry_days = 30; } if (v === "never") { delete c.reentry_days; } render(); })));
@@ -528,14 +529,14 @@
     panel.appendChild(field(t("at_time"), tm, t("beijing_time")));
   }
   function waitPanel(node, c) {
-    panel.appendChild(field(t("wait_mode"), selectOf([["duration", t("wait_for")], ["until_time", t("wait_until")], ["event", t("wait_event")]], c.mode, function (v) {
+    panel.appendChild(field(t("wait_mode"), withId(selectOf([["duration", t("wait_for")], ["until_time", t("wait_until")], ["event", t("wait_event")]], c.mode, function (v) {
       if (v === "duration") { node.config = { mode: v, minutes: 1440 }; }
       else if (v === "until_time") { node.config = { mode: v, time: "10:00" }; }
       else { node.config = { mode: v, event: "", within_minutes: 4320 }; }
       render();
-    })));
+    }), "tp-cfg-mode")));
     if (c.mode === "duration") {
-      panel.appendChild(field(t("wait_for"), durationPicker(c.minutes, function (v) { c.minutes = v; render(); })));
+      panel.appendChild(field(t("wait_for"), withId(durationPicker(c.minutes, function (v) { c.minutes = v; render(); }), "tp-cfg-minutes")));
     } else if (c.mode === "until_time") {
       var tm = el("input", { type: "time", value: c.time || "" });
       tm.addEventListener("change", function () { c.time = tm.value; render(); });
@@ -647,11 +648,11 @@
     return wrap;
   }
   function sendPanel(node, c) {
-    panel.appendChild(field(t("account"), selectOf(accountOptions(CAT.send_kinds), c.account, function (v) {
+    panel.appendChild(field(t("account"), withId(selectOf(accountOptions(CAT.send_kinds), c.account, function (v) {
       c.account = v ? Number(v) : null; c.content = {};
       (c.variants || []).forEach(function (x) { x.content = {}; });
       render();
-    }, t("choose"))));
+    }, t("choose")), "tp-cfg-account")));
     var account = accountOf(c.account);
     var kind = account ? account.kind : "";
     var variants = c.variants || [];
