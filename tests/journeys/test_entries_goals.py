@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from decimal import Decimal
 
 import pandas as pd
@@ -33,11 +34,14 @@ def at(**delta):
     return T0 + dt.timedelta(**delta)
 
 
-def event(world, oneid, kind, time, n=[0]):
-    n[0] += 1
+_numbers = itertools.count(1)
+
+
+def event(world, oneid, kind, time):
+    n = next(_numbers)
     customer, _ = Customer.objects.get_or_create(brand=world.own_brand, oneid=oneid)
     return Event.objects.create(
-        brand=world.own_brand, customer=customer, client_id=f"e{n[0]}-{kind}", type=kind, time=time
+        brand=world.own_brand, customer=customer, client_id=f"e{n}-{kind}", type=kind, time=time
     )
 
 
