@@ -49,9 +49,10 @@ def chain(*nodes, goal=None, edges=()) -> dict:
         "edges": [],
         "goal": goal,
     }
-    linear = [n for n in nodes]
-    for (a, kind, _c), (b, _k, _c2) in zip(linear, linear[1:], strict=False):
-        if kind in ("entry", "send", "sync_tag", "set_tag") or (kind == "wait" and _c.get("mode") != "event"):
+    for (a, kind, config), (b, _kind, _config) in itertools.pairwise(nodes):
+        if kind in ("entry", "send", "sync_tag", "set_tag") or (
+            kind == "wait" and config.get("mode") != "event"
+        ):
             out["edges"].append({"from": a, "to": b, "port": "next"})
     out["edges"] += [{"from": a, "to": b, "port": port} for a, port, b in edges]
     return out

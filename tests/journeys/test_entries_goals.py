@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from decimal import Decimal
 
 import pandas as pd
@@ -33,11 +34,14 @@ def at(**delta):
     return T0 + dt.timedelta(**delta)
 
 
-def event(world, oneid, kind, time, n=[0]):
-    n[0] += 1
+_numbers = itertools.count(1)
+
+
+def event(world, oneid, kind, time):
+    n = next(_numbers)
     customer, _ = Customer.objects.get_or_create(brand=world.own_brand, oneid=oneid)
     return Event.objects.create(
-        brand=world.own_brand, customer=customer, client_id=f"e{n[0]}-{kind}", type=kind, time=time
+        brand=world.own_brand, customer=customer, client_id=f"e{n}-{kind}", type=kind, time=time
     )
 
 
@@ -48,7 +52,13 @@ def test_people_who_join_an_audience_enter(world, hook, django_capture_on_commit
         audience_services.take_snapshot(audience, BitMap([1, 2, 3]), 100, trigger=RefreshTrigger.MANUAL)
     with django_capture_on_commit_callbacks(execute=True):
         audience_services.take_snapshot(audience, BitMap([2, 3, 4, 5]), 100, trigger=RefreshTrigger.MANUAL)
-    assert sorted(JourneyInstance.objects.filter(journey=journey).values_list("oneid", flat=True)) == [1, 2, 3, 4, 5]
+    assert sorted(JourneyInstance.objects.filter(journey=journey).values_list("oneid", flat=True)) == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
     # a draft journey on the same audience takes nobody
     make_journey(world.own_brand, chain(entry("audience", audience=audience.pk)), status="draft")
     with django_capture_on_commit_callbacks(execute=True):
@@ -59,7 +69,9 @@ def test_people_who_join_an_audience_enter(world, hook, django_capture_on_commit
 def test_new_tag_results_enter_the_holders_of_the_value(world, hook, django_capture_on_commit_callbacks):
     from tagportal.engine.services import store_values
 
-    tag = manual_tag(world, "tier", values=[{"code": "vip", "label": "会员"}, {"code": "std", "label": "普通"}])
+    tag = manual_tag(
+        world, "tier", values=[{"code": "vip", "label": "会员"}, {"code": "std", "label": "普通"}]
+    )
     journey = make_journey(world.own_brand, chain(entry("tag", tag=tag.code, value="vip"), send("s", hook)))
     with django_capture_on_commit_callbacks(execute=True):
         store_values(tag, pd.Series(["vip", "std", "vip"], index=[1, 2, 3]))
@@ -91,16 +103,30 @@ def test_an_event_enters_and_wakes_the_people_waiting_for_it(world, hook):
     assert services.poll_activity(now=at(hours=6))["events"] == 0  # read once
 
 
-def test_a_schedule_enters_the_audience_once_per_run(world, hook, django_capture_on_commit_callbacks, monkeypatch):
+def test_a_schedule_enters_the_audience_once_per_run(
+    world, hook, django_capture_on_commit_callbacks, monkeypatch
+):
     audience = make_audience(world)
     monkeypatch.setattr(audience_services, "members", lambda a: BitMap([1, 2]))
     once = make_journey(
         world.own_brand,
-        chain(entry("schedule", audience=audience.pk, schedule={"once_at": "2026-03-02T12:00:00+08:00"}), send("s", hook)),
+        chain(
+            entry("schedule", audience=audience.pk, schedule={"once_at": "2026-03-02T12:00:00+08:00"}),
+            send("s", hook),
+        ),
     )
     weekly = make_journey(
         world.own_brand,
-        chain(entry("schedule", audience=audience.pk, schedule={"cron": "0 10 * * 1"}, reentry="after_days", reentry_days=1), send("s", hook)),
+        chain(
+            entry(
+                "schedule",
+                audience=audience.pk,
+                schedule={"cron": "0 10 * * 1"},
+                reentry="after_days",
+                reentry_days=1,
+            ),
+            send("s", hook),
+        ),
     )
     weekly.live_version.approved_at = T0
     weekly.live_version.save()
@@ -123,7 +149,13 @@ def test_the_goal_is_attributed_to_the_last_send_within_the_window(world, hook):
         ("w", "wait", {"mode": "duration", "minutes": 24 * 60}),
         send("s2", hook, "第二条"),
         ("w2", "wait", {"mode": "duration", "minutes": 30 * 24 * 60}),
-        goal={"kind": "event", "event": "store_visit", "window_days": 7, "from": "send", "ends_journey": True},
+        goal={
+            "kind": "event",
+            "event": "store_visit",
+            "window_days": 7,
+            "from": "send",
+            "ends_journey": True,
+        },
     )
     journey = make_journey(world.own_brand, graph)
     enter(journey, [1, 2, 3])
@@ -159,7 +191,9 @@ def test_an_order_goal_from_entry_counts_the_holdout_too(world, hook):
         edges=[("h", "treatment", "s")],
         goal={"kind": "order", "window_days": 7, "from": "entry", "ends_journey": False},
     )
-    graph["nodes"].append({"id": "s", "type": "send", "config": {"account": hook.pk, "content": {"text": "x"}}})
+    graph["nodes"].append(
+        {"id": "s", "type": "send", "config": {"account": hook.pk, "content": {"text": "x"}}}
+    )
     journey = make_journey(world.own_brand, graph)
     enter(journey, [1, 2])
     runner.tick(now=T0)

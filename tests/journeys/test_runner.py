@@ -153,11 +153,17 @@ def test_branch_on_a_tag_value(world, hook):
 
     from .helpers import manual_tag
 
-    skin = manual_tag(world, "skin", values=[{"code": "dry", "label": "干性"}, {"code": "oily", "label": "油性"}])
+    skin = manual_tag(
+        world, "skin", values=[{"code": "dry", "label": "干性"}, {"code": "oily", "label": "油性"}]
+    )
     store_values(skin, pd.Series(["dry", "oily"], index=[1, 2]))
     graph = chain(
         entry(),
-        ("b", "branch", {"tag": skin.code, "cases": [{"key": "d", "values": ["dry"]}, {"key": "o", "values": ["oily"]}]}),
+        (
+            "b",
+            "branch",
+            {"tag": skin.code, "cases": [{"key": "d", "values": ["dry"]}, {"key": "o", "values": ["oily"]}]},
+        ),
         edges=[("b", "d", "xd"), ("b", "o", "xo"), ("b", "else", "xe")],
     )
     graph["nodes"] += [{"id": n, "type": "exit", "config": {}} for n in ("xd", "xo", "xe")]
@@ -183,10 +189,29 @@ def test_split_and_holdout_are_deterministic_and_near_their_shares(world, hook):
     groups = dict(JourneyInstance.objects.filter(journey=first).values_list("oneid", "group"))
     holdout = sum(1 for g in groups.values() if g == "holdout")
     assert 320 <= holdout <= 480  # 10 % of 4,000, within ±2 %
-    ways = [p[2] for p in JourneyInstance.objects.filter(journey=first, group="treatment").values_list("path", flat=True)]
-    assert 0.27 <= ways.count("sp") and 0.26 <= sum(1 for p in JourneyInstance.objects.filter(journey=first, group="treatment").values_list("path", flat=True) if p[-1] == "xa") / len(ways) <= 0.34
+    ways = [
+        p[2]
+        for p in JourneyInstance.objects.filter(journey=first, group="treatment").values_list(
+            "path", flat=True
+        )
+    ]
+    assert (
+        0.27 <= ways.count("sp")
+        and 0.26
+        <= sum(
+            1
+            for p in JourneyInstance.objects.filter(journey=first, group="treatment").values_list(
+                "path", flat=True
+            )
+            if p[-1] == "xa"
+        )
+        / len(ways)
+        <= 0.34
+    )
     # the same person lands in the same arm when looked at again
-    again = JourneyInstance.objects.filter(journey=first, oneid__in=[5, 50, 500]).values_list("oneid", "group")
+    again = JourneyInstance.objects.filter(journey=first, oneid__in=[5, 50, 500]).values_list(
+        "oneid", "group"
+    )
     JourneyInstance.objects.filter(journey=first).delete()
     enter(first, [5, 50, 500])
     runner.tick(now=T0)
@@ -198,8 +223,14 @@ def test_set_tag_writes_the_manual_tag_and_sync_tag_is_recorded(world, hook):
 
     from .helpers import manual_tag
 
-    tag = manual_tag(world, "recalled", values=[{"code": "yes", "label": "是"}, {"code": "no", "label": "否"}])
-    graph = chain(entry(), ("t", "set_tag", {"tag": tag.code, "value": "yes"}), ("sy", "sync_tag", {"account": hook.pk, "tag_name": "召回"}))
+    tag = manual_tag(
+        world, "recalled", values=[{"code": "yes", "label": "是"}, {"code": "no", "label": "否"}]
+    )
+    graph = chain(
+        entry(),
+        ("t", "set_tag", {"tag": tag.code, "value": "yes"}),
+        ("sy", "sync_tag", {"account": hook.pk, "tag_name": "召回"}),
+    )
     journey = make_journey(world.own_brand, graph)
     enter(journey, [7, 8])
     runner.tick(now=T0)
@@ -212,7 +243,9 @@ def test_set_tag_writes_the_manual_tag_and_sync_tag_is_recorded(world, hook):
 
 # consent, caps, quiet hours --------------------------------------------------------------
 def test_consent_is_checked_at_send_time(world, hook):
-    journey = make_journey(world.own_brand, chain(entry(), ("w", "wait", {"mode": "duration", "minutes": 60}), send("s", hook)))
+    journey = make_journey(
+        world.own_brand, chain(entry(), ("w", "wait", {"mode": "duration", "minutes": 60}), send("s", hook))
+    )
     enter(journey, [1, 2])
     runner.tick(now=T0)
     Consent.objects.create(brand=world.own_brand, oneid=2, channel="webhook", state="opted_out", source="api")
@@ -280,7 +313,9 @@ def test_quiet_hours_within_one_day_and_just_after_midnight(world):
     assert quiet_until(night, just_after) == dt.datetime(2026, 3, 3, 1, 0, tzinfo=dt.UTC)
     assert quiet_until(night, T0) is None
     lunch = ContactPolicy(quiet_start=dt.time(12, 0), quiet_end=dt.time(13, 0))
-    assert quiet_until(lunch, dt.datetime(2026, 3, 2, 4, 30, tzinfo=dt.UTC)) == dt.datetime(2026, 3, 2, 5, 0, tzinfo=dt.UTC)
+    assert quiet_until(lunch, dt.datetime(2026, 3, 2, 4, 30, tzinfo=dt.UTC)) == dt.datetime(
+        2026, 3, 2, 5, 0, tzinfo=dt.UTC
+    )
     assert quiet_until(lunch, T0) is None
 
 
@@ -290,7 +325,12 @@ def test_reentry_never_and_after_days(world, hook):
     assert enter(once, [1]) == 1
     runner.tick(now=T0)
     assert enter(once, [1], now=at(days=100)) == 0
-    again = make_journey(world.own_brand, chain(entry(reentry="after_days", reentry_days=7), ("w", "wait", {"mode": "duration", "minutes": 60})))
+    again = make_journey(
+        world.own_brand,
+        chain(
+            entry(reentry="after_days", reentry_days=7), ("w", "wait", {"mode": "duration", "minutes": 60})
+        ),
+    )
     assert enter(again, [1]) == 1
     assert enter(again, [1], now=at(days=8)) == 0  # still inside
     runner.tick(now=T0)
@@ -303,7 +343,14 @@ def test_reentry_never_and_after_days(world, hook):
 
 # variants -----------------------------------------------------------------------------
 def test_variants_make_one_send_each(world, hook):
-    node = ("s", "send", {"account": hook.pk, "variants": [{"key": "A", "content": {"text": "甲"}}, {"key": "B", "content": {"text": "乙"}}]})
+    node = (
+        "s",
+        "send",
+        {
+            "account": hook.pk,
+            "variants": [{"key": "A", "content": {"text": "甲"}}, {"key": "B", "content": {"text": "乙"}}],
+        },
+    )
     journey = make_journey(world.own_brand, chain(entry(), node))
     enter(journey, range(1, 201))
     runner.tick(now=T0)
