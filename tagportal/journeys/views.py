@@ -339,8 +339,19 @@ def _uplift_context(u) -> dict | None:
     }
 
 
+#: What the variants' learning says (``journeys.variants.decision``'s states).
+VARIANT_STATES = {
+    "collecting": gettext_lazy("collecting data"),
+    "learning": gettext_lazy("learning, no winner yet"),
+    "winner": gettext_lazy("a winner is found"),
+    "no_difference": gettext_lazy("no difference found"),
+    "single": gettext_lazy("one variant only"),
+}
+
+
 def _variants_context(rows: list[dict]) -> list[dict]:
     for block in rows:
+        block["state_text"] = str(VARIANT_STATES.get(block["state"], block["state"]))
         for row in block["rows"]:
             row["click_rate_text"] = _percent(row["click_rate"])
             row["conversion_rate_text"] = _percent(row["conversion_rate"])
