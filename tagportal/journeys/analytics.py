@@ -250,6 +250,11 @@ def variant_rows(journey: Journey, graph: dict) -> list[dict]:
         for key in keys:
             value = numbers.get(key)
             data = value.as_dict() if hasattr(value, "as_dict") else dict(value or {})
+            sent = data.get("sent") or 0
+            if data.get("click_rate") is None and sent:
+                data["click_rate"] = (data.get("clicked") or 0) / sent
+            if data.get("conversion_rate") is None and sent:
+                data["conversion_rate"] = (data.get("converted") or 0) / sent
             rows.append(
                 {
                     "key": key,

@@ -215,3 +215,43 @@ def test_pages_are_in_chinese(client, world):
     assert "提交审核" in html
     strings = client.get("/journeys/new/", HTTP_ACCEPT_LANGUAGE="zh-hans").context["strings"]
     assert strings["type_wait"] == "等待"
+
+
+def test_the_variants_table_reads_the_variants_module(client, world, monkeypatch):
+    from types import SimpleNamespace
+
+    from tagportal.journeys import variants
+    from tagportal.journeys.models import JourneyVersion
+
+    journey = Journey.objects.create(brand=world.own_brand, name="AB 测试", status=JourneyStatus.LIVE)
+    graph = {
+        "nodes": [
+            {
+                "id": "s1",
+                "type": "send",
+                "label": "唤醒",
+                "config": {"variants": [{"key": "A"}, {"key": "B"}]},
+            },
+        ],
+        "edges": [],
+    }
+    journey.live_version = JourneyVersion.objects.create(
+        journey=journey, number=1, graph=graph, state="approved"
+    )
+    journey.save()
+    monkeypatch.setattr(
+        variants,
+        "stats",
+        lambda j, node: {"A": {"sent": 400, "clicked": 20}, "B": {"sent": 400, "clicked": 60}},
+        raising=False,
+    )
+    decided = SimpleNamespace(state="winner", winner="B", shares={"A": 0.0, "B": 1.0}, p_best={})
+    monkeypatch.setattr(variants, "decision", lambda stats, method: decided, raising=False)
+    page = logged_in(client, world.operator).get(f"/journeys/{journey.pk}/")
+    html = page.content.decode()
+    assert 'id="tp-variants"' in html and "a winner is found" in html
+    block = page.context["variants"][0]
+    assert [(r["key"], r["click_rate_text"], r["share_text"], r["winner"]) for r in block["rows"]] == [
+        ("A", "5.0%", "0.0%", False),
+        ("B", "15.0%", "100.0%", True),
+    ]
