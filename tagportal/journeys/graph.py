@@ -197,21 +197,19 @@ def _reachability(entry: str, by_id: dict, outgoing: dict) -> list[str]:
 
 
 def _cycles(by_id: dict, outgoing: dict) -> list[str]:
-    """A loop without a wait in it would run forever within one tick: refused."""
+    """A person passes each node at most once (a step is recorded once per node): no loops."""
     state: dict[str, int] = {}
 
     def visit(nid: str) -> bool:
         state[nid] = 1
         for target in outgoing[nid].values():
-            if by_id[target]["type"] == NodeType.WAIT:
-                continue
             if state.get(target) == 1 or (state.get(target) is None and visit(target)):
                 return True
         state[nid] = 2
         return False
 
     if any(state.get(nid) is None and visit(nid) for nid in by_id):
-        return [_("The journey has a loop without a wait in it.")]
+        return [_("The journey has a loop: each node is passed at most once.")]
     return []
 
 
