@@ -12,4 +12,5 @@ urlpatterns = [
     path("predictive/", include("tagportal.predictive.api.urls")),
     path("audiences/", include("tagportal.audiences.api.urls")),
     path("activation/", include("tagportal.activation.api.urls")),
+    path("journeys/", include("tagportal.journeys.api.urls")),
 ]

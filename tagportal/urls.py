@@ -20,6 +20,7 @@ urlpatterns = [
     path("dashboards/", include(("tagportal.dashboards.urls", "dashboards"))),
     path("models/", include(("tagportal.predictive.urls", "predictive"))),
     path("activation/", include(("tagportal.activation.urls", "activation"))),
+    path("journeys/", include(("tagportal.journeys.urls", "journeys"))),
     path("api/", include("tagportal.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -85,6 +85,14 @@ _MANAGE_CONSENT = [
     "activation.delete_suppression",
     "activation.add_contactentry",
 ]
+_VIEW_JOURNEYS = [
+    "journeys.view_journey",
+    "journeys.view_journeyversion",
+    "journeys.view_journeyinstance",
+    "journeys.view_conversion",
+]
+#: Drawing journeys, submitting them, pausing and ending them (approval is the stewards').
+_BUILD_JOURNEYS = [*_VIEW_JOURNEYS, "journeys.add_journey", "journeys.change_journey"]
 _MANAGE_LINEAGE = [
     *_VIEW_LINEAGE,
     "lineage.add_datasource",
@@ -116,6 +124,7 @@ ROLES: dict[str, dict] = {
             *_VIEW_CHANNELS,
             *_SEND_MESSAGES,
             *_VIEW_CONSENT,
+            *_BUILD_JOURNEYS,
         ],
     },
     STEWARD: {
@@ -153,6 +162,11 @@ ROLES: dict[str, dict] = {
             *_MANAGE_CHANNELS,
             *_SEND_MESSAGES,
             *_MANAGE_CONSENT,
+            *_BUILD_JOURNEYS,
+            "journeys.approve_journey",
+            "journeys.view_contactpolicy",
+            "journeys.add_contactpolicy",
+            "journeys.change_contactpolicy",
         ],
     },
     ANALYST: {
@@ -166,6 +180,7 @@ ROLES: dict[str, dict] = {
             *_VIEW_PROFILES,
             *_VIEW_AUDIENCES,
             *_VIEW_MODELS,
+            *_VIEW_JOURNEYS,
         ],
     },
     API_CLIENT: {
@@ -204,6 +219,7 @@ ADMIN_APPS = (
     "audiences",
     "predictive",
     "activation",
+    "journeys",
     "django_celery_beat",
     "axes",  # failed logins and lockouts: an admin lifts one by deleting the attempt
 )
