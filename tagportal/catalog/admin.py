@@ -24,7 +24,7 @@ from .choices import TagStatus
 from .forms import ApplyTemplateForm, TagAdminForm
 from .history import compare_records, default_pair, snapshot_changes, version_records
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
-from .templates import TemplateError
+from .templates import TemplateError, available_packs, pack_label
 
 
 class GrantManagementMixin:
@@ -275,6 +275,24 @@ def freshness_column(request):
     return data_freshness
 
 
+class TemplateListFilter(admin.AllValuesFieldListFilter):
+    """The templates of the tags in view, by their display names (医美, not
+    ``medical_aesthetics``); the query keeps the key."""
+
+    def choices(self, changelist):
+        keys = sorted(available_packs(), key=len, reverse=True)
+        for choice in super().choices(changelist):
+            display = str(choice["display"])
+            for key in keys:
+                if display == key or display.startswith(f"{key} ("):
+                    choice["display"] = pack_label(key) + display[len(key) :]
+                    break
+            else:
+                if display == "" or display.startswith(" ("):
+                    choice["display"] = _("No template") + display
+            yield choice
+
+
 class FreshnessFilter(admin.SimpleListFilter):
     title = gettext_lazy("data freshness")
     parameter_name = "data"
@@ -348,7 +366,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         "value_type",
         "refresh_mode",
         ("owner", admin.RelatedOnlyFieldListFilter),
-        "template",
+        ("template", TemplateListFilter),
         FreshnessFilter,
     )
     list_select_related = ("brand", "business_line", "owner")
@@ -358,7 +376,9 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     empty_value_display = "—"
     show_full_result_count = False
     autocomplete_fields = ("regions", "owner")
-    readonly_fields = ("business_line", "status", "published_version", "template", "created", "last_updated")
+    readonly_fields = (
+        "business_line", "status", "published_version", "template_name", "created", "last_updated",
+    )  # fmt: skip
     inlines = [TagVersionInline]
     history_list_display = ["history_at"]
     actions = ["export_selected"]
@@ -376,12 +396,16 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         (gettext_lazy("Computation"), {"fields": ("refresh_mode", "schedule", "definition")}),
         (
             gettext_lazy("Lifecycle"),
-            {"fields": ("status", "published_version", "template", "created", "last_updated")},
+            {"fields": ("status", "published_version", "template_name", "created", "last_updated")},
         ),
     )
 
     def get_changelist(self, request, **kwargs):
         return TagChangeList
+
+    @admin.display(description=gettext_lazy("template"))
+    def template_name(self, obj):
+        return pack_label(obj.template)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "category":
