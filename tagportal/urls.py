@@ -1,14 +1,15 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from tagportal.core.api_docs import RedocView, SwaggerView
 
 admin.site.site_header = "TagPortal 标签中台"
-admin.site.site_title = "TagPortal"
-admin.site.index_title = "TagPortal"
+admin.site.site_title = _("TagPortal")
+admin.site.index_title = _("TagPortal")
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),

@@ -26,7 +26,7 @@ from .history import compare_records, default_pair, snapshot_changes, version_re
 from .models import Brand, BusinessLine, Category, NamingRule, Region, Tag, TagVersion
 from .rule_checks import readable_text
 from .rule_editor import editor_config
-from .templates import TemplateError
+from .templates import TemplateError, available_packs, pack_label
 
 
 class GrantManagementMixin:
@@ -277,6 +277,24 @@ def freshness_column(request):
     return data_freshness
 
 
+class TemplateListFilter(admin.AllValuesFieldListFilter):
+    """The templates of the tags in view, by their display names (医美, not
+    ``medical_aesthetics``); the query keeps the key."""
+
+    def choices(self, changelist):
+        keys = sorted(available_packs(), key=len, reverse=True)
+        for choice in super().choices(changelist):
+            display = str(choice["display"])
+            for key in keys:
+                if display == key or display.startswith(f"{key} ("):
+                    choice["display"] = pack_label(key) + display[len(key) :]
+                    break
+            else:
+                if display == "" or display.startswith(" ("):
+                    choice["display"] = _("No template") + display
+            yield choice
+
+
 class FreshnessFilter(admin.SimpleListFilter):
     title = gettext_lazy("data freshness")
     parameter_name = "data"
@@ -350,7 +368,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         "value_type",
         "refresh_mode",
         ("owner", admin.RelatedOnlyFieldListFilter),
-        "template",
+        ("template", TemplateListFilter),
         FreshnessFilter,
     )
     list_select_related = ("brand", "business_line", "owner")
@@ -361,7 +379,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
     show_full_result_count = False
     autocomplete_fields = ("regions", "owner")
     readonly_fields = (
-        "business_line", "status", "published_version", "template", "created", "last_updated",
+        "business_line", "status", "published_version", "template_name", "created", "last_updated",
         "values_table", "definition_text",
     )  # fmt: skip
     inlines = [TagVersionInline]
@@ -382,7 +400,7 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         (gettext_lazy("Computation"), {"fields": ("refresh_mode", "schedule", "definition")}),
         (
             gettext_lazy("Lifecycle"),
-            {"fields": ("status", "published_version", "template", "created", "last_updated")},
+            {"fields": ("status", "published_version", "template_name", "created", "last_updated")},
         ),
     )
 
@@ -429,6 +447,10 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
         if not text:
             return "—"
         return format_html('<pre class="tp-rule-text" id="tp-rule-text">{}</pre>', text)
+
+    @admin.display(description=gettext_lazy("template"))
+    def template_name(self, obj):
+        return pack_label(obj.template)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "category":

@@ -357,7 +357,10 @@ def _ensure_categories(pack: TemplatePack, rule: NamingRule, result: TemplateRes
                     order=order_base + index,
                 )
                 category.full_clean()
-                category._change_reason = _("Template %(t)s") % {"t": pack.key}
+                category._change_reason = _("Applied template %(name)s (version %(version)s)") % {
+                    "name": pack.name,
+                    "version": pack.version,
+                }
                 category.save()
                 result.categories_created += 1
             by_path[path] = category
@@ -405,9 +408,8 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
             business_line=brand.business_line.code, brand=brand.code, domain=category.code
         )
         codes[spec_tag["name"]] = rule_for.build(context, spec_tag["name"])
-    reason = _("Applied template %(name)s (%(key)s v%(version)s)") % {
+    reason = _("Applied template %(name)s (version %(version)s)") % {
         "name": pack.name,
-        "key": pack.key,
         "version": pack.version,
     }
     by_name: dict[str, Tag] = {}

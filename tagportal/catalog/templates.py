@@ -198,6 +198,15 @@ def get_pack(key: str) -> TemplatePack:
     return packs[key]
 
 
+def pack_label(key: str) -> str:
+    """How a page names the template ``key``: its display name (医美), the key itself for
+    a pack no longer installed, "—" for none."""
+    if not key:
+        return "—"
+    pack = available_packs().get(key)
+    return pack.name if pack else key
+
+
 #: The longest business line code (codes must fit the rule's length with any business line).
 LONGEST_BUSINESS_LINE = "b" * 20
 

@@ -2,10 +2,14 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied, ValidationError
+from django.db import models
 from django.http import Http404
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
+from simple_history.template_utils import HistoricalRecordContextHelper
 
+from .days import beijing_text
 from .filters import out_of_range
 from .models import User
 from .permissions import may
@@ -74,6 +78,23 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class ReadableHistory(HistoricalRecordContextHelper):
+    """A history page's changes as a reader says them: a choice by its label (草稿 →
+    已提交, not ``draft → submitted``), a moment in Beijing time, nothing as "—"."""
+
+    def prepare_delta_change_value(self, change, value):
+        field = self.model._meta.get_field(change.field)
+        if value is None or value == "":
+            return "—"
+        if field.choices and not field.many_to_many:
+            return str(dict(field.flatchoices).get(value, value))
+        if isinstance(field, models.BooleanField):
+            return gettext("yes") if value else gettext("no")
+        if isinstance(field, models.DateTimeField):
+            return beijing_text(value)
+        return super().prepare_delta_change_value(change, value)
+
+
 class HistoryAdmin(SimpleHistoryAdmin):
     """simple-history's admin (every change, who made it, each past version), whose past
     versions are only looked at when reverting is off (``SIMPLE_HISTORY_REVERT_DISABLED``)
@@ -91,6 +112,9 @@ class HistoryAdmin(SimpleHistoryAdmin):
         if exists and self.get_object(request, pk) is None:
             raise Http404(_("Nothing to show: it does not exist or you may not view it."))
         return super().history_view(request, object_id, extra_context)
+
+    def get_historical_record_context_helper(self, request, historical_record):
+        return ReadableHistory(self.model, historical_record)
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method == "POST":

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 #: The parts of a cold-tag score, in the order they are stacked.
 COMPONENTS = ("usage", "coverage", "computation", "lineage", "cost")
@@ -33,12 +33,12 @@ COMPONENT_COLORS = {
 }
 #: What the activity chart can count, per week.
 MEASURES = ("created", "changed", "approved", "used", "retired")
-MEASURE_LABELS = {
-    "created": gettext_lazy("created"),
-    "changed": gettext_lazy("changed"),
-    "approved": gettext_lazy("approved"),
-    "used": gettext_lazy("used"),
-    "retired": gettext_lazy("retired"),
+MEASURE_LABELS = {  # counts of what happened to tags (新增 …), not a date (创建时间)
+    "created": pgettext_lazy("activity measure", "created"),
+    "changed": pgettext_lazy("activity measure", "changed"),
+    "approved": pgettext_lazy("activity measure", "approved"),
+    "used": pgettext_lazy("activity measure", "used"),
+    "retired": pgettext_lazy("activity measure", "retired"),
 }
 DEFAULT_MEASURE = "changed"
 #: The drift threshold drawn when none is given (the engine's default, ``DRIFT_PSI_THRESHOLD``).

@@ -11,6 +11,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from tagportal.catalog.choices import ValueType
 from tagportal.core.admin import ReadOnlyAdminMixin, RestrictedAdminMixin, ScopedRelatedFieldListFilter
 
 from . import services
@@ -57,7 +58,7 @@ class TagComputationAdmin(ReadOnlyAdmin):
         "tag",
         "version",
         "pending_version",
-        "value_type",
+        "value_type_display",
         "is_calculating",
         "calculation_started_at",
         "last_calculated_at",
@@ -78,6 +79,10 @@ class TagComputationAdmin(ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("brand"), ordering="tag__brand__code")
     def brand(self, obj):
         return obj.tag.brand
+
+    @admin.display(description=gettext_lazy("value type"))
+    def value_type_display(self, obj):
+        return dict(ValueType.choices).get(obj.value_type, obj.value_type) or "—"
 
     @admin.display(description=gettext_lazy("coverage"), ordering="coverage")
     def coverage_display(self, obj):

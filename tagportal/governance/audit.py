@@ -190,6 +190,11 @@ def _history_row(record, before) -> dict:
     }
 
 
+def fields_in_words(fields: str) -> str:
+    """A row's changed fields (``"description, regions"``) by their labels (说明、地域)."""
+    return "、".join(Tag.field_label(name) for name in fields.split(", ") if name)
+
+
 def to_csv(rows: list[dict]) -> bytes:
     """CSV with Chinese headers (UTF-8 with a BOM, so that Excel shows Chinese correctly)."""
     return spreadsheets.csv_bytes(

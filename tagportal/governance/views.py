@@ -655,7 +655,7 @@ def audit_page(request):
         "columns": columns,
         "page": page,
         "labels": dict(columns),
-        "rows": list(page) if page else [],
+        "rows": [{**row, "fields": audit.fields_in_words(row["fields"])} for row in page] if page else [],
         "total": total,
         "query": form.data.urlencode(),
         "csv_query": form.data.urlencode(),

@@ -157,8 +157,9 @@ class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, HistoryAdmin):
         rows = sorted((obj.attributes or {}).items())
         if not rows:
             return "—"
-        body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((k, v) for k, v in rows))
-        return format_html("<table>{}</table>", body)
+        # as the sources sent them: keys and values are data, not words of the portal
+        body = format_html_join("", "<tr><th><code>{}</code></th><td>{}</td></tr>", ((k, v) for k, v in rows))
+        return format_html('<table class="tp-stored">{}</table>', body)
 
     @admin.display(description=gettext_lazy("recent activity"))
     def recent_activity(self, obj):
@@ -171,7 +172,8 @@ class CustomerAdmin(ReadOnlyMixin, RestrictedAdminMixin, HistoryAdmin):
         rows.sort(key=lambda r: r[0], reverse=True)
         body = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            # the event type and the channel as the source sent them
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             ((f"{t:%Y-%m-%d %H:%M}", *rest) for t, *rest in rows[:15]),
         )
         return format_html("<table>{}</table>", body)
