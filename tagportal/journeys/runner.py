@@ -43,6 +43,8 @@ from .models import InstanceStep, Journey, JourneyInstance, JourneyVersion
 
 log = logging.getLogger(__name__)
 
+#: Instances updated per statement.
+SAVE_CHUNK = 5000
 #: Nodes one person may pass in one tick (graphs have no loops; a bound anyway).
 MAX_HOPS = 100
 
@@ -251,9 +253,9 @@ def _save(instances: list[JourneyInstance], original: dict[int, tuple], lease: d
     for values, pks in groups.items():
         changes = dict(zip(FIELDS, values, strict=True))
         changes["path"] = list(changes["path"])
-        for start in range(0, len(pks), 1000):
+        for start in range(0, len(pks), SAVE_CHUNK):
             JourneyInstance.objects.filter(
-                pk__in=pks[start : start + 1000], lease_until=lease, state__in=OPEN_STATES
+                pk__in=pks[start : start + SAVE_CHUNK], lease_until=lease, state__in=OPEN_STATES
             ).update(lease_until=None, **changes)
 
 

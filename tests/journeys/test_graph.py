@@ -123,6 +123,13 @@ def test_loops_are_refused(world, hook):
         {"from": "in", "to": "b", "port": "next"}
     ]
     assert any("loop" in e for e in validate(graph, world.own_brand))
+    # a wait in the loop does not make it one: a person passes each node once
+    graph["nodes"].append({"id": "w", "type": "wait", "config": {"mode": "duration", "minutes": 5}})
+    graph["edges"] = [e for e in graph["edges"] if e["from"] != "s"] + [
+        {"from": "s", "to": "w", "port": "next"},
+        {"from": "w", "to": "b", "port": "next"},
+    ]
+    assert any("loop" in e for e in validate(graph, world.own_brand))
 
 
 def test_node_settings_are_checked(world, hook):

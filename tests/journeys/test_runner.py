@@ -359,3 +359,24 @@ def test_variants_make_one_send_each(world, hook):
     chosen = {s.detail["variant"] for s in InstanceStep.objects.filter(node="s")}
     assert chosen == {"A", "B"}
     assert set(JourneyInstance.objects.values_list("last_variant", flat=True)) == {"A", "B"}
+
+
+def test_a_batch_colliding_with_another_workers_step_keeps_nothing(world, hook, monkeypatch):
+    journey = make_journey(world.own_brand, chain(entry(), send("s", hook)))
+    enter(journey, [1, 2])
+    original = runner.HANDLERS["send"]
+
+    def raced(ctx, graph, node_id, batch):
+        # another worker (whose lease ran out under us) records person 1's send first
+        InstanceStep.objects.create(
+            instance=batch[0], node=node_id, outcome="sent", detail={"port": "next"}, at=T0
+        )
+        return original(ctx, graph, node_id, batch)
+
+    monkeypatch.setitem(runner.HANDLERS, "send", raced)
+    assert runner.tick(now=T0) == 0
+    assert not Send.objects.exists() and not InstanceStep.objects.exists()
+    assert set(JourneyInstance.objects.values_list("node", flat=True)) == {"in"}  # untouched, still leased
+    monkeypatch.setitem(runner.HANDLERS, "send", original)
+    assert runner.tick(now=T0 + dt.timedelta(minutes=10)) == 2  # once the lease ran out
+    assert Delivery.objects.count() == 2 and states(journey) == ["done"]
