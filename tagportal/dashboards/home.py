@@ -290,6 +290,7 @@ def home(request):
     context = {
         **admin.site.each_context(request),
         "title": _("Workbench"),
+        "is_nav_sidebar_enabled": False,  # the header and the panels are the navigation
         "roles": roles,
         "panels": panels,
         "dictionary_count": Tag.objects.restrict(request.user, "view").published().count(),
