@@ -29,7 +29,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import get_language, gettext_lazy, pgettext
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -364,7 +364,7 @@ def builder_strings() -> dict:
         "condition": _("Condition"),
         "tag": _("Tag"),
         "tagPlaceholder": _("Search tags: Chinese, English or pinyin"),
-        "operator": _("Operator"),
+        "operator": pgettext("comparison", "Operator"),
         "value": _("Value"),
         "from": _("from"),
         "to": _("to"),

@@ -31,10 +31,11 @@ from tagportal.audiences.models import Audience
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import Tag
 from tagportal.catalog.services import recertification_due
+from tagportal.core.days import beijing_text
 from tagportal.governance import services as governance
 from tagportal.governance.choices import ReportKind, RequestState
 from tagportal.lineage.models import DataSource
-from tagportal.lineage.services import stale_reason, stale_tag_ids
+from tagportal.lineage.services import stale_tag_ids
 
 from .data import Viewer, finding_count, pick_report, viewer_for
 
@@ -142,7 +143,7 @@ def tags_needing_care(user, viewer: Viewer) -> Panel:
             row["tag"]: row for row in viewer.visible_rows(ReportKind.COLD, source.rows) if row.get("cold")
         }
     rows = [
-        Row(tag.name, _tag_url(tag.pk), _("reads a stale data source"), tag.code)
+        Row(tag.name, _tag_url(tag.pk), _("stale source"), tag.code)
         for tag in tags.filter(pk__in=stale).order_by("code")[:SHOWN]
     ]
     for row in sorted(cold.values(), key=lambda r: (-float(r.get("score") or 0), str(r.get("code")))):
@@ -226,7 +227,13 @@ def stale_sources(user) -> Panel:
             Row(
                 source.name,
                 reverse("admin:lineage_datasource_change", args=[source.pk]),
-                stale_reason(source),
+                _("loaded %(when)s, SLA %(sla)s h")
+                % {
+                    "when": beijing_text(source.last_loaded_at, "%m-%d %H:%M"),
+                    "sla": source.refresh_sla_hours,
+                }
+                if source.last_loaded_at
+                else _("never loaded"),
             )
             for source in sources[:SHOWN]
         ],

@@ -37,6 +37,10 @@ def test_each_role_lands_on_its_workbench(live_server, page):
     assert nav.locator("#tp-nav-review").count() == 0  # nothing to review for an operator
     assert nav.locator("a[href='/admin/']").count() == 0
     screenshot(page, "home-operator")
+    page.set_viewport_size({"width": 1440, "height": 900})
+    screenshot(page, "home-operator-1440")
+    page.set_viewport_size({"width": 1280, "height": 800})
+    assert page.evaluate("() => document.scrollingElement.scrollWidth <= window.innerWidth")
     # the dictionary link opens the tags, not the admin index
     nav.locator("#tp-nav-dictionary").click()
     page.wait_for_selector("#result_list")
@@ -48,6 +52,10 @@ def test_each_role_lands_on_its_workbench(live_server, page):
     assert page.locator("#tp-panel-review-queue li").count() == min(waiting, 5)
     for key in ("recertify", "stale-sources", "cleanup"):
         assert page.locator(f"#tp-panel-{key}").is_visible()
+    # the demo's POS source is past its SLA: named, with its last load
+    stale = page.locator("#tp-panel-stale-sources li").first
+    assert stale.locator("a").inner_text() == "门店 POS" and stale.locator("a").bounding_box()["width"] > 40
+    assert "加载" in stale.locator(".tp-note").inner_text()
     assert page.locator("#tp-portal-nav #tp-nav-review").is_visible()
     screenshot(page, "home-steward")
 
