@@ -26,7 +26,7 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	DEBUG=true $(BIN)/python manage.py migrate --no-input
 	DEBUG=true $(BIN)/python manage.py bootstrap_demo
-	@echo "TagPortal: http://$(HOST):$(PORT)/admin/   API docs: http://$(HOST):$(PORT)/api/docs/"
+	@echo "TagPortal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/"
 	DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## make serve: production (DEBUG off; set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL …): collectstatic,

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,19 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+#: Where the browser tests leave a full-page screenshot of each page they check, for a
+#: person to look at after a run (``build/`` is not committed).
+SCREENSHOT_DIR = Path(
+    os.environ.get("E2E_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "build" / "screenshots"
+)
+
+
+def screenshot(page, name: str) -> Path:
+    """A full-page screenshot of ``page`` as ``<SCREENSHOT_DIR>/<name>.png``."""
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOT_DIR / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    return path

@@ -9,6 +9,8 @@ from django.core.management import call_command
 from tagportal.catalog.models import Tag
 from tagportal.catalog.services import apply_changes
 
+from .conftest import screenshot
+
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
@@ -66,6 +68,7 @@ def test_steward_compares_two_versions(live_server, page):
     diff = page.locator("#tp-diff").inner_text()
     assert "按皮肤检测仪结果与问卷综合判定的肤质" in diff
     assert re.search(r"description|描述", diff, re.IGNORECASE)
+    screenshot(page, "history-compare")
 
 
 @pytest.mark.parametrize("width", [1280, 1440])
@@ -87,5 +90,6 @@ def test_dictionary_fits_the_screen(live_server, browser, width):
             box = page.locator(f"#result_list th.column-{column}").bounding_box()
             assert box["x"] + box["width"] <= width
         assert page.locator("#result_list tbody tr").count() == 50
+        screenshot(page, f"dictionary-{width}")
     finally:
         context.close()
