@@ -452,3 +452,32 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
         len(result.skipped),
     )
     return result
+
+
+def version_fingerprints(tag_ids) -> dict[tuple[int, int], str]:
+    """``{(tag id, version): computation fingerprint}`` of every published version of
+    ``tag_ids`` (one query)."""
+    rows = TagVersion.objects.filter(tag_id__in=list(tag_ids)).values_list("tag_id", "version", "fingerprint")
+    return {(tag_id, version): fingerprint for tag_id, version, fingerprint in rows}
+
+
+def same_computation(fingerprints: dict, tag_id: int, a: int | None, b: int | None) -> bool:
+    """Whether versions ``a`` and ``b`` of a tag compute the same result (by
+    :func:`version_fingerprints`); an unknown version computes something else."""
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    left, right = fingerprints.get((tag_id, a)), fingerprints.get((tag_id, b))
+    return bool(left) and left == right
+
+
+def latest_equivalent(
+    fingerprints: dict, tag_id: int, version: int | None, published: int | None
+) -> int | None:
+    """``published`` if it computes what ``version`` computes (only its description,
+    name or other labels changed), else ``version``."""
+    if published is not None and version is not None and published > version:
+        if same_computation(fingerprints, tag_id, version, published):
+            return published
+    return version
