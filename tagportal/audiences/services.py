@@ -693,6 +693,26 @@ def record_use(audience: Audience, user, kind) -> None:
     _record(used_tag_ids(audience), _client(user, audience), kind)
 
 
+def rename_tag_codes(brand_id: int, mapping: dict[str, str], reason: str = "") -> int:
+    """Make the brand's audiences read tags by their new codes (``{old: new}``, tags
+    recoded by a restructure of the category tree): expression, its text and the pins
+    (the recoded tag computes what it did, so no re-pin is asked). Answers how many."""
+    changed = 0
+    for audience in Audience.objects.select_for_update().filter(brand_id=brand_id).order_by("pk"):
+        if not ex.tag_codes(audience.expression or {}) & set(mapping) and not set(
+            audience.pinned_versions or {}
+        ) & set(mapping):
+            continue
+        expression = ex.rename_tags(audience.expression or {}, mapping)
+        audience.expression = expression
+        audience.expression_text = ex.to_text(expression) if expression else audience.expression_text
+        audience.pinned_versions = {mapping.get(k, k): v for k, v in (audience.pinned_versions or {}).items()}
+        audience._change_reason = reason or _("Tag codes renamed")
+        audience.save()
+        changed += 1
+    return changed
+
+
 def stale_pins(audience: Audience) -> list[dict]:
     """Tags whose published version, or the version of their current result, is newer
     than the one the audience is pinned to and computes something else (another
