@@ -16,7 +16,7 @@ from tagportal.catalog.models import Category, Tag, TagAlias
 from tagportal.governance import restructure
 from tagportal.governance import services as gov
 from tagportal.governance.choices import AuditAction, ChangeKind, RequestState
-from tagportal.governance.models import AuditEvent
+from tagportal.governance.models import AuditEvent, ChangeRequest
 from tagportal.profiles.models import Customer
 
 from ..audiences.conftest import store_result
@@ -122,3 +122,31 @@ def test_refusals(tree):
     with pytest.raises(PermissionDenied):
         restructure.propose(w.analyst, operation="rename", source=w.skin.pk, new_name="改名")
     assert Audience.objects.count() == 0 and not Category.objects.filter(name="改名").exists()
+
+
+def test_the_stewards_form_previews_and_proposes(tree):
+    from django.test import Client
+    from django.urls import reverse
+
+    w = tree
+    url = reverse("governance:restructure")
+    operator = Client()
+    operator.force_login(w.operator)
+    assert operator.get(url).status_code == 403  # stewards only
+    steward = Client()
+    steward.force_login(w.steward)
+    assert 'id="tp-restructure-form"' in steward.get(url).content.decode()
+    data = {"operation": "rename", "source": w.skin.pk, "new_code": "skinfile", "preview": "1"}
+    page = steward.post(url, data)
+    html = page.content.decode()
+    assert page.status_code == 200 and "yimei_skin_you_pi" in html and "yimei_skinfile_you_pi" in html
+    refused = steward.post(
+        url, {"operation": "move", "source": w.skin.pk, "target": w.care.pk, "preview": "1"}
+    )
+    assert refused.status_code == 400 and "inside itself" in refused.content.decode()
+    proposed = steward.post(url, {**data, "propose": "1"})
+    assert proposed.status_code == 302
+    cr = ChangeRequest.objects.get(restructure__operation="rename")
+    assert cr.state == RequestState.SUBMITTED and cr.proposer == w.steward
+    assert Tag.objects.get(pk=w.oily.pk).code == "yimei_skin_you_pi"  # waits for the second steward
+    assert steward.get(reverse("governance:request", args=[cr.pk])).status_code == 200
