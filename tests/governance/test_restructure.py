@@ -150,3 +150,11 @@ def test_the_stewards_form_previews_and_proposes(tree):
     assert cr.state == RequestState.SUBMITTED and cr.proposer == w.steward
     assert Tag.objects.get(pk=w.oily.pk).code == "yimei_skin_you_pi"  # waits for the second steward
     assert steward.get(reverse("governance:request", args=[cr.pk])).status_code == 200
+
+
+def test_the_api_shows_the_restructure_and_its_items(tree):
+    w = tree
+    cr = restructure.propose(w.steward, operation="rename", source=w.skin.pk, new_code="skinfile")
+    body = client_for(w.steward2).get(f"/api/governance/change-requests/{cr.pk}/").json()
+    assert body["restructure"]["operation"] == "rename" and body["restructure"]["new_code"] == "skinfile"
+    assert [item["kind"] for item in body["items"]] == ["restructure"]
