@@ -122,6 +122,23 @@ def tag_codes(expression) -> set[str]:
     return found
 
 
+def rename_tags(expression, mapping: dict[str, str]):
+    """A copy of ``expression`` reading ``mapping[code]`` where it read ``code``."""
+    if isinstance(expression, list):
+        return [rename_tags(child, mapping) for child in expression]
+    if not isinstance(expression, dict):
+        return expression
+    out = {}
+    for key, value in expression.items():
+        if key == "tag" and isinstance(value, str):
+            out[key] = mapping.get(value, value)
+        elif key in ("all", "any", "not", "metric"):
+            out[key] = rename_tags(value, mapping)
+        else:
+            out[key] = value
+    return out
+
+
 def count_conditions(expression) -> int:
     if not isinstance(expression, dict):
         return 0

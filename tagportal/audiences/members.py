@@ -113,7 +113,15 @@ def select(brand, expression, store: BitmapStore = STORE) -> Selection:
     reads has no computed result yet."""
     if isinstance(expression, str):
         expression = ex.parse_text(expression)
-    tags, stamps, brand_newest = _tags_and_stamps(brand, ex.tag_codes(expression))
+    codes = ex.tag_codes(expression)
+    tags, stamps, brand_newest = _tags_and_stamps(brand, codes)
+    if codes - set(tags):  # old codes of recoded or merged tags resolve through their aliases
+        from tagportal.catalog.restructure import resolve_aliases
+
+        mapping = resolve_aliases(brand.pk, codes - set(tags))
+        if mapping:
+            expression = ex.rename_tags(expression, mapping)
+            tags, stamps, brand_newest = _tags_and_stamps(brand, ex.tag_codes(expression))
     expression = ex.validate(expression, tags)
     tags = {code: tags[code] for code in ex.tag_codes(expression)}
     results = store.results(brand.pk, tags, stamps=stamps)

@@ -285,10 +285,27 @@ def _check_status(status) -> None:
         )
 
 
+def _current_pins(selection: Selection) -> dict[str, int | None]:
+    """The versions to pin: each tag's published version when it computes what the result
+    used computes (only its description or labels changed since), else the result's."""
+    from tagportal.catalog import services as catalog
+    from tagportal.catalog.models import Tag
+
+    ids = selection.tag_ids
+    if not ids:
+        return dict(selection.tag_versions)
+    published = dict(Tag.objects.filter(pk__in=list(ids.values())).values_list("pk", "published_version"))
+    fingerprints = catalog.version_fingerprints(ids.values())
+    return {
+        code: catalog.latest_equivalent(fingerprints, ids.get(code), version, published.get(ids.get(code)))
+        for code, version in selection.tag_versions.items()
+    }
+
+
 def _pin(audience: Audience, selection: Selection) -> None:
     audience.expression = selection.expression
     audience.expression_text = ex.to_text(selection.expression)
-    audience.pinned_versions = dict(selection.tag_versions)
+    audience.pinned_versions = _current_pins(selection)
 
 
 def _supersede(audience: Audience) -> None:
@@ -459,9 +476,20 @@ def _not_refreshable(audience: Audience) -> str | None:
     return None
 
 
-def _moved(pinned: dict, current: dict) -> dict[str, tuple]:
+def _moved(pinned: dict, current: dict, tag_ids: dict[str, int] | None = None) -> dict[str, tuple]:
+    """Tags whose ``current`` version computes something else than the ``pinned`` one
+    (by their computation fingerprints: a version that only changed a description is
+    the same computation)."""
+    from tagportal.catalog import services as catalog
+
+    differ = {code: version for code, version in current.items() if pinned.get(code) != version}
+    if not differ or not tag_ids:
+        return {code: (pinned.get(code), version) for code, version in differ.items()}
+    fingerprints = catalog.version_fingerprints(tag_ids[code] for code in differ if code in tag_ids)
     return {
-        code: (pinned.get(code), version) for code, version in current.items() if pinned.get(code) != version
+        code: (pinned.get(code), version)
+        for code, version in differ.items()
+        if not catalog.same_computation(fingerprints, tag_ids.get(code), pinned.get(code), version)
     }
 
 
@@ -534,7 +562,7 @@ def refresh(
     started = time.perf_counter()
     try:
         selection = _select(current.brand, current.expression)
-        moved = _moved(current.pinned_versions, selection.tag_versions)
+        moved = _moved(current.pinned_versions, selection.tag_versions, selection.tag_ids)
         if moved:
             raise StalePins(moved)
     except StalePins as exc:
@@ -569,6 +597,9 @@ def refresh(
             tag_versions=selection.tag_versions,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
+        pins = {**current.pinned_versions, **_current_pins(selection)}
+        if pins != current.pinned_versions:  # newer versions computing the same: followed
+            Audience.objects.filter(pk=current.pk).update(pinned_versions=pins)
     _record(selection.tag_ids.values(), _client(user, current), _usage_kind())
     audience.refresh_from_db()
     return snapshot
@@ -662,14 +693,37 @@ def record_use(audience: Audience, user, kind) -> None:
     _record(used_tag_ids(audience), _client(user, audience), kind)
 
 
+def rename_tag_codes(brand_id: int, mapping: dict[str, str], reason: str = "") -> int:
+    """Make the brand's audiences read tags by their new codes (``{old: new}``, tags
+    recoded by a restructure of the category tree): expression, its text and the pins
+    (the recoded tag computes what it did, so no re-pin is asked). Answers how many."""
+    changed = 0
+    for audience in Audience.objects.select_for_update().filter(brand_id=brand_id).order_by("pk"):
+        if not ex.tag_codes(audience.expression or {}) & set(mapping) and not set(
+            audience.pinned_versions or {}
+        ) & set(mapping):
+            continue
+        expression = ex.rename_tags(audience.expression or {}, mapping)
+        audience.expression = expression
+        audience.expression_text = ex.to_text(expression) if expression else audience.expression_text
+        audience.pinned_versions = {mapping.get(k, k): v for k, v in (audience.pinned_versions or {}).items()}
+        audience._change_reason = reason or _("Tag codes renamed")
+        audience.save()
+        changed += 1
+    return changed
+
+
 def stale_pins(audience: Audience) -> list[dict]:
     """Tags whose published version, or the version of their current result, is newer
-    than the one the audience is pinned to: ``[{code, name, pinned, current}]`` by code."""
+    than the one the audience is pinned to and computes something else (another
+    definition, values or value type; a new description is no reason to re-pin):
+    ``[{code, name, pinned, current}]`` by code."""
     return stale_pins_many([audience])[audience.pk]
 
 
 def stale_pins_many(audiences) -> dict[int, list[dict]]:
-    """:func:`stale_pins` of several audiences in two queries (for lists)."""
+    """:func:`stale_pins` of several audiences in three queries (for lists)."""
+    from tagportal.catalog import services as catalog
     from tagportal.catalog.models import Tag
 
     audiences = [a for a in audiences if a.pk is not None]
@@ -688,6 +742,7 @@ def stale_pins_many(audiences) -> dict[int, list[dict]]:
         "pk", "brand_id", "code", "name", "published_version", "computation__version"
     )
     tags = sorted(rows, key=lambda row: row[2])
+    fingerprints = catalog.version_fingerprints(row[0] for row in tags) if tags else {}
     for audience in audiences:
         pinned = audience.pinned_versions or {}
         for pk, brand_id, code, name, published, computed in tags:
@@ -695,7 +750,9 @@ def stale_pins_many(audiences) -> dict[int, list[dict]]:
                 continue
             current = max((v for v in (published, computed) if v is not None), default=None)
             was = pinned.get(code)
-            if current is not None and (was is None or current > was):
+            if current is None or (was is not None and current <= was):
+                continue
+            if not catalog.same_computation(fingerprints, pk, was, current):
                 out[audience.pk].append({"code": code, "name": name, "pinned": was, "current": current})
     return out
 
@@ -718,7 +775,7 @@ def _apply_repin(user, audience_id: int, reason: str) -> Audience:
     with transaction.atomic():
         current = Audience.objects.select_for_update(of=("self",)).select_related("brand").get(pk=audience_id)
         selection = _select(current.brand, current.expression)
-        if selection.tag_versions == current.pinned_versions:
+        if not _moved(current.pinned_versions, _current_pins(selection), selection.tag_ids):
             stale = ", ".join(s["code"] for s in stale_pins(current))
             raise Conflict(
                 _("Nothing to re-pin yet: the newer versions of %(tags)s are published but not computed.")
@@ -733,7 +790,7 @@ def _apply_repin(user, audience_id: int, reason: str) -> Audience:
         current._change_reason = reason or _("Re-pinned: %(versions)s") % {
             "versions": ", ".join(
                 f"{code} {old.get(code)}→{version}"
-                for code, version in sorted(selection.tag_versions.items())
+                for code, version in sorted(current.pinned_versions.items())
                 if old.get(code) != version
             )
         }

@@ -95,7 +95,7 @@ class BitmapStore:
         out = {}
         for tag_id, (computation_id, stamp, version) in stamps.items():
             cached = self._tags.get(tag_id)
-            if cached is None or cached.stamp != stamp:
+            if cached is None or cached.stamp != stamp or cached.code != by_pk[tag_id].code:  # recoded
                 cached = self._load(by_pk[tag_id], computation_id, stamp, version)
                 self._tags.set(tag_id, cached)
             out[cached.code] = cached

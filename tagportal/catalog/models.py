@@ -17,6 +17,7 @@ from tagportal.core.querysets import RestrictedQuerySet
 
 from . import hooks, naming
 from .choices import REGION_PARENT_LEVEL, RefreshMode, RegionLevel, TagKind, TagStatus, ValueType
+from .fingerprints import computation_fingerprint
 
 code_validator = RegexValidator(
     r"^[a-z][a-z0-9]*$",
@@ -518,6 +519,16 @@ class TagVersion(models.Model):
     tag = models.ForeignKey(Tag, on_delete=models.PROTECT, related_name="versions", verbose_name=_("tag"))
     version = models.PositiveIntegerField(_("version"))
     snapshot = models.JSONField(_("snapshot"))
+    fingerprint = models.CharField(
+        _("computation fingerprint"),
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "A digest of what the engine reads (value type, values, definition): versions "
+            "with the same fingerprint compute the same result."
+        ),
+    )
     note = models.TextField(_("note"), blank=True)
     published_at = models.DateTimeField(_("published at"), auto_now_add=True)
     published_by = models.ForeignKey(
@@ -547,6 +558,7 @@ class TagVersion(models.Model):
     def save(self, *args, **kwargs):
         if self.pk is not None:
             raise ValidationError(_("A published version is immutable."))
+        self.fingerprint = computation_fingerprint(self.snapshot)
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

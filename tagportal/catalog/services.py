@@ -454,3 +454,96 @@ def apply_template(brand: Brand, template_key: str, user=None, owner=None, regio
         len(result.skipped),
     )
     return result
+
+
+def version_fingerprints(tag_ids) -> dict[tuple[int, int], str]:
+    """``{(tag id, version): computation fingerprint}`` of every published version of
+    ``tag_ids`` (one query)."""
+    rows = TagVersion.objects.filter(tag_id__in=list(tag_ids)).values_list("tag_id", "version", "fingerprint")
+    return {(tag_id, version): fingerprint for tag_id, version, fingerprint in rows}
+
+
+def same_computation(fingerprints: dict, tag_id: int, a: int | None, b: int | None) -> bool:
+    """Whether versions ``a`` and ``b`` of a tag compute the same result (by
+    :func:`version_fingerprints`); an unknown version computes something else."""
+    if a is None or b is None:
+        return False
+    if a == b:
+        return True
+    left, right = fingerprints.get((tag_id, a)), fingerprints.get((tag_id, b))
+    return bool(left) and left == right
+
+
+def latest_equivalent(
+    fingerprints: dict, tag_id: int, version: int | None, published: int | None
+) -> int | None:
+    """``published`` if it computes what ``version`` computes (only its description,
+    name or other labels changed), else ``version``."""
+    if published is not None and version is not None and published > version:
+        if same_computation(fingerprints, tag_id, version, published):
+            return published
+    return version
+
+
+def suggest_category(
+    user,
+    *,
+    name: str,
+    description: str = "",
+    definition=None,
+    name_en: str = "",
+    exclude=None,
+    limit: int = 3,
+) -> dict:
+    """Categories (and business lines) for a tag with this name, description and
+    definition, ranked against the tags ``user`` may view (retired ones and ``exclude``,
+    a tag id, left out) by :mod:`.classify`: ``{"categories": [{id, name, path, score,
+    similar: [{id, code, name}]}], "business_lines": [{id, code, name, score}]}``."""
+    from . import classify
+
+    tags = Tag.objects.restrict(user, "view").exclude(status=TagStatus.RETIRED)
+    if exclude:
+        tags = tags.exclude(pk=exclude)
+    rows = list(
+        tags.values_list(
+            "pk", "code", "name", "name_en", "description", "definition", "category_id", "business_line_id"
+        )
+    )
+    train = [
+        classify.Example(
+            name=row[2],
+            name_en=row[3],
+            description=row[4],
+            definition=row[5],
+            label=row[6],
+            business_line=row[7],
+            key=row[0],
+        )
+        for row in rows
+    ]
+    query = classify.Example(
+        name=name or "", description=description or "", definition=definition, name_en=name_en
+    )
+    if not train or not (query.name or query.description):
+        return {"categories": [], "business_lines": []}
+    by_id = {row[0]: row for row in rows}
+    paths = Category.path_names()
+    categories = []
+    for ranked in classify.rank(train, query)[:limit]:
+        category_id = ranked.label
+        similar = [by_id[key] for key, _weight in sorted(ranked.neighbours, key=lambda n: -n[1])[:3]]
+        categories.append(
+            {
+                "id": category_id,
+                "path": paths.get(category_id, ""),
+                "score": ranked.score,
+                "similar": [{"id": row[0], "code": row[1], "name": row[2]} for row in similar],
+            }
+        )
+    lines = dict(BusinessLine.objects.filter(pk__in={row[7] for row in rows}).values_list("pk", "name"))
+    codes = dict(BusinessLine.objects.filter(pk__in=list(lines)).values_list("pk", "code"))
+    business_lines = [
+        {"id": r.label, "code": codes.get(r.label, ""), "name": lines.get(r.label, ""), "score": r.score}
+        for r in classify.rank(train, query, attribute="business_line")[:limit]
+    ]
+    return {"categories": categories, "business_lines": business_lines}

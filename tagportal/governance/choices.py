@@ -12,10 +12,13 @@ class ChangeKind(models.TextChoices):
     #: Publishing an algorithm model's held run (its output tags' values, not their
     #: definition): made only by governance when a run is held, never proposed by hand.
     MODEL_RUN = "model_run", _("Publish model run")
+    RESTRUCTURE = "restructure", _("Restructure categories")
 
 
 #: The kinds of change people propose (pages, API, bulk uploads).
-PROPOSABLE_KINDS = tuple(kind for kind in ChangeKind if kind != ChangeKind.MODEL_RUN)
+PROPOSABLE_KINDS = tuple(
+    kind for kind in ChangeKind if kind not in (ChangeKind.MODEL_RUN, ChangeKind.RESTRUCTURE)
+)
 
 
 class RequestState(models.TextChoices):

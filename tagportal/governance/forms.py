@@ -413,3 +413,49 @@ class AuditForm(forms.Form):
         if start and end and start > end:
             self.add_error("end", _("The end is before the start."))
         return data
+
+
+class RestructureForm(forms.Form):
+    """A steward's restructure of the category tree (see :mod:`.restructure`)."""
+
+    operation = forms.ChoiceField(
+        label=gettext_lazy("Operation"),
+        choices=[
+            ("move", gettext_lazy("Move under another parent")),
+            ("merge", gettext_lazy("Merge into another category")),
+            ("rename", gettext_lazy("Rename")),
+        ],
+    )
+    source = forms.ModelChoiceField(label=gettext_lazy("Category"), queryset=Category.objects.none())
+    target = forms.ModelChoiceField(
+        label=gettext_lazy("New parent or category merged into"),
+        queryset=Category.objects.none(),
+        required=False,
+        help_text=gettext_lazy("Moving: empty puts the category at the top of the tree."),
+    )
+    new_name = forms.CharField(label=gettext_lazy("New name"), max_length=100, required=False)
+    new_code = forms.CharField(
+        label=gettext_lazy("New code"),
+        max_length=30,
+        required=False,
+        help_text=gettext_lazy(
+            "The domain part of tag codes: the tags are recoded, their old codes kept as aliases."
+        ),
+    )
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=200, required=False)
+    request_description = forms.CharField(
+        label=gettext_lazy("Why"), required=False, widget=forms.Textarea(attrs={"rows": 3, "cols": 80})
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        paths = Category.path_names()
+        for name in ("source", "target"):
+            field = self.fields[name]
+            field.queryset = Category.objects.order_by("order", "code")
+            field.label_from_instance = lambda c: paths.get(c.pk, c.name)
+
+    def add_service_errors(self, exc) -> None:
+        for name, messages in getattr(exc, "message_dict", {"__all__": exc.messages}).items():
+            for message in messages:
+                self.add_error(name if name in self.fields else None, message)

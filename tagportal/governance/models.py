@@ -69,6 +69,12 @@ class ChangeRequest(TimeStampedModel):
         default=False,
         help_text=_("The proposer confirmed the change although other tags depend on what it removes."),
     )
+    restructure = models.JSONField(
+        _("category restructure"),
+        default=dict,
+        blank=True,
+        help_text=_("For a restructure of the category tree: operation, source, target, new name and code."),
+    )
     is_bulk = models.BooleanField(_("bulk"), default=False)
     source_file = models.CharField(_("uploaded file"), max_length=255, blank=True)
     submitted_at = models.DateTimeField(_("submitted at"), null=True, blank=True)

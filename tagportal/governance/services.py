@@ -50,6 +50,7 @@ KIND_FROM = {
     ChangeKind.RETIRE: {TagStatus.PUBLISHED, TagStatus.DEPRECATED},
     ChangeKind.RESTORE: {TagStatus.DEPRECATED, TagStatus.RETIRED},
     ChangeKind.MERGE: {TagStatus.PUBLISHED, TagStatus.DEPRECATED},
+    ChangeKind.RESTRUCTURE: {TagStatus.DRAFT, TagStatus.IN_REVIEW, TagStatus.PUBLISHED, TagStatus.DEPRECATED},
 }
 #: Kinds that take a tag away from the ones reading it.
 REMOVING_KINDS = {ChangeKind.DEPRECATE, ChangeKind.RETIRE, ChangeKind.MERGE}
@@ -177,6 +178,8 @@ def snapshot_diff(before: dict, after: dict) -> list[dict]:
 
 
 def item_diff(item: ChangeItem | ItemSpec) -> list[dict]:
+    if item.kind == ChangeKind.RESTRUCTURE:
+        return list(getattr(item, "diff", None) or [])  # made by the restructure's preview
     tag = item.tag
     before = _published_snapshot(tag) if item.kind != ChangeKind.CREATE else {}
     if not before and item.kind != ChangeKind.CREATE:
@@ -220,6 +223,8 @@ def _validate_item(user, spec: ItemSpec) -> None:
         )
     if user is not None and not may(user, tag, "change"):
         raise PermissionDenied(_("You may not propose changes to the tag “%(code)s”.") % {"code": tag.code})
+    if spec.kind == ChangeKind.RESTRUCTURE:
+        return  # checked as a whole by .restructure
     allowed = KIND_FROM[ChangeKind(spec.kind)]
     if tag.status not in allowed:
         raise ValidationError(
@@ -696,6 +701,10 @@ def apply(user, cr: ChangeRequest) -> ChangeRequest:
     items = list(cr.items.select_related("tag", "merge_target").order_by("position", "pk"))
     if any(item.kind == ChangeKind.MODEL_RUN for item in items):
         model_runs.publish(user, cr, items)  # the tags' values change, not their definitions
+    elif cr.restructure:
+        from . import restructure
+
+        restructure.apply(user, cr, items, reason)
     else:
         _apply_tag_changes(user, cr, items, reason)
     cr.state = RequestState.APPLIED

@@ -16,6 +16,7 @@ urlpatterns = [
     path("propose/", views.propose_pick, name="propose_pick"),
     path("propose/<int:tag_id>/", views.propose, name="propose"),
     path("bulk/", views.bulk_upload, name="bulk"),
+    path("restructure/", views.restructure_page, name="restructure"),
     path("bulk/template.csv", views.bulk_template, name="bulk_template"),
     path("inbox/", views.inbox, name="inbox"),
     path("inbox/<int:pk>/", views.inbox_open, name="inbox_open"),

@@ -36,7 +36,7 @@ from tagportal.core.exceptions import Conflict, conflict_text, error_text
 from tagportal.core.permissions import may
 from tagportal.notifications import services as notifications
 
-from . import audit, bulk, impact, model_runs, services
+from . import audit, bulk, impact, model_runs, restructure, services
 from .choices import REQUEST_TRANSITIONS, ChangeKind, RequestState
 from .forms import (
     ROLLBACK,
@@ -45,6 +45,7 @@ from .forms import (
     BulkUploadForm,
     ProposeForm,
     RequestFilterForm,
+    RestructureForm,
     TagSearchForm,
     kind_label,
 )
@@ -695,3 +696,52 @@ def impact_recompute(request, pk: int):
     else:
         messages.info(request, _("This request changes no rule: there is no impact to preview."))
     return redirect("governance:request", cr.pk)
+
+
+# ---------------------------------------------------------------------------
+# Restructuring the category tree
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def restructure_page(request):
+    """A steward moves, merges or renames a category: preview the tags recoded, then
+    propose it as a change request that another steward approves."""
+    user = request.user
+    _require(user, "governance.add_changerequest")
+    _require(user, "governance.review_changerequest")
+    form = RestructureForm(request.POST if request.method == "POST" else None)
+    rows, status = None, 200
+    if request.method == "POST":
+        status = 400
+        if form.is_valid():
+            data = form.cleaned_data
+            parts = {
+                "operation": data["operation"],
+                "source": data["source"],
+                "target": data["target"],
+                "new_name": data["new_name"],
+                "new_code": data["new_code"],
+            }
+            try:
+                if "propose" in request.POST:
+                    cr = restructure.propose(
+                        user,
+                        **parts,
+                        title=data["title"],
+                        description=data["request_description"],
+                        submit_now=True,
+                    )
+                    messages.success(
+                        request, _("Change request #%(n)s is submitted for review.") % {"n": cr.pk}
+                    )
+                    return redirect("governance:request", cr.pk)
+                result = restructure.build_preview(**parts)
+                restructure.check(user, result)
+                rows, status = restructure.preview_rows(result), 200
+            except ValidationError as exc:
+                form.add_service_errors(exc)
+            except (Conflict, PermissionDenied) as exc:
+                form.add_error(None, error_text(exc))
+    context = {"title": _("Restructure categories"), "form": form, "rows": rows}
+    return _render(request, "governance/restructure.html", context, nav="restructure", status=status)

@@ -45,6 +45,30 @@ def store_result(tag, values: dict[str, list[int]], numbers: dict[int, float] | 
     return computation
 
 
+def publish_new_computation(tag):
+    """Publish the tag's next version with one more enum value: what it computes changes,
+    so audiences pinned to the previous version are asked to re-pin."""
+    from tagportal.catalog.models import Tag
+
+    values = [*tag.values, {"code": f"extra{len(tag.values)}", "label": "extra"}]
+    Tag.objects.filter(pk=tag.pk).update(values=values)
+    tag.refresh_from_db()
+    publish_tag(tag)
+    tag.refresh_from_db()
+    return tag
+
+
+def publish_new_description(tag, description="新的说明"):
+    """Publish the tag's next version with only a new description."""
+    from tagportal.catalog.models import Tag
+
+    Tag.objects.filter(pk=tag.pk).update(description=description)
+    tag.refresh_from_db()
+    publish_tag(tag)
+    tag.refresh_from_db()
+    return tag
+
+
 @pytest.fixture
 def shop(world):
     STORE.clear()

@@ -8,7 +8,6 @@ import pytest
 
 from tagportal.audiences import services
 from tagportal.audiences.models import Audience, AudienceSnapshot, AudienceStatus
-from tagportal.catalog.services import publish_tag
 from tagportal.core.roles import OPERATOR
 from tagportal.usage import services as usage
 from tagportal.usage.choices import UsageKind
@@ -18,7 +17,7 @@ from ..conftest import client_for
 from ..factories import UserFactory
 from ..formula_guard import FORMULA_STARTS, HOSTILE, assert_csv_guarded, csv_cells
 from . import test_lookalike
-from .conftest import store_result
+from .conftest import publish_new_computation, store_result
 from .test_services import CHURN_CODE, DAYS_CODE, EXPRESSION, OILY, SKIN_CODE, churn, identity
 
 #: 2,000 people with a planted group: a brand large enough for a lookalike model to learn from.
@@ -131,7 +130,7 @@ def test_list_filters_and_scope(shop, world, audience, stranger):
 
 
 def test_detail_shows_stale_pins(shop, world, audience):
-    publish_tag(shop.churn)
+    publish_new_computation(shop.churn)
     body = client_for(world.analyst).get(detail(audience.pk)).json()
     assert body["pinned_versions"] == {SKIN_CODE: 1, DAYS_CODE: 1, CHURN_CODE: 1}
     assert body["stale_pins"] == [{"code": CHURN_CODE, "name": "流失风险", "pinned": 1, "current": 2}]
@@ -304,8 +303,7 @@ def test_refresh_refusals(shop, world, audience, stranger):
     assert client_for(stranger).post(detail(audience.pk, "refresh/")).status_code == 404
     assert client_for(stranger).get(detail(audience.pk, "snapshots/")).status_code == 404
     assert client_for(stranger).get(detail(audience.pk, "snapshots/1/diff/")).status_code == 404
-    publish_tag(shop.churn)
-    shop.churn.refresh_from_db()
+    publish_new_computation(shop.churn)
     store_result(shop.churn, churn([2, 4, 9]))
     response = client_for(world.operator).post(detail(audience.pk, "refresh/"))
     assert response.status_code == 409
@@ -318,8 +316,7 @@ def test_refresh_refusals(shop, world, audience, stranger):
 
 
 def test_repin_and_approval(shop, world, audience):
-    publish_tag(shop.churn)
-    shop.churn.refresh_from_db()
+    publish_new_computation(shop.churn)
     store_result(shop.churn, churn([2, 3, 4, 9]))
     Audience.objects.filter(pk=audience.pk).update(is_live=True)
     operator, steward = client_for(world.operator), client_for(world.steward)
@@ -342,8 +339,7 @@ def test_repin_and_approval(shop, world, audience):
 def test_repin_of_an_audience_not_live(shop, world, audience):
     client = client_for(world.operator)
     assert client.post(detail(audience.pk, "repin/")).status_code == 409  # nothing newer
-    publish_tag(shop.churn)
-    shop.churn.refresh_from_db()
+    publish_new_computation(shop.churn)
     store_result(shop.churn, churn([2, 3, 4, 9]))
     response = client.post(detail(audience.pk, "repin/"))
     assert response.status_code == 200, response.content
@@ -473,7 +469,7 @@ def admin_client(user):
 
 
 def test_admin_list_warns_of_stale_pins_and_is_scoped(shop, world, audience, stranger):
-    publish_tag(shop.churn)
+    publish_new_computation(shop.churn)
     page = admin_client(world.operator).get("/admin/audiences/audience/")
     assert page.status_code == 200
     html = page.content.decode()

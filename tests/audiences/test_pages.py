@@ -13,14 +13,13 @@ from django.utils import timezone
 
 from tagportal.audiences import services
 from tagportal.audiences.models import Audience, AudienceKind
-from tagportal.catalog.services import publish_tag
 from tagportal.core.roles import OPERATOR
 from tagportal.profiles import pii
 from tagportal.profiles.models import Customer, Identity
 
 from ..factories import UserFactory
 from ..formula_guard import FORMULA_STARTS, HOSTILE, assert_csv_guarded, csv_cells
-from .conftest import SKIN, store_result
+from .conftest import SKIN, publish_new_computation, store_result
 from .test_services import identity
 
 OILY = {"tag": "yimei_visit_skin_type", "op": "eq", "value": "oily"}
@@ -88,7 +87,7 @@ def test_another_business_lines_operator_gets_404(world, audience, stranger):
 
 
 def test_analyst_sees_the_pages_without_save_export_or_repin(world, shop, audience):
-    publish_tag(shop.skin)  # a stale pin: the operator would see "Re-pin"
+    publish_new_computation(shop.skin)  # a stale pin: the operator would see "Re-pin"
     client = client_for(world.analyst)
     for url in page_urls(audience):
         assert client.get(url).status_code == 200, url
@@ -264,7 +263,7 @@ def test_stale_pin_warning_and_one_click_repin(world, shop, audience):
     detail = reverse("audiences:detail", args=[audience.pk])
     assert "tp-stale-warning" not in client.get(detail).content.decode()
 
-    publish_tag(shop.skin)  # version 2 of skin type is published …
+    publish_new_computation(shop.skin)  # version 2 of skin type is published …
     page = client.get(detail).content.decode()
     assert 'id="tp-stale-warning"' in page and 'id="tp-repin"' in page
     assert "v1 → v2" in page and "肤质" in page
@@ -282,8 +281,7 @@ def test_stale_pin_warning_and_one_click_repin(world, shop, audience):
 
 def test_a_live_audience_is_repinned_through_review(world, shop, audience):
     Audience.objects.filter(pk=audience.pk).update(is_live=True)
-    publish_tag(shop.skin)
-    shop.skin.refresh_from_db()
+    publish_new_computation(shop.skin)
     store_result(shop.skin, SKIN)
     operator = client_for(world.operator)
     detail = reverse("audiences:detail", args=[audience.pk])

@@ -25,7 +25,7 @@ from tagportal.usage.choices import UsageKind
 from tagportal.usage.models import TagUsage, UsageBuffer
 
 from ..factories import TagFactory, UserFactory
-from .conftest import CHURN, DAYS, SKIN, store_result
+from .conftest import CHURN, DAYS, SKIN, publish_new_computation, store_result
 
 SKIN_CODE = "yimei_visit_skin_type"
 DAYS_CODE = "yimei_visit_last_visit_days"
@@ -345,14 +345,12 @@ def test_refresh_counts_one_use_per_tag(shop, world, audience):
 
 
 def publish_and_compute_churn(shop, high):
-    publish_tag(shop.churn)
-    shop.churn.refresh_from_db()
+    publish_new_computation(shop.churn)
     store_result(shop.churn, churn(high))
 
 
 def test_a_newer_version_makes_the_pin_stale_and_stops_refreshes(shop, world, audience):
-    publish_tag(shop.churn)
-    shop.churn.refresh_from_db()
+    publish_new_computation(shop.churn)
     assert services.stale_pins(audience) == [
         {"code": CHURN_CODE, "name": "流失风险", "pinned": 1, "current": 2}
     ]
@@ -387,7 +385,7 @@ def test_a_newer_version_makes_the_pin_stale_and_stops_refreshes(shop, world, au
 
 
 def test_repin_with_nothing_computed_yet_says_so(shop, world, audience):
-    publish_tag(shop.churn)
+    publish_new_computation(shop.churn)
     with pytest.raises(Conflict, match="not computed"):
         services.repin(world.operator, audience)
     assert Audience.objects.get(pk=audience.pk).pinned_versions[CHURN_CODE] == 1

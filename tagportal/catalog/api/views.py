@@ -390,6 +390,54 @@ class TagViewSet(RestrictedModelViewSet):
                 raise ValidationError({"category": _("Unknown category.")}) from exc
         return Response({"code": services.suggest_code(name, category, brand)})
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "name", OpenApiTypes.STR, required=True, description="Chinese name, e.g. 近30天到店次数"
+            ),
+            OpenApiParameter("description", OpenApiTypes.STR, description="the tag's description"),
+            OpenApiParameter("name_en", OpenApiTypes.STR, description="English name"),
+            OpenApiParameter("definition", OpenApiTypes.STR, description="the definition as JSON"),
+            OpenApiParameter(
+                "exclude", OpenApiTypes.INT, description="a tag id to leave out (the tag itself)"
+            ),
+        ],
+        responses=inline_serializer(
+            "CategorySuggestion",
+            {
+                "categories": serializers.ListField(child=serializers.DictField()),
+                "business_lines": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
+    )
+    @action(detail=False, methods=["get"], url_path="suggest-category")
+    def suggest_category(self, request):
+        """Categories and business lines for a new tag, ranked against the tags you may view
+        (their nearest tags by name, description and definition vote)."""
+        import json
+
+        params = request.query_params
+        name = params.get("name", "").strip()
+        if not name:
+            raise ValidationError({"name": _("Give the tag's Chinese name.")})
+        definition = None
+        if params.get("definition"):
+            try:
+                definition = json.loads(params["definition"])
+            except ValueError as exc:
+                raise ValidationError({"definition": _("The definition is not valid JSON.")}) from exc
+        exclude = parse_int(params.get("exclude"), "exclude", required=False)
+        return Response(
+            services.suggest_category(
+                request.user,
+                name=name,
+                description=params.get("description", ""),
+                name_en=params.get("name_en", ""),
+                definition=definition,
+                exclude=exclude,
+            )
+        )
+
 
 class TagVersionViewSet(RestrictedReadOnlyViewSet):
     """Published versions: immutable snapshots that computations refer to."""

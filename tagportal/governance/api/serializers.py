@@ -107,9 +107,11 @@ class ChangeRequestSerializer(serializers.ModelSerializer):
             "id", "title", "description", "state", "kind", "business_line", "brand", "proposer", "reviewer",
             "decision_reason", "confirm_dependents", "is_bulk", "source_file", "submitted_at", "decided_at",
             "applied_at", "created", "age_days", "stale", "current_version", "items", "item_input", "submit",
+            "restructure",
         ]  # fmt: skip
         read_only_fields = [
             "state", "decision_reason", "is_bulk", "source_file", "submitted_at", "decided_at", "applied_at",
+            "restructure",
         ]  # fmt: skip
         extra_kwargs = {"title": {"required": False}}
 
