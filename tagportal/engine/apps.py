@@ -6,3 +6,10 @@ class EngineConfig(AppConfig):
     name = "tagportal.engine"
     label = "engine"
     verbose_name = _("Tag engine")
+
+    def ready(self):
+        from tagportal.core import claims
+
+        from . import services, tasks
+
+        claims.register(tasks.CLAIM_KIND, services.abandon_claimed_run)
