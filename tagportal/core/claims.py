@@ -112,20 +112,24 @@ class Heartbeat(threading.Thread):
         self.stopped = threading.Event()
         self.lost = False
 
+    def beat(self) -> bool:
+        """Renew the heartbeat once; False (and :attr:`lost`) when the claim is no longer ours."""
+        renewed = WorkClaim.objects.filter(
+            pk=self.claim_id, status=ClaimStatus.RUNNING, owner=self.me
+        ).update(heartbeat_at=timezone.now())
+        if not renewed:
+            self.lost = True
+            log.warning("claim %s is no longer ours", self.claim_id)
+        return bool(renewed)
+
     def run(self):
         try:
             while not self.stopped.wait(self.interval):
                 try:
-                    beat = WorkClaim.objects.filter(
-                        pk=self.claim_id, status=ClaimStatus.RUNNING, owner=self.me
-                    ).update(heartbeat_at=timezone.now())
+                    if not self.beat():
+                        return
                 except Exception:  # the database may be away for a moment; try again
                     log.exception("heartbeat of claim %s failed", self.claim_id)
-                    continue
-                if not beat:
-                    self.lost = True
-                    log.warning("claim %s is no longer ours", self.claim_id)
-                    return
         finally:
             connections.close_all()
 
@@ -136,7 +140,9 @@ class Heartbeat(threading.Thread):
 
 
 @transaction.atomic
-def acquire(kind: str, key: str, subject: str, payload: dict | None = None, task_id: str = "") -> WorkClaim | None:
+def acquire(
+    kind: str, key: str, subject: str, payload: dict | None = None, task_id: str = ""
+) -> WorkClaim | None:
     """Claim the unit of work ``key`` for this process; None when it must not run: another
     live process holds it, or it was abandoned (and queued again under another key)."""
     now = timezone.now()
@@ -181,7 +187,9 @@ def finish(claim: WorkClaim, status: str = ClaimStatus.DONE, note: str = "") -> 
 
 
 @contextlib.contextmanager
-def hold(kind: str, key: str, subject: str, payload: dict | None = None, task_id: str = "") -> Iterator[WorkClaim | None]:
+def hold(
+    kind: str, key: str, subject: str, payload: dict | None = None, task_id: str = ""
+) -> Iterator[WorkClaim | None]:
     """Hold the claim ``key`` while the block runs, renewing its heartbeat on a thread
     (not when tasks run eagerly, in the caller's process and transaction). Yields None
     when the work must not run (see :func:`acquire`). The claim is done when the block

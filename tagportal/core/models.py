@@ -109,7 +109,9 @@ class WorkClaim(models.Model):
         verbose_name = _("work claim")
         verbose_name_plural = _("work claims")
         constraints = [
-            models.CheckConstraint(condition=models.Q(status__in=ClaimStatus.values), name="work_claim_status_valid"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ClaimStatus.values), name="work_claim_status_valid"
+            ),
         ]
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="work_claim_status_beat")]
 

@@ -632,7 +632,10 @@ def settled_tags(brand_id: int, pending_version: int, tag_ids) -> set[int]:
         return set()
     return set(
         TagRun.objects.filter(
-            brand_id=brand_id, pending_version=pending_version, tag_id__in=list(tag_ids), status__in=FINAL_STATUSES
+            brand_id=brand_id,
+            pending_version=pending_version,
+            tag_id__in=list(tag_ids),
+            status__in=FINAL_STATUSES,
         ).values_list("tag_id", flat=True)
     )
 
@@ -654,7 +657,11 @@ def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | 
     with transaction.atomic():
         ids = sorted(c.computation_id for c in plan.claims.values())
         locked = {
-            c.pk: c for c in TagComputation.objects.select_for_update().defer("numbers").filter(pk__in=ids).order_by("pk")
+            c.pk: c
+            for c in TagComputation.objects.select_for_update()
+            .defer("numbers")
+            .filter(pk__in=ids)
+            .order_by("pk")
         }
         settled = settled_tags(plan.brand.pk, plan.pending_version, plan.claims)
         for tag_id, claim in plan.claims.items():
@@ -705,7 +712,13 @@ def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | 
 
 
 def abandon_run(
-    brand_id: int, pending_version: int, tag_ids, *, partitions: int = 1, started_at=None, message: str = "",
+    brand_id: int,
+    pending_version: int,
+    tag_ids,
+    *,
+    partitions: int = 1,
+    started_at=None,
+    message: str = "",
     requeue: bool = True,
 ) -> tuple[list[TagRun], int | None]:
     """Record the run ``pending_version`` of a brand as abandoned (its worker died): each
@@ -757,7 +770,11 @@ def abandon_run(
         pending = enqueue_compute(brand, again, partitions=partitions) if (again and requeue) else None
     if runs:
         log.warning(
-            "run %s of %s abandoned (%s tags); requested again as %s", pending_version, brand.code, len(runs), pending
+            "run %s of %s abandoned (%s tags); requested again as %s",
+            pending_version,
+            brand.code,
+            len(runs),
+            pending,
         )
     return runs, pending
 

@@ -96,7 +96,9 @@ def compute_partition(
 
 
 @shared_task(bind=True, **RETRY)
-def merge_and_store(self, results, brand_id: int, pending_version: int, tag_ids=None, started_at=None) -> dict:
+def merge_and_store(
+    self, results, brand_id: int, pending_version: int, tag_ids=None, started_at=None
+) -> dict:
     """The chord's callback: OR the ranges' bitmaps together and store every tag atomically."""
     with _claim(self, "merge", brand_id, pending_version, tag_ids, len(results)) as claim:
         if claim is None:
