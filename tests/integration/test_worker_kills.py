@@ -146,7 +146,7 @@ def _send(name: str, args: list, queue: str) -> None:
     """Queue a task through the broker (the test process itself runs tasks eagerly)."""
     from celery import Celery
 
-    app = Celery("tagportal-test-sender", broker=BROKER)
+    app = Celery("tagportal-test-sender", broker=BROKER, set_as_current=False)
     try:
         app.send_task(name, args=args, queue=queue)
     finally:
