@@ -38,6 +38,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
+from .background import runs_in_thread
 from .choices import ClaimStatus
 from .models import WorkClaim
 
@@ -191,7 +192,8 @@ def hold(
     kind: str, key: str, subject: str, payload: dict | None = None, task_id: str = ""
 ) -> Iterator[WorkClaim | None]:
     """Hold the claim ``key`` while the block runs, renewing its heartbeat on a thread
-    (not when tasks run eagerly, in the caller's process and transaction). Yields None
+    (in a worker, or on the background thread of a server without a broker; not when
+    tasks run in place, in the caller's transaction, as in the tests). Yields None
     when the work must not run (see :func:`acquire`). The claim is done when the block
     ends, failed when it raises (a retry claims it again)."""
     claim = acquire(kind, key, subject, payload, task_id)
@@ -199,7 +201,7 @@ def hold(
         yield None
         return
     beat = None
-    if not settings.CELERY_TASK_ALWAYS_EAGER and heartbeat_interval() > 0:
+    if (not settings.CELERY_TASK_ALWAYS_EAGER or runs_in_thread()) and heartbeat_interval() > 0:
         beat = Heartbeat(claim.pk, claim.owner, heartbeat_interval())
         beat.start()
     try:
