@@ -349,6 +349,24 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ROUTES = {"tagportal.engine.tasks.*": {"queue": "compute"}}
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The broker's redelivery of unacknowledged work after this many seconds is the last resort;
+# work a killed worker held is found by its claim's stopped heartbeat (below) within minutes.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("TAGPORTAL_BROKER_VISIBILITY_TIMEOUT", "3600")),
+}
+
+#: Seconds between heartbeats of a running task's claim (tagportal.core.claims).
+TAGPORTAL_CLAIM_HEARTBEAT_S = float(os.environ.get("TAGPORTAL_CLAIM_HEARTBEAT_S", "30"))
+#: A claim whose last heartbeat is older than this many seconds belongs to a dead worker:
+#: the reaper (every minute) records its work as abandoned and queues it again.
+TAGPORTAL_CLAIM_STALE_AFTER_S = float(os.environ.get("TAGPORTAL_CLAIM_STALE_AFTER_S", "180"))
+#: Work abandoned this many times within an hour is not queued again by the reaper (a task
+#: that kills its worker); the periodic schedules take it up after their back-off.
+TAGPORTAL_CLAIM_MAX_ABANDONED = int(os.environ.get("TAGPORTAL_CLAIM_MAX_ABANDONED", "3"))
+#: Test hook: comma-separated pause points (e.g. ``engine.store``) where a task sleeps
+#: TAGPORTAL_TEST_PAUSE_SECONDS, so that a test can kill its worker there. Empty in production.
+TAGPORTAL_TEST_PAUSE_AT = os.environ.get("TAGPORTAL_TEST_PAUSE_AT", "")
+TAGPORTAL_TEST_PAUSE_SECONDS = float(os.environ.get("TAGPORTAL_TEST_PAUSE_SECONDS", "60"))
 
 #: Days between re-certifications of a published tag, unless its category says otherwise.
 TAGPORTAL_RECERTIFICATION_DAYS = int(os.environ.get("TAGPORTAL_RECERTIFICATION_DAYS", "180"))

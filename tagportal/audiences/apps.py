@@ -8,4 +8,8 @@ class AudiencesConfig(AppConfig):
     verbose_name = _("Audiences")
 
     def ready(self):
-        from . import signals  # noqa: F401  (connects the receivers)
+        from tagportal.core import claims
+
+        from . import services, signals  # noqa: F401  (connects the receivers)
+
+        claims.register(services.CLAIM_KIND, services.abandon_claimed_refresh)

@@ -35,6 +35,7 @@ from django.utils.translation import gettext as _
 from pyroaring import BitMap
 
 from tagportal.core import spreadsheets
+from tagportal.core.claims import pause_point
 from tagportal.core.exceptions import Conflict, error_text
 from tagportal.core.permissions import may, may_add_into
 from tagportal.core.roles import reviewers_of
@@ -502,6 +503,48 @@ def _fail(audience_id: int, pending_version: int, message: str) -> None:
     )
 
 
+#: The kind of the claims refresh tasks hold (:mod:`tagportal.core.claims`).
+CLAIM_KIND = "audiences.refresh"
+
+
+def claim_of(audience_id: int, trigger: str, pending_version: int | None, task_id: str = "") -> tuple:
+    """``(kind, key, subject, payload)`` of the claim of one requested refresh."""
+    request = pending_version if pending_version is not None else f"task-{task_id}"
+    return (
+        CLAIM_KIND,
+        f"audience:{audience_id}:{request}",
+        f"audience:{audience_id}",
+        {"audience_id": audience_id, "pending_version": pending_version, "trigger": str(trigger)},
+    )
+
+
+def abandon_claimed_refresh(claim, requeue: bool) -> None:
+    """The reaper's handler of refresh claims: the refreshing worker died. The audience
+    stops "refreshing" (the schedule is no longer held up), the loss is its last error
+    and counts as a failure, and when ``requeue`` (and no newer refresh was requested)
+    the refresh is requested again."""
+    payload = claim.payload or {}
+    message = _("The worker %(owner)s refreshing the audience was lost.") % {"owner": claim.owner}
+    with transaction.atomic():
+        audience = Audience.objects.select_for_update().filter(pk=payload.get("audience_id")).first()
+        if audience is None:
+            return
+        pending = payload.get("pending_version")
+        if pending is not None and audience.pending_version != pending:
+            return  # a newer refresh was requested: it is queued or under way
+        if not audience.is_calculating:
+            return
+        Audience.objects.filter(pk=audience.pk).update(
+            is_calculating=False,
+            errors_calculating=F("errors_calculating") + 1,
+            last_error=message[:2000],
+            last_error_at=timezone.now(),
+        )
+        log.warning("refresh of audience %s abandoned by %s", audience.pk, claim.owner)
+        if requeue and audience.status == AudienceStatus.ACTIVE:
+            enqueue_refresh(audience, payload.get("trigger") or RefreshTrigger.SCHEDULE)
+
+
 def enqueue_refresh(audience: Audience, trigger: str = RefreshTrigger.SCHEDULE) -> int:
     """Request a refresh in the background: bump ``pending_version`` and, once the
     transaction commits, queue :func:`.tasks.refresh_audience` with that number (older
@@ -560,6 +603,7 @@ def refresh(
         )
         current.pending_version = pending_version
     started = time.perf_counter()
+    pause_point("audiences.refresh")  # test hook: the audience refreshing, nothing evaluated
     try:
         selection = _select(current.brand, current.expression)
         moved = _moved(current.pinned_versions, selection.tag_versions, selection.tag_ids)

@@ -27,18 +27,29 @@ RETRY = {
 }
 
 
-@shared_task(acks_late=True, **RETRY)
-def refresh_audience(audience_id: int, trigger: str = "schedule", pending_version: int | None = None) -> dict:
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, **RETRY)
+def refresh_audience(
+    self, audience_id: int, trigger: str = "schedule", pending_version: int | None = None
+) -> dict:
     """Refresh one audience (requested as ``pending_version`` when queued by
-    :func:`.services.enqueue_refresh`)."""
+    :func:`.services.enqueue_refresh`), holding a claim on it (:mod:`tagportal.core.claims`):
+    when the worker dies, the reaper clears its "refreshing" state and requests it again."""
+    from tagportal.core import claims
+
     from . import services
     from .models import Audience
 
     audience = Audience.objects.filter(pk=audience_id).first()
     if audience is None:
         return {"audience": audience_id, "snapshot": None, "reason": "gone"}
-    # in a worker, problems are recorded on the audience, not raised
-    snapshot = services.refresh(audience, trigger, pending_version=pending_version, raise_errors=False)
+    task_id = getattr(self.request, "id", None) or ""
+    with claims.hold(
+        *services.claim_of(audience_id, trigger, pending_version, task_id), task_id=task_id
+    ) as claim:
+        if claim is None:
+            return {"audience": audience_id, "snapshot": None, "reason": "claimed"}
+        # in a worker, problems are recorded on the audience, not raised
+        snapshot = services.refresh(audience, trigger, pending_version=pending_version, raise_errors=False)
     audience.refresh_from_db(fields=["last_error"])
     return {
         "audience": audience_id,

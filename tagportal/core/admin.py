@@ -11,7 +11,7 @@ from simple_history.template_utils import HistoricalRecordContextHelper
 
 from .days import beijing_text
 from .filters import out_of_range
-from .models import User
+from .models import User, WorkClaim
 from .permissions import may
 
 
@@ -168,3 +168,19 @@ class UserAdmin(BaseUserAdmin):
     @admin.display(description=_("roles and grants"))
     def roles(self, obj):
         return ", ".join(sorted(g.name for g in obj.groups.all()))
+
+
+@admin.register(WorkClaim)
+class WorkClaimAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Background work under way and the work of dead workers (abandoned, queued again)."""
+
+    list_display = ("key", "kind", "status", "owner", "started_at", "heartbeat_at", "finished_at")
+    list_filter = ("status", "kind")
+    search_fields = ("key", "subject", "owner", "task_id")
+    date_hierarchy = "started_at"
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser

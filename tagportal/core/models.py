@@ -5,6 +5,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from .choices import ClaimStatus
 from .querysets import RestrictedQuerySet
 
 
@@ -76,3 +77,43 @@ class ComputationStateMixin(models.Model):
 
     class Meta:
         abstract = True
+
+
+class WorkClaim(models.Model):
+    """A unit of background work being run (a tag computation, one of its OneID ranges,
+    a report, an audience refresh): who runs it and when it last said it was alive.
+
+    The task renews ``heartbeat_at`` while it runs; a claim whose heartbeat stopped (its
+    worker was killed) is marked abandoned by the reaper (:mod:`tagportal.core.claims`),
+    which has the app that owns the work record it and queue it again. ``key`` names the
+    unit of work the same way on every delivery of its task, so a redelivered task finds
+    its claim. Rows are kept a week: they are the record of abandoned work."""
+
+    kind = models.CharField(_("kind"), max_length=40)
+    key = models.CharField(_("key"), max_length=200, unique=True)
+    subject = models.CharField(_("subject"), max_length=120, db_index=True)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=ClaimStatus.choices, default=ClaimStatus.RUNNING
+    )
+    owner = models.CharField(_("owner"), max_length=200, help_text=_("Host name and process id."))
+    owner_node = models.CharField(_("owner's machine"), max_length=120, blank=True, editable=False)
+    task_id = models.CharField(_("task id"), max_length=64, blank=True)
+    started_at = models.DateTimeField(_("started"))
+    heartbeat_at = models.DateTimeField(_("last heartbeat"))
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    note = models.TextField(_("note"), blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        verbose_name = _("work claim")
+        verbose_name_plural = _("work claims")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=ClaimStatus.values), name="work_claim_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="work_claim_status_beat")]
+
+    def __str__(self):
+        return f"{self.key} ({self.get_status_display()})"

@@ -46,6 +46,7 @@ from pyroaring import BitMap
 from tagportal.catalog.choices import RefreshMode
 from tagportal.catalog.models import Brand, Tag, TagVersion
 from tagportal.core import background
+from tagportal.core.claims import pause_point
 from tagportal.core.days import BEIJING
 from tagportal.profiles import loaders
 from tagportal.rules.definitions import tag_references
@@ -53,6 +54,7 @@ from tagportal.rules.definitions import tag_references
 from . import bitmaps as bm
 from . import frames as fr
 from . import parallel, partitioning
+from .choices import FINAL_STATUSES
 from .evaluate import TagSpec, evaluate_tags
 from .models import (
     DRIFT_PSI_THRESHOLD,
@@ -572,6 +574,9 @@ def plan_compute(brand, tag_ids=None, pending_version: int | None = None, partit
         else:
             _ensure_computations(tags)
         plan = Plan(brand=brand, pending_version=pending_version, started_at=now, partitions=partitions)
+        # a redelivered task of a run that stored (or was abandoned) leaves those tags alone
+        settled = settled_tags(brand.pk, pending_version, [t.pk for t in tags])
+        tags = [t for t in tags if t.pk not in settled]
         computations = {
             c.tag_id: c
             for c in TagComputation.objects.select_for_update().filter(tag__in=tags).order_by("pk")
@@ -624,20 +629,49 @@ def _previous_distribution(tag_id: int) -> dict | None:
     return run or None
 
 
+def settled_tags(brand_id: int, pending_version: int, tag_ids) -> set[int]:
+    """The tags whose part in the run ``pending_version`` of a brand is over for good (a
+    success, superseded or abandoned run is recorded): the run's id is its pending version."""
+    if not pending_version:
+        return set()
+    return set(
+        TagRun.objects.filter(
+            brand_id=brand_id,
+            pending_version=pending_version,
+            tag_id__in=list(tag_ids),
+            status__in=FINAL_STATUSES,
+        ).values_list("tag_id", flat=True)
+    )
+
+
 def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | None = None) -> list[TagRun]:
-    """Write each claimed tag's outcome: swap its bitmaps and numbers in atomically and
-    record a run; a tag with an error keeps its previous result; a tag whose pending
-    version moved on meanwhile is superseded."""
+    """Write each claimed tag's outcome: swap its bitmaps and numbers in and record a run;
+    a tag with an error keeps its previous result; a tag whose pending version moved on
+    meanwhile is superseded.
+
+    All or nothing: every tag of the run is written in one transaction, so readers see
+    the brand's results all of the previous run or all of this one, and a worker killed
+    while storing leaves the previous ones. Idempotent by run: a tag whose run (its
+    pending version) already has a final run row (a redelivered merge) is left alone."""
     finished_at = finished_at or timezone.now()
     duration = (finished_at - plan.started_at).total_seconds()
     runs = []
     swapped = []
     errors = {**merged.errors, **plan.errors}
-    for tag_id, claim in plan.claims.items():
-        with transaction.atomic():
-            computation = (
-                TagComputation.objects.select_for_update().defer("numbers").get(pk=claim.computation_id)
-            )
+    with transaction.atomic():
+        ids = sorted(c.computation_id for c in plan.claims.values())
+        locked = {
+            c.pk: c
+            for c in TagComputation.objects.select_for_update()
+            .defer("numbers")
+            .filter(pk__in=ids)
+            .order_by("pk")
+        }
+        settled = settled_tags(plan.brand.pk, plan.pending_version, plan.claims)
+        for tag_id, claim in plan.claims.items():
+            computation = locked.get(claim.computation_id)
+            if computation is None or tag_id in settled:
+                continue
             run = TagRun(
                 tag_id=tag_id,
                 brand=plan.brand,
@@ -669,14 +703,101 @@ def store_results(plan: Plan, merged: PartialResult, finished_at: dt.datetime | 
             else:
                 _swap(computation, claim, outcome, merged.population, run, finished_at)
                 swapped.append(tag_id)
+                if len(swapped) == 1:
+                    pause_point("engine.store")  # test hook: a kill here must leave no tag written
             run.save()
             runs.append(run)
-    if swapped:  # readers of these results (audiences) refresh once they are committed
-        brand_id = plan.brand.pk
-        transaction.on_commit(
-            lambda: results_updated.send_robust(sender=TagComputation, brand_id=brand_id, tag_ids=swapped)
-        )
+        if swapped:  # readers of these results (audiences) refresh once they are committed
+            brand_id = plan.brand.pk
+            transaction.on_commit(
+                lambda: results_updated.send_robust(sender=TagComputation, brand_id=brand_id, tag_ids=swapped)
+            )
     return runs
+
+
+def abandon_run(
+    brand_id: int,
+    pending_version: int,
+    tag_ids,
+    *,
+    partitions: int = 1,
+    started_at=None,
+    message: str = "",
+    requeue: bool = True,
+) -> tuple[list[TagRun], int | None]:
+    """Record the run ``pending_version`` of a brand as abandoned (its worker died): each
+    of its tags without a final run row gets an abandoned run and keeps its previous
+    result; those still waiting for this run stop calculating and, when ``requeue``, are
+    requested again (a new pending version, queued on commit). Safe to call twice.
+    Answers the runs recorded and the new pending version (None when nothing was queued)."""
+    now = timezone.now()
+    message = message or _("The worker running the computation was lost.")
+    brand = resolve_brand(int(brand_id))
+    with transaction.atomic():
+        chosen = Q(tag_id__in=list(tag_ids)) if tag_ids else Q(pending_version=pending_version)
+        computations = list(
+            TagComputation.objects.select_for_update()
+            .defer("numbers")
+            .filter(chosen, tag__brand=brand)
+            .select_related("tag")
+            .order_by("pk")
+        )
+        settled = settled_tags(brand.pk, pending_version, [c.tag_id for c in computations])
+        runs, again = [], []
+        for computation in computations:
+            if computation.tag_id in settled:
+                continue
+            started = started_at or computation.calculation_started_at or now
+            runs.append(
+                TagRun(
+                    tag=computation.tag,
+                    brand=brand,
+                    tag_version=computation.tag.published_version,
+                    pending_version=pending_version,
+                    status=RunStatus.ABANDONED,
+                    started_at=started,
+                    finished_at=now,
+                    duration_s=max(0.0, (now - started).total_seconds()),
+                    partitions=partitions,
+                    error=message,
+                )
+            )
+            if computation.pending_version == pending_version:  # not asked for again meanwhile
+                again.append(computation.tag_id)
+        TagRun.objects.bulk_create(runs)
+        TagComputation.objects.filter(tag_id__in=again).update(
+            is_calculating=False,
+            errors_calculating=F("errors_calculating") + 1,
+            last_error=message,
+            last_error_at=now,
+        )
+        pending = enqueue_compute(brand, again, partitions=partitions) if (again and requeue) else None
+    if runs:
+        log.warning(
+            "run %s of %s abandoned (%s tags); requested again as %s",
+            pending_version,
+            brand.code,
+            len(runs),
+            pending,
+        )
+    return runs, pending
+
+
+def abandon_claimed_run(claim, requeue: bool) -> None:
+    """The reaper's handler of engine claims (:mod:`tagportal.core.claims`)."""
+    payload = claim.payload or {}
+    abandon_run(
+        payload["brand_id"],
+        payload["pending_version"],
+        payload.get("tag_ids") or [],
+        partitions=int(payload.get("partitions") or 1),
+        started_at=claim.started_at,
+        message=_("The worker %(owner)s running the computation was lost; it was requested again.")
+        % {"owner": claim.owner}
+        if requeue
+        else _("The worker %(owner)s running the computation was lost.") % {"owner": claim.owner},
+        requeue=requeue,
+    )
 
 
 def _swap(computation, claim: Claim, outcome: TagOutcome, population: int, run: TagRun, now) -> None:
@@ -884,6 +1005,7 @@ def compute_brand(
     if not plan.claims:
         return ComputeReport(brand.code, plan.pending_version, runs)
     started = time.perf_counter()
+    pause_point("engine.compute")  # test hook: tags calculating, nothing evaluated yet
     try:
         specs = plan.specs
         known = known_values(brand, specs) if specs else {}
@@ -941,6 +1063,7 @@ def compute_range(brand, tag_ids, lo: int, hi: int, pending_version: int, as_of=
     tags = [t for t in tags if t.pk in live]
     versions = published_snapshots(tags)
     specs = {tag_id: spec_of(v) for tag_id, v in versions.items() if not _is_manual(spec_of(v))}
+    pause_point("engine.compute")
     frames = load_frames(brand, oneid_range=(lo, hi))
     part = evaluate_partition(
         specs,

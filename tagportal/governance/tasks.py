@@ -21,8 +21,18 @@ RETRY = {
 }
 
 
-@shared_task(name="tagportal.governance.tasks.run_report", **RETRY)
-def run_report(report_id: int) -> dict:
+@shared_task(
+    name="tagportal.governance.tasks.run_report",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    **RETRY,
+)
+def run_report(self, report_id: int) -> dict:
+    """Build a report, holding a claim on it (:mod:`tagportal.core.claims`): when the worker
+    dies, the reaper marks the report failed and requests it again."""
+    from tagportal.core import claims
+
     from .models import Report
     from .reports import service
 
@@ -30,7 +40,10 @@ def run_report(report_id: int) -> dict:
     if report is None:
         log.warning("report %s no longer exists", report_id)
         return {"report": report_id, "status": "missing"}
-    report = service.run(report)
+    with claims.hold(*service.claim_of(report), task_id=getattr(self.request, "id", None) or "") as claim:
+        if claim is None:
+            return {"report": report.pk, "status": "skipped"}
+        report = service.run(report)
     return {"report": report.pk, "status": report.status, "rows": report.row_count}
 
 

@@ -248,3 +248,35 @@ def test_refresh_due_audiences_refreshes_what_is_due(
 
 def test_the_refresh_task_of_a_deleted_audience_does_nothing(db):
     assert tasks.refresh_audience(987654, "schedule")["snapshot"] is None
+
+
+def test_a_refresh_whose_worker_died_is_cleared_and_requested_again(
+    audience, django_capture_on_commit_callbacks
+):
+    from tagportal.core import claims
+
+    with mock.patch.object(tasks.refresh_audience, "apply_async") as send:
+        with django_capture_on_commit_callbacks(execute=True):
+            pending = services.enqueue_refresh(audience, RefreshTrigger.SCHEDULE)
+        # the worker claimed it, marked it refreshing, and was killed
+        killed = claims.acquire(*services.claim_of(audience.pk, RefreshTrigger.SCHEDULE, pending))
+        Audience.objects.filter(pk=audience.pk).update(
+            is_calculating=True, calculation_started_at=timezone.now()
+        )
+        audience.refresh_from_db()
+        audience.refresh_every_hours = 1
+        audience.save()
+        assert services.due_for_refresh() == []  # held up while refreshing
+        with django_capture_on_commit_callbacks(execute=True):
+            assert claims.reap(now=timezone.now() + dt.timedelta(minutes=4)) == [killed.key]
+    audience.refresh_from_db()
+    assert not audience.is_calculating and "lost" in audience.last_error
+    assert audience.pending_version == pending + 1
+    assert [c.kwargs["args"] for c in send.call_args_list][-1] == (audience.pk, "schedule", pending + 1)
+    # the late redelivery of the killed task does nothing; the requeued one refreshes
+    late = tasks.refresh_audience.apply(args=(audience.pk, "schedule", pending)).get()
+    assert late["reason"] == "claimed"
+    done = tasks.refresh_audience.apply(args=(audience.pk, "schedule", pending + 1)).get()
+    assert done["snapshot"] is not None and done["error"] is None
+    audience.refresh_from_db()
+    assert not audience.is_calculating and audience.errors_calculating == 0

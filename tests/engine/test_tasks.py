@@ -68,6 +68,13 @@ def test_running_a_task_twice_is_safe(tags, frames_from_profiles):
     first = {t.code: stored(t) for t in (tags.vip, tags.gender, tags.visits)}
     tasks.compute_brand_task.apply(args=(tags.vip.brand.pk, pending)).get()
     assert {t.code: stored(t) for t in (tags.vip, tags.gender, tags.visits)} == first
+    # the run is idempotent in its history too: the repeated delivery records nothing more
+    runs = TagRun.objects.filter(pending_version=pending)
+    assert sorted(runs.values_list("status", flat=True)) == [RunStatus.SUCCESS] * 3
+    assert not TagComputation.objects.filter(is_calculating=True).exists()
+    # a new request computes again (and finds no drift)
+    pending = services.enqueue_compute(tags.vip.brand)
+    tasks.compute_brand_task.apply(args=(tags.vip.brand.pk, pending)).get()
     assert TagComputation.objects.get(tag=tags.vip).psi == 0.0
 
 

@@ -156,3 +156,44 @@ def test_make_scope_defaults(world):
     assert scope.business_line == world.own_line  # the brand's line
     with pytest.raises(ValidationError, match="another business line"):
         service.make_scope(ReportKind.USAGE, brand="ruiyan", business_line="shipin")
+
+
+def test_a_report_whose_worker_died_is_recorded_and_requested_again(
+    world, django_capture_on_commit_callbacks
+):
+    from tagportal.core import claims
+    from tagportal.governance import tasks
+
+    with mock.patch.object(tasks.run_report, "delay") as delay:
+        with django_capture_on_commit_callbacks(execute=True):
+            report = service.request_report(world.admin, ReportKind.USAGE, run_now=False)
+        # the worker claimed it, marked it running, and was killed
+        killed = claims.acquire(*service.claim_of(report))
+        Report.objects.filter(pk=report.pk).update(status=ReportStatus.RUNNING, started_at=timezone.now())
+        soon = timezone.now() + dt.timedelta(minutes=4)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert claims.reap(now=soon) == [killed.key]
+    report.refresh_from_db()
+    assert report.status == ReportStatus.PENDING and "lost" in report.error
+    assert delay.call_count == 2  # the request, and the request again
+    # the requeued task builds it
+    assert tasks.run_report.apply(args=(report.pk,)).get()["status"] == ReportStatus.SUCCESS
+    report.refresh_from_db()
+    assert report.status == ReportStatus.SUCCESS and report.error == "" and report.runs == 1
+    # the broker's late redelivery of the killed task is one of the request done: not stuck
+    assert claims.acquire(*service.claim_of(report)).key != killed.key
+
+
+def test_an_abandoned_report_may_be_requested_at_once(world):
+    from tagportal.core import claims
+
+    with mock.patch("tagportal.governance.tasks.run_report.delay"):
+        report = service.request_report(world.admin, ReportKind.COLD, run_now=False)
+        claims.acquire(*service.claim_of(report))
+        Report.objects.filter(pk=report.pk).update(status=ReportStatus.RUNNING, started_at=timezone.now())
+        with mock.patch.object(service, "run") as run:
+            service.request_report(world.admin, ReportKind.COLD, run_now=True)
+            run.assert_not_called()  # running, and its worker alive
+            claims.reap(now=timezone.now() + dt.timedelta(minutes=4))
+            service.request_report(world.admin, ReportKind.COLD, run_now=True)
+            run.assert_called_once()

@@ -4,8 +4,8 @@ subprocess, which reads the brand's people from PostgreSQL through the profiles
 app, computes and stores the results that this test then reads back.
 
 Needs PostgreSQL (the worker must see the test database, so SQLite in memory cannot
-work) and Redis; skipped otherwise. ``CELERY_INTEGRATION_BROKER`` overrides the broker
-(default ``redis://127.0.0.1:6379/15``)."""
+work) and Redis; skipped otherwise. ``TAGPORTAL_TEST_BROKER_URL`` (or
+``CELERY_INTEGRATION_BROKER``) overrides the broker (default ``redis://127.0.0.1:6379/15``)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ from tagportal.engine.models import RunStatus, TagComputation, TagRun, TagValueB
 
 pytestmark = pytest.mark.integration
 
-BROKER = os.environ.get("CELERY_INTEGRATION_BROKER", "redis://127.0.0.1:6379/15")
+BROKER = (
+    os.environ.get("TAGPORTAL_TEST_BROKER_URL")
+    or os.environ.get("CELERY_INTEGRATION_BROKER")
+    or "redis://127.0.0.1:6379/15"
+)
 QUEUES = ("compute", "default")
 WAIT_SECONDS = 60
 BASE_DIR = Path(settings.BASE_DIR)

@@ -24,6 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from tagportal.catalog.models import Brand, BusinessLine, Region
+from tagportal.core.claims import pause_point
 from tagportal.core.days import beijing_date
 from tagportal.core.permissions import may
 from tagportal.usage import services as usage
@@ -233,12 +234,58 @@ def _is_stuck(report: Report, now: dt.datetime) -> bool:
     return report.started_at is None or now - report.started_at > STUCK_AFTER
 
 
+#: The kind of the claims report tasks hold (:mod:`tagportal.core.claims`).
+CLAIM_KIND = "governance.report"
+
+
+def claim_of(report: Report) -> tuple[str, str, str, dict]:
+    """``(kind, key, subject, payload)`` of the claim of a report's current request: each
+    request (its time) is one unit of work, so a request made again after an abandoned
+    one is claimed anew."""
+    requested = report.requested_at.isoformat() if report.requested_at else ""
+    return (
+        CLAIM_KIND,
+        f"report:{report.pk}:{requested}",
+        f"report:{report.pk}",
+        {"report_id": report.pk, "requested_at": requested},
+    )
+
+
+def abandon_claimed_report(claim, requeue: bool) -> None:
+    """The reaper's handler of report claims: the report's worker died. The report is
+    marked failed with the reason (so it may be requested again) and, when ``requeue``,
+    requested again at once."""
+    now = timezone.now()
+    report_id = (claim.payload or {}).get("report_id")
+    with transaction.atomic():
+        report = Report.objects.select_for_update().filter(pk=report_id).first()
+        if report is None or report.status not in (ReportStatus.RUNNING, ReportStatus.PENDING):
+            return
+        requested = report.requested_at.isoformat() if report.requested_at else ""
+        if requested != (claim.payload or {}).get("requested_at"):
+            return  # requested again meanwhile: that request is under way
+        report.status = ReportStatus.FAILED
+        report.finished_at = now
+        report.error = _("The worker %(owner)s building the report was lost.") % {"owner": claim.owner}
+        report.save(update_fields=["status", "finished_at", "error"])
+        log.warning("report %s abandoned by %s", report.pk, claim.owner)
+        if not requeue:
+            return
+        report.status = ReportStatus.PENDING
+        report.requested_at = now
+        report.save(update_fields=["status", "requested_at"])
+        from ..tasks import run_report as task
+
+        transaction.on_commit(lambda: task.delay(report.pk))
+
+
 def run(report: Report) -> Report:
     """Build ``report`` now and store the result (or the error)."""
     started = timezone.now()
     Report.objects.filter(pk=report.pk).update(status=ReportStatus.RUNNING, started_at=started)
     clock = time.perf_counter()
     try:
+        pause_point("governance.report")  # test hook: the report running, nothing built
         usage.aggregate()
         data = build(report.kind, scope_of(report))
     except Exception as exc:
