@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "tagportal.predictive",
     "tagportal.audiences",
     "tagportal.activation",
+    "tagportal.journeys",
     "tagportal.lineage",
     "tagportal.governance",
     "tagportal.dashboards",
