@@ -58,6 +58,8 @@ EVENT_TYPES = (
     "wecom_add", "wecom_chat", "wecom_delete", "live_view", "content_view",
     "content_like", "content_share", "review", "survey", "subscribe", "unsubscribe",
     "member_join", "points_redeem", "complaint",
+    # written by activation when a message moves (the feedback of journeys and sends)
+    "message_sent", "message_delivered", "message_read", "message_clicked",
 )  # fmt: skip
 
 
