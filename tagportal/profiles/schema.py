@@ -63,6 +63,12 @@ EVENT_TYPES = (
 )  # fmt: skip
 
 
+#: Events that record what the brand did to a person (a message sent, and delivered), not
+#: what the person did: models of a person's activity leave them out (a read or a click is
+#: the person's own doing, and counts).
+OUTBOUND_EVENT_TYPES = ("message_sent", "message_delivered")
+
+
 def event_types() -> set[str]:
     return set(EVENT_TYPES) | set(getattr(settings, "TAGPORTAL_EXTRA_EVENT_TYPES", ()))
 
