@@ -18,6 +18,9 @@ touches in 30 days, clicks, the topics a person clicks.
   are written together when the block ends — one customer lookup per brand and one
   insert.
 - A OneID the brand has no customer for gets no event.
+- A worker that dies between recording its deliveries as sent and writing their events
+  leaves them without one: :func:`catch_up` (a periodic task) writes what the recent
+  deliveries' states and times say is missing.
 """
 
 from __future__ import annotations
@@ -88,6 +91,43 @@ def record(times: Mapping[int, dt.datetime | None], state: str) -> None:
         pending.extend(rows)
     else:
         _write(rows)
+
+
+#: The time of each state on a delivery, and the states that come after it.
+_STAMPS = {
+    DeliveryState.SENT: "sent_at",
+    DeliveryState.DELIVERED: "delivered_at",
+    DeliveryState.READ: "read_at",
+    DeliveryState.CLICKED: "clicked_at",
+}
+_FORWARD = list(_STAMPS)
+
+
+def catch_up(since: dt.datetime, *, chunk: int = 5000) -> int:
+    """Write the feedback events missing for deliveries that reached a state after
+    ``since`` (by its time on the delivery); how many deliveries and states were
+    missing one."""
+    from django.db.models import CharField, Exists, OuterRef, Value
+    from django.db.models.functions import Cast, Concat
+
+    missing = 0
+    person = Customer.objects.filter(brand_id=OuterRef("send__brand_id"), oneid=OuterRef("oneid"))
+    for state, stamp in _STAMPS.items():
+        written = Event.objects.filter(
+            brand_id=OuterRef("send__brand_id"),
+            client_id=Concat(Value("delivery:"), Cast(OuterRef("pk"), CharField()), Value(f":{state}")),
+        )
+        rows = list(
+            Delivery.objects.filter(
+                Exists(person), **{f"{stamp}__gte": since}, state__in=_FORWARD[_FORWARD.index(state) :]
+            )
+            .exclude(Exists(written))
+            .values_list("pk", stamp)[:chunk]
+        )
+        if rows:
+            missing += len(rows)
+            _write([(pk, state, at) for pk, at in rows])
+    return missing
 
 
 def properties(kind: str, send_id: int, context: dict | None) -> dict:

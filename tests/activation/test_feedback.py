@@ -148,3 +148,27 @@ def test_a_batch_is_written_with_a_fixed_number_of_queries(world, hook):
     with feedback.batched():  # again: nothing more
         feedback.record(dict.fromkeys(ids[:100]), "sent")
     assert Event.objects.filter(type="message_sent").count() == 100
+
+
+def test_feedback_a_dead_worker_left_unwritten_is_caught_up(hook, people, sleeps, monkeypatch):
+    from django_celery_beat.models import PeriodicTask
+
+    from tagportal.activation import tasks
+
+    lost = []
+    monkeypatch.setattr(feedback, "_write", lambda rows: lost.extend(rows))  # the worker dies before writing
+    send = deliveries.create_send(hook, {}, [(1, "crm-1"), (2, "crm-2"), (99, "crm-99")], kick=False)
+    deliveries.deliver_due()
+    push(hook, (f"{send.pk}:1", "clicked", "2026-03-02T09:00:00Z"))
+    assert len(lost) == 4 and not Event.objects.exists()
+    monkeypatch.undo()
+
+    assert tasks.catch_up_feedback() == 2  # sent for 1 and 2 (99 has no customer); the click is older
+    assert feedback.catch_up(dt.datetime(2026, 3, 1, tzinfo=dt.UTC)) == 1  # the click of 2 March
+    assert feedback.catch_up(dt.datetime(2026, 3, 1, tzinfo=dt.UTC)) == 0  # nothing more
+    assert sorted((e.customer.oneid, e.type) for e in Event.objects.all()) == [
+        (1, "message_clicked"),
+        (1, "message_sent"),
+        (2, "message_sent"),
+    ]
+    assert PeriodicTask.objects.filter(task="tagportal.activation.tasks.catch_up_feedback").exists()

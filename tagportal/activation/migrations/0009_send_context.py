@@ -3,10 +3,20 @@
 from django.db import migrations, models
 
 
+def create_schedules(apps, schema_editor):
+    from tagportal.activation.tasks import ensure_default_schedules
+
+    ensure_default_schedules(
+        apps.get_model("django_celery_beat", "PeriodicTask"),
+        apps.get_model("django_celery_beat", "IntervalSchedule"),
+    )
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
         ('activation', '0008_delivery_receipts'),
+        ('django_celery_beat', '0019_alter_periodictasks_options'),
     ]
 
     operations = [
@@ -15,4 +25,5 @@ class Migration(migrations.Migration):
             name='context',
             field=models.JSONField(blank=True, help_text="Where the send came from, for the feedback events of its deliveries: a journey's id, version, node, variant and topic.", null=True, verbose_name='context'),
         ),
+        migrations.RunPython(create_schedules, migrations.RunPython.noop),
     ]
