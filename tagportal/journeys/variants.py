@@ -124,7 +124,6 @@ def stats(journey, node_id: str) -> dict[str, VariantStats]:
     of the sends it made (their ``context`` names the journey, node and variant) and
     the conversions attributed to it. Variants nobody got yet are absent."""
     from django.db.models import Count, Q
-    from django.db.models.fields.json import KT
 
     from tagportal.activation.models import Delivery, DeliveryState
 
@@ -134,9 +133,8 @@ def stats(journey, node_id: str) -> dict[str, VariantStats]:
     forward = [DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.READ, DeliveryState.CLICKED]
     rows = (
         Delivery.objects.filter(send__context__journey=journey_id, send__context__node=node_id)
-        .annotate(variant=KT("send__context__variant"))
         .order_by()
-        .values("variant")
+        .values("send__context__variant")
         .annotate(
             assigned=Count("pk"),
             sent=Count("pk", filter=Q(state__in=forward)),
@@ -145,7 +143,7 @@ def stats(journey, node_id: str) -> dict[str, VariantStats]:
             clicked=Count("pk", filter=Q(state=DeliveryState.CLICKED)),
         )
     )
-    counts = {(row.pop("variant") or ""): row for row in rows}
+    counts = {str(row.pop("send__context__variant") or ""): row for row in rows}
     converted = (
         Conversion.objects.filter(journey_id=journey_id, attributed_node=node_id)
         .order_by()
