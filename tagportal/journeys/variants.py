@@ -68,7 +68,7 @@ COLLECTING = "collecting"  # some variant has fewer than min_sample sent
 LEARNING = "learning"  # compared, nothing significant yet
 WINNER = "winner"
 NO_DIFFERENCE = "no_difference"  # the horizon passed without a winner
-SINGLE = "single"  # only one variant
+SINGLE = "single"  # one variant known: nothing to compare (no winner named)
 
 
 def _digest(*parts) -> bytes:
@@ -219,7 +219,7 @@ def _significance(counts, alpha: float, min_sample: int, horizon: int) -> Decisi
     keys = list(counts)
     rates = {k: counts[k].click_rate for k in keys}
     if len(keys) < 2:
-        return Decision(SIGNIFICANCE, SINGLE, keys[0] if keys else None, {k: 1.0 for k in keys}, rates)
+        return Decision(SIGNIFICANCE, SINGLE, None, {k: 1.0 for k in keys}, rates)
     if min(counts[k].sent for k in keys) < min_sample:
         return Decision(SIGNIFICANCE, COLLECTING, None, _even(keys), rates)
     ordered = sorted(keys, key=lambda k: rates[k], reverse=True)
@@ -250,7 +250,7 @@ def _thompson(counts, alpha: float, min_sample: int) -> Decision:
     keys = list(counts)
     rates = {k: counts[k].click_rate for k in keys}
     if len(keys) < 2:
-        return Decision(THOMPSON, SINGLE, keys[0] if keys else None, {k: 1.0 for k in keys}, rates)
+        return Decision(THOMPSON, SINGLE, None, {k: 1.0 for k in keys}, rates)
     a, b = _posterior(counts)
     draws = np.random.default_rng(0).beta(a, b, size=(POSTERIOR_DRAWS, len(keys)))
     best = np.bincount(draws.argmax(axis=1), minlength=len(keys)) / POSTERIOR_DRAWS

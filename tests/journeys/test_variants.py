@@ -208,3 +208,10 @@ def test_a_single_variant_is_always_chosen():
     node = send_node(keys=("only",))
     assert choose(node, JOURNEY, 1, {}) == "only"
     assert choose({"id": "n1", "config": {}}, JOURNEY, 1, {}) == ""
+
+
+def test_a_single_known_variant_is_no_winner():
+    """Numbers for one variant only (the others not sent yet) name no winner."""
+    found = decision({"A": {"sent": 900, "clicked": 90}})
+    assert (found.state, found.winner, found.shares) == (variants.SINGLE, None, {"A": 1.0})
+    assert decision({"A": {"sent": 900, "clicked": 90}}, "thompson").winner is None
