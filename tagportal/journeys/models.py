@@ -168,7 +168,6 @@ class JourneyInstance(models.Model):
     last_send_at = models.DateTimeField(_("last send at"), null=True, blank=True)
     last_send_node = models.CharField(_("last send node"), max_length=40, blank=True)
     last_variant = models.CharField(_("last variant"), max_length=20, blank=True)
-    last_delivery_id = models.BigIntegerField(_("last delivery"), null=True, blank=True)
 
     objects = RestrictedQuerySet.as_manager()
     scope = BRAND_SCOPE
@@ -189,6 +188,7 @@ class JourneyInstance(models.Model):
             models.Index(fields=["state", "next_run_at"], name="journeys_instance_due"),
             models.Index(fields=["journey", "oneid"], name="journeys_instance_person"),
             models.Index(fields=["version", "node", "state"], name="journeys_instance_node"),
+            models.Index(fields=["brand", "oneid"], name="journeys_instance_brand_person"),
         ]
 
     def __str__(self):
