@@ -32,6 +32,11 @@ What the platforms received is counted at the fakes, never read from our databas
   or dead.
 - ``rate_limit_violations``: calls the fakes refused for being beyond the platform's
   limit (the group robot's 20 messages a minute per key, the real limit on both sides).
+- ``feedback_events``: the ``message_*`` events written on the people's profiles (each
+  person is a customer of the brand, so every sent delivery writes one, see
+  :mod:`tagportal.activation.feedback`), per type, as the pipeline wrote them;
+  ``feedback_caught_up``: those a killed worker left unwritten, written afterwards by the
+  periodic catch-up.
 
 Writes ``benchmarks/results/deliveries.json`` (``--quick``: 3,000 deliveries, written to
 ``deliveries-quick.json``) and prints a table. Needs PostgreSQL (``BENCH_POSTGRES_URL``,
@@ -261,6 +266,7 @@ def prepare_people(brand, accounts: dict, fakes: dict, counts: dict) -> dict[str
     from tagportal.core import secrets
     from tagportal.profiles import pii
     from tagportal.profiles.choices import IdentityType
+    from tagportal.profiles.models import Customer
 
     people = {
         kind: [(i + 1) * 1_000_000 + n for n in range(1, counts[kind] + 1)]
@@ -299,6 +305,11 @@ def prepare_people(brand, accounts: dict, fakes: dict, counts: dict) -> dict[str
                 )
             )
     ContactEntry.objects.bulk_create(rows, batch_size=2000)
+    # everyone a customer of the brand: each sent delivery writes its feedback event on them
+    Customer.objects.bulk_create(
+        (Customer(brand=brand, oneid=oneid) for oneids in people.values() for oneid in oneids),
+        batch_size=2000,
+    )
     return people
 
 
@@ -523,6 +534,27 @@ def figures(rows: list[dict], received: dict, finished: bool = True) -> dict:
     }
 
 
+def feedback_counts() -> dict[str, int]:
+    """The feedback events written on the people's profiles, per type."""
+    from django.db.models import Count
+
+    from tagportal.profiles.models import Event
+
+    return dict(Event.objects.order_by().values_list("type").annotate(n=Count("pk")))
+
+
+def catch_up_feedback() -> int:
+    """The feedback events the killed workers left unwritten, written as the periodic task
+    does (:func:`tagportal.activation.feedback.catch_up`)."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from tagportal.activation import feedback
+
+    return feedback.catch_up(timezone.now() - dt.timedelta(days=1))
+
+
 def read_rows() -> list[dict]:
     from tagportal.activation.models import Delivery
 
@@ -637,6 +669,8 @@ def run(args) -> dict:
         harness.log(f"finished in {elapsed:.1f} s: {states}", args.quiet)
         conn.close()
         rows = read_rows()
+        feedback_events = feedback_counts()
+        feedback_caught_up = catch_up_feedback()
         robot_account_key = {a.pk: a.secret("key") for a in accounts["wecom_robot"]}
         for row in rows:
             row["kind"] = row.pop("send__kind")
@@ -668,6 +702,8 @@ def run(args) -> dict:
         "unfinished": out["totals"]["unfinished"],
         "rate_limit_violations": fakes["wecom_robot"].refused,
         "sent": sent,
+        "feedback_events": feedback_events,
+        "feedback_caught_up": feedback_caught_up,
         "elapsed_s": round(elapsed, 1),
         "per_second": round(sum(states.get(s, 0) for s in TERMINAL) / elapsed, 1),
         "p99_queue_to_sent_ms": out["queue_to_sent"]["p99_ms"] if out["queue_to_sent"] else None,

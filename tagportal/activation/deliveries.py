@@ -62,7 +62,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import services
+from . import feedback, services
 from . import variables as tag_variables
 from .choices import ChannelKind
 from .connectors.base import ChannelError, RateLimited, acquire_for
@@ -115,12 +115,15 @@ def create_send(
     kick: bool = True,
     audience=None,
     variables: dict[int, dict[str, str]] | None = None,
+    context: dict | None = None,
 ) -> Send:
     """A send of ``content`` through ``account`` to ``recipients`` (``(OneID, recipient)``
     pairs; a OneID given twice gets one delivery), all due now. ``kick`` queues
     :func:`~.tasks.deliver_due` once the transaction commits. ``audience``: the audience
     it goes to, if any; ``variables``: each person's tag-variable values
-    (:mod:`.variables`), kept on their delivery."""
+    (:mod:`.variables`), kept on their delivery; ``context``: where the send came from
+    (a journey's ``{"journey", "version", "node", "variant", "topic"}``), copied to the
+    feedback events of its deliveries (:mod:`.feedback`)."""
     now = now or timezone.now()
     variables = variables or {}
     with transaction.atomic():
@@ -131,6 +134,7 @@ def create_send(
             content=content,
             created_by=user,
             audience=audience,
+            context=context,
         )
         seen, rows = set(), []
         for oneid, recipient in recipients:
@@ -562,10 +566,17 @@ def deliver_due(
                 sent.append(delivery)
         if sent:
             # the platforms' message ids just written, then receipts that came before them
-            ids = dict(Delivery.objects.filter(pk__in=[d.pk for d in sent]).values_list("pk", "provider_id"))
+            written = Delivery.objects.filter(pk__in=[d.pk for d in sent]).values_list(
+                "pk", "provider_id", "sent_at"
+            )
+            ids, sent_at = {}, {}
+            for pk, provider_id, at in written:
+                ids[pk], sent_at[pk] = provider_id, at
             for delivery in sent:
                 delivery.provider_id = ids.get(delivery.pk, "")
-            apply_early_receipts(sent)
+            with feedback.batched():
+                feedback.record(sent_at, DeliveryState.SENT)
+                apply_early_receipts(sent)
         settle_sends({d.send_id for d in batch})
         if len(batch) < limit or time.monotonic() - started > budget:
             return counts

@@ -450,6 +450,15 @@ class Send(models.Model):
         verbose_name=_("audience"),
         help_text=_("The audience the send went to, if it was sent to one."),
     )
+    context = models.JSONField(
+        _("context"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Where the send came from, for the feedback events of its deliveries: a journey's id, "
+            "version, node, variant and topic."
+        ),
+    )
 
     objects = RestrictedQuerySet.as_manager()
     scope = ACCOUNT_SCOPE

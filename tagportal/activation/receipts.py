@@ -9,6 +9,10 @@ States only move forward, ``sent → delivered → read → clicked``: a late ``
 after ``clicked`` changes nothing; a ``failed`` receipt fails a ``sent`` delivery with the
 platform's error. A delivery failed as in doubt (``in_doubt``) that a receipt shows
 arrived moves on too. A receipt whose delivery is unknown changes nothing.
+
+Each move is written back on the person's profile as a feedback event
+(:mod:`.feedback`: ``message_delivered``, ``message_read``, ``message_clicked``; a
+revived in-doubt delivery also ``message_sent``), once per delivery and state.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import datetime as dt
 from django.db.models import Q
 from django.utils import timezone
 
+from . import feedback
 from .choices import ChannelKind, ReceiptStatus
 from .models import ChannelAccount, Delivery, DeliveryState
 
@@ -74,11 +79,24 @@ def apply_receipt(
     target = DeliveryState(status)
     earlier = _FORWARD[: _FORWARD.index(target)]
     fields = {"state": target, _STAMP[status]: at, "updated": now}
-    moved = rows.filter(state__in=earlier).update(**fields)
-    if not moved:  # "may have been sent": it was
-        moved = rows.filter(state=DeliveryState.FAILED, last_error_code=IN_DOUBT).update(
+    pks = list(rows.filter(state__in=earlier).values_list("pk", flat=True))
+    moved = Delivery.objects.filter(pk__in=pks, state__in=earlier).update(**fields) if pks else 0
+    if moved:
+        feedback.record(dict.fromkeys(pks, at), target)
+        return True
+    # "may have been sent": it was
+    pks = list(rows.filter(state=DeliveryState.FAILED, last_error_code=IN_DOUBT).values_list("pk", flat=True))
+    moved = (
+        Delivery.objects.filter(pk__in=pks, state=DeliveryState.FAILED, last_error_code=IN_DOUBT).update(
             last_error_code="", last_error="", **fields
         )
+        if pks
+        else 0
+    )
+    if moved:
+        with feedback.batched():
+            feedback.record(dict.fromkeys(pks, at), DeliveryState.SENT)
+            feedback.record(dict.fromkeys(pks, at), target)
     return bool(moved)
 
 

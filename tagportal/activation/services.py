@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from . import feedback
 from .choices import ChannelKind, ReceiptStatus
 from .connectors.base import ChannelError
 from .connectors.robot import RobotClient
@@ -184,7 +185,7 @@ def _tencent_receipt(row: dict, index: int) -> tuple[str, str, dt.datetime, str]
 
 def _store(account: ChannelAccount, parsed) -> dict:
     accepted = 0
-    with transaction.atomic():
+    with transaction.atomic(), feedback.batched():
         for delivery, status, moment, error in parsed:
             _obj, created = WebhookReceipt.objects.get_or_create(
                 account=account,

@@ -26,6 +26,12 @@ DEFAULT_SCHEDULES = [
         "queue": "default",
     },
     {
+        "name": "activation: catch up message feedback events",
+        "task": "tagportal.activation.tasks.catch_up_feedback",
+        "every_minutes": 10,
+        "queue": "default",
+    },
+    {
         "name": "activation: read back WeCom mass message results",
         "task": "tagportal.activation.tasks.read_wecom_results",
         "every_minutes": 60,
@@ -44,6 +50,21 @@ def deliver_due(limit: int | None = None) -> dict:
 def run_syncs(limit: int | None = None) -> dict:
     """Claim and apply the due batches of the audience syncs (a bounded time)."""
     return syncs.run_due(limit)
+
+
+@shared_task
+def catch_up_feedback(hours: float | None = None) -> int:
+    """Write the feedback events a dead worker left unwritten, for the deliveries that
+    moved in the last ``hours`` (``TAGPORTAL_FEEDBACK_CATCH_UP_HOURS``, 2)."""
+    import datetime as dt
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from . import feedback
+
+    hours = hours if hours is not None else float(getattr(settings, "TAGPORTAL_FEEDBACK_CATCH_UP_HOURS", 2))
+    return feedback.catch_up(timezone.now() - dt.timedelta(hours=hours))
 
 
 @shared_task

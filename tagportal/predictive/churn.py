@@ -10,8 +10,10 @@ Conventions
 - **Days are Beijing days** (``tagportal.core.days.BEIJING``). ``as_of`` (a date, or a
   moment whose Beijing date is taken) is the last day observed, whole, as in the engine:
   rows dated after it are ignored.
-- **Activity that counts**: the events whose ``type`` is in ``event_types`` (every event
-  when ``None``) and, when ``count_orders``, the orders.
+- **Activity that counts**: the events whose ``type`` is in ``event_types`` (when
+  ``None``: every event but the brand's own messages to the person,
+  :data:`tagportal.profiles.schema.OUTBOUND_EVENT_TYPES`) and, when ``count_orders``,
+  the orders.
 - **A cut-off** ``c`` is a Beijing day, observed through its end. The **eligible** people
   at ``c`` had counted activity in the ``eligible_days`` days ending on ``c``
   (``c - eligible_days + 1 .. c``). An eligible person **churns** at ``c`` when they have
@@ -89,6 +91,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from tagportal.engine import frames as fr
+from tagportal.profiles.schema import OUTBOUND_EVENT_TYPES
 
 #: The model candidates, in the order that breaks a tie in validation AUC.
 CANDIDATES = ("logistic_regression", "hist_gradient_boosting", "random_forest")
@@ -240,7 +243,8 @@ class _Activity:
         # Counted activity per person and day: keys ``pos * span + day`` (already in order when
         # the frames come as the loader reads them, by OneID then time), deduplicated.
         if config.event_types is None:
-            counted = slice(None)
+            outbound = np.flatnonzero(np.isin(self.type_names, list(OUTBOUND_EVENT_TYPES)))
+            counted = ~np.isin(e_code, outbound) if len(outbound) else slice(None)
         else:
             counted = np.isin(e_code, np.flatnonzero(np.isin(self.type_names, list(config.event_types))))
         span = last_day - day_min + 1

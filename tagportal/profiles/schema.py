@@ -58,7 +58,15 @@ EVENT_TYPES = (
     "wecom_add", "wecom_chat", "wecom_delete", "live_view", "content_view",
     "content_like", "content_share", "review", "survey", "subscribe", "unsubscribe",
     "member_join", "points_redeem", "complaint",
+    # written by activation when a message moves (the feedback of journeys and sends)
+    "message_sent", "message_delivered", "message_read", "message_clicked",
 )  # fmt: skip
+
+
+#: Events that record what the brand did to a person (a message sent, and delivered), not
+#: what the person did: models of a person's activity leave them out (a read or a click is
+#: the person's own doing, and counts).
+OUTBOUND_EVENT_TYPES = ("message_sent", "message_delivered")
 
 
 def event_types() -> set[str]:

@@ -89,6 +89,17 @@ def test_the_eligible_are_those_with_counted_activity_in_the_last_n_beijing_days
     )
 
 
+def test_messages_the_brand_sent_are_not_the_persons_activity():
+    frame = events(
+        (1, "2026-03-05 10:00:00", "message_sent"),
+        (1, "2026-03-05 10:00:05", "message_delivered"),
+        (2, "2026-03-05 10:00:00", "message_sent"),
+        (2, "2026-03-06 09:00:00", "message_clicked"),  # the person's own doing
+        (3, "2026-03-06 09:00:00", "sign_in"),
+    )
+    assert list(churn_labels(frame, None, CUTOFF).index) == [2, 3]
+
+
 def test_the_features_of_one_person():
     frame = events(
         (1, "2026-01-01 09:00", "sign_in"),  # first seen; 68 days before the cut-off

@@ -87,7 +87,9 @@ def test_the_templates_tags_have_values(industry):
     every = pack_specs(available_packs()[industry])
     result = evaluate_tags(every, data["customers"], data["events"], data["orders"], END)
     assert result.errors == {}
-    specs = [s for s in every if s.definition["type"] != "manual"]
+    # the message feedback tags (营销互动 / 触达反馈) read the events the platform writes when
+    # it sends (message_sent, message_clicked): generated data has none
+    specs = [s for s in every if s.definition["type"] != "manual" and not s.code.startswith("demo_reach_")]
 
     def has_values(spec):
         values = result.values[spec.code]
