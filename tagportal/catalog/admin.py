@@ -429,10 +429,12 @@ class TagAdmin(RestrictedAdminMixin, GrantManagementMixin, HistoryAdmin, Guarded
             head += [_("from (included)"), _("below (excluded)")]
 
         def cells(v):
-            row = [v.get("code", ""), v.get("label", ""), v.get("label_en", "")]
+            row = [v.get("label", ""), v.get("label_en", "")]
             if bounded:
                 row += ["" if v.get("min") is None else v["min"], "" if v.get("max") is None else v["max"]]
-            return format_html_join("", "<td>{}</td>", ((c,) for c in row))
+            # the code is data (an identifier), not a word to translate
+            code = format_html("<td><code>{}</code></td>", v.get("code", ""))
+            return code + format_html_join("", "<td>{}</td>", ((c,) for c in row))
 
         return format_html(
             '<table class="tp-values-view" id="tp-values-view"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
