@@ -17,6 +17,7 @@ import io
 import json
 import math
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -167,9 +168,9 @@ def _copy_out(cursor, select: str, dtypes: dict[str, str], params=None) -> pd.Da
         engine="c",
     )
     for name, kind in dtypes.items():
-        if kind == "json":
-            loads = json.loads
-            frame[name] = [loads(text) if text else None for text in frame[name].tolist()]
+        if kind == "json":  # one decode of all the texts as an array (NULL: "")
+            texts = [text or "null" for text in frame[name].tolist()]
+            frame[name] = json.loads("[" + ",".join(texts) + "]") if texts else []
         elif kind == "time":
             frame[name] = pd.to_datetime(frame[name].to_numpy(dtype="int64"), unit="us", utc=True)
     return frame
@@ -236,3 +237,39 @@ def read_rows(
             )
     pairs = list(zip(profiles["oneid"].tolist(), profiles["attributes"].tolist(), strict=True))
     return pairs, out[0], out[1]
+
+
+@contextmanager
+def deferred_indexes(*models):
+    """Drop the indexes, unique and foreign-key constraints of ``models``' tables (not
+    the primary keys nor the checks) and make them again at the end: a large ``COPY``
+    into bare tables, then one sorted build per index and one check per foreign key,
+    instead of every row updating every index and firing every key's trigger."""
+    tables = [model._meta.db_table for model in models]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = ANY(%s::regclass[]) AND contype IN ('u', 'f')",
+            [tables],
+        )
+        constraints = cursor.fetchall()
+        cursor.execute(
+            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "WHERE i.indrelid = ANY(%s::regclass[]) AND NOT i.indisprimary "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+            [tables],
+        )
+        indexes = cursor.fetchall()
+        quote = connection.ops.quote_name
+        for table, name, _definition in constraints:
+            cursor.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
+        for name, _definition in indexes:
+            cursor.execute(f"DROP INDEX {quote(name)}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            for _name, definition in indexes:
+                cursor.execute(definition)
+            for table, name, definition in sorted(constraints, key=lambda c: "FOREIGN" in c[2]):
+                cursor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")

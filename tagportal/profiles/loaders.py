@@ -34,8 +34,10 @@ def flatten_properties(frame: pd.DataFrame, column: str = "properties") -> pd.Da
     """Turn a column of dicts (a JSON ``properties`` field) into ``properties.<key>`` columns."""
     if column not in frame.columns:
         return frame
-    records = frame[column].map(lambda v: v if isinstance(v, dict) else {})
-    flat = pd.json_normalize(records.tolist(), max_level=0)
+    records = [v if isinstance(v, dict) else {} for v in frame[column].tolist()]
+    # what pd.json_normalize(records, max_level=0) gives (the same columns in the same
+    # order, the values as they are), without its copy of every dict
+    flat = pd.DataFrame(records)
     flat.columns = [f"{column}.{key}" for key in flat.columns]
     flat.index = frame.index
     return pd.concat([frame.drop(columns=[column]), flat], axis=1)
