@@ -5,7 +5,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from tagportal.profiles import bulk, loaders
 from tagportal.profiles.generator import generate
@@ -54,3 +54,34 @@ def test_the_copy_read_gives_the_orm_frames(brand, loaded, oneid_range, since):
         pd.testing.assert_frame_equal(fast[name], slow[name], check_exact=True)
     if oneid_range != (2000, 3000):
         assert len(fast["events"]) and 7 not in set(fast["profiles"]["oneid"])
+
+
+def _indexes_and_keys() -> set:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+            "WHERE indrelid IN ('profiles_event'::regclass, 'profiles_order'::regclass) UNION ALL "
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid IN ('profiles_event'::regclass, 'profiles_order'::regclass)"
+        )
+        return set(cursor.fetchall())
+
+
+def test_a_load_with_deferred_indexes_ends_with_the_same_indexes_and_keys(postgres, brand):
+    before = _indexes_and_keys()
+    assert any("brand_customer_time" in name for name, _ in before)
+    with bulk.deferred_indexes(Event, Order):
+        during = _indexes_and_keys()
+        frames = generate(2, 300, 4, industry="medical_aesthetics", end=END)
+        counts = bulk.copy_generated(brand, frames, prefix="d")
+    assert len(during) < len(before)
+    assert not any("brand_customer_time" in name for name, _ in during)
+    assert _indexes_and_keys() == before
+    assert Event.objects.filter(brand=brand).count() == counts["events"] > 0
+    # the keys hold again: the same client ids a second time are refused
+    again = {
+        name: frame.assign(oneid=frame["oneid"] + 1000) if name != "identities" else frame
+        for name, frame in frames.items()
+    }
+    with pytest.raises(IntegrityError, match="client_id"):
+        bulk.copy_generated(brand, again, prefix="d")
