@@ -66,7 +66,11 @@ def _copy_csv(cursor, table: str, columns: list[str], frame: pd.DataFrame) -> No
         connection.ops.quote_name(c) for c in columns if not pd.api.types.is_numeric_dtype(frame[c])
     )
     force = f", FORCE_NOT_NULL ({texts})" if texts else ""  # an empty text is '', not NULL
-    with cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{force})") as copy:
+    # Django's errors (IntegrityError, …) from the driver's, as through the ORM
+    with (
+        connection.wrap_database_errors,
+        cursor.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv{force})") as copy,
+    ):
         for lo in range(0, len(frame), CHUNK):
             buffer = io.StringIO()
             frame.iloc[lo : lo + CHUNK].to_csv(buffer, header=False, index=False, na_rep="")
@@ -145,7 +149,10 @@ def _copy_out(cursor, select: str, dtypes: dict[str, str], params=None) -> pd.Da
     read as epoch microseconds)."""
     buffer = io.BytesIO()
     started = time.perf_counter()
-    with cursor.copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+    with (
+        connection.wrap_database_errors,
+        cursor.copy(f"COPY ({select}) TO STDOUT WITH (FORMAT csv)", params) as copy,
+    ):
         for block in copy:
             buffer.write(block)
     if connection.queries_logged:  # as a query through the ORM would be (the SELECT read)
@@ -261,6 +268,7 @@ def deferred_indexes(*models):
         )
         indexes = cursor.fetchall()
         quote = connection.ops.quote_name
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending key checks when altering
         for table, name, _definition in constraints:
             cursor.execute(f"ALTER TABLE {quote(table)} DROP CONSTRAINT {quote(name)}")
         for name, _definition in indexes:
@@ -269,6 +277,7 @@ def deferred_indexes(*models):
         yield
     finally:
         with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             for _name, definition in indexes:
                 cursor.execute(definition)
             for table, name, definition in sorted(constraints, key=lambda c: "FOREIGN" in c[2]):
