@@ -66,6 +66,9 @@ bench: install-dev
 	$(BIN)/python benchmarks/audiences.py
 	$(BIN)/python benchmarks/predictive.py
 	$(BIN)/python benchmarks/deliveries.py
+	@# 10M people / 100M events on two Celery workers: hours, PostgreSQL and Redis (see its --help)
+	@if [ -n "$$DATABASE_URL" ]; then $(BIN)/python benchmarks/scale.py; \
+	else echo "benchmarks/scale.py skipped: it needs DATABASE_URL (PostgreSQL) and Redis"; fi
 
 messages: install-dev
 	DEBUG=true $(BIN)/python manage.py makemessages -l zh_Hans --ignore=.venv --ignore=staticfiles
