@@ -34,7 +34,7 @@ def test_published_tag_shows_its_rule_as_text_and_values_as_a_table(client, worl
     assert rule.startswith("metric: count(events where type = &quot;store_visit&quot;")
     assert '"agg"' not in html and "&quot;agg&quot;" not in html  # no JSON of the rule
     values = re.search(r'<table class="tp-values-view".*?</table>', html, re.S).group(0)
-    assert "<td>low</td><td>低频</td>" in values and "<td>2</td>" in values
+    assert "<td><code>low</code></td><td>低频</td>" in values and "<td>2</td>" in values
     assert "tp-rule-editor-config" not in html  # nothing to edit here
 
 
