@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from tagportal.rules.definitions import renamed_tag_references, tag_references
+
 from . import naming
 from .choices import TagStatus
 from .models import Category, NamingRule, Tag, TagAlias, code_validator
@@ -282,3 +284,12 @@ def resolve_aliases(brand_id: int, codes) -> dict[str, str]:
         return {}
     rows = TagAlias.objects.filter(brand_id=brand_id, code__in=missing).values_list("code", "target__code")
     return dict(rows)
+
+
+def current_references(brand_id: int, definition):
+    """``definition`` reading the current codes of the tags it names by an old code (a
+    code an alias keeps after a restructure or a merge), and the ``{old: current}``
+    codes replaced. The stored definition is not changed: this is how a rule naming an
+    old code is read by the engine and the validators."""
+    codes = resolve_aliases(brand_id, tag_references(definition)) if brand_id else {}
+    return (renamed_tag_references(definition, codes) if codes else definition), codes

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from tagportal.rules.definitions import RuleError, RuleValidationError, validate_definition
+from tagportal.rules.definitions import RuleError, RuleValidationError, tag_references, validate_definition
 from tagportal.rules.syntax import RuleFormatError, format_definition, parse_definition
 
 from .choices import TagKind, ValueType
 from .models import Brand, Tag
+from .restructure import resolve_aliases
 
 #: Longest rule text accepted (characters).
 MAX_TEXT = 20_000
@@ -54,8 +55,13 @@ def check_rule(
     brand_tags = dict(others.values_list("code", "value_type"))
     own_code = tag.code if tag is not None else None
 
+    unknown = tag_references(definition) - set(brand_tags) if isinstance(definition, dict) else set()
+    aliases = resolve_aliases(brand.pk, unknown) if unknown else {}  # old codes a restructure kept
+
     def known_tag(code):
-        return None if code == own_code else brand_tags.get(code)
+        if code == own_code:
+            return None
+        return brand_tags.get(code) or brand_tags.get(aliases.get(code))
 
     codes = value_codes(values) if value_type == ValueType.ENUM and values else None
     info = validate_definition(

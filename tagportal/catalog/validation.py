@@ -72,6 +72,15 @@ def values_errors(values, value_type: str) -> list[str]:
     return errors
 
 
+def _aliases(brand_id, definition, brand_tags) -> dict[str, str]:
+    """``{old code: current code}`` of the tags ``definition`` names by a code that no
+    tag of the brand has but an alias keeps."""
+    from .restructure import resolve_aliases
+
+    unknown = tag_references(definition) - set(brand_tags)
+    return resolve_aliases(brand_id, unknown) if brand_id and unknown else {}
+
+
 def _reading_cycle(tag, reads: set[str]) -> list[str] | None:
     """A path of codes from ``tag`` back to itself through the tags it reads, if any."""
     from .models import Tag
@@ -148,10 +157,14 @@ def validate_tag(tag) -> None:
                 Tag.objects.filter(brand_id=tag.brand_id).exclude(pk=tag.pk).values_list("code", "value_type")
             )
 
+        # a tag named by an old code (kept as an alias by a restructure or a merge) is read
+        # as the tag the code now belongs to
+        aliases = _aliases(tag.brand_id, definition, brand_tags)
+
         def known_tag(code):
             if code == tag.code:
                 return None
-            return brand_tags.get(code)
+            return brand_tags.get(code) or brand_tags.get(aliases.get(code))
 
         try:
             info = validate_definition(
@@ -166,7 +179,7 @@ def validate_tag(tag) -> None:
         else:
             if tag.kind == TagKind.COMPOSITE and not info.tags:
                 add("definition", _("A composite tag must read at least one other tag."))
-            cycle = _reading_cycle(tag, info.tags)
+            cycle = _reading_cycle(tag, {aliases.get(code, code) for code in info.tags})
             if cycle:
                 add(
                     "definition",

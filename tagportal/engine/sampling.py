@@ -117,7 +117,7 @@ def evaluate_sample(brand: Brand, spec: TagSpec, as_of=None) -> SampleResult:
     limit, seconds = _limits()
     started = time.perf_counter()
     oneid_range, counted = loaders.first_people_range(brand, limit)
-    specs = {0: spec}
+    specs = {0: services.with_current_codes(brand.pk, spec)}
     if oneid_range is None:
         frames = (None, None, None)
         known = {}

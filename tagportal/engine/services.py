@@ -45,6 +45,7 @@ from pyroaring import BitMap
 
 from tagportal.catalog.choices import RefreshMode
 from tagportal.catalog.models import Brand, Tag, TagVersion
+from tagportal.catalog.restructure import current_references
 from tagportal.core import background
 from tagportal.core.claims import pause_point
 from tagportal.core.days import BEIJING
@@ -406,14 +407,27 @@ def published_snapshots(tags: Sequence[Tag]) -> dict[int, TagVersion]:
 
 
 def spec_of(version: TagVersion) -> TagSpec:
-    """The tag as a published snapshot defines it, as the engine evaluates it."""
+    """The tag as a published snapshot defines it, as the engine evaluates it. A tag it
+    reads by an old code (kept as an alias after a restructure or a merge) is read by
+    its current code; the snapshot is not changed."""
     snap = version.snapshot or {}
-    return TagSpec(
-        code=snap.get("code") or version.tag.code,
-        value_type=snap.get("value_type") or "",
-        definition=snap.get("definition") or {},
-        values=snap.get("values") or None,
+    return with_current_codes(
+        version.tag.brand_id,
+        TagSpec(
+            code=snap.get("code") or version.tag.code,
+            value_type=snap.get("value_type") or "",
+            definition=snap.get("definition") or {},
+            values=snap.get("values") or None,
+        ),
     )
+
+
+def with_current_codes(brand_id: int, spec: TagSpec) -> TagSpec:
+    """``spec`` reading the tags it names by an old code under their current code."""
+    if not tag_references(spec.definition):
+        return spec
+    definition, replaced = current_references(brand_id, spec.definition)
+    return spec._replace(definition=definition) if replaced else spec
 
 
 def _is_manual(spec: TagSpec) -> bool:

@@ -572,3 +572,21 @@ def tag_references(doc) -> set[str]:
 
     walk(doc)
     return found
+
+
+def renamed_tag_references(doc, codes: dict[str, str]):
+    """A copy of ``doc`` reading, for every tag code in ``codes``, the code it maps to
+    (the rest of the document unchanged; ``doc`` itself is not modified)."""
+
+    def walk(node):
+        if isinstance(node, dict):
+            copy = {key: walk(value) for key, value in node.items()}
+            code = node.get("tag")
+            if isinstance(code, str) and code in codes:
+                copy["tag"] = codes[code]
+            return copy
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        return node
+
+    return walk(doc) if codes else doc

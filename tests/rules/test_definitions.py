@@ -2,7 +2,13 @@
 
 import pytest
 
-from tagportal.rules.definitions import RuleError, RuleValidationError, validate_definition
+from tagportal.rules.definitions import (
+    RuleError,
+    RuleValidationError,
+    renamed_tag_references,
+    tag_references,
+    validate_definition,
+)
 
 VISITS = {
     "agg": "count",
@@ -234,3 +240,20 @@ def test_the_error_keys_problems_by_path_and_names_the_whole_document():
     with pytest.raises(RuleValidationError) as info:
         validate_definition([], value_type="number")
     assert list(info.value.as_dict()) == ["definition"]
+
+
+def test_renamed_tag_references_copies_the_rule_with_the_new_codes():
+    doc = {
+        "type": "cases",
+        "cases": [
+            {
+                "when": {"all": [{"tag": "old_a", "op": "eq", "value": True}, {"tag": "b", "op": "is_set"}]},
+                "value": "x",
+            },
+            {"when": {"metric": {"tag": "old_a"}, "op": "gt", "value": 1}, "value": "y"},
+        ],
+    }
+    renamed = renamed_tag_references(doc, {"old_a": "new_a"})
+    assert tag_references(renamed) == {"new_a", "b"}
+    assert tag_references(doc) == {"old_a", "b"}  # the rule given is left as it was
+    assert renamed["cases"][0]["value"] == "x" and renamed_tag_references(doc, {}) is doc
