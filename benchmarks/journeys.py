@@ -434,7 +434,7 @@ def run(args) -> dict:
             last_progress, last_left = begun, None
             killed = name != "send_sms" or args.kill_at is None
             while True:
-                time.sleep(0.5)
+                time.sleep(0.5 if killed else 0.05)
                 free, leased = open_counts(now)
                 left = free + leased
                 if left == 0:
