@@ -170,11 +170,12 @@ def _recorded(instances: list[JourneyInstance]) -> dict[tuple[int, str], dict]:
 
     A step of a node not passed yet was written after the person arrived where they are
     (by a worker whose lease had run out), so only steps from the earliest ``node_at``
-    on are read: not the whole history of everyone at each tick."""
+    on (less one lease, for workers whose clocks differ) are read: not the whole history
+    of everyone at each tick."""
     rows = InstanceStep.objects.filter(instance_id__in=[i.pk for i in instances])
     arrived = [i.node_at for i in instances]
     if arrived and None not in arrived:
-        rows = rows.filter(at__gte=min(arrived))
+        rows = rows.filter(at__gte=min(arrived) - dt.timedelta(seconds=_lease_seconds()))
     return {
         (pk, node): detail
         for pk, node, detail in rows.order_by().values_list("instance_id", "node", "detail")
