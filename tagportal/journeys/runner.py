@@ -18,6 +18,7 @@ and its whole transaction — sends included — rolls back. Nobody moves twice.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Instances updated per statement.
 SAVE_CHUNK = 5000
+#: Steps inserted per statement.
+STEP_CHUNK = 20000
 #: Nodes one person may pass in one tick (graphs have no loops; a bound anyway).
 MAX_HOPS = 100
 
@@ -138,10 +141,7 @@ def advance(pks: list[int], lease: dt.datetime, now: dt.datetime) -> int:
         versions = {v.pk: v for v in JourneyVersion.objects.filter(pk__in={i.version_id for i in instances})}
         journeys = {j.pk: j for j in Journey.objects.filter(pk__in={i.journey_id for i in instances})}
         ctx = Context(now, journeys, versions, {pk: Graph(v.graph) for pk, v in versions.items()})
-        recorded: dict[tuple[int, str], InstanceStep] = {
-            (s.instance_id, s.node): s
-            for s in InstanceStep.objects.filter(instance_id__in=[i.pk for i in instances])
-        }
+        recorded = _recorded(instances)
         original = {i.pk: _fields(i) for i in instances}
         pending = instances
         for _hop in range(MAX_HOPS):
@@ -153,7 +153,7 @@ def advance(pks: list[int], lease: dt.datetime, now: dt.datetime) -> int:
             pending = []
             for (version_id, node_id), batch in groups.items():
                 pending += _run_node(ctx, version_id, node_id, batch, recorded)
-        InstanceStep.objects.bulk_create(ctx.steps, batch_size=5000)
+        _insert_steps(ctx.steps)
         _save(instances, original, lease)
         for brand_id, rows in ctx.feedback.items():
             services.write_feedback(brand_id, rows)
@@ -163,6 +163,50 @@ def advance(pks: list[int], lease: dt.datetime, now: dt.datetime) -> int:
 
             background.queue_after_commit(deliver_due)
     return len(instances)
+
+
+def _recorded(instances: list[JourneyInstance]) -> dict[tuple[int, str], dict]:
+    """The steps already recorded ahead of the instances: ``{(instance, node): detail}``.
+
+    A step of a node not passed yet was written after the person arrived where they are
+    (by a worker whose lease had run out), so only steps from the earliest ``node_at``
+    on (less one lease, for workers whose clocks differ) are read: not the whole history
+    of everyone at each tick."""
+    rows = InstanceStep.objects.filter(instance_id__in=[i.pk for i in instances])
+    arrived = [i.node_at for i in instances]
+    if arrived and None not in arrived:
+        rows = rows.filter(at__gte=min(arrived) - dt.timedelta(seconds=_lease_seconds()))
+    return {
+        (pk, node): detail
+        for pk, node, detail in rows.order_by().values_list("instance_id", "node", "detail")
+    }
+
+
+def _insert_steps(steps: list[InstanceStep]) -> None:
+    """Write the steps; on PostgreSQL one ``INSERT … SELECT FROM unnest(arrays)`` per
+    chunk (five parameters, not five per row). A step already recorded raises
+    :class:`IntegrityError` either way: the batch is rolled back."""
+    if connection.vendor != "postgresql":
+        InstanceStep.objects.bulk_create(steps, batch_size=5000)
+        return
+    table = InstanceStep._meta.db_table
+    sql = (
+        f"INSERT INTO {table} (instance_id, node, outcome, detail, at) "
+        "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::jsonb[], %s::timestamptz[])"
+    )
+    with connection.cursor() as cursor:
+        for start in range(0, len(steps), STEP_CHUNK):
+            chunk = steps[start : start + STEP_CHUNK]
+            cursor.execute(
+                sql,
+                [
+                    [s.instance_id for s in chunk],
+                    [s.node for s in chunk],
+                    [s.outcome for s in chunk],
+                    [json.dumps(s.detail or {}, ensure_ascii=False) for s in chunk],
+                    [s.at for s in chunk],
+                ],
+            )
 
 
 def _run_node(ctx: Context, version_id: int, node_id: str, batch, recorded) -> list[JourneyInstance]:
@@ -176,9 +220,9 @@ def _run_node(ctx: Context, version_id: int, node_id: str, batch, recorded) -> l
         fresh = [i for i in batch if (i.pk, node_id) not in recorded]
         moves = {}
         for instance in replayed:
-            step = recorded[(instance.pk, node_id)]
-            port = (step.detail or {}).get("port")
-            moves[instance.pk] = Move(port=port, end=None if port else (step.detail or {}).get("end"))
+            detail = recorded[(instance.pk, node_id)] or {}
+            port = detail.get("port")
+            moves[instance.pk] = Move(port=port, end=None if port else detail.get("end"))
         if fresh:
             moves.update(HANDLERS[graph.type(node_id)](ctx, graph, node_id, fresh))
     replayed_ids = {i.pk for i in replayed}
