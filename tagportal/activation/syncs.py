@@ -370,7 +370,9 @@ def tag_people(
     targets = list(dict.fromkeys(pairs.values()))
     size = CHUNK[account.kind]
     rows = [
-        SyncBatch(sync=sync, number=DIRECT, op=SyncOp.ADD, recipients=targets[i : i + size], next_attempt_at=now)
+        SyncBatch(
+            sync=sync, number=DIRECT, op=SyncOp.ADD, recipients=targets[i : i + size], next_attempt_at=now
+        )
         for i in range(0, len(targets), size)
     ]
     SyncBatch.objects.bulk_create(rows, batch_size=500)

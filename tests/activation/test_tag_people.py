@@ -14,7 +14,17 @@ from tagportal.activation import syncs
 from tagportal.activation.models import AudienceSync, BatchState, SyncBatch
 
 from .helpers import account
-from .test_syncs import mp, one_try_per_call, openid, people, runs_when_asked, shop_account, shops, wechat, wecom
+from .test_syncs import (
+    mp,
+    one_try_per_call,
+    openid,
+    people,
+    runs_when_asked,
+    shop_account,
+    shops,
+    wechat,
+    wecom,
+)
 
 __all__ = ["mp", "one_try_per_call", "runs_when_asked", "shops", "wechat", "wecom"]
 

@@ -6,21 +6,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('activation', '0008_delivery_receipts'),
-        ('audiences', '0003_computation_state'),
+        ("activation", "0008_delivery_receipts"),
+        ("audiences", "0003_computation_state"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='audiencesync',
-            name='audience',
-            field=models.ForeignKey(blank=True, help_text="Empty: people tagged one by one (a journey's sync node), not an audience.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='channel_syncs', to='audiences.audience', verbose_name='audience'),
+            model_name="audiencesync",
+            name="audience",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Empty: people tagged one by one (a journey's sync node), not an audience.",
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="channel_syncs",
+                to="audiences.audience",
+                verbose_name="audience",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='audiencesync',
-            constraint=models.UniqueConstraint(condition=models.Q(('audience__isnull', True)), fields=('account', 'tag_name'), name='activation_sync_unique_direct_tag'),
+            model_name="audiencesync",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("audience__isnull", True)),
+                fields=("account", "tag_name"),
+                name="activation_sync_unique_direct_tag",
+            ),
         ),
     ]
