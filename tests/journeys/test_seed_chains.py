@@ -44,7 +44,9 @@ def fakes(settings, httpserver):
     wecom = FakeWeCom(httpserver)
     wechat = FakeWeChat(httpserver)
     sms = FakeAliyunSms(httpserver)
-    sms.templates.update({"SMS_RECALL": ["coupon"]})  # the demo's template, approved at the fake
+    sms.templates.update(
+        {"SMS_RECALL": ["coupon"], "SMS_PROBIOTIC": ["product"], "SMS_FIRST_ORDER": ["coupon"]}
+    )  # the demo's template, approved at the fake
     return {"wecom": wecom, "wechat": wechat, "sms": sms, "youzan": FakeYouzan(httpserver)}
 
 
@@ -115,12 +117,15 @@ def seeded(world, fakes):
     make(brand, "sms_aliyun", name="瑞颜短信（阿里云）")
     make(brand, "youzan", name="瑞颜有赞商城")
     account(brand, "wechat_mp", name="花妍公众号")
+    make(brand, "sms_aliyun", name="康源短信（阿里云）")
+    make(brand, "sms_aliyun", name="清泉短信（阿里云）")
     tags = {
         "churn_risk": tag(world, "churn_risk", "algorithm", "enum", [{"code": "high", "label": "高"}]),
         "recall_success": tag(world, "recall_success"),
         "skin_test_done": tag(world, "skin_test_done", "behavior"),
         "new_member_30d": tag(world, "new_member_30d", "system"),
         "recommend_converted": tag(world, "recommend_converted"),
+        "probiotic_cross_sell": tag(world, "probiotic_cross_sell", "behavior"),
         "aipl_stage": tag(world, "aipl_stage", "algorithm", "enum", [{"code": "interest", "label": "兴趣"}]),
     }
     services.start_cursors()
@@ -216,3 +221,27 @@ def test_aipl_interest_holdout_gets_no_send(world, fakes, seeded, sleeps):
     buyer = min(holdout)  # a holdout buyer converts too (uplift)
     happen(brand, buyer, T0 + DAY, order=True)
     assert journey.conversions.get().instance.oneid == buyer
+
+
+@pytest.mark.parametrize(
+    ("name", "build", "sms_at"),
+    [("益生菌交叉销售", demo.health_chain, T0), ("新会员首单", demo.food_chain, T0 + DAY)],
+)
+def test_sms_chains_convert_the_buyers_and_end_the_others(world, fakes, seeded, sleeps, name, build, sms_at):
+    brand, _tags = seeded
+    reachable(brand, [31, 32])
+    journey = start(world, name, build)
+    services.enter(live(journey), [31, 32], now=T0)
+    runner.tick(now=T0)
+    runner.tick(now=sms_at)
+    deliveries.deliver_due(now=sms_at)
+    assert sorted(n for s in fakes["sms"].sends for n in s["numbers"]) == [phone(31), phone(32)]
+    happen(brand, 31, sms_at + 2 * DAY, order=True)
+    runner.tick(now=sms_at + 7 * DAY)
+    states = dict(JourneyInstance.objects.filter(journey=journey).values_list("oneid", "state"))
+    assert states == {31: "converted", 32: "done"}
+    assert dict(
+        InstanceStep.objects.filter(instance__journey=journey, node="buy").values_list(
+            "instance__oneid", "outcome"
+        )
+    ) == {32: "timeout"}
