@@ -41,3 +41,22 @@ def test_the_nodes_people_are_tagged_in_one_batch(world, wechat_platform, sleeps
     assert fake.tags[int(AudienceSync.objects.get(pk=sync.pk).platform_tag_id)] == {
         openid(i) for i in range(1, 6)
     }
+
+
+def test_a_batch_rolled_back_queues_no_tagging(world, wechat_platform, sleeps, monkeypatch):
+    from django.db import IntegrityError
+
+    FakeWeChat(wechat_platform)
+    people(world.own_brand, [1, 2], "wechat_openid", openid, app="wx-app")
+    mp = account(world.own_brand, "wechat_mp")
+    journey = make_journey(
+        world.own_brand, chain(entry(), ("sy", "sync_tag", {"account": mp.pk, "tag_name": "推荐转化"}))
+    )
+    enter(journey, [1, 2])
+
+    def collide(*args, **kwargs):  # another worker recorded these steps first
+        raise IntegrityError("duplicate step")
+
+    monkeypatch.setattr(InstanceStep.objects, "bulk_create", collide)
+    assert runner.tick(now=T0) == 0
+    assert not SyncBatch.objects.exists() and not InstanceStep.objects.exists()
