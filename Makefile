@@ -27,6 +27,7 @@ run: install
 	DEBUG=true $(BIN)/python manage.py migrate --no-input
 	DEBUG=true $(BIN)/python manage.py bootstrap_demo
 	@echo "TagPortal: http://$(HOST):$(PORT)/   API docs: http://$(HOST):$(PORT)/api/docs/"
+	@echo "Journeys (营销旅程): http://$(HOST):$(PORT)/journeys/"
 	DEBUG=true $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 ## make serve: production (DEBUG off; set SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL …): collectstatic,

@@ -587,8 +587,11 @@ class AudienceSync(models.Model):
     audience = models.ForeignKey(
         "audiences.Audience",
         on_delete=models.PROTECT,
+        null=True,
+        blank=True,
         related_name="channel_syncs",
         verbose_name=_("audience"),
+        help_text=_("Empty: people tagged one by one (a journey's sync node), not an audience."),
     )
     account = models.ForeignKey(
         ChannelAccount,
@@ -651,11 +654,16 @@ class AudienceSync(models.Model):
             models.UniqueConstraint(
                 fields=["audience", "account", "tag_name"], name="activation_sync_unique_tag"
             ),
+            models.UniqueConstraint(
+                fields=["account", "tag_name"],
+                condition=Q(audience__isnull=True),
+                name="activation_sync_unique_direct_tag",
+            ),
             models.CheckConstraint(condition=Q(status__in=SyncStatus.values), name="activation_sync_status"),
         ]
 
     def __str__(self):
-        return f"{self.audience} → {self.account} · {self.tag_name}"
+        return f"{self.audience or '—'} → {self.account} · {self.tag_name}"
 
 
 class SyncBatch(models.Model):

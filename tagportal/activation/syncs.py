@@ -29,7 +29,7 @@ import time
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -205,8 +205,13 @@ def resume(user, sync: AudienceSync, *, now: dt.datetime | None = None) -> Audie
 # queueing --------------------------------------------------------------------------
 def sync_recipients(account: ChannelAccount, oneids) -> list[str]:
     """The recipients the account tags for ``oneids`` (people it cannot reach left out)."""
+    return list(_recipient_of(account, oneids).values())
+
+
+def _recipient_of(account: ChannelAccount, oneids) -> dict[int, str]:
+    """OneID → the recipient the account tags, for the people of ``oneids`` it reaches."""
     if account.kind != ChannelKind.WEIMOB:
-        return [recipient for _oneid, recipient in recipients(account, oneids)]
+        return dict(recipients(account, oneids))
     found: dict[int, str] = {}
     rows = (
         Identity.objects.filter(brand_id=account.brand_id, type=WEIMOB_WID, customer__oneid__in=list(oneids))
@@ -216,7 +221,7 @@ def sync_recipients(account: ChannelAccount, oneids) -> list[str]:
     for oneid, value in rows:
         if value and value.isdigit():
             found.setdefault(oneid, value)
-    return list(found.values())
+    return found
 
 
 def _batches(sync: AudienceSync, number: int, op: str, people: BitMap, now) -> tuple[list[SyncBatch], int]:
@@ -290,6 +295,104 @@ def on_snapshot_taken(sender, audience_id: int, number: int, **kwargs) -> int:
                 "queueing sync %s for snapshot %s of audience %s failed", sync_id, number, audience_id
             )
     return queued
+
+
+# tagging people directly -------------------------------------------------------------
+#: The snapshot number of the batches of a sync with no audience (all alike: no order).
+DIRECT = 0
+
+
+def direct_sync(
+    account: ChannelAccount, tag_name: str, *, tag_group: str = "", options: dict | None = None
+) -> AudienceSync:
+    """The sync with no audience through which people are tagged ``tag_name`` on
+    ``account`` one by one (created once per account and tag name)."""
+    tag_name, tag_group, options = (tag_name or "").strip(), (tag_group or "").strip(), options or {}
+    found = AudienceSync.objects.filter(audience__isnull=True, account=account, tag_name=tag_name).first()
+    if found is not None:
+        return found
+    if account.kind not in SYNC_KINDS:
+        raise SyncRefused(
+            _("People are tagged on a WeCom, 公众号, Youzan or Weimob account, not on “%(kind)s”.")
+            % {"kind": account.get_kind_display()}
+        )
+    limit = MAX_TAG_NAME[account.kind]
+    if not tag_name or len(tag_name) > limit:
+        raise SyncRefused(
+            _("The tag name must have 1 to %(max)s characters on this channel.") % {"max": limit}
+        )
+    if account.kind == ChannelKind.WECOM:
+        tag_group = tag_group or tag_name
+        options = {"userid": options.get("userid") or account.settings.get("userid", ""), **options}
+    for name in SETTINGS[account.kind]:
+        if not str(options.get(name) or "").strip():
+            raise SyncRefused(_("This channel needs the sync setting “%(name)s”.") % {"name": name})
+    tag_id = {ChannelKind.YOUZAN: tag_name, ChannelKind.WEIMOB: str(options.get("tag_id", ""))}
+    try:
+        with transaction.atomic():
+            return AudienceSync.objects.create(
+                audience=None,
+                account=account,
+                tag_name=tag_name,
+                tag_group=tag_group[: wecom.MAX_TAG_NAME] if account.kind == ChannelKind.WECOM else "",
+                platform_tag_id=tag_id.get(account.kind, ""),
+                settings={k: str(v).strip() for k, v in options.items() if k in SETTINGS[account.kind]},
+                queued_number=DIRECT,
+            )
+    except IntegrityError:  # created meanwhile by another worker
+        return AudienceSync.objects.get(audience__isnull=True, account=account, tag_name=tag_name)
+
+
+def tag_people(
+    account: ChannelAccount,
+    tag_name: str,
+    oneids,
+    *,
+    tag_group: str = "",
+    options: dict | None = None,
+    now: dt.datetime | None = None,
+) -> dict:
+    """Tag ``oneids`` ``tag_name`` on the platform of ``account`` (WeCom corp tag, 公众号
+    user tag, 有赞 tag, 微盟 tag; ``tag_group`` and ``options`` as :func:`create_sync`'s).
+
+    The work is queued as :class:`~.models.SyncBatch` rows of the account's sync with no
+    audience (:func:`direct_sync`), in the caller's transaction: the periodic sync task
+    applies them (the tag created when missing, per-person refusals counted on the batch),
+    so nothing is sent if the caller rolls back and a killed worker's batch is taken again.
+    Answers ``{"sync", "queued" (recipients), "batches", "unreachable", "reached"}``;
+    ``reached`` holds the oneids queued. :class:`SyncRefused` for a bad account or tag."""
+    now = now or timezone.now()
+    if not account.is_active:
+        raise SyncRefused(_("The channel account is not active."))
+    sync = direct_sync(account, tag_name, tag_group=tag_group, options=options)
+    people = sorted(set(oneids))
+    pairs = _recipient_of(account, people)
+    targets = list(dict.fromkeys(pairs.values()))
+    size = CHUNK[account.kind]
+    rows = [
+        SyncBatch(
+            sync=sync, number=DIRECT, op=SyncOp.ADD, recipients=targets[i : i + size], next_attempt_at=now
+        )
+        for i in range(0, len(targets), size)
+    ]
+    SyncBatch.objects.bulk_create(rows, batch_size=500)
+    if rows:
+        AudienceSync.objects.filter(pk=sync.pk).update(
+            unreachable=F("unreachable") + len(people) - len(pairs), last_updated=now
+        )
+        if getattr(settings, "TAGPORTAL_SYNC_RUN_AT_ONCE", True):
+            from tagportal.core import background
+
+            from .tasks import run_syncs
+
+            background.queue_after_commit(run_syncs)
+    return {
+        "sync": sync.pk,
+        "queued": len(targets),
+        "batches": len(rows),
+        "unreachable": len(people) - len(pairs),
+        "reached": sorted(pairs),
+    }
 
 
 # claiming --------------------------------------------------------------------------

@@ -432,6 +432,11 @@ def _check_sync_tag(node: dict, config: dict, brand) -> list[str]:
             ChannelKind.WEIMOB,
         ):
             errors.append(_("Sync “%(node)s”: this channel has no customer tags.") % {"node": name})
+        needs = {ChannelKind.WECOM: "userid", ChannelKind.WEIMOB: "tag_id"}.get(account.kind)
+        if needs and not str(config.get(needs) or "").strip():
+            errors.append(
+                _("Sync “%(node)s”: this channel needs “%(name)s”.") % {"node": name, "name": needs}
+            )
     return errors
 
 

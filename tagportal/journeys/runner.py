@@ -530,10 +530,44 @@ def _mark_send(send, journey: Journey, node_id: str, variant: str) -> None:
 
 
 def _sync_tag(ctx: Context, graph: Graph, node_id: str, batch) -> dict[int, Move]:
-    """Not applied yet: the activation app tags people on a platform only through an
-    audience sync. Recorded as skipped, and the person goes on."""
+    """Tag the batch's people on the platform (``activation.syncs.tag_people``): queued
+    in this transaction as sync batches the periodic sync task applies, so a batch
+    rolled back tags nobody. A person with no recipient on the channel is recorded
+    ``unreachable``; everyone goes on."""
+    from tagportal.activation import syncs
+    from tagportal.activation.models import ChannelAccount
+
+    config = graph.config(node_id)
+    account = ChannelAccount.objects.filter(
+        pk=config.get("account"), brand_id=batch[0].brand_id, is_active=True
+    ).first()
+    if account is None:
+        return {
+            i.pk: Move(port="next", outcome=StepOutcome.FAILED, detail={"reason": "account"}) for i in batch
+        }
+    options = {k: config[k] for k in ("userid", "tag_id") if config.get(k)}
+    try:
+        result = syncs.tag_people(
+            account,
+            config.get("tag_name", ""),
+            [i.oneid for i in batch],
+            tag_group=config.get("tag_group", ""),
+            options=options,
+            now=ctx.now,
+        )
+    except syncs.SyncRefused as exc:
+        return {
+            i.pk: Move(
+                port="next", outcome=StepOutcome.FAILED, detail={"reason": "refused", "error": str(exc)}
+            )
+            for i in batch
+        }
+    reached = set(result["reached"])
+    detail = {"kind": account.kind, "sync": result["sync"], "tag": config.get("tag_name", "")}
     return {
-        i.pk: Move(port="next", outcome=StepOutcome.FAILED, detail={"reason": "sync_unsupported"})
+        i.pk: Move(port="next", outcome=StepOutcome.SYNCED, detail=detail)
+        if i.oneid in reached
+        else Move(port="next", outcome=StepOutcome.UNREACHABLE, detail=detail)
         for i in batch
     }
 

@@ -391,6 +391,7 @@ def test_api_creates_lists_pauses_and_resumes(world, django_capture_on_commit_ca
         "over-long name",
         "no wecom userid",
         "duplicate",
+        "no audience",
     ],
 )
 def test_api_refuses_bad_input_with_400(world, case):
@@ -407,11 +408,19 @@ def test_api_refuses_bad_input_with_400(world, case):
         body["tag_name"] = "长" * 31
     elif case == "no wecom userid":
         body.update(account=account(world.own_brand, "wecom").pk, tag_group="TagPortal")
+    elif case == "no audience":
+        body["audience"] = None
     else:
         syncs.create_sync(world.operator, audience, mp, "近访")
     answer = client_for(world.operator).post(URL, body, format="json")
     assert answer.status_code == 400, answer.content
     assert AudienceSync.objects.count() == (1 if case == "duplicate" else 0)
+
+
+def test_direct_tagging_syncs_are_not_listed(world):
+    syncs.tag_people(account(world.own_brand, "wechat_mp"), "推荐转化", [1])
+    assert AudienceSync.objects.filter(audience__isnull=True).count() == 1
+    assert client_for(world.admin).get(URL).json()["count"] == 0
 
 
 def test_another_business_lines_sync_is_404(world):

@@ -141,9 +141,17 @@ def test_bootstrap_demo_is_idempotent(capsys):
         assert f"model {run.model.name}: published" in out
     segment = ModelOutput.objects.get(model__brand__code="ruiyan", key="segment").tag
     assert segment.code == "yimei_rfm_rfm_segment" and segment.computation.has_result
+    from django.db import models as dj
+
+    from tagportal.journeys.models import Journey
+
+    live = Counter(Journey.objects.filter(status="live").values_list("brand__code", flat=True))
+    assert live == {"ruiyan": 1, "huayan": 2, "kangyuan": 1, "qingquan": 1} and "page: /journeys/" in out
+    assert not Journey.objects.filter(live_version__approved_by=dj.F("live_version__proposed_by")).exists()
     history, runs = Tag.history.count(), ModelRun.objects.count()
     call_command("bootstrap_demo", "--people", "120")
     assert Tag.history.count() == history and ModelRun.objects.count() == runs
+    assert Journey.objects.count() == 5
     from django.contrib.auth import authenticate
     from django.test import RequestFactory
 

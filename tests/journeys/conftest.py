@@ -19,3 +19,15 @@ def sleeps(monkeypatch):
     slept: list[float] = []
     monkeypatch.setattr(base, "_sleep", slept.append)
     return slept
+
+
+@pytest.fixture
+def platform(settings, httpserver):
+    settings.TAGPORTAL_WECOM_API_BASE = httpserver.url_for("/").rstrip("/")
+    return httpserver
+
+
+@pytest.fixture
+def wechat_platform(settings, httpserver):
+    settings.TAGPORTAL_WECHAT_API_BASE = httpserver.url_for("/").rstrip("/")
+    return httpserver

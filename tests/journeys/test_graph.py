@@ -144,6 +144,7 @@ def test_node_settings_are_checked(world, hook):
         ("s", "send", {"account": other_hook.pk, "content": {"text": "x"}}),
         ("v", "send", {"account": hook.pk, "variants": [{"key": "A", "content": {"text": "x"}}]}),
         ("t", "set_tag", {"tag": world.own_tag.code, "value": "1"}),
+        ("sy", "sync_tag", {"account": account(world.own_brand, "wecom").pk, "tag_name": "召回"}),
         ("sc", "entry", {}),
     ]
     graph = {"nodes": [{"id": n, "type": t, "config": c} for n, t, c in nodes[:-1]], "edges": []}
@@ -158,6 +159,7 @@ def test_node_settings_are_checked(world, hook):
         "not an active one of this brand",
         "2 to 5 variants",
         "only a manual tag can be set",
+        "this channel needs “userid”",
     ):
         assert text in errors, text
 

@@ -6,6 +6,7 @@ brand's account, a kind without customer tags or an over-long name answer 400), 
 from __future__ import annotations
 
 import django_filters
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -31,7 +32,11 @@ class _ScopedPk(serializers.PrimaryKeyRelatedField):
 
 
 class AudienceSyncSerializer(serializers.ModelSerializer):
-    audience = _ScopedPk(queryset=Audience.objects.all(), help_text=gettext_lazy("audience id"))
+    audience = _ScopedPk(
+        queryset=Audience.objects.all(),
+        allow_null=True,  # read: a journey's direct tagging has none; written: required
+        help_text=gettext_lazy("audience id"),
+    )
     account = _ScopedPk(queryset=ChannelAccount.objects.all(), help_text=gettext_lazy("channel account id"))
     kind = serializers.CharField(source="account.kind", read_only=True)
     created_by = serializers.StringRelatedField(read_only=True, allow_null=True)
@@ -39,6 +44,11 @@ class AudienceSyncSerializer(serializers.ModelSerializer):
         required=False,
         help_text=gettext_lazy('WeCom: {"userid": the member who tags}; Weimob: {"tag_id": …}.'),
     )
+
+    def validate_audience(self, value):
+        if value is None:
+            raise ValidationError(_("Choose the audience to sync."))
+        return value
 
     class Meta:
         model = AudienceSync
@@ -94,7 +104,10 @@ class AudienceSyncFilterSet(FilterSet):
 class AudienceSyncViewSet(RestrictedModelViewSet):
     """An audience kept in step with a customer tag of a channel account."""
 
-    queryset = AudienceSync.objects.select_related("audience", "account", "created_by")
+    # a journey's direct tagging (no audience) is not an audience sync to list or pause
+    queryset = AudienceSync.objects.filter(audience__isnull=False).select_related(
+        "audience", "account", "created_by"
+    )
     serializer_class = AudienceSyncSerializer
     filterset_class = AudienceSyncFilterSet
     ordering_fields = ["created", "last_updated"]

@@ -56,6 +56,7 @@ class Command(BaseCommand):
             self._profiles_and_tags(spec)
             self._audiences(spec)
             self._channels()
+            self._journeys()
             self._usage_and_reports(demo)
         return logins
 
@@ -74,6 +75,14 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"channels: {made['accounts']} demo accounts, {made['deliveries']} past deliveries"
             )
+
+    def _journeys(self):
+        from tagportal.demo.journeys import load_demo_journeys
+
+        made = load_demo_journeys()
+        if made:
+            names = "、".join(f"{j.brand.name} {j.name}" for j in made)
+            self.stdout.write(f"journeys: {len(made)} live demo journeys ({names}); page: /journeys/")
 
     def _usage_and_reports(self, demo):
         """Backdated tag history and 120 days of usage, then every report, so the cleanup
