@@ -59,7 +59,8 @@ def tag_specs(pack_key: str = PACK):
     """``(specs, realtime codes)``: the pack's computed tags, coded by their template
     name, composites after the tags they read. Manual tags (uploaded lists, algorithm
     models' outputs) are left out, and so are the tags that read them: their values do
-    not come from the rules the SQL baseline translates."""
+    not come from the rules the SQL baseline translates. So are the tags of message
+    feedback (``message_*`` events, written back by the channels): the generator makes none."""
     from tagportal.catalog.templates import get_pack, resolve_references
     from tagportal.engine.evaluate import TagSpec
     from tagportal.rules.definitions import tag_references
@@ -69,7 +70,8 @@ def tag_specs(pack_key: str = PACK):
     specs, realtime, left_out = [], [], set()
     for t in pack.ordered_tags():
         reads = {code.lstrip("@") for code in tag_references(t["definition"])}  # "@name" in a pack
-        if t["definition"].get("type") == "manual" or reads & left_out:
+        feedback = '"message_' in json.dumps(t["definition"])  # reads message_* events: none generated
+        if t["definition"].get("type") == "manual" or feedback or reads & left_out:
             left_out.add(t["name"])
             continue
         specs.append(

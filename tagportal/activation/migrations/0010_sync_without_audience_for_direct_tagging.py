@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("activation", "0008_delivery_receipts"),
+        ("activation", "0009_send_context"),
         ("audiences", "0003_computation_state"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
