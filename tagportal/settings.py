@@ -323,6 +323,8 @@ SPECTACULAR_SETTINGS = {
         "ChangeKindEnum": "tagportal.governance.choices.ChangeKind",
         "SourceKindEnum": "tagportal.lineage.choices.SourceKind",
         "RunStatusEnum": "tagportal.engine.choices.RunStatus",
+        "JourneyStatusEnum": "tagportal.journeys.choices.JourneyStatus",
+        "JourneyVersionStateEnum": "tagportal.journeys.choices.VersionState",
         "ImportKindEnum": "tagportal.profiles.choices.ImportKind",
         "ImportStatusEnum": "tagportal.profiles.choices.ImportStatus",
         "AudienceKindEnum": "tagportal.audiences.choices.AudienceKind",
