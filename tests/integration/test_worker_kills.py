@@ -119,6 +119,17 @@ def workers(transactional_db):
         client.delete(*REDIS_KEYS)
 
 
+def _reaping(found):
+    """``found`` checked after a run of the reaper, as beat runs it every minute (here at
+    each look): a heartbeat that was not yet stale at the first run is caught later."""
+
+    def check():
+        _reap()
+        return found()
+
+    return check
+
+
 def _reap() -> str:
     """The periodic reaper, as beat runs it (here: its command, with the workers' settings)."""
     done = subprocess.run(
@@ -230,7 +241,12 @@ def _killed_compute(workers: Workers, code: str, pause_at: str, *extra: str, mov
 
     fresh = workers.start()
     _reap()  # the fresh worker reaps at its start too; whichever comes first records it
-    _wait(lambda: _abandoned_claim(f"engine:{brand.pk}:{pending}:"), "the abandoned claim", fresh, workers)
+    _wait(
+        _reaping(lambda: _abandoned_claim(f"engine:{brand.pk}:{pending}:")),
+        "the abandoned claim",
+        fresh,
+        workers,
+    )
     again = _wait(
         lambda: (
             TagRun.objects.filter(brand=brand, pending_version__gt=pending, status=RunStatus.SUCCESS).count()
@@ -295,7 +311,7 @@ def test_a_worker_killed_mid_report(workers):
     time.sleep(4)
     _reap()
     done = _wait(
-        lambda: Report.objects.filter(pk=report.pk, status=ReportStatus.SUCCESS).first(),
+        _reaping(lambda: Report.objects.filter(pk=report.pk, status=ReportStatus.SUCCESS).first()),
         "the report",
         fresh,
         workers,
@@ -346,10 +362,12 @@ def test_a_worker_killed_mid_audience_refresh(workers):
     fresh = workers.start()
     _reap()
     done = _wait(
-        lambda: (
-            Audience.objects.filter(pk=audience.pk, is_calculating=False, pending_version__gt=pending)
-            .exclude(last_calculated_at=audience.last_calculated_at)
-            .first()
+        _reaping(
+            lambda: (
+                Audience.objects.filter(pk=audience.pk, is_calculating=False, pending_version__gt=pending)
+                .exclude(last_calculated_at=audience.last_calculated_at)
+                .first()
+            )
         ),
         "the refresh requested again",
         fresh,
