@@ -92,11 +92,6 @@ def pytest_collection_modifyitems(config, items):
             uses[item.path].add("db")
     _SHARED_WORLD.clear()
     _SHARED_WORLD.update(path for path, kinds in uses.items() if kinds == {"world"})
-    # Tests with real Celery workers share the broker's queues: under ``--dist loadgroup``
-    # they all run on one xdist worker, one after another.
-    for item in items:
-        if item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.xdist_group("celery-workers"))
 
 
 def in_module_transaction(django_db_blocker, build):
