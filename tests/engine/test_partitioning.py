@@ -1,6 +1,7 @@
 """The number of OneID ranges of a computation follows the memory budget."""
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from tagportal.engine import partitioning, services
@@ -32,7 +33,11 @@ def test_counts_and_budget_of_a_brand(world):
     brand = world.own_brand
     people(brand)
     counts = row_counts(brand)
-    assert counts == {"people": 9, "events": 20, "orders": 9}
+    assert counts["people"] == 9
+    if connection.vendor == "postgresql":  # the planner's estimate for events and orders
+        assert counts["events"] >= 1 and counts["orders"] >= 1
+    else:
+        assert counts == {"people": 9, "events": 20, "orders": 9}
     assert partitioning.partitions_for(brand) == 1  # a test brand fits the default budget
     tiny = partitioning.working_mb(counts["people"], counts["events"], counts["orders"]) / 4
     assert partitioning.partitions_for(brand, budget=tiny) == min(4, counts["people"])
