@@ -7,19 +7,17 @@ Each page leaves a full-page screenshot (``<role>-<page>.png``) in the screensho
 from __future__ import annotations
 
 import time
-from io import StringIO
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 from django.test import Client, override_settings
 from django.utils import translation
 
 from tagportal.catalog.models import Tag
 from tests.core.test_chinese_walk import ROLES, Page, clean, english_names, problems_on
 
-from .conftest import screenshot
+from .conftest import demo, screenshot
 
 BROWSER_ROLES = ("steward", "operator")
 assert set(BROWSER_ROLES) <= set(ROLES)
@@ -70,7 +68,7 @@ def signed_in(browser, live_server, username: str):
 def test_the_main_pages_read_in_chinese_in_a_browser(live_server, browser):
     started = time.perf_counter()
     with override_settings(LANGUAGE_CODE="zh-hans"), translation.override("zh-hans"):
-        call_command("bootstrap_demo", "--people", "30", "--no-models", stdout=StringIO())
+        demo("--people", "30", "--no-models")
     tag = Tag.objects.get(code=TAG)
     demo_seconds = time.perf_counter() - started
     data = english_names()

@@ -3,15 +3,13 @@ opens the duplicates dashboard, selects the pair the merge report found, preview
 change request with its lineage impact and creates it; a second steward approves it
 and the copy is retired into the template tag, its code kept as an alias."""
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 
 from tagportal.catalog.choices import TagStatus
 from tagportal.catalog.models import BusinessLine, Tag, TagAlias
 from tagportal.governance.models import ChangeRequest
 
+from .conftest import demo
 from .test_review import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -21,7 +19,7 @@ COPY = "yimei_spend_da_dan_gu_ke"
 
 
 def test_steward_merges_a_duplicate_found_by_the_report(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     original = Tag.objects.get(code=ORIGINAL)
     copy = Tag.objects.get(code=COPY)
     line = BusinessLine.objects.get(code="yimei")

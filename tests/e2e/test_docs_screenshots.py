@@ -2,15 +2,14 @@
 at 1280 px so they never go stale: each run writes docs/zh/img/*.png again. Every page
 shown must fit the 1280 px window (no horizontal scroll)."""
 
-from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
 from tagportal.catalog.models import BusinessLine, Tag
 from tagportal.governance.models import ChangeRequest
 
+from .conftest import demo
 from .test_review import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -34,7 +33,7 @@ def shoot(page, name: str, clip_height: int = HEIGHT) -> None:
 
 def test_the_guides_screenshots(live_server, browser, settings):
     settings.LANGUAGE_CODE = "zh-hans"  # the demo's own texts in Chinese, as with make run
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     tag = Tag.objects.get(code="yimei_skin_skin_type")
     line = BusinessLine.objects.get(code="yimei")
     context = browser.new_context(locale="zh-CN", viewport={"width": WIDTH, "height": HEIGHT})

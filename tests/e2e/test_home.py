@@ -2,16 +2,13 @@
 audiences; a data steward's review queue with its count; an analyst's search. The header
 leads to the portal's pages, never to the admin index for them."""
 
-from io import StringIO
-
 import pytest
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
 
 from tagportal.catalog.models import Tag
 from tagportal.governance import services as governance
 
-from .conftest import screenshot
+from .conftest import demo, screenshot
 from .test_review import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -22,7 +19,7 @@ def count(page, key: str) -> int:
 
 
 def test_each_role_lands_on_its_workbench(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     waiting = governance.review_queue(get_user_model().objects.get(username="steward")).count()
 
     login(page, live_server, "operator", "tagportal-operator")

@@ -1,15 +1,13 @@
 """An operator logs in, finds tags in the dictionary, and a steward compares two versions."""
 
 import re
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from tagportal.catalog.models import Tag
 from tagportal.catalog.services import apply_changes
 
-from .conftest import screenshot
+from .conftest import demo, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -23,7 +21,7 @@ def login(page, live_server, username, password):
 
 
 def test_operator_searches_the_dictionary_in_chinese(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     login(page, live_server, "operator", "tagportal-operator")
     page.goto(f"{live_server.url}/admin/catalog/tag/")
     rows = page.locator("#result_list tbody tr")
@@ -54,7 +52,7 @@ def test_operator_searches_the_dictionary_in_chinese(live_server, page):
 
 
 def test_steward_compares_two_versions(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     tag = Tag.objects.get(code="yimei_skin_skin_type")
     apply_changes(tag, {"description": "按皮肤检测仪结果与问卷综合判定的肤质"}, reason="完善描述")
     login(page, live_server, "steward", "tagportal-steward")
@@ -75,7 +73,7 @@ def test_steward_compares_two_versions(live_server, page):
 def test_dictionary_fits_the_screen(live_server, browser, width):
     """At 1280 px the dictionary needs no horizontal scroll: state, version, coverage, owner
     and last update are in view."""
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     context = browser.new_context(locale="zh-CN", viewport={"width": width, "height": 900})
     page = context.new_page()
     try:

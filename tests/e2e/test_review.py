@@ -1,15 +1,14 @@
 """An operator proposes a description change in the browser; a data steward finds it in
 the review queue, reads the side-by-side diff and approves it: version 2 is published."""
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from django.utils import timezone
 
 from tagportal.catalog.models import Tag
 from tagportal.governance.models import ChangeRequest
 from tagportal.notifications.models import Notification
+
+from .conftest import demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -26,7 +25,7 @@ def login(page, live_server, username, password):
 
 
 def test_operator_proposes_and_steward_approves(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     # the demo leaves messages in the steward's inbox: start from an empty one
     Notification.objects.filter(recipient__username="steward").update(read_at=timezone.now())
     tag = Tag.objects.get(code="yimei_skin_skin_type")

@@ -2,14 +2,12 @@
 (never touching JSON) and proposes it: the change request holds the rule document the
 editor built. Also: the text syntax view and the trial on a sample."""
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 
 from tagportal.catalog.models import Tag
 from tagportal.governance.models import ChangeRequest
 
+from .conftest import demo
 from .test_review import login
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -191,7 +189,7 @@ BUILDERS = [
 
 
 def test_the_rule_editor_creates_each_definition_type(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     login(page, live_server, "operator", "tagportal-operator")
     for build in BUILDERS:
         stored, expected = build(page, live_server)
@@ -199,7 +197,7 @@ def test_the_rule_editor_creates_each_definition_type(live_server, page):
 
 
 def test_text_syntax_round_trip_and_messages_beside_inputs(live_server, page):
-    call_command("bootstrap_demo", "--people", "200", "--no-models", stdout=StringIO())
+    demo("--people", "200", "--no-models")
     login(page, live_server, "operator", "tagportal-operator")
     open_editor(page, live_server, "yimei_visit_store_visits_90d")
     page.wait_for_selector("#tp-re-status.tp-re-ok")

@@ -72,7 +72,9 @@ def test_concurrent_claimers_never_take_the_same_instance():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_ticks_send_each_person_once():
+def test_concurrent_ticks_send_each_person_once(sleeps):
+    # the deliveries each tick queues fail on the closed port and are retried: the retry
+    # policy's pauses are recorded, not waited
     brand = BrandFactory(code="b2", business_line=BusinessLineFactory(code="l2"))
     no_quiet_hours(brand)
     journey = make_journey(brand, chain(entry(), send("s", account(brand, "webhook"))))
