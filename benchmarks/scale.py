@@ -33,19 +33,16 @@ import datetime as dt
 import gc
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 from benchmarks import harness  # noqa: E402  (after the path is set)
+from benchmarks import workers as celery_workers  # noqa: E402
 
 PACK = "medical_aesthetics"
 TARGETS = {
@@ -55,7 +52,7 @@ TARGETS = {
     "duckdb_ratio_1m": 1.5,  # at most
 }
 END = dt.datetime(2026, 11, 28, 2, 0, tzinfo=dt.UTC)
-QUEUES = ("compute", "default")
+QUEUES = celery_workers.QUEUES
 DEFAULT_DATABASE = "tagportal_bench_scale"
 DEFAULT_BROKER = "redis://127.0.0.1:6379/15"
 
@@ -179,49 +176,13 @@ def compare_reads(brand, oneid_range) -> dict:
 
 
 # 3. the workers --------------------------------------------------------------------------
-def database_url(connection) -> str:
-    db = connection.settings_dict
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{host}{port}/{quote(db['NAME'], safe='')}"
-
-
 def worker_env(connection, broker: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PYTEST_", "DJANGO_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="tagportal.settings",
-        DATABASE_URL=database_url(connection),
-        DATABASE_CONN_MAX_AGE="0",
-        CELERY_BROKER_URL=broker,
-        CELERY_RESULT_BACKEND=broker,  # chords need one
-        CELERY_TASK_ALWAYS_EAGER="false",
-        SECRET_KEY=os.environ.get("SECRET_KEY") or "tagportal-scale-benchmark-" + "0123456789abcdef" * 3,
-        DEBUG="false",
-        LOG_LEVEL="INFO",
-    )
-    return env
+    secret = os.environ.get("SECRET_KEY") or "tagportal-scale-benchmark-" + "0123456789abcdef" * 3
+    return celery_workers.environment(celery_workers.database_url(connection.settings_dict), broker, secret)
 
 
 def start_worker(name: str, env: dict) -> subprocess.Popen:
-    log = tempfile.NamedTemporaryFile("w+", prefix=f"scale-{name}-", suffix=".log", delete=False)
-    command = [
-        sys.executable, "-m", "celery", "-A", "tagportal", "worker",
-        "-Q", ",".join(QUEUES), "--pool=solo", "--loglevel=INFO", "--prefetch-multiplier=1",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    process.log_path = log.name
-    return process
-
-
-def worker_log(process) -> str:
-    return Path(process.log_path).read_text(errors="replace")
+    return celery_workers.start(name, env, queues=QUEUES, log_prefix="scale-", cwd=ROOT)
 
 
 def tree(pid: int) -> list[int]:
@@ -248,30 +209,10 @@ def peak_rss_mb(pid: int) -> float | None:
     return max(peaks) if peaks else None
 
 
-def stop(workers) -> None:
-    for w in workers:
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait(timeout=10)
-        Path(w.log_path).unlink(missing_ok=True)
-
-
-def recompute(brand, computed: int, partitions: int, workers: list, env: dict, timeout: float) -> dict:
+def recompute(brand, computed: int, partitions: int, procs: list, env: dict, timeout: float) -> dict:
     from tagportal.engine.models import RunStatus, TagRun
 
-    deadline = time.monotonic() + 60
-    while not all("ready." in worker_log(w) for w in workers):
-        for w in workers:
-            if w.poll() is not None:
-                raise RuntimeError("a worker stopped:\n" + worker_log(w)[-3000:])
-        if time.monotonic() > deadline:
-            raise RuntimeError("the workers did not start")
-        time.sleep(0.2)
+    celery_workers.wait_ready(procs)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "manage.py", "compute_tags", "--brand", brand.code, "--enqueue",
@@ -283,11 +224,9 @@ def recompute(brand, computed: int, partitions: int, workers: list, env: dict, t
     pending = int(re.findall(r"\d+", done.stdout)[-1])
     deadline = time.monotonic() + timeout
     while TagRun.objects.filter(pending_version=pending, brand=brand).count() < computed:
-        for w in workers:
-            if w.poll() is not None:
-                raise RuntimeError("a worker stopped:\n" + worker_log(w)[-3000:])
+        celery_workers.check_running(procs)
         if time.monotonic() > deadline:
-            raise RuntimeError("the chord did not finish:\n" + worker_log(workers[0])[-3000:])
+            raise RuntimeError("the chord did not finish:\n" + celery_workers.log(procs[0])[-3000:])
         time.sleep(0.2)
     seconds = time.perf_counter() - started
     runs = list(TagRun.objects.filter(pending_version=pending, brand=brand))
@@ -299,8 +238,8 @@ def recompute(brand, computed: int, partitions: int, workers: list, env: dict, t
         "statuses": sorted({r.status for r in runs}),
         "all_succeeded": all(r.status == RunStatus.SUCCESS for r in runs),
         "partitions_recorded": sorted({r.partitions for r in runs}),
-        "ranges_per_worker": [len(succeeded.findall(worker_log(w))) for w in workers],
-        "peak_rss_mb": [peak_rss_mb(w.pid) for w in workers],
+        "ranges_per_worker": [len(succeeded.findall(celery_workers.log(w))) for w in procs],
+        "peak_rss_mb": [peak_rss_mb(w.pid) for w in procs],
     }
 
 
@@ -505,7 +444,7 @@ def run(
         try:
             chord = recompute(brand, computed, partitions, procs, env, timeout)
         finally:
-            stop(procs)
+            celery_workers.stop(procs)
         harness.log(f"  {chord['seconds']:.1f} s, peak RSS {chord['peak_rss_mb']} MB", quiet)
         rss = [r for r in chord["peak_rss_mb"] if r is not None]
         results |= {

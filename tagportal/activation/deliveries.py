@@ -57,10 +57,12 @@ import random
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
+
+from tagportal.core.leases import claim_pks
 
 from . import feedback, services
 from . import variables as tag_variables
@@ -167,19 +169,21 @@ def claim_due(limit: int = 100, now: dt.datetime | None = None) -> list[Delivery
     ``TAGPORTAL_DELIVERY_LEASE_SECONDS`` and answer them (each claim counts an attempt)."""
     now = now or timezone.now()
     lease = now + dt.timedelta(seconds=_setting("TAGPORTAL_DELIVERY_LEASE_SECONDS", 300))
+    due = Delivery.objects.filter(
+        Q(state=DeliveryState.QUEUED, next_attempt_at__lte=now)
+        | Q(state=DeliveryState.SENDING, lease_until__lt=now)
+    ).order_by("next_attempt_at", "pk")
     with transaction.atomic():
-        due = Delivery.objects.filter(
-            Q(state=DeliveryState.QUEUED, next_attempt_at__lte=now)
-            | Q(state=DeliveryState.SENDING, lease_until__lt=now)
-        ).order_by("next_attempt_at", "pk")
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        pks = list(due.values_list("pk", flat=True)[:limit])
+        pks = claim_pks(
+            due,
+            limit,
+            state=DeliveryState.SENDING,
+            lease_until=lease,
+            attempts=F("attempts") + 1,
+            updated=now,
+        )
         if not pks:
             return []
-        Delivery.objects.filter(pk__in=pks).update(
-            state=DeliveryState.SENDING, lease_until=lease, attempts=F("attempts") + 1, updated=now
-        )
         # read within the transaction: a failure here gives the rows back, none is left claimed unseen
         return list(
             Delivery.objects.filter(pk__in=pks).select_related("send", "send__account").order_by("pk")

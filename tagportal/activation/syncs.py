@@ -29,7 +29,7 @@ import time
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -38,6 +38,7 @@ from pyroaring import BitMap
 from tagportal.audiences import services as audience_services
 from tagportal.audiences.choices import AudienceStatus
 from tagportal.audiences.models import Audience, AudienceSnapshot
+from tagportal.core.leases import claim_pks
 from tagportal.core.permissions import may
 from tagportal.profiles.choices import IdentityType
 from tagportal.profiles.models import Identity
@@ -409,24 +410,26 @@ def claim_due(limit: int = 20, now: dt.datetime | None = None) -> list[SyncBatch
     earlier = SyncBatch.objects.filter(
         sync_id=OuterRef("sync_id"), number__lt=OuterRef("number"), state__in=UNFINISHED
     )
-    with transaction.atomic():
-        due = (
-            SyncBatch.objects.filter(
-                Q(state=BatchState.QUEUED, next_attempt_at__lte=now)
-                | Q(state=BatchState.RUNNING, lease_until__lt=now),
-                sync__status=SyncStatus.ACTIVE,
-            )
-            .exclude(Exists(earlier))
-            .order_by("next_attempt_at", "pk")
+    due = (
+        SyncBatch.objects.filter(
+            Q(state=BatchState.QUEUED, next_attempt_at__lte=now)
+            | Q(state=BatchState.RUNNING, lease_until__lt=now),
+            sync__status=SyncStatus.ACTIVE,
         )
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        pks = list(due.values_list("pk", flat=True)[:limit])
+        .exclude(Exists(earlier))
+        .order_by("next_attempt_at", "pk")
+    )
+    with transaction.atomic():
+        pks = claim_pks(
+            due,
+            limit,
+            state=BatchState.RUNNING,
+            lease_until=_lease(now),
+            attempts=F("attempts") + 1,
+            updated=now,
+        )
         if not pks:
             return []
-        SyncBatch.objects.filter(pk__in=pks).update(
-            state=BatchState.RUNNING, lease_until=_lease(now), attempts=F("attempts") + 1, updated=now
-        )
         return list(
             SyncBatch.objects.filter(pk__in=pks).select_related("sync", "sync__account").order_by("pk")
         )

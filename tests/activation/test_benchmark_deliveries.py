@@ -7,15 +7,13 @@ databases of its own, so it runs in a subprocess, away from the test database.""
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_helpers import run_benchmark, unreachable
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = "redis://127.0.0.1:6379"
 REDIS_DBS = "9,10"
@@ -25,36 +23,15 @@ REQUIRED = {
 }  # fmt: skip
 
 
-def _reachable() -> str | None:
-    try:
-        import psycopg
-        import redis
-
-        psycopg.connect(SERVER, connect_timeout=2).close()
-        redis.Redis.from_url(f"{REDIS}/9", socket_connect_timeout=2).ping()
-    except Exception as exc:
-        return str(exc)
-    return None
-
-
 def test_every_kind_is_delivered_through_a_killed_worker(tmp_path):
-    why = _reachable()
+    why = unreachable(SERVER, f"{REDIS}/9")
     if why:
         pytest.fail(f"needs PostgreSQL at {SERVER} and Redis at {REDIS}: {why}")
     output = tmp_path / "deliveries.json"
     args = ["--deliveries", "150", "--kills", "1", "--robot-keys", "2", "--robot-per-key", "3"]
     args += ["--waves", "2", "--backlog", "100", "--timeout", "240", "--quiet", "--output", str(output)]
     args += ["--postgres-db", f"tagportal_bench_deliveries_smoke_{os.getpid()}", "--redis-dbs", REDIS_DBS]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PYTEST_", "DJANGO_"))}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "deliveries.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark("deliveries.py", *args)
 
     results = json.loads(output.read_text(encoding="utf-8"))
     assert REQUIRED <= set(results)

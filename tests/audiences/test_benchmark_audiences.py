@@ -5,31 +5,21 @@ results JSON has the keys the issue asks for.
 The benchmark builds its own throwaway database, so it runs in a subprocess, away from
 the test database of this session."""
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_helpers import load_benchmark, run_benchmark
+
 pytest.importorskip("duckdb")
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "people", "expressions", "engine_p50_ms", "engine_p99_ms", "api_p50_ms", "api_p99_ms",
     "duckdb_p50_ms", "postgres_p50_ms", "identical_results", "targets", "meets_targets",
     "speedup_vs_duckdb", "speedup_vs_postgres", "load_seconds", "machine", "date", "per_expression",
 }  # fmt: skip
 ON_POSTGRES = os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_audiences", ROOT / "benchmarks" / "audiences.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -42,15 +32,7 @@ def test_every_store_gives_the_same_counts(tmp_path):
     else:
         args.append("--no-postgres")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tagportal.settings_test"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "audiences.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_benchmark("audiences.py", *args, env=env)
     assert "identical results" in done.stdout
 
     results = json.loads(output.read_text(encoding="utf-8"))
@@ -90,7 +72,7 @@ def test_the_translations_agree_with_the_engine():
     from tagportal.audiences.store import evaluate
     from tagportal.engine import bitmaps as bm
 
-    audiences = load_benchmark()
+    audiences = load_benchmark("audiences")
     rng = np.random.default_rng(7)
     oneids = np.arange(1, 401, dtype="int64")
     infos = audiences.pack_tag_infos()

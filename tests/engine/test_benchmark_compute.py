@@ -1,31 +1,23 @@
 """Smoke test of benchmarks/compute.py at a tiny size: the engine and the hand-written
 DuckDB SQL agree on every tag value, and the results JSON has the keys the issue asks for."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_helpers import load_benchmark
+
 pytest.importorskip("duckdb")
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "people", "events", "tags", "recompute_s", "duckdb_s", "peak_rss_mb", "realtime_p50_ms",
     "realtime_p99_ms", "oneid_s", "identical_results", "machine", "targets", "passed",
 }  # fmt: skip
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_compute", ROOT / "benchmarks" / "compute.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def compute():
-    return load_benchmark()
+    return load_benchmark("compute")
 
 
 @pytest.mark.slow

@@ -4,29 +4,18 @@ merging, every dashboards page answers, and the results JSON has the keys the is
 for. Nothing here depends on how fast the machine is: timings are only checked to be
 there, and speed-ups to agree with the stored times they were computed from."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks import harness
+from tests.benchmark_helpers import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = {
     "tags", "usage_rows", "people_per_brand", "reports", "pages", "baselines", "targets",
     "meets_targets", "python", "django", "database", "cpus", "date", "machine",
 }  # fmt: skip
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_reports", ROOT / "benchmarks" / "reports.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 def agrees(ratio: float, slow: float, fast: float, slow_digits: int, fast_digits: int, digits: int) -> bool:
@@ -53,7 +42,7 @@ def test_a_speedup_is_checked_against_the_rounding_of_its_times():
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_every_report_and_page_at_a_tiny_size(tmp_path):
-    bench = load_benchmark()
+    bench = load_benchmark("reports")
     results = bench.run(tags=60, days=10, people=500, repeat=1, sample=10, quiet=True, throwaway=False)
     written = json.loads(harness.write(results, tmp_path / "reports.json").read_text(encoding="utf-8"))
 

@@ -12,19 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from benchmarks import workers
 from tagportal.catalog.services import publish_tag
 from tagportal.engine import bitmaps as bm
 from tagportal.engine.models import RunStatus, TagComputation, TagRun, TagValueBitmap
@@ -36,7 +33,7 @@ BROKER = (
     or os.environ.get("CELERY_INTEGRATION_BROKER")
     or "redis://127.0.0.1:6379/15"
 )
-QUEUES = ("compute", "default")
+QUEUES = workers.QUEUES
 WAIT_SECONDS = 60
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -52,34 +49,12 @@ def _redis():
         return None
 
 
-def _database_url() -> str:
-    db = settings.DATABASES["default"]
-    user = quote(db.get("USER") or "", safe="")
-    password = quote(db.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = db.get("HOST") or "127.0.0.1"
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{host}{port}/{quote(db['NAME'], safe='')}"
-
-
 def _env() -> dict:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CELERY_", "PYTEST_", "DJANGO_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="tagportal.settings",
-        DATABASE_URL=_database_url(),
-        DATABASE_CONN_MAX_AGE="0",  # no connection outlives a task: the test database is dropped at the end
-        CELERY_BROKER_URL=BROKER,
-        CELERY_RESULT_BACKEND=BROKER,  # chords need one
-        CELERY_TASK_ALWAYS_EAGER="false",
-        SECRET_KEY="tagportal-integration-test-key-" + "0123456789abcdef" * 3,
-        DEBUG="false",
-        LOG_LEVEL="INFO",
+    return workers.environment(
+        workers.database_url(settings.DATABASES["default"]),
+        BROKER,
+        "tagportal-integration-test-key-" + "0123456789abcdef" * 3,
     )
-    return env
 
 
 @pytest.fixture
@@ -90,34 +65,16 @@ def worker(transactional_db):
     if client is None:
         pytest.skip(f"needs Redis at {BROKER}")
     client.delete(*QUEUES)  # no leftovers of an earlier run
-    log = tempfile.NamedTemporaryFile("w+", prefix="celery-worker-", suffix=".log", delete=False)
-    command = [
-        sys.executable, "-m", "celery", "-A", "tagportal", "worker",
-        "-Q", ",".join(QUEUES), "--pool=solo", "--loglevel=INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"tagportal-test-{uuid.uuid4().hex[:8]}@%h",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=BASE_DIR, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    process.log_path = log.name
+    process = workers.start("tagportal-test", _env(), prefetch_one=False, cwd=BASE_DIR)
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # warm shutdown
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        log.close()
-        Path(log.name).unlink(missing_ok=True)  # a failure message already quotes its end
+        workers.stop([process], timeout=20)
         client.delete(*QUEUES)
 
 
 def _worker_log(process) -> str:
-    return Path(process.log_path).read_text(errors="replace")[-4000:]
+    return workers.log(process)[-4000:]
 
 
 def _enqueue(brand_code: str, *extra: str) -> int:
@@ -221,7 +178,7 @@ def test_a_real_worker_computes_and_stores_results(worker):
         for row in TagValueBitmap.objects.select_related("computation__tag")
     }
     assert again == stored
-    assert "tagportal.engine.tasks.compute_partition" in Path(worker.log_path).read_text(errors="replace")
+    assert "tagportal.engine.tasks.compute_partition" in workers.log(worker)
     assert TagComputation.objects.get(tag=vip).psi == 0.0
     assert not TagComputation.objects.filter(is_calculating=True).exists()
 

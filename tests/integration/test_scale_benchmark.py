@@ -7,15 +7,13 @@ Needs PostgreSQL (``DATABASE_URL``) and Redis, as the other integration tests.""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.integration.test_celery_worker import BASE_DIR, BROKER, _redis
+from tests.benchmark_helpers import environment, run_benchmark
+from tests.integration.test_celery_worker import BROKER, _redis
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +24,13 @@ def test_the_scale_benchmark_runs_at_a_tiny_size(tmp_path):
     if _redis() is None:
         pytest.skip(f"needs Redis at {BROKER}")
     output = tmp_path / "scale.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
     name = f"{settings.DATABASES['default']['NAME']}_scale"[:60]
-    done = subprocess.run(
-        [sys.executable, "benchmarks/scale.py", "--people", "2000", "--events-per-person", "5", "--partitions", "4", "--workers", "2",
-         "--skip-duckdb", "--audience-runs", "3", "--planted-people", "200", "--database", name,
-         "--broker", BROKER, "--output", str(output)],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120,
+    run_benchmark(
+        "scale.py", "--people", "2000", "--events-per-person", "5", "--partitions", "4", "--workers", "2",
+        "--skip-duckdb", "--audience-runs", "3", "--planted-people", "200", "--database", name,
+        "--broker", BROKER, "--output", str(output),
+        env=environment(dropped=("PYTEST_", "DJANGO_")), timeout=120, tail=4000,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(output.read_text())
     assert results["people"] == 2000 and results["events"] > 5_000 and results["partitions"] == 4
     assert results["full_scale"] is False

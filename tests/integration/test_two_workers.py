@@ -7,17 +7,12 @@ Needs PostgreSQL and Redis, as the other integration tests (skipped otherwise)."
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from benchmarks import workers
 from tagportal.engine import bitmaps as bm
 from tagportal.engine import services
 from tagportal.engine.models import RunStatus, TagComputation, TagValueBitmap
@@ -29,23 +24,8 @@ PARTITIONS = 8
 SUCCEEDED = re.compile(r"Task tagportal\.engine\.tasks\.compute_partition\[[^\]]+\] succeeded")
 
 
-def _start(name: str) -> subprocess.Popen:
-    log = tempfile.NamedTemporaryFile("w+", prefix=f"celery-{name}-", suffix=".log", delete=False)
-    command = [
-        sys.executable, "-m", "celery", "-A", "tagportal", "worker",
-        "-Q", ",".join(QUEUES), "--pool=solo", "--loglevel=INFO", "--prefetch-multiplier=1",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command, cwd=BASE_DIR, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    process.log_path = log.name
-    return process
-
-
 def _log(process) -> str:
-    return Path(process.log_path).read_text(errors="replace")
+    return workers.log(process)
 
 
 @pytest.fixture
@@ -56,26 +36,12 @@ def two_workers(transactional_db):
     if client is None:
         pytest.skip(f"needs Redis at {BROKER}")
     client.delete(*QUEUES)
-    workers = [_start("first"), _start("second")]
+    started = [workers.start(name, _env(), cwd=BASE_DIR) for name in ("first", "second")]
     try:
-        deadline = time.monotonic() + 60
-        while not all("ready." in _log(w) for w in workers):
-            for w in workers:
-                assert w.poll() is None, "a worker stopped:\n" + _log(w)[-3000:]
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.3)
-        yield workers
+        workers.wait_ready(started, timeout=60)
+        yield started
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait(timeout=10)
-            Path(w.log_path).unlink(missing_ok=True)
+        workers.stop(started, timeout=20)
         client.delete(*QUEUES)
 
 
@@ -113,8 +79,7 @@ def test_two_workers_share_a_chord_and_store_the_single_process_result(two_worke
     pending = _enqueue(brand.code, "--partitions", str(PARTITIONS))
     deadline = time.monotonic() + 120
     while TagRun.objects.filter(pending_version=pending).count() < computed:
-        for w in two_workers:
-            assert w.poll() is None, "a worker stopped:\n" + _log(w)[-3000:]
+        workers.check_running(two_workers)
         assert time.monotonic() < deadline, "\n\n".join(_log(w)[-3000:] for w in two_workers)
         time.sleep(0.5)
 

@@ -16,15 +16,14 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from benchmarks import workers as celery_workers
 from tagportal.catalog.services import publish_tag
 from tagportal.core.choices import ClaimStatus
 from tagportal.core.models import WorkClaim
@@ -49,30 +48,25 @@ class Workers:
         self.started = []
 
     def start(self, pause_at: str = "") -> subprocess.Popen:
-        log = tempfile.NamedTemporaryFile("w+", prefix="celery-kill-", suffix=".log", delete=False)
         env = {
             **_env(),
             **FAST_CLAIMS,
             "TAGPORTAL_TEST_PAUSE_AT": pause_at,
             "TAGPORTAL_TEST_PAUSE_SECONDS": "120",
         }
-        command = [
-            sys.executable, "-m", "celery", "-A", "tagportal", "worker",
-            "-Q", ",".join(QUEUES), "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "-n", f"tagportal-kill-{uuid.uuid4().hex[:8]}@%h",
-        ]  # fmt: skip
-        process = subprocess.Popen(
-            command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        process = celery_workers.start(
+            "tagportal-kill",
+            env,
+            pool=("--pool=prefork", "--concurrency=1"),
+            prefetch_one=False,
+            cwd=BASE_DIR,
         )
-        process.log_path = log.name
-        log.close()
         self.started.append(process)
         return process
 
     @staticmethod
     def log(process) -> str:
-        return Path(process.log_path).read_text(errors="replace")
+        return celery_workers.log(process)
 
     def wait_for(self, process, text: str, count: int = 1) -> None:
         deadline = time.monotonic() + WAIT_SECONDS

@@ -8,15 +8,13 @@ subprocess, away from the test database; without PostgreSQL the test is skipped.
 
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmark_helpers import run_benchmark, unreachable
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRED = {
     "instances", "advanced_per_s", "tick_p50_ms", "tick_p99_ms", "cap_violations",
@@ -24,33 +22,14 @@ REQUIRED = {
 }  # fmt: skip
 
 
-def _reachable() -> str | None:
-    try:
-        import psycopg
-
-        psycopg.connect(SERVER, connect_timeout=2).close()
-    except Exception as exc:
-        return str(exc)
-    return None
-
-
 def test_a_tiny_journey_run_through_a_killed_worker(tmp_path):
-    why = _reachable()
+    why = unreachable(SERVER)
     if why:
         pytest.skip(f"needs PostgreSQL at {SERVER}: {why}")
     output = tmp_path / "journeys.json"
     args = ["--people", "400", "--limit", "25", "--kill-at", "0.2", "--timeout", "300", "--quiet"]
     args += ["--postgres-db", f"tagportal_bench_journeys_smoke_{os.getpid()}", "--output", str(output)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "PYTEST_", "DJANGO_"))}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "journeys.py"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_benchmark("journeys.py", *args)
 
     results = json.loads(output.read_text(encoding="utf-8"))
     assert REQUIRED <= set(results)

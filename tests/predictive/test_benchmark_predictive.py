@@ -2,13 +2,12 @@
 the issue asks for, in the right shapes (never their speed), the CDNOW fit matches the
 published estimates, and the pandas baseline agrees with compute_rfm."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmark_helpers import load_benchmark
+
 SECONDS = (
     "load_s", "rfm_s", "summary_s", "bgnbd_fit_s", "gamma_gamma_fit_s", "score_s", "churn_train_s",
     "churn_score_s", "aipl_s", "total_s",
@@ -19,18 +18,9 @@ REQUIRED = {
 }  # fmt: skip
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "benchmark_predictive", ROOT / "benchmarks" / "predictive.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def predictive():
-    module = load_benchmark()
+    module = load_benchmark("predictive")
     module.harness.setup_django()
     return module
 
