@@ -255,3 +255,20 @@ def test_the_variants_table_reads_the_variants_module(client, world, monkeypatch
         ("A", "5.0%", "0.0%", False),
         ("B", "15.0%", "100.0%", True),
     ]
+
+
+def test_journey_pages_wear_the_portal_chrome(client, world):
+    """The portal header, as on the workbench; not the admin's model sidebar nor a way back
+    to the admin."""
+    journey = draft(world)
+    logged_in(client, world.steward)
+    for url in ("/journeys/", f"/journeys/{journey.pk}/", f"/journeys/{journey.pk}/edit/", "/journeys/new/"):
+        for language in ("en", "zh-hans"):
+            page = client.get(url, HTTP_ACCEPT_LANGUAGE=language)
+            assert page.status_code == 200, url
+            html = page.content.decode()
+            assert 'id="tp-portal-nav"' in html and 'id="tp-nav-journeys"' in html, url
+            assert 'id="nav-sidebar"' not in html and 'id="toggle-nav-sidebar"' not in html, url
+            assert "Back to the admin" not in html and "返回管理后台" not in html, url
+            assert 'href="/admin/"' not in html, url
+            assert 'id="tp-journeys-nav"' in html, url
