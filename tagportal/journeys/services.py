@@ -26,6 +26,8 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from tagportal.activation.models import DeliveryState
+from tagportal.activation.receipts import IN_DOUBT
 from tagportal.core.days import BEIJING, beijing_date, beijing_midnight
 
 from .choices import (
@@ -296,25 +298,62 @@ def week_start(now: dt.datetime) -> dt.datetime:
     return beijing_midnight(day - dt.timedelta(days=day.weekday()))
 
 
+#: Delivery states that do not count against a cap: refused before sending (consent,
+#: suppression: ``failed`` with ``last_error_code="refused"``), failed for good or out of
+#: attempts. A ``failed`` delivery whose answer was lost ("in doubt") may have reached the
+#: person and counts.
+UNCOUNTED_DELIVERY_STATES = (DeliveryState.FAILED, DeliveryState.DEAD)
+
+
 def sent_counts(
     brand_id: int, oneids: Iterable[int], now: dt.datetime
 ) -> dict[int, dict[str, dict[str, int]]]:
-    """``{oneid: {"day": {kind: n, "*": n}, "week": {...}}}``: the journey messages sent
-    to each person this Beijing day and week, per channel kind and in all."""
+    """``{oneid: {"day": {kind: n, "*": n}, "week": {...}}}``: the messages sent to each
+    person this Beijing day and week, per channel kind and in all — the journeys' (steps
+    ``sent``, at the runner's time) and every other send of the brand (activation
+    deliveries of sends not made by a journey, at their creation, unless refused or
+    failed). A journey's deliveries are counted once, by their step. One query."""
+    from django.db.models import F
+    from django.db.models.fields.json import KT
+
+    from tagportal.activation.models import Delivery
+
+    people = list(oneids)
     today = beijing_midnight(beijing_date(now))
     monday = week_start(now)
+    since = min(today, monday)
     counts: dict[int, dict[str, dict[str, int]]] = defaultdict(
         lambda: {"day": defaultdict(int), "week": defaultdict(int)}
     )
-    rows = InstanceStep.objects.filter(
-        instance__brand_id=brand_id,
-        instance__oneid__in=list(oneids),
-        outcome=StepOutcome.SENT,
-        at__gte=min(today, monday),
-        at__lte=now,
-    ).values_list("instance__oneid", "detail", "at")
-    for oneid, detail, at in rows:
-        kind = (detail or {}).get("kind", "")
+    if not people:
+        return counts
+    steps = (
+        InstanceStep.objects.filter(
+            instance__brand_id=brand_id,
+            instance__oneid__in=people,
+            outcome=StepOutcome.SENT,
+            at__gte=since,
+            at__lte=now,
+        )
+        .annotate(p=F("instance__oneid"), k=KT("detail__kind"), t=F("at"))
+        .values_list("p", "k", "t")
+        .order_by()
+    )
+    others = (
+        Delivery.objects.filter(
+            send__brand_id=brand_id,
+            oneid__in=people,
+            created__gte=since,
+            created__lte=now,
+        )
+        .filter(Q(send__context__isnull=True) | ~Q(send__context__has_key="journey"))
+        .exclude(Q(state__in=UNCOUNTED_DELIVERY_STATES) & ~Q(last_error_code=IN_DOUBT))
+        .annotate(p=F("oneid"), k=F("send__kind"), t=F("created"))
+        .values_list("p", "k", "t")
+        .order_by()
+    )
+    for oneid, kind, at in steps.union(others, all=True):
+        kind = kind or ""
         if at >= monday:
             counts[oneid]["week"][kind] += 1
             counts[oneid]["week"]["*"] += 1
