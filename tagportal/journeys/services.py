@@ -55,8 +55,12 @@ log = logging.getLogger(__name__)
 
 #: People entered per bulk statement.
 ENTRY_CHUNK = 5000
-#: New events (or orders) read per poll.
+#: New events (or orders) read per batch of a poll.
 POLL_LIMIT = 20000
+#: Batches per table and poll at most (a backlog of up to 20 × 20,000 rows drains in one run).
+POLL_ROUNDS = 20
+#: Seconds a poll goes on reading full batches at most (the periodic task runs every minute).
+POLL_SECONDS = 40.0
 
 
 # live versions -------------------------------------------------------------------
@@ -499,27 +503,46 @@ def _open_versions() -> dict[int, Graph]:
     return graphs
 
 
-def poll_activity(now: dt.datetime | None = None, limit: int = POLL_LIMIT) -> dict:
+def poll_activity(
+    now: dt.datetime | None = None,
+    limit: int = POLL_LIMIT,
+    *,
+    rounds: int | None = None,
+    seconds: float | None = None,
+) -> dict:
     """Read the events and orders written since the last poll (by id) and act on them:
     event entries, tag entries of people whose realtime tags may have moved, people
-    waiting for that event woken, goals recorded."""
+    waiting for that event woken, goals recorded.
+
+    Reads ``limit`` rows at a time, each batch in its own transaction (the cursor moves
+    with it), and goes on while a batch was full — at most ``rounds`` batches per table
+    and ``seconds`` in all (:data:`POLL_ROUNDS`, :data:`POLL_SECONDS`), so a backlog
+    drains within one periodic run and the rest waits for the next. Rows are never
+    skipped: the cursor stops at the last row read."""
+    import time
+
     from tagportal.profiles.models import Event, Order
 
     now = now or timezone.now()
+    rounds = POLL_ROUNDS if rounds is None else max(1, int(rounds))
+    budget = time.monotonic() + (POLL_SECONDS if seconds is None else float(seconds))
     lives = live_versions()
     graphs = _open_versions()
     types, orders = _interest(lives, graphs)
-    done = {"events": 0, "orders": 0, "entered": 0, "woken": 0, "converted": 0}
-    with transaction.atomic():
-        cursor, events, position = _read_new("events", Event, None if "*" in types else types, limit)
-        done["events"] = len(events)
-        _act(events, lives, graphs, now, done)
-        RunnerCursor.objects.filter(pk=cursor.pk).update(position=position)
-    with transaction.atomic():
-        cursor, bought, position = _read_new("orders", Order, None if orders else set(), limit)
-        done["orders"] = len(bought)
-        _act(bought, [], graphs, now, done)
-        RunnerCursor.objects.filter(pk=cursor.pk).update(position=position)
+    done = {"events": 0, "orders": 0, "entered": 0, "woken": 0, "converted": 0, "rounds": 0}
+    for name, model, wanted, who in (
+        ("events", Event, None if "*" in types else types, lives),
+        ("orders", Order, None if orders else set(), []),
+    ):
+        for _round in range(rounds):
+            with transaction.atomic():
+                cursor, found, position = _read_new(name, model, wanted, limit)
+                done[name] += len(found)
+                _act(found, who, graphs, now, done)
+                RunnerCursor.objects.filter(pk=cursor.pk).update(position=position)
+            done["rounds"] += 1
+            if len(found) < limit or time.monotonic() >= budget:
+                break
     return done
 
 

@@ -103,6 +103,36 @@ def test_an_event_enters_and_wakes_the_people_waiting_for_it(world, hook):
     assert services.poll_activity(now=at(hours=6))["events"] == 0  # read once
 
 
+def test_a_backlog_drains_in_one_poll_without_skipping_rows(world, hook):
+    services.start_cursors()
+    make_journey(world.own_brand, chain(entry("event", event="skin_test_completed")))
+    oneids = list(range(1, 24))
+    for oneid in oneids:  # 23 events of interest among 46: seven full batches of 3 and more
+        event(world, oneid, "page_view", T0)
+        event(world, oneid, "skin_test_completed", T0)
+    done = services.poll_activity(now=T0, limit=3)
+    # only the types the journeys react to are read: 7 full batches, a short one, the orders
+    assert done["events"] == 23 and done["rounds"] == 9
+    assert sorted(JourneyInstance.objects.values_list("oneid", flat=True)) == oneids
+    assert services.poll_activity(now=T0, limit=3)["events"] == 0
+
+
+def test_a_poll_stops_after_its_rounds_and_the_next_goes_on(world, hook):
+    services.start_cursors()
+    make_journey(world.own_brand, chain(entry("event", event="skin_test_completed")))
+    for oneid in range(1, 11):
+        event(world, oneid, "skin_test_completed", T0)
+    first = services.poll_activity(now=T0, limit=2, rounds=3)
+    assert first["events"] == 6 and first["entered"] == 6
+    second = services.poll_activity(now=T0, limit=2, rounds=3)
+    assert second["events"] == 4 and second["entered"] == 4
+    assert sorted(JourneyInstance.objects.values_list("oneid", flat=True)) == list(range(1, 11))
+    # a spent time budget still reads one batch: the poll always moves on
+    event(world, 11, "skin_test_completed", T0)
+    event(world, 12, "skin_test_completed", T0)
+    assert services.poll_activity(now=T0, limit=1, seconds=0)["events"] == 1
+
+
 def test_a_schedule_enters_the_audience_once_per_run(
     world, hook, django_capture_on_commit_callbacks, monkeypatch
 ):
