@@ -49,6 +49,7 @@ from .models import (
     JourneyInstance,
     JourneyVersion,
     RunnerCursor,
+    TagEntryLook,
 )
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,40 @@ def _holders(brand_id: int, code: str, value: str, oneids=None) -> list[int]:
     return list(maps.get(value, ()))
 
 
+def newly_holding(live: Live, holders, among=None, *, now: dt.datetime | None = None) -> list[int]:
+    """The people of ``holders`` (who hold the tag trigger's value now) who did not hold it
+    at the live version's last look (:class:`~.models.TagEntryLook`), and the look moved
+    on: ``among`` is who was looked at (None: everyone, ``holders`` is the whole set). The
+    first look after the version goes live answers every holder. Call it inside a
+    transaction: the look row is locked until it ends."""
+    from django.db import IntegrityError
+    from pyroaring import BitMap
+
+    now = now or timezone.now()
+    holders = BitMap(int(o) for o in holders)
+    look = TagEntryLook.objects.select_for_update().filter(version=live.version).first()
+    if look is None:
+        previous, state = None, BitMap(holders)
+    else:
+        previous = BitMap.deserialize(bytes(look.holders))
+        state = BitMap(holders) if among is None else (previous - BitMap(int(o) for o in among)) | holders
+    state.run_optimize()
+    data = state.serialize()
+    if look is None:
+        try:
+            with transaction.atomic():
+                TagEntryLook.objects.create(version=live.version, holders=data, looked_at=now)
+        except IntegrityError:  # another worker looked first: go by its look
+            return newly_holding(live, holders, among, now=now)
+    else:
+        TagEntryLook.objects.filter(pk=look.pk).update(holders=data, looked_at=now)
+    fresh = holders if previous is None else holders - previous
+    return list(fresh)
+
+
 def on_results_updated(sender, brand_id: int, tag_ids, now=None, **kwargs) -> int:
-    """Enter the people now holding the value of a tag trigger whose tag was recomputed."""
+    """Enter the people who newly hold the value of a tag trigger whose tag was recomputed
+    (:func:`newly_holding`: holding it now, not at the journey's last look)."""
     from tagportal.catalog.models import Tag
 
     codes = set(Tag.objects.filter(pk__in=list(tag_ids or [])).values_list("code", flat=True))
@@ -210,7 +243,10 @@ def on_results_updated(sender, brand_id: int, tag_ids, now=None, **kwargs) -> in
     for live in live_versions(brand_id):
         entry = live.entry
         if entry.get("trigger") == Trigger.TAG and entry.get("tag") in codes:
-            total += enter(live, _holders(brand_id, entry["tag"], str(entry.get("value"))), now=now)
+            with transaction.atomic():
+                holders = _holders(brand_id, entry["tag"], str(entry.get("value")))
+                fresh = newly_holding(live, holders, now=now)
+                total += enter(live, fresh, now=now) if fresh else 0
     return total
 
 
@@ -562,7 +598,8 @@ def _act(found: list[Activity], lives: list[Live], graphs: dict[int, Graph], now
         elif entry.get("trigger") == Trigger.TAG:
             people = sorted({a.oneid for a in items})
             holders = _holders(live.journey.brand_id, entry["tag"], str(entry.get("value")), people)
-            done["entered"] += enter(live, holders, now=now) if holders else 0
+            fresh = newly_holding(live, holders, people, now=now)
+            done["entered"] += enter(live, fresh, now=now) if fresh else 0
     # people waiting for what happened: looked at now
     for version_id, graph in graphs.items():
         waits: dict[str, list[str]] = defaultdict(list)
