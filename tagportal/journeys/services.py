@@ -4,12 +4,12 @@
   policy (``never``: once per journey; ``after_days``: again once the last entry is N
   days old and the person is no longer inside), written in bulk;
 - the triggers that call it: a new audience snapshot (:func:`on_snapshot_taken`, the
-  people who joined), new tag results (:func:`on_results_updated`, the people holding
-  the value), a schedule over an audience (:func:`run_schedules`), and new events
+  people who joined), new tag results (:func:`on_results_updated`, the people who newly
+  hold the value since the last look, :func:`newly_holding`), a schedule over an audience (:func:`run_schedules`), and new events
   and orders read by id (:func:`poll_activity`), which also wake people waiting for an
   event and records goals (:class:`~.models.Conversion`, last touch);
 - the contact policy: quiet hours (:func:`quiet_until`) and the messages already sent
-  a person in a Beijing day and week (:func:`sent_counts`);
+  a person in a Beijing day and week, journeys' and campaigns' (:func:`sent_counts`);
 - the feedback events written to profiles (:func:`write_feedback`).
 """
 

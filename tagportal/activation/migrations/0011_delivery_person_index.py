@@ -4,14 +4,13 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('activation', '0010_sync_without_audience_for_direct_tagging'),
+        ("activation", "0010_sync_without_audience_for_direct_tagging"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(fields=['oneid', 'created'], name='activation_delivery_person'),
+            model_name="delivery",
+            index=models.Index(fields=["oneid", "created"], name="activation_delivery_person"),
         ),
     ]
