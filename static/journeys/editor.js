@@ -692,8 +692,26 @@
     }
   }
   function syncPanel(node, c) {
-    panel.appendChild(field(t("account"), selectOf(accountOptions(CAT.sync_kinds), c.account, function (v) { c.account = v ? Number(v) : null; render(); }, t("choose"))));
+    panel.appendChild(field(t("account"), withId(selectOf(accountOptions(CAT.sync_kinds), c.account, function (v) { c.account = v ? Number(v) : null; render(); }, t("choose")), "tp-cfg-sync-account")));
     panel.appendChild(field(t("channel_tag"), textInput(c.tag_name, function (v) { c.tag_name = v; }, { maxlength: "30" }), t("channel_tag_help")));
+    // the platform-tag fields the account's kind takes (WeCom: userid, tag group; Weimob: tag id)
+    var account = accountOf(c.account);
+    var fields = account ? ((CAT.sync_fields || {})[account.kind] || []) : [];
+    var required = account ? (account.sync_required || []) : [];
+    var helps = { userid: "sync_userid_help", tag_group: "sync_tag_group_help", tag_id: "sync_tag_id_help" };
+    ["userid", "tag_group", "tag_id"].forEach(function (name) {
+      if (!fields.some(function (f) { return f.name === name; })) { delete c[name]; }
+    });
+    fields.forEach(function (f) {
+      var needed = required.indexOf(f.name) !== -1;
+      var help = t(helps[f.name]);
+      if (f.name === "userid" && !needed) { help = help + " " + t("sync_userid_default_help"); }
+      var attrs = { id: "tp-cfg-sync-" + f.name, maxlength: f.name === "tag_group" ? "30" : "64" };
+      if (needed) { attrs["aria-required"] = "true"; }
+      panel.appendChild(field(f.label + (needed ? " (" + t("required") + ")" : ""), textInput(c[f.name], function (v) {
+        if (v) { c[f.name] = v; } else { delete c[f.name]; }
+      }, attrs), help));
+    });
   }
   function setTagPanel(node, c) {
     panel.appendChild(field(t("manual_tag"), selectOf(tagOptions(true), c.tag, function (v) { c.tag = v; c.value = ""; render(); }, t("choose"))));

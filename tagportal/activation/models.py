@@ -532,7 +532,11 @@ class Delivery(models.Model):
         ordering = ["-pk"]
         verbose_name = _("delivery")
         verbose_name_plural = _("deliveries")
-        indexes = [models.Index(fields=["state", "next_attempt_at"], name="activation_delivery_due")]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"], name="activation_delivery_due"),
+            # the messages a person got lately (the journeys' caps)
+            models.Index(fields=["oneid", "created"], name="activation_delivery_person"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(state__in=DeliveryState.values), name="activation_delivery_state_valid"

@@ -18,6 +18,8 @@ from tagportal.catalog.choices import TagKind, TagStatus, ValueType
 from tagportal.catalog.models import Tag
 from tagportal.profiles.schema import event_types
 
+from . import graph as graph_rules
+
 #: Channel kinds whose customer tags a journey can set (as :mod:`.graph` checks).
 SYNC_KINDS = (ChannelKind.WECOM, ChannelKind.WECHAT_MP, ChannelKind.YOUZAN, ChannelKind.WEIMOB)
 
@@ -118,11 +120,16 @@ def catalog(user, brands) -> dict:
                 "kind": a.kind,
                 "kind_label": str(kinds.get(a.kind, a.kind)),
                 "brand": a.brand_id,
+                "sync_required": graph_rules.sync_required(a.kind, a.settings),
             }
             for a in accounts
         ],
         "send_kinds": [k for k in ChannelKind.values if activation_sends.sendable(k)],
         "sync_kinds": list(SYNC_KINDS),
+        "sync_fields": {
+            kind: [{"name": name, "label": str(graph_rules.SYNC_FIELD_LABELS[name])} for name, _req in fields]
+            for kind, fields in graph_rules.SYNC_FIELDS.items()
+        },
         "content": {
             kind: {"required": list(req), "optional": list(opt), "mapping": mapping, "list": listing}
             for kind, (req, opt, mapping, listing) in activation_sends.CONTENT.items()
@@ -237,6 +244,13 @@ def strings() -> dict[str, str]:
         "learning_thompson": _("Thompson sampling on clicks"),
         "channel_tag": _("Tag name on the channel"),
         "channel_tag_help": _("At most 30 characters; made on the platform if missing."),
+        "required": _("required"),
+        "sync_userid_help": _("The WeCom member whose customers are tagged (their userid)."),
+        "sync_userid_default_help": _("Leave empty to tag as the member named on the channel account."),
+        "sync_tag_group_help": _(
+            "The group the WeCom tag is made in; at most 30 characters (default: the tag name)."
+        ),
+        "sync_tag_id_help": _("The id of the tag made on Weimob beforehand."),
         "manual_tag": _("Manual tag"),
         "goal_kind": _("Goal"),
         "no_goal": _("no goal"),

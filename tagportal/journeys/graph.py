@@ -26,6 +26,7 @@ import datetime as dt
 import re
 
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .choices import NodeType, Reentry, Trigger
 
@@ -414,6 +415,34 @@ def _check_send(node: dict, config: dict, brand) -> list[str]:
     return errors
 
 
+#: The platform-tag fields of a ``sync_tag`` node per channel kind (as
+#: ``activation.syncs.tag_people`` takes them), and whether each is required: WeCom's
+#: member who tags (``userid``; optional when the account's settings name one) and the
+#: tag group (default: the tag name); 微盟's tag id. 公众号 and 有赞 need the name only.
+SYNC_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "wecom": (("userid", True), ("tag_group", False)),
+    "weimob": (("tag_id", True),),
+}
+SYNC_FIELD_LABELS = {
+    "userid": gettext_lazy("WeCom member who tags (userid)"),
+    "tag_group": gettext_lazy("WeCom tag group"),
+    "tag_id": gettext_lazy("Weimob tag id"),
+}
+#: The longest tag group name WeCom takes.
+MAX_TAG_GROUP = 30
+
+
+def sync_required(kind: str, account_settings: dict | None = None) -> list[str]:
+    """The fields a ``sync_tag`` node through an account of ``kind`` must set."""
+    out = []
+    for field, required in SYNC_FIELDS.get(kind, ()):
+        if field == "userid" and str((account_settings or {}).get("userid") or "").strip():
+            required = False  # the account's own member tags
+        if required:
+            out.append(field)
+    return out
+
+
 def _check_sync_tag(node: dict, config: dict, brand) -> list[str]:
     name = _name(node)
     account, errors = _account(name, config.get("account"), brand, messages=False)
@@ -422,21 +451,27 @@ def _check_sync_tag(node: dict, config: dict, brand) -> list[str]:
         errors.append(
             _("Sync “%(node)s”: give the platform tag name (at most 30 characters).") % {"node": name}
         )
-    if account is not None:
-        from tagportal.activation.choices import ChannelKind
-
-        if account.kind not in (
-            ChannelKind.WECOM,
-            ChannelKind.WECHAT_MP,
-            ChannelKind.YOUZAN,
-            ChannelKind.WEIMOB,
-        ):
-            errors.append(_("Sync “%(node)s”: this channel has no customer tags.") % {"node": name})
-        needs = {ChannelKind.WECOM: "userid", ChannelKind.WEIMOB: "tag_id"}.get(account.kind)
-        if needs and not str(config.get(needs) or "").strip():
+    for field in ("userid", "tag_group", "tag_id"):
+        value = config.get(field)
+        if value is not None and not isinstance(value, str | int):
             errors.append(
-                _("Sync “%(node)s”: this channel needs “%(name)s”.") % {"node": name, "name": needs}
+                _("Sync “%(node)s”: “%(field)s” must be text.")
+                % {"node": name, "field": SYNC_FIELD_LABELS[field]}
             )
+    if len(str(config.get("tag_group") or "")) > MAX_TAG_GROUP:
+        errors.append(
+            _("Sync “%(node)s”: the WeCom tag group has at most %(max)s characters.")
+            % {"node": name, "max": MAX_TAG_GROUP}
+        )
+    if account is not None:
+        if account.kind not in ("wecom", "wechat_mp", "youzan", "weimob"):
+            errors.append(_("Sync “%(node)s”: this channel has no customer tags.") % {"node": name})
+        for field in sync_required(account.kind, account.settings):
+            if not str(config.get(field) or "").strip():
+                errors.append(
+                    _("Sync “%(node)s”: this channel needs “%(field)s”.")
+                    % {"node": name, "field": SYNC_FIELD_LABELS[field]}
+                )
     return errors
 
 

@@ -304,3 +304,22 @@ class RunnerCursor(models.Model):
 
     def __str__(self):
         return f"{self.name}: {self.position}"
+
+
+class TagEntryLook(models.Model):
+    """Who held the value of a tag-triggered live version at the journey's last look
+    (a run-optimised, serialised roaring bitmap of OneIDs: a few bytes per person at
+    most), so that only the people who newly hold it enter."""
+
+    version = models.OneToOneField(
+        JourneyVersion, on_delete=models.CASCADE, related_name="tag_look", verbose_name=_("version")
+    )
+    holders = models.BinaryField(_("holders at the last look"))
+    looked_at = models.DateTimeField(_("looked at"))
+
+    class Meta:
+        verbose_name = _("tag entry look")
+        verbose_name_plural = _("tag entry looks")
+
+    def __str__(self):
+        return f"{self.version_id}: {self.looked_at:%Y-%m-%d %H:%M}"

@@ -4,12 +4,12 @@
   policy (``never``: once per journey; ``after_days``: again once the last entry is N
   days old and the person is no longer inside), written in bulk;
 - the triggers that call it: a new audience snapshot (:func:`on_snapshot_taken`, the
-  people who joined), new tag results (:func:`on_results_updated`, the people holding
-  the value), a schedule over an audience (:func:`run_schedules`), and new events
+  people who joined), new tag results (:func:`on_results_updated`, the people who newly
+  hold the value since the last look, :func:`newly_holding`), a schedule over an audience (:func:`run_schedules`), and new events
   and orders read by id (:func:`poll_activity`), which also wake people waiting for an
   event and records goals (:class:`~.models.Conversion`, last touch);
 - the contact policy: quiet hours (:func:`quiet_until`) and the messages already sent
-  a person in a Beijing day and week (:func:`sent_counts`);
+  a person in a Beijing day and week, journeys' and campaigns' (:func:`sent_counts`);
 - the feedback events written to profiles (:func:`write_feedback`).
 """
 
@@ -26,6 +26,8 @@ from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
+from tagportal.activation.models import DeliveryState
+from tagportal.activation.receipts import IN_DOUBT
 from tagportal.core.days import BEIJING, beijing_date, beijing_midnight
 
 from .choices import (
@@ -47,14 +49,19 @@ from .models import (
     JourneyInstance,
     JourneyVersion,
     RunnerCursor,
+    TagEntryLook,
 )
 
 log = logging.getLogger(__name__)
 
 #: People entered per bulk statement.
 ENTRY_CHUNK = 5000
-#: New events (or orders) read per poll.
+#: New events (or orders) read per batch of a poll.
 POLL_LIMIT = 20000
+#: Batches per table and poll at most (a backlog of up to 20 × 20,000 rows drains in one run).
+POLL_ROUNDS = 20
+#: Seconds a poll goes on reading full batches at most (the periodic task runs every minute).
+POLL_SECONDS = 40.0
 
 
 # live versions -------------------------------------------------------------------
@@ -195,8 +202,40 @@ def _holders(brand_id: int, code: str, value: str, oneids=None) -> list[int]:
     return list(maps.get(value, ()))
 
 
+def newly_holding(live: Live, holders, among=None, *, now: dt.datetime | None = None) -> list[int]:
+    """The people of ``holders`` (who hold the tag trigger's value now) who did not hold it
+    at the live version's last look (:class:`~.models.TagEntryLook`), and the look moved
+    on: ``among`` is who was looked at (None: everyone, ``holders`` is the whole set). The
+    first look after the version goes live answers every holder. Call it inside a
+    transaction: the look row is locked until it ends."""
+    from django.db import IntegrityError
+    from pyroaring import BitMap
+
+    now = now or timezone.now()
+    holders = BitMap(int(o) for o in holders)
+    look = TagEntryLook.objects.select_for_update().filter(version=live.version).first()
+    if look is None:
+        previous, state = None, BitMap(holders)
+    else:
+        previous = BitMap.deserialize(bytes(look.holders))
+        state = BitMap(holders) if among is None else (previous - BitMap(int(o) for o in among)) | holders
+    state.run_optimize()
+    data = state.serialize()
+    if look is None:
+        try:
+            with transaction.atomic():
+                TagEntryLook.objects.create(version=live.version, holders=data, looked_at=now)
+        except IntegrityError:  # another worker looked first: go by its look
+            return newly_holding(live, holders, among, now=now)
+    else:
+        TagEntryLook.objects.filter(pk=look.pk).update(holders=data, looked_at=now)
+    fresh = holders if previous is None else holders - previous
+    return list(fresh)
+
+
 def on_results_updated(sender, brand_id: int, tag_ids, now=None, **kwargs) -> int:
-    """Enter the people now holding the value of a tag trigger whose tag was recomputed."""
+    """Enter the people who newly hold the value of a tag trigger whose tag was recomputed
+    (:func:`newly_holding`: holding it now, not at the journey's last look)."""
     from tagportal.catalog.models import Tag
 
     codes = set(Tag.objects.filter(pk__in=list(tag_ids or [])).values_list("code", flat=True))
@@ -204,7 +243,10 @@ def on_results_updated(sender, brand_id: int, tag_ids, now=None, **kwargs) -> in
     for live in live_versions(brand_id):
         entry = live.entry
         if entry.get("trigger") == Trigger.TAG and entry.get("tag") in codes:
-            total += enter(live, _holders(brand_id, entry["tag"], str(entry.get("value"))), now=now)
+            with transaction.atomic():
+                holders = _holders(brand_id, entry["tag"], str(entry.get("value")))
+                fresh = newly_holding(live, holders, now=now)
+                total += enter(live, fresh, now=now) if fresh else 0
     return total
 
 
@@ -296,25 +338,62 @@ def week_start(now: dt.datetime) -> dt.datetime:
     return beijing_midnight(day - dt.timedelta(days=day.weekday()))
 
 
+#: Delivery states that do not count against a cap: refused before sending (consent,
+#: suppression: ``failed`` with ``last_error_code="refused"``), failed for good or out of
+#: attempts. A ``failed`` delivery whose answer was lost ("in doubt") may have reached the
+#: person and counts.
+UNCOUNTED_DELIVERY_STATES = (DeliveryState.FAILED, DeliveryState.DEAD)
+
+
 def sent_counts(
     brand_id: int, oneids: Iterable[int], now: dt.datetime
 ) -> dict[int, dict[str, dict[str, int]]]:
-    """``{oneid: {"day": {kind: n, "*": n}, "week": {...}}}``: the journey messages sent
-    to each person this Beijing day and week, per channel kind and in all."""
+    """``{oneid: {"day": {kind: n, "*": n}, "week": {...}}}``: the messages sent to each
+    person this Beijing day and week, per channel kind and in all — the journeys' (steps
+    ``sent``, at the runner's time) and every other send of the brand (activation
+    deliveries of sends not made by a journey, at their creation, unless refused or
+    failed). A journey's deliveries are counted once, by their step. One query."""
+    from django.db.models import F
+    from django.db.models.fields.json import KT
+
+    from tagportal.activation.models import Delivery
+
+    people = list(oneids)
     today = beijing_midnight(beijing_date(now))
     monday = week_start(now)
+    since = min(today, monday)
     counts: dict[int, dict[str, dict[str, int]]] = defaultdict(
         lambda: {"day": defaultdict(int), "week": defaultdict(int)}
     )
-    rows = InstanceStep.objects.filter(
-        instance__brand_id=brand_id,
-        instance__oneid__in=list(oneids),
-        outcome=StepOutcome.SENT,
-        at__gte=min(today, monday),
-        at__lte=now,
-    ).values_list("instance__oneid", "detail", "at")
-    for oneid, detail, at in rows:
-        kind = (detail or {}).get("kind", "")
+    if not people:
+        return counts
+    steps = (
+        InstanceStep.objects.filter(
+            instance__brand_id=brand_id,
+            instance__oneid__in=people,
+            outcome=StepOutcome.SENT,
+            at__gte=since,
+            at__lte=now,
+        )
+        .annotate(p=F("instance__oneid"), k=KT("detail__kind"), t=F("at"))
+        .values_list("p", "k", "t")
+        .order_by()
+    )
+    others = (
+        Delivery.objects.filter(
+            send__brand_id=brand_id,
+            oneid__in=people,
+            created__gte=since,
+            created__lte=now,
+        )
+        .filter(Q(send__context__isnull=True) | ~Q(send__context__has_key="journey"))
+        .exclude(Q(state__in=UNCOUNTED_DELIVERY_STATES) & ~Q(last_error_code=IN_DOUBT))
+        .annotate(p=F("oneid"), k=F("send__kind"), t=F("created"))
+        .values_list("p", "k", "t")
+        .order_by()
+    )
+    for oneid, kind, at in steps.union(others, all=True):
+        kind = kind or ""
         if at >= monday:
             counts[oneid]["week"][kind] += 1
             counts[oneid]["week"]["*"] += 1
@@ -460,27 +539,46 @@ def _open_versions() -> dict[int, Graph]:
     return graphs
 
 
-def poll_activity(now: dt.datetime | None = None, limit: int = POLL_LIMIT) -> dict:
+def poll_activity(
+    now: dt.datetime | None = None,
+    limit: int = POLL_LIMIT,
+    *,
+    rounds: int | None = None,
+    seconds: float | None = None,
+) -> dict:
     """Read the events and orders written since the last poll (by id) and act on them:
     event entries, tag entries of people whose realtime tags may have moved, people
-    waiting for that event woken, goals recorded."""
+    waiting for that event woken, goals recorded.
+
+    Reads ``limit`` rows at a time, each batch in its own transaction (the cursor moves
+    with it), and goes on while a batch was full — at most ``rounds`` batches per table
+    and ``seconds`` in all (:data:`POLL_ROUNDS`, :data:`POLL_SECONDS`), so a backlog
+    drains within one periodic run and the rest waits for the next. Rows are never
+    skipped: the cursor stops at the last row read."""
+    import time
+
     from tagportal.profiles.models import Event, Order
 
     now = now or timezone.now()
+    rounds = POLL_ROUNDS if rounds is None else max(1, int(rounds))
+    budget = time.monotonic() + (POLL_SECONDS if seconds is None else float(seconds))
     lives = live_versions()
     graphs = _open_versions()
     types, orders = _interest(lives, graphs)
-    done = {"events": 0, "orders": 0, "entered": 0, "woken": 0, "converted": 0}
-    with transaction.atomic():
-        cursor, events, position = _read_new("events", Event, None if "*" in types else types, limit)
-        done["events"] = len(events)
-        _act(events, lives, graphs, now, done)
-        RunnerCursor.objects.filter(pk=cursor.pk).update(position=position)
-    with transaction.atomic():
-        cursor, bought, position = _read_new("orders", Order, None if orders else set(), limit)
-        done["orders"] = len(bought)
-        _act(bought, [], graphs, now, done)
-        RunnerCursor.objects.filter(pk=cursor.pk).update(position=position)
+    done = {"events": 0, "orders": 0, "entered": 0, "woken": 0, "converted": 0, "rounds": 0}
+    for name, model, wanted, who in (
+        ("events", Event, None if "*" in types else types, lives),
+        ("orders", Order, None if orders else set(), []),
+    ):
+        for _round in range(rounds):
+            with transaction.atomic():
+                cursor, found, position = _read_new(name, model, wanted, limit)
+                done[name] += len(found)
+                _act(found, who, graphs, now, done)
+                RunnerCursor.objects.filter(pk=cursor.pk).update(position=position)
+            done["rounds"] += 1
+            if len(found) < limit or time.monotonic() >= budget:
+                break
     return done
 
 
@@ -500,7 +598,8 @@ def _act(found: list[Activity], lives: list[Live], graphs: dict[int, Graph], now
         elif entry.get("trigger") == Trigger.TAG:
             people = sorted({a.oneid for a in items})
             holders = _holders(live.journey.brand_id, entry["tag"], str(entry.get("value")), people)
-            done["entered"] += enter(live, holders, now=now) if holders else 0
+            fresh = newly_holding(live, holders, people, now=now)
+            done["entered"] += enter(live, fresh, now=now) if fresh else 0
     # people waiting for what happened: looked at now
     for version_id, graph in graphs.items():
         waits: dict[str, list[str]] = defaultdict(list)

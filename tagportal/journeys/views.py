@@ -47,7 +47,8 @@ SANKEY_COLORS = {"node": "#2f6f9f", "converted": "#2e7d32", "exited": "#b71c1c",
 
 
 def _render(request, template: str, context: dict, status: int = 200) -> TemplateResponse:
-    context = {**admin.site.each_context(request), **context}
+    # the portal's header is the navigation: no admin model sidebar
+    context = {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, **context}
     return TemplateResponse(request, template, context, status=status)
 
 

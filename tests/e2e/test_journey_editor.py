@@ -98,3 +98,49 @@ def test_a_refused_save_shows_the_message_beside_the_node(live_server, page, wor
     assert "n1" in page.locator(".tp-node[data-id=n1] .tp-node-errors").inner_text()
     assert page.locator(".tp-node").count() == 2  # the drawing is kept
     assert not Journey.objects.filter(name="缺人群").exists()
+
+
+def test_the_sync_node_takes_the_fields_its_channel_kind_needs(live_server, page, world):
+    from ..activation.test_sms_and_shops import make
+
+    wecom = account(world.own_brand, "wecom", name="瑞颜企业微信")
+    weimob = make(world.own_brand, "weimob", name="瑞颜微盟")
+    login(page, live_server, "op", "pw")
+    page.goto(f"{live_server.url}/journeys/new/")
+    page.wait_for_selector("#tp-canvas[data-ready='1']")
+    for kind in ("entry", "sync_tag", "exit"):
+        page.click(f"#tp-palette [data-type={kind}]")
+    page.click(".tp-node[data-id=n1] .tp-node-head")
+    page.select_option("#tp-cfg-trigger", "event")
+    page.select_option("#tp-cfg-event", "store_visit")
+    connect(page, "n1", "next", "n2")
+    connect(page, "n2", "next", "n3")
+
+    # WeCom: the member who tags (required: the account names none) and the tag group
+    page.click(".tp-node[data-id=n2] .tp-node-head")
+    page.select_option("#tp-cfg-sync-account", str(weimob.pk))
+    assert page.locator("#tp-cfg-sync-tag_id").count() == 1
+    assert page.locator("#tp-cfg-sync-userid").count() == 0
+    page.select_option("#tp-cfg-sync-account", str(wecom.pk))
+    assert page.locator("#tp-cfg-sync-tag_id").count() == 0
+    assert "userid" in page.locator("label[for=tp-cfg-sync-userid]").inner_text()
+    page.fill("#tp-panel .tp-field input[maxlength='30']:not([id^=tp-cfg-sync])", "到店召回")
+    page.fill("#id_name", "企微打标")
+    page.click("#tp-save")  # no userid yet: refused, the message beside the node
+    page.wait_for_selector(".tp-node[data-id=n2] .tp-node-errors")
+    assert "userid" in page.locator(".tp-node[data-id=n2] .tp-node-errors").inner_text()
+    assert not Journey.objects.filter(name="企微打标").exists()
+
+    page.click(".tp-node[data-id=n2] .tp-node-head")
+    page.fill("#tp-cfg-sync-userid", "zhangsan")
+    page.fill("#tp-cfg-sync-tag_group", "召回活动")
+    page.click("#tp-save")
+    page.wait_for_selector("#tp-journey-actions")
+    version = lifecycle.latest_version(Journey.objects.get(name="企微打标"))
+    node = next(n for n in version.graph["nodes"] if n["id"] == "n2")
+    assert node["config"] == {
+        "account": wecom.pk,
+        "tag_name": "到店召回",
+        "userid": "zhangsan",
+        "tag_group": "召回活动",
+    }

@@ -103,6 +103,122 @@ def test_an_event_enters_and_wakes_the_people_waiting_for_it(world, hook):
     assert services.poll_activity(now=at(hours=6))["events"] == 0  # read once
 
 
+def _tier(world):
+    return manual_tag(
+        world, "tier", values=[{"code": "vip", "label": "会员"}, {"code": "std", "label": "普通"}]
+    )
+
+
+def _entries(journey):
+    return sorted(JourneyInstance.objects.filter(journey=journey).values_list("oneid", "entry_seq"))
+
+
+def test_a_tag_trigger_enters_those_who_newly_hold_the_value(world, hook):
+    """Recomputed results: a holder who stays a holder does not enter again after the
+    re-entry days; one who left the value and came back does."""
+    from tagportal.engine.services import store_values
+
+    tag = _tier(world)
+    journey = make_journey(
+        world.own_brand,
+        chain(
+            entry("tag", tag=tag.code, value="vip", reentry="after_days", reentry_days=1), ("x", "exit", {})
+        ),
+    )
+
+    def look(values, day):
+        store_values(tag, pd.Series(values, index=[1, 2, 3]))
+        entered = services.on_results_updated(
+            None, brand_id=world.own_brand.pk, tag_ids=[tag.pk], now=at(days=day)
+        )
+        runner.tick(now=at(days=day))
+        return entered
+
+    assert look(["vip", "vip", "std"], 0) == 2  # the first look: the current holders
+    assert _entries(journey) == [(1, 1), (2, 1)]
+    assert look(["vip", "std", "vip"], 2) == 1  # 3 is new; 1 kept the value; 2 left
+    assert _entries(journey) == [(1, 1), (2, 1), (3, 1)]
+    assert look(["vip", "vip", "vip"], 4) == 1  # 2 came back; 1 and 3 kept it
+    assert _entries(journey) == [(1, 1), (2, 1), (2, 2), (3, 1)]
+    assert look(["vip", "vip", "vip"], 9) == 0  # nobody changed, however long it was
+
+
+def test_a_new_live_version_looks_afresh(world, hook):
+    from tagportal.engine.services import store_values
+    from tagportal.journeys.models import JourneyVersion
+
+    tag = _tier(world)
+    graph = chain(
+        entry("tag", tag=tag.code, value="vip", reentry="after_days", reentry_days=1), ("x", "exit", {})
+    )
+    journey = make_journey(world.own_brand, graph)
+    store_values(tag, pd.Series(["vip"], index=[1]))
+    services.on_results_updated(None, brand_id=world.own_brand.pk, tag_ids=[tag.pk], now=at(days=0))
+    runner.tick(now=at(days=0))
+    second = JourneyVersion.objects.create(journey=journey, number=2, graph=graph, state="approved")
+    Journey.objects.filter(pk=journey.pk).update(live_version=second)
+    assert (
+        services.on_results_updated(None, brand_id=world.own_brand.pk, tag_ids=[tag.pk], now=at(days=3)) == 1
+    )
+
+
+def test_realtime_tag_entries_from_events_enter_on_a_change_only(world, hook):
+    """The people of new events are looked at: holding the value since the last look."""
+    from tagportal.engine.services import store_values
+
+    services.start_cursors()
+    tag = _tier(world)
+    journey = make_journey(
+        world.own_brand,
+        chain(
+            entry("tag", tag=tag.code, value="vip", reentry="after_days", reentry_days=1), ("x", "exit", {})
+        ),
+    )
+
+    def look(value, day):
+        store_values(tag, pd.Series([value], index=[1]))
+        event(world, 1, "page_view", at(days=day))
+        entered = services.poll_activity(now=at(days=day))["entered"]
+        runner.tick(now=at(days=day))
+        return entered
+
+    assert look("vip", 0) == 1
+    assert look("vip", 3) == 0  # still a holder: not again
+    assert look("std", 4) == 0
+    assert look("vip", 5) == 1  # back to the value
+    assert _entries(journey) == [(1, 1), (1, 2)]
+
+
+def test_a_backlog_drains_in_one_poll_without_skipping_rows(world, hook):
+    services.start_cursors()
+    make_journey(world.own_brand, chain(entry("event", event="skin_test_completed")))
+    oneids = list(range(1, 24))
+    for oneid in oneids:  # 23 events of interest among 46: seven full batches of 3 and more
+        event(world, oneid, "page_view", T0)
+        event(world, oneid, "skin_test_completed", T0)
+    done = services.poll_activity(now=T0, limit=3)
+    # only the types the journeys react to are read: 7 full batches, a short one, the orders
+    assert done["events"] == 23 and done["rounds"] == 9
+    assert sorted(JourneyInstance.objects.values_list("oneid", flat=True)) == oneids
+    assert services.poll_activity(now=T0, limit=3)["events"] == 0
+
+
+def test_a_poll_stops_after_its_rounds_and_the_next_goes_on(world, hook):
+    services.start_cursors()
+    make_journey(world.own_brand, chain(entry("event", event="skin_test_completed")))
+    for oneid in range(1, 11):
+        event(world, oneid, "skin_test_completed", T0)
+    first = services.poll_activity(now=T0, limit=2, rounds=3)
+    assert first["events"] == 6 and first["entered"] == 6
+    second = services.poll_activity(now=T0, limit=2, rounds=3)
+    assert second["events"] == 4 and second["entered"] == 4
+    assert sorted(JourneyInstance.objects.values_list("oneid", flat=True)) == list(range(1, 11))
+    # a spent time budget still reads one batch: the poll always moves on
+    event(world, 11, "skin_test_completed", T0)
+    event(world, 12, "skin_test_completed", T0)
+    assert services.poll_activity(now=T0, limit=1, seconds=0)["events"] == 1
+
+
 def test_a_schedule_enters_the_audience_once_per_run(
     world, hook, django_capture_on_commit_callbacks, monkeypatch
 ):

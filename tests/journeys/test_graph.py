@@ -10,7 +10,7 @@ import pytest
 from tagportal.journeys.graph import Graph, validate
 from tests.activation.helpers import account
 
-from .helpers import chain, manual_tag
+from .helpers import chain, entry, manual_tag
 
 pytestmark = pytest.mark.django_db
 
@@ -159,7 +159,7 @@ def test_node_settings_are_checked(world, hook):
         "not an active one of this brand",
         "2 to 5 variants",
         "only a manual tag can be set",
-        "this channel needs “userid”",
+        "this channel needs “WeCom member who tags (userid)”",
     ):
         assert text in errors, text
 
@@ -174,3 +174,31 @@ def test_a_manual_tag_can_be_set_and_a_cron_schedule_is_checked(world, hook):
     assert errors == ["Node “in”: choose an audience."]
     graph["nodes"][0]["config"]["schedule"] = {"cron": "every monday"}
     assert "the cron expression is not valid" in validate(graph, world.own_brand)[-1]
+
+
+def test_sync_tag_fields_needed_per_channel_kind(world):
+    numbers = iter(range(100))
+
+    def errors_for(kind, settings=None, **config):
+        from tests.activation.test_sms_and_shops import make
+
+        name = f"{kind}-{next(numbers)}"
+        acc = make(world.own_brand, kind, name=name) if kind in ("youzan", "weimob") else None
+        acc = acc or account(world.own_brand, kind, name=name)
+        if settings:
+            type(acc).objects.filter(pk=acc.pk).update(settings={**acc.settings, **settings})
+        graph = chain(entry(), ("sy", "sync_tag", {"account": acc.pk, "tag_name": "召回", **config}))
+        return [e for e in validate(graph, world.own_brand) if "Sync" in e]
+
+    assert errors_for("wecom") == ["Sync “sy”: this channel needs “WeCom member who tags (userid)”."]
+    assert errors_for("wecom", userid="zhangsan", tag_group="召回活动") == []
+    assert errors_for("wecom", settings={"userid": "zhangsan"}) == []  # the account's member tags
+    assert errors_for("wecom", userid="zhangsan", tag_group="组" * 31) == [
+        "Sync “sy”: the WeCom tag group has at most 30 characters."
+    ]
+    assert errors_for("weimob") == ["Sync “sy”: this channel needs “Weimob tag id”."]
+    assert errors_for("weimob", tag_id="1001") == []
+    assert errors_for("wechat_mp") == [] and errors_for("youzan") == []
+    assert errors_for("wecom", userid=["x"], tag_group="g") == [
+        "Sync “sy”: “WeCom member who tags (userid)” must be text."
+    ]

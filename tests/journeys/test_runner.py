@@ -288,6 +288,67 @@ def test_week_and_global_caps(world, hook):
     assert sends_to_one(world, other, sunday_night + dt.timedelta(hours=2)).detail["cap"] == "global:day"
 
 
+def campaign_send(hook, oneids, created, state="queued", code=""):
+    """A send made outside journeys (an audience's one-off send), created at ``created``."""
+    from tagportal.activation import deliveries
+
+    made = deliveries.create_send(hook, {"text": "双十一"}, [(o, str(o)) for o in oneids], kick=False)
+    Delivery.objects.filter(send=made).update(created=created, state=state, last_error_code=code)
+    return made
+
+
+def test_caps_count_the_campaign_sends_made_outside_journeys(world, hook):
+    no_quiet_hours(world.own_brand, caps={"webhook": {"day": 1}})
+    noon = dt.datetime(2026, 3, 2, 4, 0, tzinfo=dt.UTC)  # 12:00 Monday in Beijing
+    campaign_send(hook, [1], noon - dt.timedelta(hours=2))
+    capped = sends_to_one(world, hook, noon)
+    assert capped.outcome == "capped" and capped.detail["cap"] == "webhook:day"
+    # yesterday's campaign send (Beijing day) does not count today
+    Delivery.objects.filter(send__context__isnull=True).update(created=noon - dt.timedelta(days=1))
+    assert sends_to_one(world, hook, noon + dt.timedelta(minutes=5)).outcome == "sent"
+
+
+def test_global_cap_counts_a_campaign_on_another_channel(world, hook):
+    sms = account(world.own_brand, "webhook", name="second hook")
+    no_quiet_hours(world.own_brand, caps={}, global_day=1)
+    noon = dt.datetime(2026, 3, 2, 4, 0, tzinfo=dt.UTC)
+    campaign_send(sms, [1], noon - dt.timedelta(minutes=30))
+    assert sends_to_one(world, hook, noon).detail["cap"] == "global:day"
+
+
+def test_refused_or_failed_campaign_deliveries_do_not_count_in_doubt_ones_do(world, hook):
+    no_quiet_hours(world.own_brand, caps={"webhook": {"day": 1}})
+    noon = dt.datetime(2026, 3, 2, 4, 0, tzinfo=dt.UTC)
+    campaign_send(hook, [1], noon - dt.timedelta(hours=1), state="failed", code="refused")
+    campaign_send(hook, [1], noon - dt.timedelta(hours=1), state="dead", code="500")
+    assert sends_to_one(world, hook, noon).outcome == "sent"
+    campaign_send(hook, [2], noon - dt.timedelta(hours=1), state="failed", code="in_doubt")
+    journey = make_journey(world.own_brand, chain(entry(), send("s", hook)))
+    enter(journey, [2], now=noon)
+    runner.tick(now=noon)
+    assert InstanceStep.objects.get(instance__journey=journey, node="s").outcome == "capped"
+
+
+def test_a_journey_send_is_counted_once_not_by_its_delivery_too(world, hook):
+    no_quiet_hours(world.own_brand, caps={"webhook": {"day": 2}})
+    noon = dt.datetime(2026, 3, 2, 4, 0, tzinfo=dt.UTC)
+    assert sends_to_one(world, hook, noon).outcome == "sent"
+    # its delivery is stamped now (wall clock) as well: moved to the same Beijing day
+    Delivery.objects.update(created=noon)
+    assert sends_to_one(world, hook, noon + dt.timedelta(minutes=5)).outcome == "sent"
+    assert sends_to_one(world, hook, noon + dt.timedelta(minutes=10)).outcome == "capped"
+
+
+def test_sent_counts_is_one_query_for_a_batch(world, hook, django_assert_num_queries):
+    from tagportal.journeys import services
+
+    noon = dt.datetime(2026, 3, 2, 4, 0, tzinfo=dt.UTC)
+    campaign_send(hook, [1, 2, 3], noon - dt.timedelta(hours=1))
+    with django_assert_num_queries(1):
+        counts = services.sent_counts(world.own_brand.pk, range(1, 200), noon)
+    assert {o: c["day"]["webhook"] for o, c in counts.items()} == {1: 1, 2: 1, 3: 1}
+
+
 def test_quiet_hours_defer_across_midnight_never_drop(world, hook):
     no_quiet_hours(world.own_brand, quiet_start=dt.time(21, 0), quiet_end=dt.time(9, 0))
     journey = make_journey(world.own_brand, chain(entry(), send("s", hook)))

@@ -255,3 +255,39 @@ def test_the_variants_table_reads_the_variants_module(client, world, monkeypatch
         ("A", "5.0%", "0.0%", False),
         ("B", "15.0%", "100.0%", True),
     ]
+
+
+def test_journey_pages_wear_the_portal_chrome(client, world):
+    """The portal header, as on the workbench; not the admin's model sidebar nor a way back
+    to the admin."""
+    journey = draft(world)
+    logged_in(client, world.steward)
+    for url in ("/journeys/", f"/journeys/{journey.pk}/", f"/journeys/{journey.pk}/edit/", "/journeys/new/"):
+        for language in ("en", "zh-hans"):
+            page = client.get(url, HTTP_ACCEPT_LANGUAGE=language)
+            assert page.status_code == 200, url
+            html = page.content.decode()
+            assert 'id="tp-portal-nav"' in html and 'id="tp-nav-journeys"' in html, url
+            assert 'id="nav-sidebar"' not in html and 'id="toggle-nav-sidebar"' not in html, url
+            assert "Back to the admin" not in html and "返回管理后台" not in html, url
+            assert 'href="/admin/"' not in html, url
+            assert 'id="tp-journeys-nav"' in html, url
+
+
+def test_the_editor_offers_the_sync_fields_per_kind_in_chinese(client, world):
+    from tagportal.activation.models import ChannelAccount
+    from tests.activation.helpers import account
+
+    wecom = account(world.own_brand, "wecom", name="导诊企微")
+    named = account(world.own_brand, "wecom", name="有成员的企微")
+    ChannelAccount.objects.filter(pk=named.pk).update(settings={**named.settings, "userid": "lisi"})
+    page = logged_in(client, world.operator).get("/journeys/new/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    catalog, strings = page.context["catalog"], page.context["strings"]
+    assert catalog["sync_fields"]["wecom"] == [
+        {"name": "userid", "label": "打标签的企业微信成员（userid）"},
+        {"name": "tag_group", "label": "企业微信标签组"},
+    ]
+    assert catalog["sync_fields"]["weimob"] == [{"name": "tag_id", "label": "微盟标签 ID"}]
+    required = {a["id"]: a["sync_required"] for a in catalog["accounts"]}
+    assert required[wecom.pk] == ["userid"] and required[named.pk] == []
+    assert strings["required"] == "必填" and "userid" in strings["sync_userid_help"]
