@@ -84,8 +84,8 @@ def _graph(nodes: list[tuple], edges: list[tuple], goal: dict | None) -> dict:
                 "id": nid,
                 "type": kind,
                 "label": label,
-                "x": 40 + 180 * (i % 5),
-                "y": 80 + 120 * (i // 5),
+                "x": 40 + 180 * (i % 4),  # four a row: the canvas at 1280 px shows them all
+                "y": 80 + 120 * (i // 4),
                 "config": config,
             }
             for i, (nid, kind, label, config) in enumerate(nodes)
