@@ -242,15 +242,14 @@ def _write_feedback(brand_id: int, rows: list[tuple[int, str, str, dt.datetime, 
     if not _postgres():
         services.write_feedback(brand_id, rows)
         return
-    from tagportal.profiles.models import Customer, Event
-
+    # the profiles app's tables (profiles.Event, profiles.Customer), by their names
     sql = (
-        f"INSERT INTO {Event._meta.db_table} "
+        "INSERT INTO profiles_event "
         "(brand_id, customer_id, client_id, type, time, channel, store, properties, created) "
         "SELECT %s, c.id, r.key, r.type, r.time, 'journey', '', r.properties, %s "
         "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::timestamptz[], %s::jsonb[]) "
         "AS r(oneid, type, key, time, properties) "
-        f"JOIN {Customer._meta.db_table} c ON c.brand_id = %s AND c.oneid = r.oneid "
+        "JOIN profiles_customer c ON c.brand_id = %s AND c.oneid = r.oneid "
         "AND c.merged_into_id IS NULL ON CONFLICT DO NOTHING"
     )
     created = timezone.now()
