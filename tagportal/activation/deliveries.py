@@ -143,7 +143,28 @@ def create_send(
             if oneid in seen:
                 continue
             seen.add(oneid)
-            rows.append(
+            rows.append((oneid, recipient))
+        _insert_deliveries(send, rows, variables, now)
+        if kick:
+            from tagportal.core import background
+
+            from .tasks import deliver_due
+
+            background.queue_after_commit(deliver_due)
+    return send
+
+
+#: Deliveries inserted per statement on PostgreSQL.
+INSERT_CHUNK = 20000
+
+
+def _insert_deliveries(send: Send, rows: list[tuple[int, str]], variables: dict, now: dt.datetime) -> None:
+    """The queued deliveries of ``send`` to ``(OneID, recipient)`` rows: on PostgreSQL one
+    ``INSERT … SELECT FROM unnest(arrays)`` per chunk (three parameters, not a dozen a
+    row, and no model built per person), elsewhere ``bulk_create``."""
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_create(
+            [
                 Delivery(
                     send=send,
                     oneid=oneid,
@@ -152,15 +173,42 @@ def create_send(
                     next_attempt_at=now,
                     variables=variables.get(oneid, {}),
                 )
+                for oneid, recipient in rows
+            ],
+            batch_size=1000,
+        )
+        return
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    sql = (
+        f"INSERT INTO {Delivery._meta.db_table} (send_id, oneid, recipient, idempotency_key, state, "
+        "attempts, next_attempt_at, last_error_code, last_error, provider_id, variables, created, updated) "
+        "SELECT %s, t.oneid, t.recipient, %s || t.oneid::text, %s, 0, %s, '', '', '', t.variables, %s, %s "
+        "FROM unnest(%s::bigint[], %s::varchar[], %s::jsonb[]) AS t(oneid, recipient, variables)"
+    )
+    stamp = timezone.now()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = rows[start : start + INSERT_CHUNK]
+            cursor.execute(
+                sql,
+                [
+                    send.pk,
+                    f"{send.pk}:",
+                    DeliveryState.QUEUED.value,
+                    now,
+                    stamp,
+                    stamp,
+                    [int(oneid) for oneid, _recipient in chunk],
+                    [recipient for _oneid, recipient in chunk],
+                    [
+                        json.dumps(variables.get(oneid, {}), ensure_ascii=False, cls=DjangoJSONEncoder)
+                        for oneid, _recipient in chunk
+                    ],
+                ],
             )
-        Delivery.objects.bulk_create(rows, batch_size=1000)
-        if kick:
-            from tagportal.core import background
-
-            from .tasks import deliver_due
-
-            background.queue_after_commit(deliver_due)
-    return send
 
 
 # claiming ------------------------------------------------------------------------

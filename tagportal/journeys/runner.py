@@ -24,8 +24,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import services, variants
@@ -56,6 +58,17 @@ def _lease_seconds() -> int:
     return int(getattr(settings, "TAGPORTAL_JOURNEY_LEASE_SECONDS", 300))
 
 
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _pk_in(pks: list[int]) -> Q:
+    """``pk IN pks``: on PostgreSQL one array parameter (``= ANY``), not one per pk."""
+    if _postgres():
+        return Q(pk__in=RawSQL("SELECT unnest(%s::bigint[])", (list(pks),)))
+    return Q(pk__in=pks)
+
+
 # claiming ------------------------------------------------------------------------
 def claim(now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
     """The pks of at most ``limit`` due instances, now leased until the answered time."""
@@ -73,7 +86,7 @@ def claim(now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
             due = due.select_for_update(skip_locked=True, of=("self",))
         pks = list(due.values_list("pk", flat=True)[:limit])
         if pks:
-            JourneyInstance.objects.filter(pk__in=pks).update(lease_until=lease)
+            JourneyInstance.objects.filter(_pk_in(pks)).update(lease_until=lease)
     return pks, lease
 
 
@@ -121,7 +134,8 @@ class Context:
     journeys: dict[int, Journey]
     versions: dict[int, JourneyVersion]
     graphs: dict[int, Graph]
-    steps: list[InstanceStep] = field(default_factory=list)
+    #: ``(instance_id, node, outcome, detail, at)`` of the steps passed
+    steps: list[tuple] = field(default_factory=list)
     feedback: dict[int, list] = field(default_factory=lambda: defaultdict(list))
     sends: list[int] = field(default_factory=list)
     policies: dict = field(default_factory=dict)
@@ -135,7 +149,9 @@ class Context:
 def advance(pks: list[int], lease: dt.datetime, now: dt.datetime) -> int:
     """Advance the instances claimed under ``lease``; answers how many were looked at."""
     with transaction.atomic():
-        instances = list(JourneyInstance.objects.filter(pk__in=pks, lease_until=lease, state__in=OPEN_STATES))
+        instances = list(
+            JourneyInstance.objects.filter(_pk_in(pks), lease_until=lease, state__in=OPEN_STATES).order_by()
+        )
         if not instances:
             return 0
         versions = {v.pk: v for v in JourneyVersion.objects.filter(pk__in={i.version_id for i in instances})}
@@ -156,7 +172,7 @@ def advance(pks: list[int], lease: dt.datetime, now: dt.datetime) -> int:
         _insert_steps(ctx.steps)
         _save(instances, original, lease)
         for brand_id, rows in ctx.feedback.items():
-            services.write_feedback(brand_id, rows)
+            _write_feedback(brand_id, rows)
         if ctx.sends:
             from tagportal.activation.tasks import deliver_due
             from tagportal.core import background
@@ -172,7 +188,10 @@ def _recorded(instances: list[JourneyInstance]) -> dict[tuple[int, str], dict]:
     (by a worker whose lease had run out), so only steps from the earliest ``node_at``
     on (less one lease, for workers whose clocks differ) are read: not the whole history
     of everyone at each tick."""
-    rows = InstanceStep.objects.filter(instance_id__in=[i.pk for i in instances])
+    pks = [i.pk for i in instances]
+    rows = InstanceStep.objects.filter(
+        instance_id__in=RawSQL("SELECT unnest(%s::bigint[])", (pks,)) if _postgres() else pks
+    )
     arrived = [i.node_at for i in instances]
     if arrived and None not in arrived:
         rows = rows.filter(at__gte=min(arrived) - dt.timedelta(seconds=_lease_seconds()))
@@ -182,12 +201,19 @@ def _recorded(instances: list[JourneyInstance]) -> dict[tuple[int, str], dict]:
     }
 
 
-def _insert_steps(steps: list[InstanceStep]) -> None:
-    """Write the steps; on PostgreSQL one ``INSERT … SELECT FROM unnest(arrays)`` per
-    chunk (five parameters, not five per row). A step already recorded raises
-    :class:`IntegrityError` either way: the batch is rolled back."""
-    if connection.vendor != "postgresql":
-        InstanceStep.objects.bulk_create(steps, batch_size=5000)
+def _insert_steps(steps: list[tuple]) -> None:
+    """Write the steps ``(instance_id, node, outcome, detail, at)``; on PostgreSQL one
+    ``INSERT … SELECT FROM unnest(arrays)`` per chunk (five parameters, not five per
+    row). A step already recorded raises :class:`IntegrityError` either way: the batch is
+    rolled back."""
+    if not _postgres():
+        InstanceStep.objects.bulk_create(
+            [
+                InstanceStep(instance_id=pk, node=node, outcome=outcome, detail=detail, at=at)
+                for pk, node, outcome, detail, at in steps
+            ],
+            batch_size=5000,
+        )
         return
     table = InstanceStep._meta.db_table
     sql = (
@@ -196,15 +222,51 @@ def _insert_steps(steps: list[InstanceStep]) -> None:
     )
     with connection.cursor() as cursor:
         for start in range(0, len(steps), STEP_CHUNK):
-            chunk = steps[start : start + STEP_CHUNK]
+            pks, nodes, outcomes, details, ats = zip(*steps[start : start + STEP_CHUNK], strict=True)
             cursor.execute(
                 sql,
                 [
-                    [s.instance_id for s in chunk],
-                    [s.node for s in chunk],
-                    [s.outcome for s in chunk],
-                    [json.dumps(s.detail or {}, ensure_ascii=False) for s in chunk],
-                    [s.at for s in chunk],
+                    list(pks),
+                    list(nodes),
+                    list(outcomes),
+                    [json.dumps(d or {}, ensure_ascii=False) for d in details],
+                    list(ats),
+                ],
+            )
+
+
+def _write_feedback(brand_id: int, rows: list[tuple[int, str, str, dt.datetime, dict]]) -> None:
+    """:func:`services.write_feedback`; on PostgreSQL one ``INSERT … SELECT FROM
+    unnest(arrays) JOIN`` the people's profiles per chunk, the same rows kept (people
+    without a profile skipped, a key written again adding nothing)."""
+    if not _postgres():
+        services.write_feedback(brand_id, rows)
+        return
+    # the profiles app's tables (profiles.Event, profiles.Customer), by their names
+    sql = (
+        "INSERT INTO profiles_event "
+        "(brand_id, customer_id, client_id, type, time, channel, store, properties, created) "
+        "SELECT %s, c.id, r.key, r.type, r.time, 'journey', '', r.properties, %s "
+        "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::timestamptz[], %s::jsonb[]) "
+        "AS r(oneid, type, key, time, properties) "
+        "JOIN profiles_customer c ON c.brand_id = %s AND c.oneid = r.oneid "
+        "AND c.merged_into_id IS NULL ON CONFLICT DO NOTHING"
+    )
+    created = timezone.now()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), STEP_CHUNK):
+            oneids, kinds, keys, ats, properties = zip(*rows[start : start + STEP_CHUNK], strict=True)
+            cursor.execute(
+                sql,
+                [
+                    brand_id,
+                    created,
+                    list(oneids),
+                    list(kinds),
+                    list(keys),
+                    list(ats),
+                    [json.dumps(p, ensure_ascii=False, cls=DjangoJSONEncoder) for p in properties],
+                    brand_id,
                 ],
             )
 
@@ -235,9 +297,7 @@ def _run_node(ctx: Context, version_id: int, node_id: str, batch, recorded) -> l
                 detail["port"] = move.port
             if move.end:
                 detail["end"] = move.end
-            ctx.steps.append(
-                InstanceStep(instance=instance, node=node_id, outcome=move.outcome, detail=detail, at=ctx.now)
-            )
+            ctx.steps.append((instance.pk, node_id, move.outcome, detail, ctx.now))
         if move.wait_until is not None:
             instance.state, instance.next_run_at = InstanceState.WAITING, move.wait_until
             continue
@@ -294,6 +354,9 @@ def _save(instances: list[JourneyInstance], original: dict[int, tuple], lease: d
     groups: dict[tuple, list[int]] = defaultdict(list)
     for instance in instances:
         groups[_fields(instance)].append(instance.pk)
+    if _postgres():
+        _save_postgres(groups, lease)
+        return
     for values, pks in groups.items():
         changes = dict(zip(FIELDS, values, strict=True))
         changes["path"] = list(changes["path"])
@@ -301,6 +364,26 @@ def _save(instances: list[JourneyInstance], original: dict[int, tuple], lease: d
             JourneyInstance.objects.filter(
                 pk__in=pks[start : start + SAVE_CHUNK], lease_until=lease, state__in=OPEN_STATES
             ).update(lease_until=None, **changes)
+
+
+def _save_postgres(groups: dict[tuple, list[int]], lease: dt.datetime) -> None:
+    """One ``UPDATE … WHERE id = ANY(array)`` per distinct set of new values: the values
+    and the pks as parameters (not a parameter per pk), still only rows held under the
+    lease and open."""
+    table = JourneyInstance._meta.db_table
+    columns = ", ".join(
+        f'"{JourneyInstance._meta.get_field(f).column}" = %s' + ("::jsonb" if f == "path" else "")
+        for f in FIELDS
+    )
+    sql = (
+        f"UPDATE {table} SET {columns}, lease_until = NULL "
+        "WHERE id = ANY(%s::bigint[]) AND lease_until = %s AND state = ANY(%s::varchar[])"
+    )
+    with connection.cursor() as cursor:
+        for values, pks in groups.items():
+            changes = dict(zip(FIELDS, values, strict=True))
+            changes["path"] = json.dumps(list(changes["path"]), ensure_ascii=False)
+            cursor.execute(sql, [*(changes[f] for f in FIELDS), pks, lease, list(OPEN_STATES)])
 
 
 def leave_rows(instances: list[JourneyInstance], state: str, now: dt.datetime) -> int:
