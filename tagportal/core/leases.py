@@ -12,7 +12,16 @@ serialise the claimers instead. The queryset's ordering is kept: a caller that w
 from __future__ import annotations
 
 from django.db import connections, transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
+
+
+def pk_in(pks: list, using: str = "default") -> Q:
+    """``pk IN pks``: on PostgreSQL one array parameter (``IN (SELECT unnest(…))``), not
+    one parameter per pk, which keeps batches of thousands cheap to send and to plan."""
+    if connections[using].vendor == "postgresql":
+        return Q(pk__in=RawSQL("SELECT unnest(%s::bigint[])", (list(pks),)))
+    return Q(pk__in=pks)
 
 
 def claim_pks(due: QuerySet, limit: int, **update) -> list:
@@ -29,5 +38,5 @@ def claim_pks(due: QuerySet, limit: int, **update) -> list:
             due = due.select_for_update(skip_locked=True, of=("self",))
         pks = list(due.values_list("pk", flat=True)[:limit])
         if pks:
-            due.model._default_manager.using(db).filter(pk__in=pks).update(**update)
+            due.model._default_manager.using(db).filter(pk_in(pks, db)).update(**update)
     return pks

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
+
+from tagportal.core.leases import claim_pks, pk_in
 
 from . import services, variants
 from .choices import (
@@ -63,30 +65,22 @@ def _postgres() -> bool:
 
 
 def _pk_in(pks: list[int]) -> Q:
-    """``pk IN pks``: on PostgreSQL one array parameter (``= ANY``), not one per pk."""
-    if _postgres():
-        return Q(pk__in=RawSQL("SELECT unnest(%s::bigint[])", (list(pks),)))
-    return Q(pk__in=pks)
+    return pk_in(pks, JourneyInstance.objects.db)
 
 
 # claiming ------------------------------------------------------------------------
 def claim(now: dt.datetime, limit: int) -> tuple[list[int], dt.datetime]:
     """The pks of at most ``limit`` due instances, now leased until the answered time."""
     lease = now + dt.timedelta(seconds=_lease_seconds())
-    with transaction.atomic():
-        due = (
-            JourneyInstance.objects.filter(
-                state__in=OPEN_STATES, next_run_at__lte=now, journey__status=JourneyStatus.LIVE
-            )
-            .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-            # no ORDER BY: every due row is due; sorting them all would cost more than the batch
-            .order_by()
+    due = (
+        JourneyInstance.objects.filter(
+            state__in=OPEN_STATES, next_run_at__lte=now, journey__status=JourneyStatus.LIVE
         )
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True, of=("self",))
-        pks = list(due.values_list("pk", flat=True)[:limit])
-        if pks:
-            JourneyInstance.objects.filter(_pk_in(pks)).update(lease_until=lease)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        # no ORDER BY: every due row is due; sorting them all would cost more than the batch
+        .order_by()
+    )
+    pks = claim_pks(due, limit, lease_until=lease)
     return pks, lease
 
 
@@ -103,6 +97,19 @@ def tick(now: dt.datetime | None = None, limit: int = 500) -> int:
         # nothing of ours is kept; they are looked at again once the lease ends
         log.warning("journey instances %s… were advanced elsewhere; batch rolled back", pks[:5])
         return 0
+    except OperationalError:
+        # the database failed us mid-batch (everything of the batch rolled back): give the
+        # people back at once rather than when the lease ends, then let the task retry
+        _release(pks, lease)
+        raise
+
+
+def _release(pks: list[int], lease: dt.datetime) -> None:
+    """Lift our lease from those of ``pks`` still under it (best effort)."""
+    try:
+        JourneyInstance.objects.filter(_pk_in(pks), lease_until=lease).update(lease_until=None)
+    except OperationalError:
+        log.warning("journey instances %s… keep their lease until it ends", pks[:5])
 
 
 def run_due(now: dt.datetime | None = None, limit: int = 500, batches: int = 20) -> int:

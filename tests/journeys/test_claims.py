@@ -85,5 +85,34 @@ def test_concurrent_ticks_send_each_person_once(sleeps):
             retrying(lambda: runner.tick(now=T0, limit=7))
 
     in_threads(3, work)
+    # whoever a failed batch left under a lease is taken again once it has run out
+    later = T0 + dt.timedelta(seconds=runner._lease_seconds() + 1)
+
+    def catch_up():
+        while retrying(lambda: runner.tick(now=later, limit=7)):
+            pass
+
+    in_threads(3, catch_up)
     oneids = list(Delivery.objects.values_list("oneid", flat=True))
     assert sorted(oneids) == list(range(1, 41))
+
+
+@pytest.mark.django_db
+def test_a_batch_the_database_failed_is_given_back_at_once(monkeypatch):
+    from tagportal.journeys.models import JourneyInstance
+
+    brand = BrandFactory(code="b3", business_line=BusinessLineFactory(code="l3"))
+    no_quiet_hours(brand)
+    journey = make_journey(brand, chain(entry(), send("s", account(brand, "webhook"))))
+    enter(journey, range(1, 6))
+
+    def fail(pks, lease, now):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(runner, "advance", fail)
+    with pytest.raises(OperationalError):
+        runner.tick(now=T0, limit=3)
+    assert not JourneyInstance.objects.filter(lease_until__isnull=False).exists()
+    monkeypatch.undo()
+    assert runner.tick(now=T0, limit=10) == 5  # nobody waits for a lease to run out
+    assert Delivery.objects.count() == 5
