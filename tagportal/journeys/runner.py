@@ -24,7 +24,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
@@ -179,7 +178,7 @@ def advance(pks: list[int], lease: dt.datetime, now: dt.datetime) -> int:
         _insert_steps(ctx.steps)
         _save(instances, original, lease)
         for brand_id, rows in ctx.feedback.items():
-            _write_feedback(brand_id, rows)
+            services.write_feedback(brand_id, rows)
         if ctx.sends:
             from tagportal.activation.tasks import deliver_due
             from tagportal.core import background
@@ -238,42 +237,6 @@ def _insert_steps(steps: list[tuple]) -> None:
                     list(outcomes),
                     [json.dumps(d or {}, ensure_ascii=False) for d in details],
                     list(ats),
-                ],
-            )
-
-
-def _write_feedback(brand_id: int, rows: list[tuple[int, str, str, dt.datetime, dict]]) -> None:
-    """:func:`services.write_feedback`; on PostgreSQL one ``INSERT … SELECT FROM
-    unnest(arrays) JOIN`` the people's profiles per chunk, the same rows kept (people
-    without a profile skipped, a key written again adding nothing)."""
-    if not _postgres():
-        services.write_feedback(brand_id, rows)
-        return
-    # the profiles app's tables (profiles.Event, profiles.Customer), by their names
-    sql = (
-        "INSERT INTO profiles_event "
-        "(brand_id, customer_id, client_id, type, time, channel, store, properties, created) "
-        "SELECT %s, c.id, r.key, r.type, r.time, 'journey', '', r.properties, %s "
-        "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::timestamptz[], %s::jsonb[]) "
-        "AS r(oneid, type, key, time, properties) "
-        "JOIN profiles_customer c ON c.brand_id = %s AND c.oneid = r.oneid "
-        "AND c.merged_into_id IS NULL ON CONFLICT DO NOTHING"
-    )
-    created = timezone.now()
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), STEP_CHUNK):
-            oneids, kinds, keys, ats, properties = zip(*rows[start : start + STEP_CHUNK], strict=True)
-            cursor.execute(
-                sql,
-                [
-                    brand_id,
-                    created,
-                    list(oneids),
-                    list(kinds),
-                    list(keys),
-                    list(ats),
-                    [json.dumps(p, ensure_ascii=False, cls=DjangoJSONEncoder) for p in properties],
-                    brand_id,
                 ],
             )
 

@@ -420,34 +420,13 @@ def cap_reached(policy: ContactPolicy, kind: str, counted: dict[str, dict[str, i
 
 
 # feedback events -----------------------------------------------------------------
-def write_feedback(brand_id: int, rows: list[tuple[int, str, str, dt.datetime, dict]]) -> int:
+def write_feedback(brand_id: int, rows: list[tuple[int, str, str, dt.datetime, dict]]) -> None:
     """Write profiles events ``(oneid, type, key, time, properties)`` (``key`` makes the
     event's client id: writing it again adds nothing). People without a profile are
-    skipped."""
-    from tagportal.profiles.models import Customer, Event
+    skipped (:func:`tagportal.profiles.bulk.write_events`)."""
+    from tagportal.profiles.bulk import write_events
 
-    if not rows:
-        return 0
-    customers = dict(
-        Customer.objects.filter(brand_id=brand_id, oneid__in={r[0] for r in rows}, merged_into__isnull=True)
-        .order_by("pk")
-        .values_list("oneid", "pk")
-    )
-    events = [
-        Event(
-            brand_id=brand_id,
-            customer_id=customers[oneid],
-            client_id=key,
-            type=kind,
-            time=at,
-            channel="journey",
-            properties=properties,
-        )
-        for oneid, kind, key, at, properties in rows
-        if oneid in customers
-    ]
-    Event.objects.bulk_create(events, batch_size=1000, ignore_conflicts=True)
-    return len(events)
+    write_events(brand_id, rows, channel="journey")
 
 
 # new events and orders -----------------------------------------------------------

@@ -9,6 +9,10 @@ for loading tens of millions of rows into a benchmark or a test database.
 ``COPY (SELECT …) TO STDOUT``: the same frames as the ORM read of
 :func:`tagportal.profiles.loaders.load_frames`, without a Python object per row and
 field (CSV parsed by pandas in C; the JSON columns decoded once per row).
+
+:func:`write_events` writes the events other apps record on people (a journey's entries
+and exits): one ``INSERT … SELECT FROM unnest(arrays)`` per chunk on PostgreSQL,
+``bulk_create`` elsewhere; the same rows either way.
 """
 
 from __future__ import annotations
@@ -282,3 +286,65 @@ def deferred_indexes(*models):
                 cursor.execute(definition)
             for table, name, definition in sorted(constraints, key=lambda c: "FOREIGN" in c[2]):
                 cursor.execute(f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(name)} {definition}")
+
+
+#: Events per ``INSERT`` of :func:`write_events`.
+EVENT_CHUNK = 20_000
+
+
+def write_events(brand_id: int, rows: list[tuple], channel: str) -> None:
+    """Write events ``(oneid, type, client_id, time, properties)`` of ``channel`` on the
+    brand's people. People without a profile (or merged into another) are skipped; a
+    ``client_id`` written before adds nothing (``ON CONFLICT DO NOTHING``)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        customers = dict(
+            Customer.objects.filter(
+                brand_id=brand_id, oneid__in={r[0] for r in rows}, merged_into__isnull=True
+            ).values_list("oneid", "pk")
+        )
+        events = [
+            Event(
+                brand_id=brand_id,
+                customer_id=customers[oneid],
+                client_id=key,
+                type=kind,
+                time=at,
+                channel=channel,
+                properties=properties,
+            )
+            for oneid, kind, key, at, properties in rows
+            if oneid in customers
+        ]
+        Event.objects.bulk_create(events, batch_size=1000, ignore_conflicts=True)
+        return
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    sql = (
+        f"INSERT INTO {_table(Event)} "
+        "(brand_id, customer_id, client_id, type, time, channel, store, properties, created) "
+        "SELECT %s, c.id, r.key, r.type, r.time, %s, '', r.properties, %s "
+        "FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::timestamptz[], %s::jsonb[]) "
+        "AS r(oneid, type, key, time, properties) "
+        f"JOIN {_table(Customer)} c ON c.brand_id = %s AND c.oneid = r.oneid "
+        "AND c.merged_into_id IS NULL ON CONFLICT DO NOTHING"
+    )
+    created = timezone.now()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), EVENT_CHUNK):
+            oneids, kinds, keys, ats, properties = zip(*rows[start : start + EVENT_CHUNK], strict=True)
+            cursor.execute(
+                sql,
+                [
+                    brand_id,
+                    channel,
+                    created,
+                    list(oneids),
+                    list(kinds),
+                    list(keys),
+                    list(ats),
+                    [json.dumps(p, ensure_ascii=False, cls=DjangoJSONEncoder) for p in properties],
+                    brand_id,
+                ],
+            )
